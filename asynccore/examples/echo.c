@@ -1,0 +1,1 @@
+/* placeholder until the echo example lands */ int main(void) { return 0; }

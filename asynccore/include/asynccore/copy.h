@@ -1,0 +1,53 @@
+/* asynccore: copying between streams.
+ *
+ * ac_copy moves bytes from one stream to another until EOF, then shuts the
+ * destination's write half (the half-close is passed on). It holds no buffer
+ * while idle: it reads into the worker's scratch buffer and writes straight
+ * through; only when the destination accepts part of the data does it
+ * allocate a buffer (bufsize) for the remainder, and it frees that buffer as
+ * soon as it is drained. So an idle proxied connection costs no buffer memory.
+ *
+ * ac_copy_bidi runs two copies (a->b and b->a) and is ready when both
+ * directions have ended (EOF passed on, or an error). An error in one
+ * direction (reset) ends both.
+ */
+#ifndef ASYNCCORE_COPY_H
+#define ASYNCCORE_COPY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "asynccore/future.h"
+#include "asynccore/stream.h"
+
+struct ac_copy {
+    struct ac_future base;
+    struct ac_stream *from, *to;
+    size_t bufsize;
+    unsigned char *buf; /* pending bytes not yet written; NULL when none */
+    size_t pos, end;
+    uint64_t bytes;      /* output: bytes written to `to` (running count) */
+    uint64_t *activity;  /* optional: set to the worker clock at each transfer */
+    int err;             /* output: 0 or -errno (read or write side) */
+    bool read_eof, shut_done;
+};
+/* bufsize: 0 means 16 KiB. */
+void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *to, size_t bufsize);
+
+struct ac_copy_bidi {
+    struct ac_future base;
+    struct ac_copy ab, ba;
+    bool ab_done, ba_done;
+    int err; /* output: first error of either direction, 0 if both ended cleanly */
+};
+void ac_copy_bidi_init(struct ac_copy_bidi *c, struct ac_stream *a, struct ac_stream *b,
+                       size_t bufsize);
+
+/* Size of each worker's scratch buffer (the largest bufsize a copy may use). */
+#define AC_SCRATCH_SIZE (256u * 1024u)
+/* The calling worker's scratch buffer (AC_SCRATCH_SIZE bytes), valid only
+ * within one poll on that worker. */
+unsigned char *ac_worker_scratch(struct ac_worker *w);
+
+#endif

@@ -1,0 +1,173 @@
+/* ferry.ini: loading into typed, validated structs (SPEC.md section 2).
+ *
+ * ferry_config_load() reads the whole file with inih (through a line reader of
+ * our own, so every error carries its line and an over-long line is an error,
+ * never silently cut), checks every value and every reference, and collects
+ * all errors, not just the first, as "FILE:LINE: message".
+ *
+ * The result is one allocation tree owned by the struct ferry_config; free it
+ * with ferry_config_free(). This module knows nothing of sockets beyond
+ * parsing addresses, and nothing of asynccore.
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define FERRY_NAME_MAX 64
+
+enum ferry_addr_kind {
+    FERRY_ADDR_INET,     /* numeric IPv4 / IPv6, or a host name (servers only) */
+    FERRY_ADDR_ANY,      /* "*:PORT": all IPv4 and IPv6 */
+    FERRY_ADDR_UNIX,     /* "unix:/path" */
+};
+
+/* A parsed address. For a host name (servers only), `host` is the name to
+ * resolve and `resolved` is false; the daemon resolves it without blocking. */
+struct ferry_addr {
+    enum ferry_addr_kind kind;
+    char text[256];               /* as written, normalised: "127.0.0.1:80", "[::1]:80", "*:80", "unix:/p" */
+    char host[256];               /* host part without brackets ("" for ANY / UNIX) */
+    uint16_t port;
+    bool resolved;                /* sa holds a numeric address */
+    struct sockaddr_storage sa;   /* valid when resolved (INET numeric, UNIX) */
+    socklen_t sa_len;
+};
+
+enum ferry_log_level { FERRY_LOG_ERROR, FERRY_LOG_WARN, FERRY_LOG_INFO, FERRY_LOG_DEBUG };
+
+struct ferry_global {
+    unsigned workers;           /* 0 = auto */
+    unsigned max_connections;   /* default 10000 */
+    char control_socket[108];   /* "" disables; default /run/ferry/ferry.sock */
+    unsigned control_mode;      /* default 0660 */
+    char user[64], group[64];   /* "" none */
+    enum ferry_log_level log_level;
+    bool access_log;            /* default on */
+    uint64_t drain_timeout_ms;  /* default 30s */
+    size_t buffer_size;         /* default 16k */
+    bool has_metrics;
+    struct ferry_addr metrics;  /* HOST:PORT */
+    int metrics_line;
+};
+
+struct ferry_route {
+    char servername[256];       /* exact, or "*.example.com" */
+    char backend[FERRY_NAME_MAX];
+    int backend_index;          /* resolved reference into config->backends */
+    int line;
+};
+
+struct ferry_cidr {
+    int family;                 /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    unsigned prefix;
+};
+
+struct ferry_listener {
+    char name[FERRY_NAME_MAX];
+    int line;                   /* line of the section header */
+    struct ferry_addr *binds;
+    int *bind_lines;
+    size_t nbinds;
+    char backend[FERRY_NAME_MAX]; /* "" none */
+    int backend_index;          /* -1 none */
+    int backend_line;
+    bool tls;
+    char **tls_certs;           /* paths */
+    int *tls_cert_lines;
+    size_t ntls_certs;
+    int tls_min_version;        /* 0x0303 (1.2) or 0x0304 (1.3) */
+    char *tls_ciphers, *tls_ciphersuites, *tls_alpn, *tls_client_ca; /* NULL: unset */
+    int tls_client_ca_line;
+    struct ferry_route *routes;
+    size_t nroutes;
+    bool accept_proxy;
+    struct ferry_cidr *allow, *deny;
+    size_t nallow, ndeny;
+    unsigned max_connections;   /* 0: only the global cap */
+    uint64_t idle_timeout_ms;   /* default 5m */
+    uint64_t handshake_timeout_ms; /* default 10s */
+};
+
+struct ferry_server {
+    char name[FERRY_NAME_MAX];
+    struct ferry_addr addr;
+    unsigned weight;            /* default 1; 0 allowed = never picked */
+    bool backup;
+    int line;
+};
+
+enum ferry_balance { FERRY_BALANCE_ROUNDROBIN, FERRY_BALANCE_LEASTCONN, FERRY_BALANCE_RANDOM,
+                     FERRY_BALANCE_SOURCE };
+enum ferry_health { FERRY_HEALTH_OFF, FERRY_HEALTH_TCP, FERRY_HEALTH_TLS };
+
+struct ferry_backend {
+    char name[FERRY_NAME_MAX];
+    int line;
+    struct ferry_server *servers;
+    size_t nservers;
+    enum ferry_balance balance;
+    uint64_t connect_timeout_ms;   /* default 5s */
+    unsigned retries;              /* default 2 */
+    enum ferry_health health_check;
+    uint64_t health_interval_ms, health_timeout_ms; /* 5s, 2s */
+    unsigned health_rise, health_fall;              /* 2, 3 */
+    bool tls;
+    bool tls_verify;               /* default on */
+    char *tls_ca;                  /* NULL: system store */
+    char *tls_sni;                 /* NULL: server host */
+    int send_proxy;                /* 0 off, 1 v1, 2 v2 */
+};
+
+struct ferry_config {
+    char *path;
+    struct ferry_global global;
+    struct ferry_listener *listeners;
+    size_t nlisteners;
+    struct ferry_backend *backends;
+    size_t nbackends;
+};
+
+/* One error: "FILE:LINE: message" already formatted. */
+struct ferry_config_errors {
+    char **msgs;
+    size_t n;
+};
+
+/* Loads and validates `path`. Returns the config, or NULL with errs->n > 0
+ * (every error found). TLS files are checked by the daemon's TLS layer, not
+ * here (errors it finds use the same FILE:LINE form with the lines kept in
+ * the structs above). */
+struct ferry_config *ferry_config_load(const char *path, struct ferry_config_errors *errs);
+
+/* Same, from an in-memory string; `name` is used in messages (for tests). */
+struct ferry_config *ferry_config_load_string(const char *name, const char *text,
+                                              struct ferry_config_errors *errs);
+
+void ferry_config_free(struct ferry_config *cfg);
+void ferry_config_errors_free(struct ferry_config_errors *errs);
+/* Appends a formatted "FILE:LINE: message" (used by later validation stages). */
+void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, int line,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Value parsers (exposed for the control socket and tests). Each returns 0 or
+ * -EINVAL / -ERANGE, and checks the whole string. */
+int ferry_parse_duration_ms(const char *s, uint64_t *out);   /* "250ms" "10s" "5m" "1h" "7" */
+int ferry_parse_size(const char *s, size_t *out);            /* "4096" "16k" "1m" */
+int ferry_parse_bool(const char *s, bool *out);
+int ferry_parse_uint(const char *s, unsigned long max, unsigned long *out);
+/* allow_host: accept a host name (servers) besides numeric addresses. */
+int ferry_parse_addr(const char *s, bool allow_host, struct ferry_addr *out);
+int ferry_parse_cidr(const char *s, struct ferry_cidr *out);
+bool ferry_cidr_match(const struct ferry_cidr *c, const struct sockaddr *sa);
+bool ferry_name_valid(const char *s);
+
+/* Finds a backend by name; -1 if none. */
+int ferry_config_backend_index(const struct ferry_config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,1 @@
+void ferry__placeholder(void); void ferry__placeholder(void) {}

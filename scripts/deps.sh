@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what ferry needs to build and test, if it is missing (Debian 12).
+# Usage: scripts/deps.sh [build|test|bench]
+set -euo pipefail
+what=${1:-build}
+pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libinih-dev libcmocka-dev openssl)
+case "$what" in
+  test)  pkgs+=(python3 gcovr socat mandoc man-db systemd iproute2 procps) ;;
+  bench) pkgs+=(python3 haproxy nginx-light libnginx-mod-stream hitch wrk socat) ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
