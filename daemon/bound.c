@@ -1,0 +1,283 @@
+/* ferryd: listening sockets and their accept tasks.
+ *
+ * A bound socket is shared by every worker: each worker runs one accept task
+ * on it, registered with EPOLLEXCLUSIVE so one connection wakes one worker.
+ * Before accepting, a task takes a permit of the global max_connections and
+ * of its listener's cap: past either limit it simply stops accepting (the
+ * kernel queue holds the clients) until a connection ends. No accept-and-close.
+ *
+ * Closing: on stop the tasks end at once; when a reload removes the address
+ * they first accept what is already queued (served by the old generation).
+ * The last task to end closes the descriptor.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "asynccore/net.h"
+#include "bound.h"
+#include "conn.h"
+#include "log.h"
+
+struct accept_task {
+    struct ac_future base;
+    struct ferry_daemon *d;
+    struct ferry_worker *fw;
+    struct ferry_bound *b;
+    struct ac_listener l;
+    bool listener_open;
+    struct ac_notified closing;
+    struct ac_acquire acq_global, acq_listener;
+    bool acq_global_live, acq_listener_live;
+    bool have_global, have_listener;
+    struct ferry_listener_limit *lim; /* the cap the held permit belongs to */
+};
+
+static void bound_release(struct ferry_bound *b)
+{
+    if (atomic_fetch_sub(&b->tasks, 1) != 1)
+        return;
+    if (b->fd >= 0) {
+        close(b->fd);
+        if (b->unix_path && !b->inherited)
+            unlink(b->addr + strlen("unix:"));
+    }
+    ac_notify_destroy(&b->closing);
+    if (b->gen)
+        ferry_gen_unref(b->gen);
+    free(b);
+}
+
+/* Which listener of which generation this socket serves right now. */
+static struct ferry_gen *bound_gen(struct ferry_daemon *d, struct ferry_bound *b, size_t *lidx)
+{
+    pthread_mutex_lock(&d->gen_ptr_lock);
+    struct ferry_gen *g = b->gen ? ferry_gen_ref(b->gen) : NULL;
+    *lidx = b->lidx;
+    pthread_mutex_unlock(&d->gen_ptr_lock);
+    return g;
+}
+
+static void release_permits(struct accept_task *t)
+{
+    if (t->have_global)
+        ac_semaphore_release(&t->d->conn_limit, 1);
+    if (t->have_listener && t->lim)
+        ac_semaphore_release(&t->lim->sem, 1);
+    t->have_global = t->have_listener = false;
+}
+
+static void hand_over(struct accept_task *t, int fd, struct sockaddr_storage *peer,
+                      socklen_t peer_len)
+{
+    size_t lidx;
+    struct ferry_gen *g = bound_gen(t->d, t->b, &lidx);
+    if (!g) {
+        close(fd);
+        release_permits(t);
+        return;
+    }
+    struct ferry_permits permits = {
+        .global = t->have_global ? &t->d->conn_limit : NULL,
+        .listener = t->have_listener ? &t->lim->sem : NULL,
+    };
+    t->have_global = t->have_listener = false;
+    /* ferry_conn_spawn takes over fd, the reference on g and the permits. */
+    ferry_conn_spawn(t->fw, g, lidx, fd, peer, peer_len, permits);
+}
+
+/* Accepts what is queued without waiting (removed by a reload). */
+static ac_poll_t serve_queue(struct accept_task *t, struct ac_context *cx)
+{
+    for (;;) {
+        int fd;
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        if (ac_listener_poll_accept(&t->l, cx, &fd, &peer, &plen) == AC_PENDING)
+            return cx->budget == 0 ? AC_PENDING : AC_READY; /* budget: come back */
+        if (fd < 0)
+            return AC_READY;
+        t->have_global = ac_semaphore_try_acquire(&t->d->conn_limit);
+        hand_over(t, fd, &peer, plen);
+    }
+}
+
+/* Takes the permits needed before the next accept. */
+static ac_poll_t take_permits(struct accept_task *t, struct ac_context *cx)
+{
+    if (!t->have_global) {
+        if (!t->acq_global_live) {
+            ac_acquire_init(&t->acq_global, &t->d->conn_limit);
+            t->acq_global_live = true;
+        }
+        if (ac_future_poll(&t->acq_global.base, cx) == AC_PENDING)
+            return AC_PENDING;
+        ac_future_drop(&t->acq_global.base);
+        t->acq_global_live = false;
+        t->have_global = true;
+    }
+    if (!t->have_listener) {
+        size_t lidx;
+        struct ferry_gen *g = bound_gen(t->d, t->b, &lidx);
+        struct ferry_listener_limit *lim = g ? g->listeners[lidx].limit : NULL;
+        if (g)
+            ferry_gen_unref(g); /* limits outlive generations */
+        if (!lim) {
+            t->lim = NULL;
+            return AC_READY;
+        }
+        if (t->acq_listener_live && t->lim != lim) {
+            ac_future_drop(&t->acq_listener.base);
+            t->acq_listener_live = false;
+        }
+        t->lim = lim;
+        if (!t->acq_listener_live) {
+            ac_acquire_init(&t->acq_listener, &lim->sem);
+            t->acq_listener_live = true;
+        }
+        if (ac_future_poll(&t->acq_listener.base, cx) == AC_PENDING)
+            return AC_PENDING;
+        ac_future_drop(&t->acq_listener.base);
+        t->acq_listener_live = false;
+        t->have_listener = true;
+    }
+    return AC_READY;
+}
+
+static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
+{
+    struct accept_task *t = (struct accept_task *)f;
+    if (!t->listener_open) {
+        int rc = ac_listener_open(&t->l, cx->worker, t->b->fd, false, AC_REG_EXCLUSIVE);
+        if (rc < 0) {
+            ferry_log(FERRY_LOG_ERROR, "cannot register listener", "bind=%s error=\"%s\"",
+                      t->b->addr, strerror(-rc));
+            return AC_READY;
+        }
+        t->listener_open = true;
+    }
+    for (;;) {
+        if (ac_future_poll(&t->closing.base, cx) == AC_READY)
+            return t->b->serve_queue ? serve_queue(t, cx) : AC_READY;
+        if (take_permits(t, cx) == AC_PENDING)
+            return AC_PENDING;
+        int fd;
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        if (ac_listener_poll_accept(&t->l, cx, &fd, &peer, &plen) == AC_PENDING)
+            return AC_PENDING;
+        if (fd < 0) {
+            ferry_log(FERRY_LOG_ERROR, "accept failed", "bind=%s error=\"%s\"", t->b->addr,
+                      strerror(-fd));
+            return AC_READY;
+        }
+        hand_over(t, fd, &peer, plen);
+    }
+}
+
+static void accept_drop(struct ac_future *f)
+{
+    struct accept_task *t = (struct accept_task *)f;
+    if (t->acq_global_live)
+        ac_future_drop(&t->acq_global.base);
+    if (t->acq_listener_live)
+        ac_future_drop(&t->acq_listener.base);
+    release_permits(t);
+    ac_future_drop(&t->closing.base);
+    if (t->listener_open)
+        ac_listener_close(&t->l);
+    bound_release(t->b);
+}
+
+static const struct ac_future_vtable accept_vt = {accept_poll, accept_drop};
+
+static void accept_free(struct ac_future *f) { free(f); }
+
+int ferry_bound_start(struct ferry_daemon *d, struct ferry_bound *b)
+{
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        struct accept_task *t = calloc(1, sizeof(*t));
+        if (!t)
+            return -ENOMEM;
+        t->base.vt = &accept_vt;
+        t->d = d;
+        t->fw = &d->workers[i];
+        t->b = b;
+        ac_notified_init(&t->closing, &b->closing);
+        atomic_fetch_add(&b->tasks, 1);
+        int rc = ac_spawn(d->workers[i].w, &t->base, accept_free);
+        if (rc < 0)
+            return rc; /* the task was dropped: its reference is released */
+    }
+    return 0;
+}
+
+void ferry_bound_close(struct ferry_bound *b, bool serve_queue)
+{
+    b->serve_queue = serve_queue;
+    ac_notify_all(&b->closing);
+    bound_release(b); /* the daemon's own reference */
+}
+
+static struct ferry_bound *bound_new(const char *addr, int fd)
+{
+    struct ferry_bound *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    snprintf(b->addr, sizeof(b->addr), "%s", addr);
+    b->fd = fd;
+    b->unix_path = strncmp(addr, "unix:", 5) == 0;
+    atomic_init(&b->tasks, 1); /* the daemon's reference */
+    ac_notify_init(&b->closing);
+    return b;
+}
+
+struct ferry_bound *ferry_bound_adopt(const char *addr, int fd, const char *sd_name)
+{
+    struct ferry_bound *b = bound_new(addr, fd);
+    if (b) {
+        b->inherited = true;
+        snprintf(b->sd_name, sizeof(b->sd_name), "%s", sd_name ? sd_name : "");
+    }
+    return b;
+}
+
+/* Binds an address from the configuration. "*:P" is one dual-stack IPv6
+ * socket, or IPv4 0.0.0.0 where IPv6 is not available. */
+int ferry_bound_bind(const struct ferry_addr *a, struct ferry_bound **out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd;
+    if (a->kind == FERRY_ADDR_ANY) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        memset(&ss, 0, sizeof(ss));
+        s6->sin6_family = AF_INET6;
+        s6->sin6_addr = in6addr_any;
+        s6->sin6_port = htons(a->port);
+        fd = ac_listen_socket((struct sockaddr *)&ss, sizeof(*s6), 4096, 0);
+        if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            memset(&ss, 0, sizeof(ss));
+            s4->sin_family = AF_INET;
+            s4->sin_addr.s_addr = htonl(INADDR_ANY);
+            s4->sin_port = htons(a->port);
+            fd = ac_listen_socket((struct sockaddr *)&ss, sizeof(*s4), 4096, 0);
+        }
+    } else {
+        memcpy(&ss, &a->sa, a->sa_len);
+        len = a->sa_len;
+        fd = ac_listen_socket((struct sockaddr *)&ss, len, 4096,
+                              ss.ss_family == AF_INET6 ? AC_LISTEN_V6ONLY : 0);
+    }
+    if (fd < 0)
+        return fd;
+    *out = bound_new(a->text, fd);
+    if (!*out) {
+        close(fd);
+        return -ENOMEM;
+    }
+    return 0;
+}

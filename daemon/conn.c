@@ -1,0 +1,663 @@
+/* ferryd: one proxied connection, as one task whose future is composed:
+ *
+ *   allow/deny
+ *   -> PROXY header, TLS handshake or ClientHello peek, under one
+ *      handshake_timeout deadline
+ *   -> route, then upstream (pick, connect under connect_timeout, retries,
+ *      PROXY header out, TLS to the server)
+ *   -> select(copy_bidi(client, server), idle timer, drain signal)
+ *
+ * The phases share one union, so a connection is one allocation sized by its
+ * largest phase, and holds no data buffer while idle (ac_copy borrows the
+ * worker's scratch buffer). Teardown (nginx's finalize) is in drop: close both
+ * sides, release permits, account, log one line, release the generation.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "asynccore/combinators.h"
+#include "asynccore/copy.h"
+#include "asynccore/net.h"
+#include "asynccore/tls.h"
+#include "balance.h"
+#include "conn.h"
+#include "log.h"
+#include "peek.h"
+#include "proxy_proto.h"
+#include "upstream.h"
+
+#define CONN_MAGIC 0xc0ffee01u
+
+enum phase { P_START, P_PROXY, P_ROUTE, P_TLS, P_HELLO, P_UPSTREAM, P_COPY, P_DONE };
+
+/* Ready when nothing moved for idle_ms. Re-armed lazily: the copies only
+ * stamp *activity; the sleep is moved when it fires early. */
+struct idle_fut {
+    struct ac_future base;
+    struct ac_sleep sleep;
+    const uint64_t *activity;
+    uint64_t idle_ms;
+};
+
+struct ferry_conn {
+    struct ac_future base;
+    uint32_t magic;
+    enum phase phase;
+    struct ferry_conn *next, *prev; /* worker's list */
+    struct ferry_worker *fw;
+    struct ferry_gen *gen;
+    size_t lidx;
+    int bidx, sidx;
+    uint64_t id, start_ms, last_activity;
+    struct ferry_permits permits;
+    struct sockaddr_storage client, local;
+    socklen_t client_len, local_len;
+    const char *end;
+    uint8_t *proxy_out; /* PROXY header for the server, when sent */
+    size_t proxy_out_len;
+    bool backend_counted, server_counted;
+
+    struct ac_stream cplain, splain;
+    struct ac_tls_stream ctls, stls;
+    struct ac_stream *cs, *ss;
+
+    /* Bytes accounted into the stats so far, and what `show conns` reads. */
+    uint64_t acct_in, acct_out;
+    _Atomic uint64_t snap_in, snap_out;
+    _Atomic(struct ferry_server_rt *) srv;
+
+    union {
+        struct {
+            struct ac_sleep deadline;
+            bool deadline_live, step_live;
+            union {
+                struct ferry_peek peek;
+                struct ac_tls_handshake hs;
+            };
+        } pre;
+        struct ferry_upstream up;
+        struct {
+            struct ac_copy_bidi copy;
+            struct idle_fut idle;
+            struct ac_notified drain;
+            struct ac_future *futs[3];
+            struct ac_select_n sel;
+        } run;
+    } u;
+    bool u_live;
+};
+
+/* ---- the idle timer ---- */
+
+static ac_poll_t idle_poll(struct ac_future *f, struct ac_context *cx)
+{
+    struct idle_fut *t = (struct idle_fut *)f;
+    for (;;) {
+        if (ac_future_poll(&t->sleep.base, cx) == AC_PENDING)
+            return AC_PENDING;
+        uint64_t due = *t->activity + t->idle_ms;
+        if (due <= ac_worker_now_ms(cx->worker))
+            return AC_READY;
+        ac_sleep_reset(&t->sleep, due);
+    }
+}
+
+static void idle_drop(struct ac_future *f) { ac_future_drop(&((struct idle_fut *)f)->sleep.base); }
+
+static const struct ac_future_vtable idle_vt = {idle_poll, idle_drop};
+
+/* ---- helpers ---- */
+
+static const struct ferry_listener *listener_cfg(struct ferry_conn *c)
+{
+    return &c->gen->cfg->listeners[c->lidx];
+}
+
+static struct ferry_listener_wstats *lstats(struct ferry_conn *c)
+{
+    return &c->gen->listeners[c->lidx].stats->w[c->fw->index];
+}
+
+static bool allowed(const struct ferry_listener *l, const struct sockaddr *sa)
+{
+    for (size_t i = 0; i < l->ndeny; i++)
+        if (ferry_cidr_match(&l->deny[i], sa))
+            return false;
+    if (l->nallow == 0)
+        return true;
+    for (size_t i = 0; i < l->nallow; i++)
+        if (ferry_cidr_match(&l->allow[i], sa))
+            return true;
+    return false;
+}
+
+/* "*.example.com" matches exactly one extra label. */
+static bool name_matches(const char *pattern, const char *name)
+{
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        const char *dot = strchr(name, '.');
+        return dot && dot != name && strcasecmp(dot, pattern + 1) == 0;
+    }
+    return strcasecmp(pattern, name) == 0;
+}
+
+/* Backend for a server name: the first matching route, else the default. */
+static int route(const struct ferry_listener *l, const char *name)
+{
+    for (size_t i = 0; name && name[0] && i < l->nroutes; i++)
+        if (name_matches(l->routes[i].servername, name))
+            return l->routes[i].backend_index;
+    return l->backend_index;
+}
+
+static void account(struct ferry_conn *c)
+{
+    if (c->phase != P_COPY)
+        return;
+    uint64_t in = c->u.run.copy.ab.bytes, out = c->u.run.copy.ba.bytes;
+    uint64_t din = in - c->acct_in, dout = out - c->acct_out;
+    if (din == 0 && dout == 0)
+        return;
+    struct ferry_listener_wstats *ls = lstats(c);
+    ferry_ctr_add(&ls->bytes_in, din);
+    ferry_ctr_add(&ls->bytes_out, dout);
+    struct ferry_server_wstats *ss =
+        &c->gen->backends[c->bidx].servers[c->sidx].stats->w[c->fw->index];
+    ferry_ctr_add(&ss->bytes_out, din);
+    ferry_ctr_add(&ss->bytes_in, dout);
+    c->acct_in = in;
+    c->acct_out = out;
+    atomic_store_explicit(&c->snap_in, in, memory_order_relaxed);
+    atomic_store_explicit(&c->snap_out, out, memory_order_relaxed);
+}
+
+static void drop_phase(struct ferry_conn *c)
+{
+    if (!c->u_live)
+        return;
+    c->u_live = false;
+    switch (c->phase) {
+    case P_PROXY:
+    case P_HELLO:
+    case P_TLS:
+        if (c->u.pre.step_live) {
+            if (c->phase == P_TLS)
+                ac_future_drop(&c->u.pre.hs.base);
+            else
+                ac_future_drop(&c->u.pre.peek.base);
+        }
+        c->u.pre.step_live = false;
+        break;
+    case P_UPSTREAM:
+        ac_future_drop(&c->u.up.base);
+        break;
+    case P_COPY:
+        account(c);
+        ac_future_drop(&c->u.run.sel.base);
+        break;
+    default:
+        break;
+    }
+}
+
+/* The handshake deadline is shared by PROXY, ClientHello and TLS phases. */
+static void pre_begin(struct ferry_conn *c)
+{
+    if (!c->u.pre.deadline_live) {
+        ac_sleep_init_deadline(&c->u.pre.deadline,
+                               c->start_ms + listener_cfg(c)->handshake_timeout_ms);
+        c->u.pre.deadline_live = true;
+    }
+    c->u_live = true;
+    c->u.pre.step_live = true;
+}
+
+static void pre_end(struct ferry_conn *c)
+{
+    drop_phase(c);
+    c->u_live = false;
+}
+
+static void pre_finish(struct ferry_conn *c)
+{
+    if (c->u.pre.deadline_live)
+        ac_future_drop(&c->u.pre.deadline.base);
+    c->u.pre.deadline_live = false;
+}
+
+static ac_poll_t end_with(struct ferry_conn *c, const char *end)
+{
+    drop_phase(c);
+    if (c->phase == P_PROXY || c->phase == P_HELLO || c->phase == P_TLS || c->phase == P_START ||
+        c->phase == P_ROUTE)
+        pre_finish(c);
+    c->end = end;
+    c->phase = P_DONE;
+    if (strcmp(end, "rejected") == 0 || strcmp(end, "handshake_failed") == 0)
+        ferry_ctr_add(&lstats(c)->rejected, 1);
+    if (strcmp(end, "handshake_failed") == 0)
+        ferry_ctr_add(&lstats(c)->handshake_errors, 1);
+    return AC_READY;
+}
+
+/* Polls a handshake-phase step against the shared deadline.
+ * Returns AC_READY when the step finished; *timed_out tells a timeout. */
+static ac_poll_t poll_pre(struct ferry_conn *c, struct ac_future *step, struct ac_context *cx,
+                          bool *timed_out)
+{
+    *timed_out = false;
+    if (ac_future_poll(step, cx) == AC_READY)
+        return AC_READY;
+    if (ac_future_poll(&c->u.pre.deadline.base, cx) == AC_READY) {
+        *timed_out = true;
+        return AC_READY;
+    }
+    return AC_PENDING;
+}
+
+/* ---- phases ---- */
+
+static ac_poll_t phase_proxy(struct ferry_conn *c, struct ac_context *cx)
+{
+    bool to;
+    if (poll_pre(c, &c->u.pre.peek.base, cx, &to) == AC_PENDING)
+        return AC_PENDING;
+    struct ferry_peek *p = &c->u.pre.peek;
+    if (to || p->err) {
+        char a[AC_ADDR_STRLEN];
+        ferry_log(FERRY_LOG_WARN, "bad PROXY header", "listener=%s client=%s error=%s",
+                  listener_cfg(c)->name,
+                  ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)),
+                  to ? "timeout" : p->err == -EPIPE ? "eof" : "invalid");
+        return end_with(c, "rejected");
+    }
+    if (p->proxy.has_addrs) {
+        memcpy(&c->client, &p->proxy.src, p->proxy.src_len);
+        c->client_len = p->proxy.src_len;
+        memcpy(&c->local, &p->proxy.dst, p->proxy.dst_len);
+        c->local_len = p->proxy.dst_len;
+    }
+    pre_end(c);
+    if (!allowed(listener_cfg(c), (struct sockaddr *)&c->client))
+        return end_with(c, "rejected");
+    c->phase = P_ROUTE;
+    return AC_READY;
+}
+
+static ac_poll_t phase_tls(struct ferry_conn *c, struct ac_context *cx)
+{
+    bool to;
+    if (poll_pre(c, &c->u.pre.hs.base, cx, &to) == AC_PENDING)
+        return AC_PENDING;
+    if (to || c->u.pre.hs.err) {
+        char a[AC_ADDR_STRLEN];
+        ferry_log(FERRY_LOG_INFO, "tls handshake failed", "listener=%s client=%s reason=\"%s\"",
+                  listener_cfg(c)->name,
+                  ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)),
+                  to ? "timeout" : c->u.pre.hs.reason);
+        return end_with(c, "handshake_failed");
+    }
+    pre_end(c);
+    pre_finish(c);
+    c->bidx = route(listener_cfg(c), ac_tls_servername(&c->ctls));
+    c->phase = P_UPSTREAM;
+    return AC_READY;
+}
+
+static ac_poll_t phase_hello(struct ferry_conn *c, struct ac_context *cx)
+{
+    bool to;
+    if (poll_pre(c, &c->u.pre.peek.base, cx, &to) == AC_PENDING)
+        return AC_PENDING;
+    struct ferry_peek *p = &c->u.pre.peek;
+    if (to || p->err) {
+        char a[AC_ADDR_STRLEN];
+        ferry_log(FERRY_LOG_INFO, "bad ClientHello", "listener=%s client=%s error=%s",
+                  listener_cfg(c)->name,
+                  ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)),
+                  to ? "timeout" : p->err == -EPIPE ? "eof" : "invalid");
+        return end_with(c, "rejected");
+    }
+    char name[sizeof(p->hello.server_name)];
+    memcpy(name, p->hello.server_name, sizeof(name));
+    pre_end(c);
+    pre_finish(c);
+    c->bidx = route(listener_cfg(c), p->hello.has_sni ? name : NULL);
+    c->phase = P_UPSTREAM;
+    return AC_READY;
+}
+
+/* Decides what comes after PROXY: TLS, a ClientHello peek, or the backend. */
+static ac_poll_t phase_route(struct ferry_conn *c, struct ac_context *cx)
+{
+    const struct ferry_listener *l = listener_cfg(c);
+    (void)cx;
+    if (l->tls) {
+        int rc = ac_tls_stream_wrap(&c->ctls, &c->cplain, c->gen->listeners[c->lidx].tls_ctx, true);
+        if (rc < 0)
+            return end_with(c, "handshake_failed");
+        c->cs = &c->ctls.base;
+        c->phase = P_TLS;
+        pre_begin(c);
+        ac_tls_handshake_init(&c->u.pre.hs, &c->ctls);
+        return AC_READY;
+    }
+    if (l->nroutes > 0) {
+        c->phase = P_HELLO;
+        pre_begin(c);
+        ferry_peek_init(&c->u.pre.peek, c->cs, FERRY_PEEK_HELLO);
+        return AC_READY;
+    }
+    pre_finish(c);
+    c->bidx = l->backend_index;
+    c->phase = P_UPSTREAM;
+    return AC_READY;
+}
+
+static int build_proxy_out(struct ferry_conn *c, int version)
+{
+    c->proxy_out = malloc(FERRY_PROXY_HDR_OUT_MAX);
+    if (!c->proxy_out)
+        return -ENOMEM;
+    int n = version == 1
+                ? ferry_proxy_build_v1((struct sockaddr *)&c->client, (struct sockaddr *)&c->local,
+                                       (char *)c->proxy_out, FERRY_PROXY_HDR_OUT_MAX)
+                : ferry_proxy_build_v2((struct sockaddr *)&c->client, (struct sockaddr *)&c->local,
+                                       c->proxy_out, FERRY_PROXY_HDR_OUT_MAX);
+    if (n < 0)
+        return n;
+    c->proxy_out_len = (size_t)n;
+    return 0;
+}
+
+static ac_poll_t start_upstream(struct ferry_conn *c)
+{
+    if (c->bidx < 0) {
+        ferry_log(FERRY_LOG_INFO, "no route", "listener=%s id=%llu", listener_cfg(c)->name,
+                  (unsigned long long)c->id);
+        return end_with(c, "rejected");
+    }
+    const struct ferry_backend *b = &c->gen->cfg->backends[c->bidx];
+    if (b->send_proxy && build_proxy_out(c, b->send_proxy) != 0)
+        return end_with(c, "connect_failed");
+    ferry_upstream_init(&c->u.up, c->gen, (size_t)c->bidx, c->fw->index,
+                        ferry_lb_hash_addr((struct sockaddr *)&c->client), c->proxy_out,
+                        c->proxy_out_len, &c->splain, &c->stls);
+    c->u_live = true;
+    struct ferry_backend_wstats *bs = &c->gen->backends[c->bidx].stats->w[c->fw->index];
+    ferry_ctr_add(&bs->total, 1);
+    ferry_ctr_add(&bs->active, 1);
+    c->backend_counted = true;
+    return AC_READY;
+}
+
+static void start_copy(struct ferry_conn *c, struct ac_context *cx)
+{
+    size_t bufsize = c->gen->cfg->global.buffer_size;
+    c->last_activity = ac_worker_now_ms(cx->worker);
+    ac_copy_bidi_init(&c->u.run.copy, c->cs, c->ss, bufsize);
+    c->u.run.copy.ab.activity = &c->last_activity;
+    c->u.run.copy.ba.activity = &c->last_activity;
+    struct idle_fut *idle = &c->u.run.idle;
+    idle->base.vt = &idle_vt;
+    idle->activity = &c->last_activity;
+    idle->idle_ms = listener_cfg(c)->idle_timeout_ms;
+    ac_sleep_init(&idle->sleep, idle->idle_ms);
+    ac_notified_init(&c->u.run.drain, &c->fw->drain);
+    c->u.run.futs[0] = &c->u.run.copy.base;
+    c->u.run.futs[1] = &idle->base;
+    c->u.run.futs[2] = &c->u.run.drain.base;
+    ac_select_n_init(&c->u.run.sel, c->u.run.futs, 3);
+    c->u_live = true;
+    c->phase = P_COPY;
+}
+
+static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
+{
+    if (ac_future_poll(&c->u.up.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    struct ferry_upstream *u = &c->u.up;
+    if (u->err || !u->stream) {
+        char a[AC_ADDR_STRLEN];
+        ferry_log(FERRY_LOG_WARN, "no server reached",
+                  "listener=%s client=%s backend=%s error=\"%s\"", listener_cfg(c)->name,
+                  ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)),
+                  c->gen->cfg->backends[c->bidx].name,
+                  u->reason ? u->reason : strerror(u->err ? -u->err : EIO));
+        return end_with(c, "connect_failed");
+    }
+    c->sidx = u->sidx;
+    c->ss = u->stream;
+    drop_phase(c);
+    struct ferry_server_rt *s = &c->gen->backends[c->bidx].servers[c->sidx];
+    ferry_ctr_add(&s->stats->w[c->fw->index].total, 1);
+    ferry_ctr_add(&s->stats->w[c->fw->index].active, 1);
+    c->server_counted = true;
+    atomic_store(&c->srv, s);
+    start_copy(c, cx);
+    return AC_READY;
+}
+
+static ac_poll_t phase_copy(struct ferry_conn *c, struct ac_context *cx)
+{
+    ac_poll_t r = ac_future_poll(&c->u.run.sel.base, cx);
+    account(c);
+    if (r == AC_PENDING)
+        return AC_PENDING;
+    switch (c->u.run.sel.winner) {
+    case 0: {
+        int err = c->u.run.copy.err;
+        return end_with(c, err == 0 ? "closed" : "reset");
+    }
+    case 1:
+        return end_with(c, "idle_timeout");
+    default:
+        return end_with(c, "drained");
+    }
+}
+
+static ac_poll_t conn_poll(struct ac_future *f, struct ac_context *cx)
+{
+    struct ferry_conn *c = (struct ferry_conn *)f;
+    for (;;) {
+        ac_poll_t r;
+        switch (c->phase) {
+        case P_START:
+            if (!listener_cfg(c)->accept_proxy && !allowed(listener_cfg(c), (struct sockaddr *)&c->client))
+                return end_with(c, "rejected");
+            if (listener_cfg(c)->accept_proxy) {
+                c->phase = P_PROXY;
+                pre_begin(c);
+                ferry_peek_init(&c->u.pre.peek, c->cs, FERRY_PEEK_PROXY);
+            } else {
+                c->phase = P_ROUTE;
+            }
+            continue;
+        case P_PROXY: r = phase_proxy(c, cx); break;
+        case P_ROUTE: r = phase_route(c, cx); break;
+        case P_TLS: r = phase_tls(c, cx); break;
+        case P_HELLO: r = phase_hello(c, cx); break;
+        case P_UPSTREAM:
+            if (!c->u_live) {
+                r = start_upstream(c);
+                break;
+            }
+            r = phase_upstream(c, cx);
+            break;
+        case P_COPY: r = phase_copy(c, cx); break;
+        default: return AC_READY;
+        }
+        if (r == AC_PENDING)
+            return AC_PENDING;
+        if (c->phase == P_DONE)
+            return AC_READY;
+    }
+}
+
+/* ---- teardown ---- */
+
+static void log_end(struct ferry_conn *c)
+{
+    if (!c->gen->cfg->global.access_log || !ferry_log_enabled(FERRY_LOG_INFO))
+        return;
+    char a[AC_ADDR_STRLEN];
+    char server[2 * FERRY_NAME_MAX + 2] = "-";
+    if (c->server_counted)
+        snprintf(server, sizeof(server), "%s/%s", c->gen->cfg->backends[c->bidx].name,
+                 c->gen->cfg->backends[c->bidx].servers[c->sidx].name);
+    uint64_t now = ac_clock_now_ms();
+    ferry_log(FERRY_LOG_INFO, "conn",
+              "id=%llu listener=%s client=%s server=%s duration_ms=%llu bytes_in=%llu "
+              "bytes_out=%llu end=%s",
+              (unsigned long long)c->id, listener_cfg(c)->name,
+              ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)), server,
+              (unsigned long long)(now - c->start_ms), (unsigned long long)c->acct_in,
+              (unsigned long long)c->acct_out, c->end ? c->end : "drained");
+}
+
+static void unlist(struct ferry_conn *c)
+{
+    struct ferry_worker *fw = c->fw;
+    pthread_mutex_lock(&fw->conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        fw->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&fw->conns_lock);
+}
+
+static void conn_drop(struct ac_future *f)
+{
+    struct ferry_conn *c = (struct ferry_conn *)f;
+    if (c->phase != P_DONE) {
+        drop_phase(c);
+        if (c->phase == P_PROXY || c->phase == P_TLS || c->phase == P_HELLO)
+            pre_finish(c);
+    }
+    ac_stream_close(&c->ctls.base);
+    ac_stream_close(&c->cplain);
+    ac_stream_close(&c->stls.base);
+    ac_stream_close(&c->splain);
+    unsigned w = c->fw->index;
+    ferry_ctr_sub(&lstats(c)->active, 1);
+    if (c->backend_counted)
+        ferry_ctr_sub(&c->gen->backends[c->bidx].stats->w[w].active, 1);
+    if (c->server_counted)
+        ferry_ctr_sub(&c->gen->backends[c->bidx].servers[c->sidx].stats->w[w].active, 1);
+    if (c->permits.global)
+        ac_semaphore_release(c->permits.global, 1);
+    if (c->permits.listener)
+        ac_semaphore_release(c->permits.listener, 1);
+    log_end(c);
+    unlist(c);
+    free(c->proxy_out);
+    ferry_gen_unref(c->gen);
+    c->magic = 0;
+}
+
+static const struct ac_future_vtable conn_vt = {conn_poll, conn_drop};
+
+static void conn_free(struct ac_future *f) { free(f); }
+
+void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx, int fd,
+                      const struct sockaddr_storage *peer, socklen_t peer_len,
+                      struct ferry_permits permits)
+{
+    struct ferry_conn *c = calloc(1, sizeof(*c));
+    if (!c || ac_socket_stream_open(&c->cplain, fw->w, fd) != 0) {
+        ferry_log(FERRY_LOG_ERROR, "cannot set up connection", "listener=%s error=\"%s\"",
+                  g->cfg->listeners[lidx].name, c ? "registration failed" : "out of memory");
+        close(fd);
+        free(c);
+        if (permits.global)
+            ac_semaphore_release(permits.global, 1);
+        if (permits.listener)
+            ac_semaphore_release(permits.listener, 1);
+        ferry_gen_unref(g);
+        return;
+    }
+    c->base.vt = &conn_vt;
+    c->magic = CONN_MAGIC;
+    c->fw = fw;
+    c->gen = g;
+    c->lidx = lidx;
+    c->bidx = -1;
+    c->sidx = -1;
+    c->permits = permits;
+    c->id = atomic_fetch_add(&fw->d->next_conn_id, 1) + 1;
+    c->start_ms = ac_worker_now_ms(fw->w);
+    memcpy(&c->client, peer, peer_len);
+    c->client_len = peer_len;
+    c->local_len = sizeof(c->local);
+    if (getsockname(fd, (struct sockaddr *)&c->local, &c->local_len) != 0)
+        c->local_len = 0;
+    c->cs = &c->cplain;
+    struct ferry_listener_wstats *ls = lstats(c);
+    ferry_ctr_add(&ls->total, 1);
+    ferry_ctr_add(&ls->active, 1);
+    pthread_mutex_lock(&fw->conns_lock);
+    c->next = fw->conns;
+    if (fw->conns)
+        fw->conns->prev = c;
+    fw->conns = c;
+    pthread_mutex_unlock(&fw->conns_lock);
+    ac_spawn(fw->w, &c->base, conn_free); /* on failure the task drops and frees it */
+}
+
+/* ---- views for the control socket ---- */
+
+void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t *total)
+{
+    *active = *total = 0;
+    for (struct ferry_listener_stats *s = d->stats.listeners; s; s = s->next) {
+        struct ferry_listener_totals t;
+        ferry_listener_stats_sum(&d->stats, s, &t);
+        *active += t.active;
+        *total += t.total;
+    }
+}
+
+int ferry_daemon_snapshot_conns(struct ferry_daemon *d, struct ferry_conn_snapshot **out,
+                                size_t *n)
+{
+    size_t cap = 64, len = 0;
+    struct ferry_conn_snapshot *v = malloc(cap * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    uint64_t now = ac_clock_now_ms();
+    for (unsigned w = 0; w < d->nworkers; w++) {
+        struct ferry_worker *fw = &d->workers[w];
+        pthread_mutex_lock(&fw->conns_lock);
+        for (struct ferry_conn *c = fw->conns; c; c = c->next) {
+            if (len == cap) {
+                struct ferry_conn_snapshot *nv = realloc(v, 2 * cap * sizeof(*v));
+                if (!nv)
+                    break;
+                v = nv;
+                cap *= 2;
+            }
+            struct ferry_conn_snapshot *s = &v[len++];
+            s->id = c->id;
+            snprintf(s->listener, sizeof(s->listener), "%s", listener_cfg(c)->name);
+            ac_addr_format((struct sockaddr *)&c->client, c->client_len, s->client, sizeof(s->client));
+            struct ferry_server_rt *srv = atomic_load(&c->srv);
+            if (srv)
+                snprintf(s->server, sizeof(s->server), "%s/%s", c->gen->cfg->backends[c->bidx].name,
+                         srv->cfg->name);
+            else
+                snprintf(s->server, sizeof(s->server), "-");
+            s->age_s = now > c->start_ms ? (now - c->start_ms) / 1000 : 0;
+            s->bytes_in = atomic_load_explicit(&c->snap_in, memory_order_relaxed);
+            s->bytes_out = atomic_load_explicit(&c->snap_out, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(&fw->conns_lock);
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}

@@ -1,0 +1,243 @@
+/* ferryd: configuration generations.
+ *
+ * ferry_gen_build() turns a parsed, valid configuration into everything the
+ * data path needs: stats objects (found by name, so counters survive
+ * reloads), per-listener connection caps, TLS contexts, resolved server
+ * addresses and per-worker balancer state. It may block (TLS files, DNS), so
+ * it runs before the loops start or on the blocking pool during a reload.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "balance.h"
+#include "ferryd.h"
+#include "gen.h"
+#include "log.h"
+#include "tls_ctx.h"
+
+struct ferry_gen *ferry_gen_ref(struct ferry_gen *g)
+{
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+    return g;
+}
+
+static void gen_free(struct ferry_gen *g)
+{
+    struct ferry_config *cfg = g->cfg;
+    for (size_t i = 0; g->listeners && i < cfg->nlisteners; i++) {
+        if (g->listeners[i].tls_ctx)
+            SSL_CTX_free(g->listeners[i].tls_ctx);
+        free(g->listeners[i].bounds);
+    }
+    for (size_t i = 0; g->backends && i < cfg->nbackends; i++) {
+        if (g->backends[i].tls_ctx)
+            SSL_CTX_free(g->backends[i].tls_ctx);
+        free(g->backends[i].servers);
+    }
+    if (g->lb) {
+        for (size_t i = 0; i < (size_t)g->d->nworkers * cfg->nbackends; i++)
+            ferry_lb_state_free(&g->lb[i]);
+    }
+    free(g->lb);
+    free(g->listeners);
+    free(g->backends);
+    ac_notify_destroy(&g->stop);
+    ferry_config_free(cfg);
+    free(g);
+}
+
+void ferry_gen_unref(struct ferry_gen *g)
+{
+    if (g && atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
+        gen_free(g);
+}
+
+struct ferry_gen *ferry_daemon_gen(struct ferry_daemon *d)
+{
+    pthread_mutex_lock(&d->gen_ptr_lock);
+    struct ferry_gen *g = d->gen ? ferry_gen_ref(d->gen) : NULL;
+    pthread_mutex_unlock(&d->gen_ptr_lock);
+    return g;
+}
+
+/* Finds or creates the persistent cap of a listener (reloads are serialised,
+ * so the list needs no lock; it is resized when the generation goes live). */
+static struct ferry_listener_limit *limit_for(struct ferry_daemon *d, const struct ferry_listener *l)
+{
+    if (l->max_connections == 0)
+        return NULL;
+    struct ferry_listener_limit *lim;
+    for (lim = d->limits; lim; lim = lim->next)
+        if (strcmp(lim->name, l->name) == 0)
+            break;
+    if (!lim) {
+        lim = calloc(1, sizeof(*lim));
+        if (!lim || ac_semaphore_init(&lim->sem, 0) != 0) {
+            free(lim);
+            return NULL;
+        }
+        snprintf(lim->name, sizeof(lim->name), "%s", l->name);
+        lim->next = d->limits;
+        d->limits = lim;
+    }
+    return lim;
+}
+
+/* Applies the new sizes of listener caps (called when a generation goes live). */
+void ferry_gen_apply_limits(struct ferry_gen *g)
+{
+    for (size_t i = 0; i < g->cfg->nlisteners; i++) {
+        struct ferry_listener_limit *lim = g->listeners[i].limit;
+        if (!lim)
+            continue;
+        long delta = (long)g->cfg->listeners[i].max_connections - (long)lim->size;
+        ac_semaphore_adjust(&lim->sem, delta);
+        lim->size = g->cfg->listeners[i].max_connections;
+    }
+}
+
+static int resolve_server(struct ferry_server_rt *s, struct ferry_config_errors *errs,
+                          const char *path)
+{
+    const struct ferry_addr *a = &s->cfg->addr;
+    if (a->resolved) {
+        memcpy(&s->addr, &a->sa, a->sa_len);
+        s->addr_len = a->sa_len;
+        snprintf(s->addr_text, sizeof(s->addr_text), "%s", a->text);
+        return 0;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
+    int rc = getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        ferry_config_error_add(errs, path, s->cfg->line, "cannot resolve '%s': %s", a->host,
+                               rc ? gai_strerror(rc) : "no address");
+        return -1;
+    }
+    memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+    s->addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    snprintf(s->addr_text, sizeof(s->addr_text), "%s", a->text);
+    return 0;
+}
+
+static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_errors *errs,
+                         bool resolve)
+{
+    const struct ferry_backend *b = &g->cfg->backends[i];
+    struct ferry_backend_rt *rt = &g->backends[i];
+    rt->cfg = b;
+    rt->stats = ferry_stats_backend(&g->d->stats, b->name);
+    rt->servers = calloc(b->nservers ? b->nservers : 1, sizeof(*rt->servers));
+    if (!rt->stats || !rt->servers)
+        return -ENOMEM;
+    rt->nservers = b->nservers;
+    int failed = 0;
+    for (size_t j = 0; j < b->nservers; j++) {
+        struct ferry_server_rt *s = &rt->servers[j];
+        s->cfg = &b->servers[j];
+        s->stats = ferry_stats_server(&g->d->stats, b->name, s->cfg->name);
+        if (!s->stats)
+            return -ENOMEM;
+        if (resolve && resolve_server(s, errs, g->cfg->path) != 0)
+            failed = -1;
+        else if (!resolve)
+            snprintf(s->addr_text, sizeof(s->addr_text), "%s", s->cfg->addr.text);
+    }
+    if (b->tls) {
+        rt->tls_ctx = ferry_tls_client_ctx_new(b, g->cfg->path, errs);
+        if (!rt->tls_ctx)
+            failed = -1;
+    }
+    return failed;
+}
+
+static int build_listener(struct ferry_gen *g, size_t i, struct ferry_config_errors *errs)
+{
+    const struct ferry_listener *l = &g->cfg->listeners[i];
+    struct ferry_listener_rt *rt = &g->listeners[i];
+    rt->cfg = l;
+    rt->stats = ferry_stats_listener(&g->d->stats, l->name);
+    rt->bounds = calloc(l->nbinds ? l->nbinds : 1, sizeof(*rt->bounds));
+    if (!rt->stats || !rt->bounds)
+        return -ENOMEM;
+    if (l->max_connections) {
+        rt->limit = limit_for(g->d, l);
+        if (!rt->limit)
+            return -ENOMEM;
+    }
+    if (l->tls) {
+        rt->tls_ctx = ferry_tls_server_ctx_new(l, g->cfg->path, errs);
+        if (!rt->tls_ctx)
+            return -1;
+    }
+    return 0;
+}
+
+struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *cfg,
+                                  bool resolve, struct ferry_config_errors *errs)
+{
+    struct ferry_gen *g = calloc(1, sizeof(*g));
+    if (!g) {
+        ferry_config_free(cfg);
+        return NULL;
+    }
+    atomic_init(&g->refs, 1);
+    g->d = d;
+    g->cfg = cfg;
+    ac_notify_init(&g->stop);
+    g->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*g->listeners));
+    g->backends = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*g->backends));
+    g->lb = calloc((size_t)d->nworkers * (cfg->nbackends ? cfg->nbackends : 1), sizeof(*g->lb));
+    int failed = (!g->listeners || !g->backends || !g->lb) ? -ENOMEM : 0;
+    for (size_t i = 0; !failed && i < cfg->nbackends; i++) {
+        if (build_backend(g, i, errs, resolve) != 0)
+            failed = -1;
+        for (unsigned w = 0; w < d->nworkers; w++)
+            if (ferry_lb_state_init(&g->lb[w * cfg->nbackends + i], cfg->backends[i].nservers,
+                                    ((uint64_t)w << 32) ^ (uint64_t)(uintptr_t)g ^ i) != 0)
+                failed = -ENOMEM;
+    }
+    for (size_t i = 0; failed != -ENOMEM && i < cfg->nlisteners; i++)
+        if (build_listener(g, i, errs) != 0 && failed == 0)
+            failed = -1;
+    if (failed == -ENOMEM)
+        ferry_config_error_add(errs, cfg->path, 0, "out of memory building the configuration");
+    if (failed) {
+        gen_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+struct ferry_lb_state *ferry_gen_lb(struct ferry_gen *g, unsigned worker, size_t backend)
+{
+    return &g->lb[(size_t)worker * g->cfg->nbackends + backend];
+}
+
+int ferry_daemon_set_server_disabled(struct ferry_daemon *d, const char *backend,
+                                     const char *server, bool disabled)
+{
+    struct ferry_gen *g = ferry_daemon_gen(d);
+    int rc = -ENOENT;
+    for (size_t i = 0; g && i < g->cfg->nbackends; i++) {
+        struct ferry_backend_rt *b = &g->backends[i];
+        if (strcmp(b->cfg->name, backend) != 0)
+            continue;
+        for (size_t j = 0; j < b->nservers; j++) {
+            if (strcmp(b->servers[j].cfg->name, server) == 0) {
+                atomic_store(&b->servers[j].stats->disabled, disabled);
+                ferry_log(FERRY_LOG_INFO, disabled ? "server disabled" : "server enabled",
+                          "server=%s/%s", backend, server);
+                rc = 0;
+            }
+        }
+    }
+    if (g)
+        ferry_gen_unref(g);
+    return rc;
+}

@@ -1,0 +1,11 @@
+/* ferryd: active health checks (see health.c). */
+#ifndef FERRY_HEALTH_H
+#define FERRY_HEALTH_H
+
+#include "ferryd.h"
+
+/* Starts one check task per server of every backend with health_check on.
+ * They end when g->stop is notified. Returns 0 or -errno. */
+int ferry_health_start(struct ferry_gen *g);
+
+#endif

@@ -1,0 +1,279 @@
+/* ferryd: the daemon's entry point (SPEC.md section 1).
+ *
+ * Start-up: read and check the configuration (exit 1 on errors), build the
+ * first generation, bind or inherit every listening socket, open the control
+ * socket and metrics endpoint, drop privileges, then run the event loops
+ * until a stop signal. Exit 2 for any start-up failure.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "binding.h"
+#include "control.h"
+#include "ferryd.h"
+#include "gen.h"
+#include "lifecycle.h"
+#include "log.h"
+#include "metrics_http.h"
+#include "privs.h"
+#include "sdnotify.h"
+
+#ifndef FERRY_VERSION
+#define FERRY_VERSION "0.0.0"
+#endif
+#ifndef FERRY_SYSCONFDIR
+#define FERRY_SYSCONFDIR "/etc"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ferryd [-c FILE] [-t] [-V] [-h]\n"
+            "  -c, --config FILE   configuration file (default: %s/ferry/ferry.ini)\n"
+            "  -t, --test          check the configuration and exit\n"
+            "  -V, --version       print the version and exit\n"
+            "  -h, --help          this help\n",
+            FERRY_SYSCONFDIR);
+}
+
+static void print_errors(FILE *out, const struct ferry_config_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(out, "%s\n", errs->msgs[i]);
+}
+
+/* The part of "FILE:LINE: message" after the location. */
+static const char *error_text(const char *msg)
+{
+    const char *p = strstr(msg, ": cannot bind");
+    return p ? p + 2 : msg;
+}
+
+static int daemon_init(struct ferry_daemon *d, const char *path, unsigned workers)
+{
+    memset(d, 0, sizeof(*d));
+    d->config_path = strdup(path);
+    d->pid = getpid();
+    d->start_ms = ac_clock_now_ms();
+    pthread_mutex_init(&d->gen_ptr_lock, NULL);
+    struct ac_runtime_opts opts = {.workers = workers};
+    d->rt = ac_runtime_new(&opts);
+    if (!d->config_path || !d->rt)
+        return -ENOMEM;
+    d->nworkers = ac_runtime_workers(d->rt);
+    d->workers = calloc(d->nworkers, sizeof(*d->workers));
+    if (!d->workers || ferry_stats_init(&d->stats, d->nworkers) != 0 ||
+        ac_semaphore_init(&d->conn_limit, 0) != 0)
+        return -ENOMEM;
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        struct ferry_worker *fw = &d->workers[i];
+        fw->d = d;
+        fw->index = i;
+        fw->w = ac_runtime_worker(d->rt, i);
+        ac_notify_init(&fw->drain);
+        pthread_mutex_init(&fw->conns_lock, NULL);
+        ac_worker_set_data(fw->w, fw);
+    }
+    return 0;
+}
+
+static void daemon_free(struct ferry_daemon *d)
+{
+    if (d->rt)
+        ac_runtime_free(d->rt); /* drops every task: connections log, sockets close */
+    while (d->bound) {
+        struct ferry_bound *b = d->bound;
+        d->bound = b->next;
+        ferry_bound_close(b, false);
+    }
+    if (d->gen)
+        ferry_gen_unref(d->gen);
+    for (unsigned i = 0; d->workers && i < d->nworkers; i++) {
+        ac_notify_destroy(&d->workers[i].drain);
+        pthread_mutex_destroy(&d->workers[i].conns_lock);
+    }
+    while (d->limits) {
+        struct ferry_listener_limit *l = d->limits;
+        d->limits = l->next;
+        ac_semaphore_destroy(&l->sem);
+        free(l);
+    }
+    for (size_t i = 0; i < d->nsd_fds; i++)
+        if (!d->sd_fds[i].claimed)
+            close(d->sd_fds[i].fd);
+    free(d->sd_fds);
+    free(d->workers);
+    ferry_stats_destroy(&d->stats);
+    ac_semaphore_destroy(&d->conn_limit);
+    pthread_mutex_destroy(&d->gen_ptr_lock);
+    free(d->config_path);
+}
+
+/* -t: syntax, references and TLS files; no DNS, no binding. */
+static int check_only(const char *path)
+{
+    struct ferry_config_errors errs = {0};
+    struct ferry_config *cfg = ferry_config_load(path, &errs);
+    if (cfg) {
+        struct ferry_daemon d;
+        if (daemon_init(&d, path, 1) != 0) {
+            fprintf(stderr, "ferryd: out of memory\n");
+            return 2;
+        }
+        struct ferry_gen *g = ferry_gen_build(&d, cfg, false, &errs);
+        if (g)
+            ferry_gen_unref(g);
+        daemon_free(&d);
+    }
+    if (errs.n) {
+        print_errors(stdout, &errs);
+        ferry_config_errors_free(&errs);
+        return 1;
+    }
+    printf("%s: configuration is valid\n", path);
+    return 0;
+}
+
+static int start_services(struct ferry_daemon *d, const struct ferry_gen *g,
+                          struct ferry_control **ctl, struct ferry_metrics **metrics)
+{
+    const struct ferry_global *gl = &g->cfg->global;
+    int err = 0;
+    if (gl->control_socket[0]) {
+        *ctl = ferry_control_start(d, gl->control_socket, gl->control_mode, &err);
+        if (!*ctl) {
+            fprintf(stderr, "ferryd: cannot create control socket %s: %s\n", gl->control_socket,
+                    strerror(-err));
+            return -1;
+        }
+    }
+    if (gl->has_metrics) {
+        *metrics = ferry_metrics_start(d, &gl->metrics, &err);
+        if (!*metrics) {
+            fprintf(stderr, "ferryd: cannot bind %s: %s\n", gl->metrics.text, strerror(-err));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int unclaimed_inherited(struct ferry_daemon *d)
+{
+    for (size_t i = 0; i < d->nsd_fds; i++) {
+        if (!d->sd_fds[i].claimed) {
+            fprintf(stderr, "ferryd: inherited socket %s (name '%s') is not used by any listener\n",
+                    d->sd_fds[i].addr, d->sd_fds[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int run(const char *path)
+{
+    struct ferry_config_errors errs = {0};
+    struct ferry_config *cfg = ferry_config_load(path, &errs);
+    if (!cfg) {
+        print_errors(stderr, &errs);
+        ferry_config_errors_free(&errs);
+        return 1;
+    }
+    ferry_log_set_level(cfg->global.log_level);
+    sigset_t sigs;
+    ferry_lifecycle_block_signals(&sigs);
+    struct ferry_daemon d;
+    struct ferry_control *ctl = NULL;
+    struct ferry_metrics *metrics = NULL;
+    int status = 2;
+    if (daemon_init(&d, path, cfg->global.workers) != 0) {
+        fprintf(stderr, "ferryd: cannot start the runtime: %s\n", strerror(errno));
+        ferry_config_free(cfg);
+        goto out;
+    }
+    if (ferry_sd_listen_fds(&d.sd_fds, &d.nsd_fds) < 0) {
+        fprintf(stderr, "ferryd: cannot use the inherited sockets: %s\n", strerror(errno));
+        ferry_config_free(cfg);
+        goto out;
+    }
+    struct ferry_gen *g = ferry_gen_build(&d, cfg, true, &errs);
+    if (!g) {
+        print_errors(stderr, &errs);
+        status = 1;
+        goto out;
+    }
+    struct ferry_fresh fresh;
+    if (ferry_binding_prepare(&d, g, &fresh, &errs) != 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "ferryd: %s\n", error_text(errs.msgs[i]));
+        ferry_gen_unref(g);
+        goto out;
+    }
+    if (unclaimed_inherited(&d) != 0) {
+        ferry_binding_abort(&d, &fresh);
+        ferry_gen_unref(g);
+        goto out;
+    }
+    if (start_services(&d, g, &ctl, &metrics) != 0) {
+        ferry_binding_abort(&d, &fresh);
+        ferry_gen_unref(g);
+        goto out;
+    }
+    char err[256];
+    if (ferry_drop_privileges(g->cfg->global.user, g->cfg->global.group, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ferryd: cannot drop privileges: %s\n", err);
+        ferry_binding_abort(&d, &fresh);
+        ferry_gen_unref(g);
+        goto out;
+    }
+    ferry_binding_commit(&d, g, &fresh);
+    if (ferry_lifecycle_start(&d, &sigs) != 0) {
+        fprintf(stderr, "ferryd: cannot start: out of resources\n");
+        goto out;
+    }
+    char status_line[128];
+    ferry_lifecycle_status(&d, status_line, sizeof(status_line));
+    ferry_sd_notifyf("READY=1\nSTATUS=%s", status_line);
+    ferry_log(FERRY_LOG_INFO, "started", "version=%s pid=%d workers=%u listeners=%zu config=%s",
+              FERRY_VERSION, (int)d.pid, d.nworkers, g->cfg->nlisteners, path);
+    status = ac_runtime_run(d.rt) == 0 ? 0 : 2;
+    ferry_log(FERRY_LOG_INFO, "stopped", "pid=%d", (int)d.pid);
+out:
+    daemon_free(&d);
+    if (ctl)
+        ferry_control_free(ctl);
+    if (metrics)
+        ferry_metrics_free(metrics);
+    ferry_config_errors_free(&errs);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = FERRY_SYSCONFDIR "/ferry/ferry.ini";
+    bool test = false;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': test = true; break;
+        case 'V': printf("ferryd %s\n", FERRY_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ferryd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return test ? check_only(path) : run(path);
+}

@@ -1,0 +1,11 @@
+/* ferryd: dropping privileges (see privs.c). */
+#ifndef FERRY_PRIVS_H
+#define FERRY_PRIVS_H
+
+#include <stddef.h>
+
+/* Switches to user/group ("" for none; the group defaults to the user's) and
+ * sets no_new_privs. Returns 0, or -1 with a message in err. */
+int ferry_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,137 @@
+/* ferryd: reloading the configuration in-process.
+ *
+ * The file is read, checked and turned into a generation (TLS files, DNS) on
+ * the blocking pool, never on an event loop. If anything is wrong the running
+ * configuration stays untouched and every error is reported. Otherwise new
+ * addresses are bound (a bind failure also fails the reload as a whole) and
+ * the generation is swapped in: connections keep the one they started with.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "binding.h"
+#include "ferryd.h"
+#include "gen.h"
+#include "log.h"
+#include "sdnotify.h"
+
+enum { R_START, R_LOAD, R_DONE };
+
+struct reload_job {
+    struct ferry_daemon *d;
+    struct ferry_config_errors errs;
+    struct ferry_gen *gen;
+};
+
+static void *reload_work(void *arg)
+{
+    struct reload_job *j = arg;
+    struct ferry_config *cfg = ferry_config_load(j->d->config_path, &j->errs);
+    if (cfg)
+        j->gen = ferry_gen_build(j->d, cfg, true, &j->errs);
+    return j;
+}
+
+static void reload_job_free(void *result)
+{
+    struct reload_job *j = result;
+    if (j->gen)
+        ferry_gen_unref(j->gen);
+    ferry_config_errors_free(&j->errs);
+    free(j);
+}
+
+static void notify_reloading(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ferry_sd_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
+                     (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+}
+
+static ac_poll_t finish(struct ferry_reload *r, int err)
+{
+    r->err = err;
+    r->state = R_DONE;
+    if (err) {
+        for (size_t i = 0; i < r->errs.n; i++)
+            ferry_log(FERRY_LOG_ERROR, "reload failed", "error=\"%s\"", r->errs.msgs[i]);
+    } else {
+        atomic_fetch_add(&r->d->reloads, 1);
+        ferry_log(FERRY_LOG_INFO, "configuration reloaded", "config=%s", r->d->config_path);
+    }
+    ferry_sd_notify("READY=1");
+    atomic_store(&r->d->reloading, false);
+    return AC_READY;
+}
+
+static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
+{
+    struct ferry_reload *r = (struct ferry_reload *)f;
+    (void)cx;
+    if (r->state == R_START) {
+        if (atomic_exchange(&r->d->reloading, true)) {
+            ferry_config_error_add(&r->errs, r->d->config_path, 0, "a reload is already running");
+            r->err = -1;
+            r->state = R_DONE;
+            return AC_READY;
+        }
+        notify_reloading();
+        struct reload_job *j = calloc(1, sizeof(*j));
+        if (!j) {
+            ferry_config_error_add(&r->errs, r->d->config_path, 0, "out of memory");
+            return finish(r, -1);
+        }
+        j->d = r->d;
+        ac_blocking_init(&r->job, r->d->rt, reload_work, j, reload_job_free);
+        r->state = R_LOAD;
+    }
+    if (r->state != R_LOAD)
+        return AC_READY;
+    if (ac_future_poll(&r->job.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    struct reload_job *j = r->job.result;
+    ac_future_drop(&r->job.base);
+    if (r->job.err || !j) {
+        ferry_config_error_add(&r->errs, r->d->config_path, 0, "reload could not run");
+        if (j)
+            reload_job_free(j);
+        return finish(r, -1);
+    }
+    /* The job's errors become ours. */
+    r->errs = j->errs;
+    memset(&j->errs, 0, sizeof(j->errs));
+    struct ferry_gen *g = j->gen;
+    j->gen = NULL;
+    reload_job_free(j);
+    if (!g)
+        return finish(r, -1);
+    struct ferry_fresh fresh;
+    if (ferry_binding_prepare(r->d, g, &fresh, &r->errs) != 0) {
+        ferry_gen_unref(g);
+        return finish(r, -1);
+    }
+    ferry_binding_commit(r->d, g, &fresh);
+    return finish(r, 0);
+}
+
+static void reload_drop(struct ac_future *f)
+{
+    struct ferry_reload *r = (struct ferry_reload *)f;
+    if (r->state == R_LOAD) {
+        ac_future_drop(&r->job.base);
+        atomic_store(&r->d->reloading, false);
+    }
+    /* errs belong to the caller, who frees them after reading */
+}
+
+static const struct ac_future_vtable reload_vt = {reload_poll, reload_drop};
+
+void ferry_reload_init(struct ferry_reload *r, struct ferry_daemon *d)
+{
+    memset(r, 0, sizeof(*r));
+    r->base.vt = &reload_vt;
+    r->d = d;
+}

@@ -1,0 +1,118 @@
+/* ferryd: counters.
+ *
+ * Counters are kept per worker and summed when asked, so the hot path takes
+ * no lock and shares no cache line: each worker writes only its own slot
+ * (single writer: a relaxed load + store, no atomic read-modify-write).
+ * Readers on other threads load them relaxed.
+ *
+ * Stats objects are looked up by name in a registry that lives as long as the
+ * daemon, so totals survive reloads: a listener or server that keeps its name
+ * keeps its counters. Server state (up/down, disabled) lives here too, shared
+ * by the balancers of every worker and the health checks.
+ */
+#ifndef FERRY_STATS_H
+#define FERRY_STATS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ferry_config.h"
+
+typedef _Atomic uint64_t ferry_ctr;
+
+static inline void ferry_ctr_add(ferry_ctr *c, uint64_t d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+static inline void ferry_ctr_sub(ferry_ctr *c, uint64_t d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) - d,
+                          memory_order_relaxed);
+}
+static inline uint64_t ferry_ctr_get(ferry_ctr *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* One worker's slot; aligned so two workers never share a cache line. */
+struct ferry_listener_wstats {
+    ferry_ctr active, total, rejected, bytes_in, bytes_out, handshake_errors;
+} __attribute__((aligned(64)));
+
+struct ferry_listener_totals {
+    uint64_t active, total, rejected, bytes_in, bytes_out, handshake_errors;
+};
+
+struct ferry_listener_stats {
+    struct ferry_listener_stats *next;
+    char name[FERRY_NAME_MAX];
+    struct ferry_listener_wstats *w; /* [nworkers] */
+};
+
+struct ferry_backend_wstats {
+    ferry_ctr active, total;
+} __attribute__((aligned(64)));
+
+struct ferry_backend_totals {
+    uint64_t active, total;
+};
+
+struct ferry_backend_stats {
+    struct ferry_backend_stats *next;
+    char name[FERRY_NAME_MAX];
+    struct ferry_backend_wstats *w;
+};
+
+enum ferry_server_state { FERRY_SERVER_UP = 0, FERRY_SERVER_DOWN = 1 };
+
+struct ferry_server_wstats {
+    ferry_ctr active, total, connect_errors, bytes_in, bytes_out;
+} __attribute__((aligned(64)));
+
+struct ferry_server_totals {
+    uint64_t active, total, connect_errors, bytes_in, bytes_out;
+};
+
+struct ferry_server_stats {
+    struct ferry_server_stats *next;
+    char backend[FERRY_NAME_MAX];
+    char name[FERRY_NAME_MAX];
+    struct ferry_server_wstats *w;
+    _Atomic int state;         /* enum ferry_server_state */
+    _Atomic bool disabled;     /* `disable server` */
+    _Atomic unsigned fail_streak; /* consecutive connect failures (passive health) */
+};
+
+struct ferry_stats_registry {
+    pthread_mutex_t lock; /* guards the lists (lookups at start and reload only) */
+    unsigned nworkers;
+    struct ferry_listener_stats *listeners;
+    struct ferry_backend_stats *backends;
+    struct ferry_server_stats *servers;
+};
+
+int ferry_stats_init(struct ferry_stats_registry *r, unsigned nworkers);
+void ferry_stats_destroy(struct ferry_stats_registry *r);
+
+/* Find or create (NULL on allocation failure). */
+struct ferry_listener_stats *ferry_stats_listener(struct ferry_stats_registry *r, const char *name);
+struct ferry_backend_stats *ferry_stats_backend(struct ferry_stats_registry *r, const char *name);
+struct ferry_server_stats *ferry_stats_server(struct ferry_stats_registry *r, const char *backend,
+                                              const char *name);
+
+void ferry_listener_stats_sum(const struct ferry_stats_registry *r,
+                              const struct ferry_listener_stats *s,
+                              struct ferry_listener_totals *out);
+void ferry_backend_stats_sum(const struct ferry_stats_registry *r,
+                             const struct ferry_backend_stats *s,
+                             struct ferry_backend_totals *out);
+void ferry_server_stats_sum(const struct ferry_stats_registry *r,
+                            const struct ferry_server_stats *s, struct ferry_server_totals *out);
+
+/* "up", "down" or "disabled". */
+const char *ferry_server_state_name(const struct ferry_server_stats *s);
+
+#endif

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""The control socket and ferryctl, checked against real traffic, and hostile
+control clients."""
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from ferrytest import (FERRYCTL, connect, free_port, recv_all, recv_exact, runner,
+                       start_backend, start_ferry, wait_for)
+
+
+def setup():
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(f"""
+[global]
+control_socket = @SOCK@
+max_connections = 500
+[listener web]
+bind = 127.0.0.1:{port}
+backend = app
+[backend app]
+server app1 127.0.0.1:{b.port}
+""")
+    return f, port
+
+
+def test_show_commands_match_traffic():
+    f, port = setup()
+    held = connect(port)
+    held.sendall(b"a" * 100)
+    assert recv_exact(held, 100) == b"a" * 100
+    for _ in range(3):
+        s = connect(port)
+        s.sendall(b"b" * 10)
+        assert recv_exact(s, 10) == b"b" * 10
+        s.close()
+    wait_for(lambda: f.listener("web")["active"] == 1, what="three closed")
+
+    info = f.ctl("info", json_out=True)
+    assert info["active"] == 1 and info["total"] == 4, info
+    assert info["max_connections"] == 500 and info["reloads"] == 0
+    assert info["pid"] == f.proc.pid and info["workers"] >= 1
+    assert info["config"] == f.path and info["version"]
+    text = f.ctl("info")
+    assert "active: 1" in text and f"pid: {f.proc.pid}" in text
+
+    st = f.ctl("stats", json_out=True)
+    (l,) = st["listeners"]
+    assert l["name"] == "web" and l["binds"] == [f"127.0.0.1:{port}"] and l["tls"] is False
+    assert l["active"] == 1 and l["total"] == 4 and l["rejected"] == 0
+    assert l["bytes_in"] == 130 and l["bytes_out"] == 130, l
+    (b,) = st["backends"]
+    assert b["name"] == "app" and b["balance"] == "roundrobin" and b["active"] == 1 and b["total"] == 4
+    (s,) = b["servers"]
+    assert s["name"] == "app1" and s["state"] == "up" and s["total"] == 4
+    assert s["bytes_out"] == 130 and s["bytes_in"] == 130 and s["connect_errors"] == 0
+    table = f.ctl("stats")
+    assert "web" in table and "app1" in table
+
+    conns = f.ctl("conns", json_out=True)["conns"]
+    assert len(conns) == 1
+    c = conns[0]
+    assert c["listener"] == "web" and c["server"] == "app/app1"
+    assert c["client"] == "127.0.0.1:%d" % held.getsockname()[1]
+    assert c["bytes_in"] == 100 and c["bytes_out"] == 100 and c["age_s"] >= 0
+    assert str(c["id"]) in f.ctl("conns")
+
+    metrics = f.ctl("metrics")
+    assert 'ferry_listener_connections_total{listener="web"} 4' in metrics, metrics
+    assert 'ferry_server_up{backend="app",server="app1"} 1' in metrics
+    assert "# TYPE ferry_listener_connections_active gauge" in metrics
+    held.close()
+
+
+def test_help_and_errors():
+    f, _ = setup()
+    assert "show stats" in f.command(b"help\n")
+    for bad in [b"bogus\n", b"show\n", b"show nothing\n", b"disable server nope\n",
+                b"disable server app/none\n", b"enable server x/y\n", b"\x00\x01\x02\n", b"\n"]:
+        out = f.command(bad)
+        assert out.startswith("error:"), (bad, out)
+    r = subprocess.run([FERRYCTL, "-s", f.sock_path, "disable", "app/none"], capture_output=True)
+    assert r.returncode == 1 and r.stdout.startswith(b"error:")
+    r = subprocess.run([FERRYCTL, "-s", f.sock_path + ".missing", "info"], capture_output=True)
+    assert r.returncode == 2
+    assert b"cannot connect to" in r.stderr and b"No such file or directory" in r.stderr
+
+
+def test_hostile_control_clients():
+    f, port = setup()
+    # A 1 MiB line.
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(f.sock_path)
+    try:
+        s.sendall(b"x" * (1 << 20) + b"\n")
+    except OSError:
+        pass
+    try:
+        out = recv_all(s)
+    except OSError:
+        out = b"error:"
+    assert out.startswith(b"error:"), out[:100]
+    s.close()
+    # 1,000 clients at once, half silent, half sending garbage without reading.
+    clients = []
+    for i in range(1000):
+        c = socket.socket(socket.AF_UNIX)
+        c.setblocking(False)
+        try:
+            c.connect(f.sock_path)
+        except (BlockingIOError, OSError):
+            pass
+        if i % 2:
+            try:
+                c.send(b"garbage\x00" * 10)
+            except OSError:
+                pass
+        clients.append(c)
+    # Traffic is not disturbed.
+    t = connect(port)
+    t.sendall(b"ping")
+    assert recv_exact(t, 4) == b"ping"
+    t.close()
+    for c in clients:
+        c.close()
+    # And the control socket answers again.
+    wait_for(lambda: f.command(b"show info\n").startswith("version"), timeout=20,
+             what="control answers after the flood")
+
+
+def test_reload_command():
+    f, _ = setup()
+    assert f.ctl("reload").strip() == "ok"
+    assert f.ctl("info", json_out=True)["reloads"] == 1
+    with open(f.path, "a") as fh:
+        fh.write("\n[listener broken]\nbind = 127.0.0.1:notaport\n")
+    r = subprocess.run([FERRYCTL, "-s", f.sock_path, "reload"], capture_output=True)
+    assert r.returncode == 1
+    out = r.stdout.decode()
+    assert out.startswith("error:") and f.path + ":" in out, out
+    assert f.ctl("info", json_out=True)["reloads"] == 1
+
+
+if __name__ == "__main__":
+    runner.run(globals())

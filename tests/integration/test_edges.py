@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Timeouts, connection limits, allow/deny and the PROXY protocol, in and out."""
+import socket
+import struct
+import threading
+import time
+
+from ferrytest import (connect, free_port, recv_all, recv_exact, runner, start_backend,
+                       start_ferry, wait_for)
+
+
+def base(port, bport, listener_extra="", backend_extra="", global_extra=""):
+    return f"""
+[global]
+control_socket = @SOCK@
+{global_extra}
+[listener web]
+bind = 127.0.0.1:{port}
+backend = app
+{listener_extra}
+[backend app]
+server app1 127.0.0.1:{bport}
+{backend_extra}
+"""
+
+
+def test_idle_timeout_closes_quiet_connection():
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(base(port, b.port, "idle_timeout = 300ms"))
+    s = connect(port)
+    # Activity keeps it open past the timeout...
+    for _ in range(4):
+        s.sendall(b"ping")
+        assert recv_exact(s, 4) == b"ping"
+        time.sleep(0.15)
+    # ...silence closes it.
+    t0 = time.monotonic()
+    assert s.recv(10) == b""
+    assert time.monotonic() - t0 < 3
+    s.close()
+    wait_for(lambda: f.access_log(), what="access log")
+    assert f.access_log()[0]["end"] == "idle_timeout"
+
+
+def test_listener_limit_pauses_and_resumes():
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(base(port, b.port, "max_connections = 2"))
+    a1, a2 = connect(port), connect(port)
+    for s in (a1, a2):
+        s.sendall(b"hi")
+        assert recv_exact(s, 2) == b"hi"
+    # The third is accepted by the kernel but not served: no accept-and-close.
+    a3 = connect(port)
+    a3.settimeout(0.5)
+    a3.sendall(b"yo")
+    try:
+        got = a3.recv(2)
+    except socket.timeout:
+        got = None
+    assert got is None, got
+    assert f.listener("web")["active"] == 2
+    a1.close()
+    a3.settimeout(10)
+    assert recv_exact(a3, 2) == b"yo"
+    a2.close()
+    a3.close()
+    assert f.listener("web")["rejected"] == 0
+
+
+def test_global_limit():
+    b = start_backend("echo")
+    port = free_port()
+    start_ferry(base(port, b.port, global_extra="max_connections = 1"))
+    a1 = connect(port)
+    a1.sendall(b"1")
+    assert recv_exact(a1, 1) == b"1"
+    a2 = connect(port)
+    a2.settimeout(0.5)
+    a2.sendall(b"2")
+    try:
+        got = a2.recv(1)
+    except socket.timeout:
+        got = None
+    assert got is None
+    a1.close()
+    a2.settimeout(10)
+    assert recv_exact(a2, 1) == b"2"
+    a2.close()
+
+
+def test_deny_and_allow():
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(base(port, b.port, "deny = 127.0.0.0/8"))
+    s = connect(port)
+    assert recv_all(s) == b""
+    s.close()
+    wait_for(lambda: f.listener("web")["rejected"] == 1, what="rejected counted")
+    assert f.access_log()[0]["end"] == "rejected"
+    assert b.accepted == 0
+
+    port2 = free_port()
+    f2 = start_ferry(base(port2, b.port, "allow = 10.0.0.0/8\nallow = 127.0.0.1/32"))
+    s = connect(port2)
+    s.sendall(b"ok")
+    assert recv_exact(s, 2) == b"ok"
+    s.close()
+    port3 = free_port()
+    f3 = start_ferry(base(port3, b.port, "allow = 10.0.0.0/8"))
+    s = connect(port3)
+    assert recv_all(s) == b""
+    s.close()
+    wait_for(lambda: f3.listener("web")["rejected"] == 1, what="not allowed")
+    assert f2.listener("web")["rejected"] == 0
+
+
+def proxy_v2(src, sport, dst, dport):
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+
+
+def test_accept_proxy_v1_and_v2_sets_client():
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(base(port, b.port, "accept_proxy = on\ndeny = 192.0.2.66/32"))
+    s = connect(port)
+    s.sendall(b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 80\r\nhello")
+    assert recv_exact(s, 5) == b"hello"
+    s.close()
+    s = connect(port)
+    s.sendall(proxy_v2("203.0.113.9", 41000, "127.0.0.1", 80) + b"world")
+    assert recv_exact(s, 5) == b"world"
+    s.close()
+    # deny applies to the address the header carries
+    s = connect(port)
+    s.sendall(b"PROXY TCP4 192.0.2.66 127.0.0.1 40000 80\r\nx")
+    assert recv_all(s) == b""
+    s.close()
+    wait_for(lambda: len(f.access_log()) == 3, what="three log lines")
+    clients = sorted(e["client"] for e in f.access_log())
+    assert clients == ["192.0.2.66:40000", "198.51.100.7:40000", "203.0.113.9:41000"], clients
+
+
+def test_accept_proxy_rejects_garbage_and_timeout():
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(base(port, b.port, "accept_proxy = on\nhandshake_timeout = 300ms"))
+    s = connect(port)
+    s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    assert recv_all(s) == b""
+    s.close()
+    s = connect(port)
+    s.sendall(b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 80\r\n")
+    assert recv_all(s) == b""
+    s.close()
+    s = connect(port)  # says nothing: closed at handshake_timeout
+    t0 = time.monotonic()
+    assert recv_all(s) == b""
+    assert time.monotonic() - t0 < 3
+    s.close()
+    wait_for(lambda: f.listener("web")["rejected"] == 3, what="three rejected")
+    assert b.accepted == 0
+
+
+def test_send_proxy_v1_and_v2():
+    headers = []
+
+    def capture(c, _b):
+        headers.append(c.recv(4096))
+        c.close()
+
+    b = start_backend(capture)
+    p1, p2 = free_port(), free_port()
+    start_ferry(f"""
+[global]
+control_socket = @SOCK@
+[listener one]
+bind = 127.0.0.1:{p1}
+backend = v1
+[listener two]
+bind = 127.0.0.1:{p2}
+backend = v2
+[backend v1]
+server s 127.0.0.1:{b.port}
+send_proxy = v1
+[backend v2]
+server s 127.0.0.1:{b.port}
+send_proxy = v2
+""")
+    s = connect(p1)
+    cport = s.getsockname()[1]
+    s.sendall(b"data1")
+    recv_all(s)
+    s.close()
+    wait_for(lambda: headers, what="v1 header")
+    assert headers[0] == f"PROXY TCP4 127.0.0.1 127.0.0.1 {cport} {p1}\r\ndata1".encode() or \
+        headers[0].startswith(f"PROXY TCP4 127.0.0.1 127.0.0.1 {cport} {p1}\r\n".encode()), headers[0]
+    s = connect(p2)
+    cport = s.getsockname()[1]
+    s.sendall(b"data2")
+    recv_all(s)
+    s.close()
+    wait_for(lambda: len(headers) == 2, what="v2 header")
+    want = proxy_v2("127.0.0.1", cport, "127.0.0.1", p2)
+    assert headers[1].startswith(want), headers[1]
+
+
+if __name__ == "__main__":
+    runner.run(globals())
