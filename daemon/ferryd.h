@@ -40,7 +40,7 @@ struct ferry_server_rt {
     struct ferry_server_stats *stats;
     struct sockaddr_storage addr; /* resolved address */
     socklen_t addr_len;           /* 0: could not be resolved (never picked) */
-    char addr_text[AC_ADDR_STRLEN];
+    char addr_text[256];
 };
 
 struct ferry_backend_rt {

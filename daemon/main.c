@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "binding.h"
+#include "bound.h"
 #include "control.h"
 #include "ferryd.h"
 #include "gen.h"

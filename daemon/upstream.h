@@ -10,8 +10,8 @@
 #include "asynccore/timer.h"
 #include "asynccore/tls.h"
 #include "ferryd.h"
+#include "proxy_proto.h"
 
-#define FERRY_PROXY_HDR_OUT_MAX 232
 
 /* Picks a server, connects under connect_timeout, sends the PROXY header and
  * completes the TLS handshake when the backend asks for them; on failure

@@ -1,0 +1,276 @@
+/* ferryd: the control socket's command language (see control_cmd.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "control_cmd.h"
+
+const char ferry_ctl_help_text[] =
+    "help                              this list\n"
+    "show info [json]                  version, pid, uptime, connections, reloads\n"
+    "show stats [json]                 listener, backend and server counters\n"
+    "show conns [json]                 active connections\n"
+    "show metrics                      Prometheus text exposition\n"
+    "disable server BACKEND/SERVER     send no new connections to SERVER\n"
+    "enable server BACKEND/SERVER      let SERVER take new connections again\n"
+    "reload                            re-read the configuration file\n";
+
+#define MAX_WORDS 8
+
+struct words {
+    const char *w[MAX_WORDS];
+    size_t len[MAX_WORDS];
+    size_t n;
+};
+
+static void set_error(struct ferry_ctl_request *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_error(struct ferry_ctl_request *req, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(req->error, sizeof(req->error), fmt, ap);
+    va_end(ap);
+}
+
+/* Copies up to 40 bytes of a word for an error message, non-printable
+ * bytes as '?', cut words ending in "...". */
+static const char *shown(const char *s, size_t n, char out[48])
+{
+    size_t k = n > 40 ? 40 : n;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        out[i] = (ch >= ' ' && ch < 0x7f && ch != '\'') ? (char)ch : '?';
+    }
+    if (k < n) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
+    out[k] = '\0';
+    return out;
+}
+
+static bool is_blank(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* Splits into words. Returns -E2BIG with more than MAX_WORDS words. */
+static int split(const char *s, size_t len, struct words *w)
+{
+    w->n = 0;
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && is_blank(s[i]))
+            i++;
+        if (i == len)
+            break;
+        size_t start = i;
+        while (i < len && !is_blank(s[i]))
+            i++;
+        if (w->n == MAX_WORDS)
+            return -E2BIG;
+        w->w[w->n] = s + start;
+        w->len[w->n++] = i - start;
+    }
+    return 0;
+}
+
+static bool word_is(const struct words *w, size_t i, const char *lit)
+{
+    return i < w->n && w->len[i] == strlen(lit) && memcmp(w->w[i], lit, w->len[i]) == 0;
+}
+
+static bool name_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '.' || ch == '-';
+}
+
+static bool valid_name(const char *s, size_t n)
+{
+    if (n == 0 || n >= FERRY_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!name_char(s[i]))
+            return false;
+    return true;
+}
+
+/* "BACKEND/SERVER" into the request. */
+static int parse_target(const char *s, size_t n, struct ferry_ctl_request *req)
+{
+    const char *slash = memchr(s, '/', n);
+    char sh[48];
+    if (!slash) {
+        set_error(req, "expected BACKEND/SERVER, got '%s'", shown(s, n, sh));
+        return -EINVAL;
+    }
+    size_t bl = (size_t)(slash - s), sl = n - bl - 1;
+    if (!valid_name(s, bl) || !valid_name(slash + 1, sl)) {
+        set_error(req, "invalid BACKEND/SERVER '%s' (names: letters, digits, '_', '.', '-', "
+                       "at most %d characters)", shown(s, n, sh), FERRY_NAME_MAX - 1);
+        return -EINVAL;
+    }
+    memcpy(req->backend, s, bl);
+    req->backend[bl] = '\0';
+    memcpy(req->server, slash + 1, sl);
+    req->server[sl] = '\0';
+    return 0;
+}
+
+static int extra_arg(const struct words *w, size_t i, struct ferry_ctl_request *req)
+{
+    char sh[48];
+    set_error(req, "unexpected argument '%s'", shown(w->w[i], w->len[i], sh));
+    return -EINVAL;
+}
+
+static int parse_show(const struct words *w, struct ferry_ctl_request *req)
+{
+    static const struct { const char *name; enum ferry_ctl_cmd cmd; bool json; } what[] = {
+        {"info", FERRY_CTL_SHOW_INFO, true},
+        {"stats", FERRY_CTL_SHOW_STATS, true},
+        {"conns", FERRY_CTL_SHOW_CONNS, true},
+        {"metrics", FERRY_CTL_SHOW_METRICS, false},
+    };
+    if (w->n < 2) {
+        set_error(req, "usage: show info|stats|conns [json], show metrics");
+        return -EINVAL;
+    }
+    for (size_t k = 0; k < sizeof(what) / sizeof(what[0]); k++) {
+        if (!word_is(w, 1, what[k].name))
+            continue;
+        req->cmd = what[k].cmd;
+        if (w->n > 2 && what[k].json && word_is(w, 2, "json")) {
+            req->json = true;
+            return w->n > 3 ? extra_arg(w, 3, req) : 0;
+        }
+        return w->n > 2 ? extra_arg(w, 2, req) : 0;
+    }
+    char sh[48];
+    set_error(req, "unknown 'show %s' (try 'help')", shown(w->w[1], w->len[1], sh));
+    return -EINVAL;
+}
+
+static int parse_server_cmd(const struct words *w, struct ferry_ctl_request *req, bool enable)
+{
+    req->cmd = enable ? FERRY_CTL_ENABLE_SERVER : FERRY_CTL_DISABLE_SERVER;
+    if (w->n < 3 || !word_is(w, 1, "server")) {
+        set_error(req, "usage: %s server BACKEND/SERVER", enable ? "enable" : "disable");
+        return -EINVAL;
+    }
+    if (parse_target(w->w[2], w->len[2], req) != 0)
+        return -EINVAL;
+    return w->n > 3 ? extra_arg(w, 3, req) : 0;
+}
+
+/* Removes one final "\n", then one final "\r". */
+static size_t strip_eol(const char *line, size_t len)
+{
+    if (len > 0 && line[len - 1] == '\n')
+        len--;
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    return len;
+}
+
+int ferry_ctl_parse(const char *line, size_t len, struct ferry_ctl_request *req)
+{
+    memset(req, 0, sizeof(*req));
+    len = strip_eol(line, len);
+    if (len > FERRY_CTL_LINE_MAX) {
+        set_error(req, "line too long (at most %d bytes)", FERRY_CTL_LINE_MAX);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)line[i];
+        if ((ch < ' ' && ch != '\t') || ch == 0x7f) {
+            set_error(req, "invalid character 0x%02x in command", ch);
+            return -EINVAL;
+        }
+    }
+    struct words w;
+    if (split(line, len, &w) != 0) {
+        set_error(req, "too many arguments");
+        return -EINVAL;
+    }
+    if (w.n == 0) {
+        set_error(req, "empty command (try 'help')");
+        return -EINVAL;
+    }
+    if (word_is(&w, 0, "help") || word_is(&w, 0, "reload")) {
+        req->cmd = word_is(&w, 0, "help") ? FERRY_CTL_HELP : FERRY_CTL_RELOAD;
+        return w.n > 1 ? extra_arg(&w, 1, req) : 0;
+    }
+    if (word_is(&w, 0, "show"))
+        return parse_show(&w, req);
+    if (word_is(&w, 0, "disable") || word_is(&w, 0, "enable"))
+        return parse_server_cmd(&w, req, word_is(&w, 0, "enable"));
+    char sh[48];
+    set_error(req, "unknown command '%s' (try 'help')", shown(w.w[0], w.len[0], sh));
+    return -EINVAL;
+}
+
+/* ---- ferryctl ---- */
+
+static int ctl_err(char *err, size_t errcap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int ctl_err(char *err, size_t errcap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (errcap > 0)
+        vsnprintf(err, errcap, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+int ferry_ctl_from_argv(int argc, char *const argv[], bool json, char *buf, size_t cap,
+                        char *err, size_t errcap)
+{
+    static const struct { const char *word, *line; bool json, target; } map[] = {
+        {"info", "show info", true, false},      {"stats", "show stats", true, false},
+        {"conns", "show conns", true, false},    {"metrics", "show metrics", false, false},
+        {"disable", "disable server", false, true},
+        {"enable", "enable server", false, true}, {"reload", "reload", false, false},
+        {"help", "help", false, false},
+    };
+    const char *args[2];
+    int nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else if (nargs == 2)
+            return ctl_err(err, errcap, "unexpected argument '%s'", argv[i]);
+        else
+            args[nargs++] = argv[i];
+    }
+    if (nargs == 0)
+        return ctl_err(err, errcap, "missing command (info, stats, conns, metrics, disable, "
+                                    "enable, reload)");
+    for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++) {
+        if (strcmp(args[0], map[k].word) != 0)
+            continue;
+        if (json && !map[k].json)
+            return ctl_err(err, errcap, "--json does not apply to '%s'", map[k].word);
+        if (map[k].target != (nargs == 2))
+            return map[k].target
+                       ? ctl_err(err, errcap, "usage: %s BACKEND/SERVER", map[k].word)
+                       : ctl_err(err, errcap, "unexpected argument '%s'", args[1]);
+        int n = map[k].target ? snprintf(buf, cap, "%s %s\n", map[k].line, args[1])
+                              : snprintf(buf, cap, "%s%s\n", map[k].line, json ? " json" : "");
+        if (n < 0 || (size_t)n >= cap)
+            return -ENOSPC;
+        /* The daemon has the last word, but a bad name is caught here. */
+        struct ferry_ctl_request req;
+        if (ferry_ctl_parse(buf, (size_t)n, &req) != 0)
+            return ctl_err(err, errcap, "%s", req.error);
+        return n;
+    }
+    return ctl_err(err, errcap, "unknown command '%s' (info, stats, conns, metrics, disable, "
+                                "enable, reload)", args[0]);
+}

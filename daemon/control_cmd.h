@@ -1,0 +1,53 @@
+/* ferryd: the control socket's command language (SPEC.md sections 3 and 4).
+ *
+ * ferry_ctl_parse() turns one received line into a request or an error
+ * message (the server answers "error: <message>"); ferry_ctl_from_argv()
+ * turns ferryctl's words into that line. Neither touches the daemon.
+ */
+#ifndef FERRY_CONTROL_CMD_H
+#define FERRY_CONTROL_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ferry_config.h"
+
+/* Longest command line accepted, without its '\n'. */
+#define FERRY_CTL_LINE_MAX 4096
+
+enum ferry_ctl_cmd {
+    FERRY_CTL_HELP,
+    FERRY_CTL_SHOW_INFO,
+    FERRY_CTL_SHOW_STATS,
+    FERRY_CTL_SHOW_CONNS,
+    FERRY_CTL_SHOW_METRICS,
+    FERRY_CTL_DISABLE_SERVER,
+    FERRY_CTL_ENABLE_SERVER,
+    FERRY_CTL_RELOAD,
+};
+
+struct ferry_ctl_request {
+    enum ferry_ctl_cmd cmd;
+    bool json;                      /* show info|stats|conns json */
+    char backend[FERRY_NAME_MAX];   /* disable / enable server */
+    char server[FERRY_NAME_MAX];
+    char error[256];                /* set when parsing fails */
+};
+
+/* The answer to `help`, one command per line, ending in '\n'. */
+extern const char ferry_ctl_help_text[];
+
+/* Parses `len` bytes of one line (a final "\n", "\r\n" or "\r" is
+ * tolerated; words are separated by spaces or tabs). Returns 0, or -EINVAL
+ * with req->error set to a one-line message in which bytes of the input are
+ * shown printable only. */
+int ferry_ctl_parse(const char *line, size_t len, struct ferry_ctl_request *req);
+
+/* ferryctl: maps COMMAND [ARGS] (argv[0] is the command; a "--json" word
+ * among them counts like the json argument) to the control line, written
+ * with its final '\n' and NUL-terminated into buf. Returns its length, or
+ * -EINVAL with a message in err, or -ENOSPC. */
+int ferry_ctl_from_argv(int argc, char *const argv[], bool json, char *buf, size_t cap,
+                        char *err, size_t errcap);
+
+#endif

@@ -1,1 +1,0 @@
-void ferry__placeholder(void); void ferry__placeholder(void) {}

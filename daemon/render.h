@@ -1,0 +1,27 @@
+/* ferryd: rendering the control socket's `show` answers (SPEC.md section 3).
+ *
+ * Each function appends one complete answer, ending with a newline, to `out`
+ * and returns 0, or -ENOMEM (out->oom is then set too). They read the current
+ * generation and the stats registry; they may be called from any thread.
+ */
+#ifndef FERRY_RENDER_H
+#define FERRY_RENDER_H
+
+#include <stdbool.h>
+
+#include "buf.h"
+#include "ferryd.h"
+
+/* `show info`: "key: value" lines, or one JSON object. */
+int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out);
+/* `show stats`: an aligned table, or the JSON of SPEC 3. */
+int ferry_render_stats(struct ferry_daemon *d, bool json, struct ferry_buf *out);
+/* `show conns`: one line per active connection, or {"conns": [...]}. */
+int ferry_render_conns(struct ferry_daemon *d, bool json, struct ferry_buf *out);
+/* `show metrics` and GET /metrics: Prometheus text exposition 0.0.4. */
+int ferry_render_metrics(struct ferry_daemon *d, struct ferry_buf *out);
+
+/* The version shown by `show info`. */
+const char *ferry_version(void);
+
+#endif

@@ -1,0 +1,72 @@
+/* ferryd: a tiny one-request-per-connection server on asynccore.
+ *
+ * Serves the control socket and the metrics endpoint: one accept task on one
+ * worker; each client is its own task that reads one request (bounded in
+ * size, within a read timeout), builds the answer (possibly asynchronously,
+ * e.g. a reload), writes it (within a write timeout, so a client that never
+ * reads costs only its own task), shuts its write half, discards what the
+ * client may still send for a moment (so the answer is not cut by a reset),
+ * and closes. Concurrent clients are bounded by a semaphore owned by the
+ * caller: past the bound the accept task waits and the kernel queues clients.
+ */
+#ifndef FERRY_REQSERVER_H
+#define FERRY_REQSERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "asynccore/reactor.h"
+#include "asynccore/runtime.h"
+#include "asynccore/sync.h"
+#include "asynccore/timer.h"
+#include "buf.h"
+
+struct ferry_rs_client;
+
+struct ferry_rs_ops {
+    size_t max_request;        /* bytes kept at most; a longer request is an overflow */
+    uint64_t read_timeout_ms;  /* the whole request must arrive within it */
+    uint64_t write_timeout_ms; /* the whole answer must be taken within it */
+    /* Length of the complete request at the start of buf[0..len), 0 if more
+     * bytes are needed. */
+    size_t (*complete)(const char *buf, size_t len);
+    /* A zeroed client object (a struct whose first member is struct
+     * ferry_rs_client, allocated with malloc/calloc), or NULL. */
+    struct ferry_rs_client *(*client_new)(void *arg);
+    /* Fills c->out from the request (c->req, c->req_len, c->overflow,
+     * c->eof). Returns AC_READY when c->out holds the whole answer, or
+     * AC_PENDING after arranging a wake-up (it is then polled again). */
+    ac_poll_t (*respond)(struct ferry_rs_client *c, struct ac_context *cx);
+    /* Releases what respond holds (may be NULL). Called once, on drop. */
+    void (*client_drop)(struct ferry_rs_client *c);
+};
+
+struct ferry_rs_client {
+    struct ac_future base;
+    const struct ferry_rs_ops *ops;
+    void *arg;                /* the server's arg */
+    struct ac_semaphore *sem; /* one permit held, released on drop */
+    int fd;
+    struct ac_io io;
+    bool registered;
+    int state;
+    char *req;      /* max_request + 1 bytes, NUL-terminated */
+    size_t req_len; /* bytes read; when complete, the request's length */
+    bool overflow;  /* max_request bytes and still no complete request */
+    bool eof;       /* the client ended its side before a complete request */
+    struct ac_sleep timer;
+    bool timer_live;
+    struct ferry_buf out;
+    size_t written;
+    size_t lingered;
+};
+
+/* Spawns the accept task on w for the listening socket fd (non-blocking).
+ * The task takes fd in every case (closed when the task is dropped). arg is
+ * passed to ops->client_new; ops, arg and sem must outlive the runtime's
+ * tasks. Returns 0 or -errno. */
+int ferry_rs_spawn(struct ac_worker *w, int fd, const struct ferry_rs_ops *ops, void *arg,
+                   struct ac_semaphore *sem);
+
+#endif

@@ -1,0 +1,173 @@
+/* ferryd: the stats registry (see stats.h).
+ *
+ * Objects are created at start and on reload (under the registry lock) and
+ * live until the daemon ends. A new object is fully initialised before it is
+ * linked at the head of its list, and lists only grow, so readers that walk
+ * them without the lock see either the old head or a complete new node.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats.h"
+
+int ferry_stats_init(struct ferry_stats_registry *r, unsigned nworkers)
+{
+    memset(r, 0, sizeof(*r));
+    if (nworkers == 0)
+        return -EINVAL;
+    r->nworkers = nworkers;
+    int rc = pthread_mutex_init(&r->lock, NULL);
+    return rc ? -rc : 0;
+}
+
+/* Per-worker slots: one cache-line-aligned element per worker. */
+static void *slots_new(size_t elem, unsigned nworkers)
+{
+    void *p = aligned_alloc(64, elem * nworkers); /* elem is a multiple of 64 */
+    if (p)
+        memset(p, 0, elem * nworkers);
+    return p;
+}
+
+void ferry_stats_destroy(struct ferry_stats_registry *r)
+{
+    while (r->listeners) {
+        struct ferry_listener_stats *s = r->listeners;
+        r->listeners = s->next;
+        free(s->w);
+        free(s);
+    }
+    while (r->backends) {
+        struct ferry_backend_stats *s = r->backends;
+        r->backends = s->next;
+        free(s->w);
+        free(s);
+    }
+    while (r->servers) {
+        struct ferry_server_stats *s = r->servers;
+        r->servers = s->next;
+        free(s->w);
+        free(s);
+    }
+    if (r->nworkers)
+        pthread_mutex_destroy(&r->lock);
+    r->nworkers = 0;
+}
+
+struct ferry_listener_stats *ferry_stats_listener(struct ferry_stats_registry *r, const char *name)
+{
+    pthread_mutex_lock(&r->lock);
+    struct ferry_listener_stats *s = r->listeners;
+    while (s && strcmp(s->name, name) != 0)
+        s = s->next;
+    if (!s && (s = calloc(1, sizeof(*s))) != NULL) {
+        snprintf(s->name, sizeof(s->name), "%s", name);
+        s->w = slots_new(sizeof(*s->w), r->nworkers);
+        if (s->w) {
+            s->next = r->listeners;
+            r->listeners = s;
+        } else {
+            free(s);
+            s = NULL;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return s;
+}
+
+struct ferry_backend_stats *ferry_stats_backend(struct ferry_stats_registry *r, const char *name)
+{
+    pthread_mutex_lock(&r->lock);
+    struct ferry_backend_stats *s = r->backends;
+    while (s && strcmp(s->name, name) != 0)
+        s = s->next;
+    if (!s && (s = calloc(1, sizeof(*s))) != NULL) {
+        snprintf(s->name, sizeof(s->name), "%s", name);
+        s->w = slots_new(sizeof(*s->w), r->nworkers);
+        if (s->w) {
+            s->next = r->backends;
+            r->backends = s;
+        } else {
+            free(s);
+            s = NULL;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return s;
+}
+
+struct ferry_server_stats *ferry_stats_server(struct ferry_stats_registry *r, const char *backend,
+                                              const char *name)
+{
+    pthread_mutex_lock(&r->lock);
+    struct ferry_server_stats *s = r->servers;
+    while (s && (strcmp(s->backend, backend) != 0 || strcmp(s->name, name) != 0))
+        s = s->next;
+    if (!s && (s = calloc(1, sizeof(*s))) != NULL) {
+        snprintf(s->backend, sizeof(s->backend), "%s", backend);
+        snprintf(s->name, sizeof(s->name), "%s", name);
+        atomic_init(&s->state, FERRY_SERVER_UP); /* servers start up (SPEC 2) */
+        atomic_init(&s->disabled, false);
+        atomic_init(&s->fail_streak, 0);
+        s->w = slots_new(sizeof(*s->w), r->nworkers);
+        if (s->w) {
+            s->next = r->servers;
+            r->servers = s;
+        } else {
+            free(s);
+            s = NULL;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return s;
+}
+
+void ferry_listener_stats_sum(const struct ferry_stats_registry *r,
+                              const struct ferry_listener_stats *s,
+                              struct ferry_listener_totals *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        struct ferry_listener_wstats *w = &s->w[i];
+        out->active += ferry_ctr_get(&w->active);
+        out->total += ferry_ctr_get(&w->total);
+        out->rejected += ferry_ctr_get(&w->rejected);
+        out->bytes_in += ferry_ctr_get(&w->bytes_in);
+        out->bytes_out += ferry_ctr_get(&w->bytes_out);
+        out->handshake_errors += ferry_ctr_get(&w->handshake_errors);
+    }
+}
+
+void ferry_backend_stats_sum(const struct ferry_stats_registry *r,
+                             const struct ferry_backend_stats *s,
+                             struct ferry_backend_totals *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        out->active += ferry_ctr_get(&s->w[i].active);
+        out->total += ferry_ctr_get(&s->w[i].total);
+    }
+}
+
+void ferry_server_stats_sum(const struct ferry_stats_registry *r,
+                            const struct ferry_server_stats *s, struct ferry_server_totals *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        struct ferry_server_wstats *w = &s->w[i];
+        out->active += ferry_ctr_get(&w->active);
+        out->total += ferry_ctr_get(&w->total);
+        out->connect_errors += ferry_ctr_get(&w->connect_errors);
+        out->bytes_in += ferry_ctr_get(&w->bytes_in);
+        out->bytes_out += ferry_ctr_get(&w->bytes_out);
+    }
+}
+
+const char *ferry_server_state_name(const struct ferry_server_stats *s)
+{
+    if (atomic_load(&s->disabled))
+        return "disabled";
+    return atomic_load(&s->state) == FERRY_SERVER_DOWN ? "down" : "up";
+}

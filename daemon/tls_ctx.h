@@ -1,0 +1,45 @@
+/* ferryd: building OpenSSL contexts from the configuration.
+ *
+ * A listener with tls = on gets one server SSL_CTX: its certificates (one
+ * per tls_cert, chosen per connection by SNI), versions, ciphers, ALPN,
+ * client verification and session resumption, all owned by that SSL_CTX
+ * (SSL_CTX_free releases everything). A backend with tls = on gets one client
+ * SSL_CTX; each connection then calls ferry_tls_client_prepare().
+ *
+ * Builders never stop at the first problem: every error is appended to errs
+ * as "FILE:LINE: message" (FILE the configuration file, LINE the line of the
+ * offending key) and NULL is returned. ferryd -t, start-up and reload all
+ * build every context this way, so a bad certificate is found before anything
+ * changes.
+ */
+#ifndef FERRY_TLS_CTX_H
+#define FERRY_TLS_CTX_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ferry_config.h"
+
+/* Server context for a listener with tls = on. */
+SSL_CTX *ferry_tls_server_ctx_new(const struct ferry_listener *l, const char *cfg_path,
+                                  struct ferry_config_errors *errs);
+
+/* Client context for a backend with tls = on. */
+SSL_CTX *ferry_tls_client_ctx_new(const struct ferry_backend *b, const char *cfg_path,
+                                  struct ferry_config_errors *errs);
+
+/* Per-connection set-up of a client SSL: SNI (not for IP literals) and, when
+ * verify, the name (or IP address) the certificate must carry; without verify
+ * the peer certificate is not checked at all. name may be NULL or "".
+ * Returns 0 or -EINVAL / -ENOMEM. */
+int ferry_tls_client_prepare(SSL *ssl, const char *name, bool verify);
+
+/* For logs and stats: negotiated protocol version ("TLSv1.3"), cipher
+ * ("TLS_AES_128_GCM_SHA256"), or "-" when unknown. */
+const char *ferry_tls_version(const SSL *ssl);
+const char *ferry_tls_cipher(const SSL *ssl);
+/* Negotiated ALPN protocol as a string into buf ("" when none). Returns buf. */
+char *ferry_tls_alpn(const SSL *ssl, char *buf, size_t bufsize);
+
+#endif

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The asynccore echo benchmark: ac-echo (asynccore/examples/echo.c, one
+# worker) against epoll-echo (a hand-written edge-triggered epoll loop, the
+# zero-overhead reference), both driven by echo-load with the same load:
+# CONNS connections each doing ping-pong of SIZE-byte messages.
+#
+#   tests/bench/echo_bench.sh [ROUNDS] [SECONDS] [CONNS] [SIZE]
+#   defaults:                   5        3        1000    256
+#
+# Builds a release build without sanitizers in build-bench, then runs the two
+# servers in alternating rounds (the order flips each round, so drift on a
+# shared machine hits both alike) and prints every round, the medians and the
+# ratio asynccore / hand-written for messages/s and bytes/s. Loopback only;
+# each round is bounded by SECONDS plus a 1 s warm-up. Never run by test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+rounds=${1:-5}
+seconds=${2:-3}
+conns=${3:-1000}
+size=${4:-256}
+build=build-bench
+port_ac=${ECHO_BENCH_PORT:-19461}
+port_ep=$((port_ac + 1))
+
+if [ -d "$build" ]; then
+  meson setup --reconfigure "$build" -Dbuildtype=release -Db_sanitize=none >/dev/null
+else
+  meson setup "$build" -Dbuildtype=release -Db_sanitize=none >/dev/null
+fi
+nice meson compile -C "$build" -j 2 ac-echo epoll-echo echo-load >/dev/null
+
+# Both processes hold one descriptor per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((conns + 64)) ]; then
+  echo "echo_bench: need $((conns + 64)) descriptors, have $(ulimit -n)" >&2
+  exit 1
+fi
+
+# With two or more CPUs, the server and the load generator get one each.
+pin_server=() pin_load=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  pin_server=(taskset -c 0)
+  pin_load=(taskset -c 1)
+fi
+
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+wait_port() { # port
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "echo_bench: nothing listens on port $1" >&2
+  return 1
+}
+
+# Runs one server for one round; sets r_msgs and r_bytes.
+run_one() { # name
+  local port out
+  case $1 in
+    asynccore) port=$port_ac; "${pin_server[@]}" "$build/asynccore/ac-echo" "$port" 1 2>/dev/null & ;;
+    epoll) port=$port_ep; "${pin_server[@]}" "$build/tests/bench/epoll-echo" "$port" 2>/dev/null & ;;
+  esac
+  server_pid=$!
+  wait_port "$port"
+  out=$("${pin_load[@]}" "$build/tests/bench/echo-load" 127.0.0.1 "$port" "$conns" "$size" "$seconds" 1)
+  kill -TERM "$server_pid"
+  wait "$server_pid" || true
+  server_pid=
+  r_msgs=$(sed -n 's/.*msgs_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+  r_bytes=$(sed -n 's/.*bytes_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+echo "echo benchmark: $conns connections, $size-byte messages, ${seconds}s x $rounds rounds, 1 worker"
+ac_msgs=() ac_bytes=() ep_msgs=() ep_bytes=()
+for r in $(seq "$rounds"); do
+  if [ $((r % 2)) -eq 1 ]; then order=(asynccore epoll); else order=(epoll asynccore); fi
+  for name in "${order[@]}"; do
+    run_one "$name"
+    m=$r_msgs b=$r_bytes
+    printf 'round %d  %-10s msgs/s %10d  bytes/s %12d\n' "$r" "$name" "$m" "$b"
+    if [ "$name" = asynccore ]; then ac_msgs+=("$m"); ac_bytes+=("$b"); else ep_msgs+=("$m"); ep_bytes+=("$b"); fi
+  done
+done
+
+am=$(printf '%s\n' "${ac_msgs[@]}" | median)
+ab=$(printf '%s\n' "${ac_bytes[@]}" | median)
+em=$(printf '%s\n' "${ep_msgs[@]}" | median)
+eb=$(printf '%s\n' "${ep_bytes[@]}" | median)
+echo "median     asynccore  msgs/s $am  bytes/s $ab"
+echo "median     epoll      msgs/s $em  bytes/s $eb"
+awk -v am="$am" -v em="$em" -v ab="$ab" -v eb="$eb" 'BEGIN {
+  printf "ratio asynccore/hand-written: msgs/s %.3f  bytes/s %.3f\n", am / em, ab / eb }'

@@ -1,0 +1,176 @@
+"""Checks of the manual pages as configured in the build directory.
+
+usage: man.py lint|render|content
+
+lint     mandoc -T lint -W all: no message at any level (style included).
+render   man -l renders each page without a warning, with the expected
+         sections, and no @VARIABLE@ left unsubstituted.
+content  every option, signal, exit status, configuration key, control
+         command and log field of the user contract (SPEC.md) appears in the
+         page that must document it.
+
+Environment: MAN_DIR, the build directory's man/ (set by meson).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import opslib  # noqa: E402
+
+PAGES = ("ferryd.8", "ferry.ini.5", "ferryctl.8")
+
+SECTIONS = {
+    "ferryd.8": ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "SIGNALS", "SYSTEMD",
+                 "EXIT STATUS", "LOGS", "ENVIRONMENT", "FILES", "EXAMPLES", "SEE ALSO"],
+    "ferry.ini.5": ["NAME", "SYNOPSIS", "DESCRIPTION", "SYNTAX", "ERRORS", "[global]",
+                    "[listener NAME]", "[backend NAME]", "EXAMPLES", "FILES", "SEE ALSO"],
+    "ferryctl.8": ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "JSON OUTPUT",
+                   "EXIT STATUS", "EXAMPLES", "SEE ALSO"],
+}
+
+GLOBAL_KEYS = ["workers", "max_connections", "control_socket", "control_mode", "user",
+               "group", "log_level", "access_log", "drain_timeout", "buffer_size", "metrics"]
+LISTENER_KEYS = ["bind", "backend", "tls", "tls_cert", "tls_min_version", "tls_ciphers",
+                 "tls_ciphersuites", "tls_alpn", "tls_client_ca", "route", "accept_proxy",
+                 "allow", "deny", "max_connections", "idle_timeout", "handshake_timeout"]
+BACKEND_KEYS = ["server", "balance", "connect_timeout", "retries", "health_check",
+                "health_interval", "health_timeout", "health_rise", "health_fall", "tls",
+                "tls_verify", "tls_ca", "tls_sni", "send_proxy"]
+
+# Words each rendered page must contain (SPEC sections 1 to 5).
+REQUIRED = {
+    "ferryd.8": ["-c, --config", "-t, --test", "-V, --version", "-h, --help",
+                 "SIGHUP", "SIGTERM", "SIGINT", "Second SIGTERM", "drain_timeout",
+                 "READY=1", "RELOADING=1", "MONOTONIC_USEC=", "STOPPING=1", "STATUS=",
+                 "WATCHDOG=1", "NOTIFY_SOCKET", "WATCHDOG_USEC", "LISTEN_FDS", "LISTEN_PID",
+                 "LISTEN_FDNAMES", "FileDescriptorName=", "configuration is valid",
+                 "cannot bind 127.0.0.1:80: Permission denied",
+                 "info conn id=17 listener=web client=127.0.0.1:51234 server=web/app1",
+                 "duration_ms=1200 bytes_in=512 bytes_out=20480 end=closed",
+                 "closed", "idle_timeout", "connect_failed", "rejected", "handshake_failed",
+                 "reset", "drained", "/run/ferry/ferry.sock", "ferry.ini(5)", "ferryctl(8)"],
+    "ferryctl.8": ["-s, --socket SOCKET", "-j, --json", "help", "info", "stats", "conns", "metrics",
+                   "disable BACKEND/SERVER", "enable BACKEND/SERVER", "reload", "error:",
+                   "uptime_s", "max_connections", "reloads", "handshake_errors",
+                   "connect_errors", '"age_s"', "disabled",
+                   "ferry_listener_connections_active", "ferry_listener_connections_total",
+                   "ferry_listener_rejected_total", "ferry_listener_bytes_in_total",
+                   "ferry_listener_bytes_out_total", "ferry_server_up",
+                   "ferry_server_connections_active", "ferry_server_connections_total",
+                   "ferry_server_connect_errors_total", "ferry_server_bytes_in_total",
+                   "ferry_server_bytes_out_total", "show stats", "4096",
+                   "cannot connect to /run/ferry/ferry.sock: No such file or directory"],
+    "ferry.ini.5": ["roundrobin", "leastconn", "random", "source", "backup", "weight=",
+                    "250ms", "16k", "on, yes, true", "[IPV6]:PORT", "*:PORT", "unix:/path",
+                    "*.example.com", "PROXY", "v1", "v2", "FILE:LINE: message",
+                    "30s", "10000", "0660", "5m", "10s", "5s", "2s"],
+}
+
+
+def render(page):
+    env = dict(os.environ, MANWIDTH="100", LC_ALL="C.UTF-8", MAN_KEEP_FORMATTING="0")
+    p = subprocess.run(["man", "--warnings=all", "-l", "-P", "cat", page],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=60, env=env)
+    # Undo any overstriking and join words hyphenated across lines.
+    text = re.sub(r".\x08", "", p.stdout)
+    return p.returncode, text, p.stderr
+
+
+def lint():
+    mandoc = shutil.which("mandoc")
+    if not mandoc:
+        opslib.skip("mandoc is not installed (scripts/deps.sh test)")
+    bad = 0
+    for page in PAGES:
+        p = subprocess.run([mandoc, "-T", "lint", "-W", "all", page], cwd=os.environ["MAN_DIR"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        print(p.stdout, end="")
+        if p.stdout.strip() or p.returncode != 0:
+            bad += 1
+        else:
+            print(f"ok: {page}: mandoc -T lint -W all is silent")
+    if bad:
+        opslib.fail(f"{bad} page(s) with mandoc messages")
+
+
+def render_all():
+    if not shutil.which("man"):
+        opslib.skip("man is not installed (scripts/deps.sh test)")
+    for page in PAGES:
+        path = os.path.join(os.environ["MAN_DIR"], page)
+        rc, text, err = render(path)
+        assert rc == 0, f"{page}: man -l exited {rc}: {err}"
+        assert not err.strip(), f"{page}: man -l warned:\n{err}"
+        with open(path) as f:
+            left = re.findall(r"@[A-Z_]+@", f.read())
+        assert not left, f"{page}: unsubstituted {left}"
+        headings = {line.strip() for line in text.splitlines()
+                    if line and not line[0].isspace()}
+        headings |= {line.strip() for line in text.splitlines() if line.startswith("   ")}
+        for sec in SECTIONS[page]:
+            assert sec in headings, f"{page}: no section {sec}"
+        print(f"ok: {page} renders without warnings, {len(text.splitlines())} lines")
+
+
+def unhyphenate(text):
+    # man(1) may break a long word at a hyphen at the end of a line.
+    text = re.sub(r"(\w)[-\u2010]\n\s*(\w)", r"\1\2", text)
+    return re.sub(r"\s+", " ", text)
+
+
+def section(text, title, nexts):
+    start = text.index("\n" + title + "\n")
+    ends = [text.index("\n" + n + "\n", start + 1) for n in nexts if ("\n" + n + "\n") in text[start + 1:]]
+    return text[start:min(ends) if ends else len(text)]
+
+
+def content():
+    if not shutil.which("man"):
+        opslib.skip("man is not installed (scripts/deps.sh test)")
+    missing = []
+    texts = {}
+    for page in PAGES:
+        rc, text, _ = render(os.path.join(os.environ["MAN_DIR"], page))
+        assert rc == 0, f"{page}: man -l exited {rc}"
+        texts[page] = text
+        flat = re.sub(r"\s+", " ", text)
+        flat_unhyph = unhyphenate(text)
+        for word in REQUIRED[page]:
+            if word not in flat and word not in flat_unhyph:
+                missing.append(f"{page}: {word!r}")
+    ini = texts["ferry.ini.5"]
+    order = ["[global]", "[listener NAME]", "[backend NAME]", "EXAMPLES"]
+    for title, keys in (("[global]", GLOBAL_KEYS), ("[listener NAME]", LISTENER_KEYS),
+                        ("[backend NAME]", BACKEND_KEYS)):
+        body = section(ini, title, [t for t in order if t != title])
+        for key in keys:
+            # Each key is the head of an entry: "key = ..." at the tag indent.
+            if not re.search(r"^\s{7}" + re.escape(key) + r" = ", body, re.M):
+                missing.append(f"ferry.ini.5 {title}: key {key}")
+    if missing:
+        opslib.fail("not documented:\n  " + "\n  ".join(missing))
+    print(f"ok: every option, key, command and log field of SPEC.md is documented "
+          f"({sum(len(v) for v in REQUIRED.values())} words, "
+          f"{len(GLOBAL_KEYS) + len(LISTENER_KEYS) + len(BACKEND_KEYS)} keys)")
+
+
+def main():
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    checks = {"lint": lint, "render": render_all, "content": content}
+    if what not in checks:
+        opslib.fail(f"usage: {sys.argv[0]} {'|'.join(checks)}")
+    if not os.environ.get("MAN_DIR"):
+        opslib.fail("MAN_DIR is not set; run through meson test")
+    try:
+        checks[what]()
+    except (AssertionError, subprocess.TimeoutExpired, ValueError) as e:
+        opslib.fail(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,564 @@
+/* asynccore copy and bidirectional copy: bulk data with checksums, half-close
+ * passed on, reset ending both directions, and the pending buffer that exists
+ * only while the destination lags. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "asynccore/copy.h"
+#include "asynccore/runtime.h"
+#include "asynccore/stream.h"
+#include "asynccore/timer.h"
+
+#define MIB (1024u * 1024u)
+
+/* ---- fixtures ---- */
+
+struct fixture {
+    struct ac_runtime *rt;
+    struct ac_worker *w;
+};
+
+static int setup(void **state)
+{
+    static struct fixture f;
+    struct ac_runtime_opts opts = {.workers = 1, .blocking_threads = 1};
+
+    f.rt = ac_runtime_new(&opts);
+    if (f.rt == NULL)
+        return -1;
+    f.w = ac_runtime_worker(f.rt, 0);
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(ac_reactor_registrations(f->w), 0);
+    ac_runtime_free(f->rt);
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* A connected loopback TCP pair: *ours non-blocking, *peer blocking.
+ * rcvbuf > 0 shrinks the peer's receive buffer. */
+static void tcp_pair(int *ours, int *peer, int rcvbuf)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sin);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(l >= 0 && c >= 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&sin, &len), 0);
+    if (rcvbuf > 0)
+        assert_int_equal(setsockopt(c, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    int s = accept(l, NULL, NULL);
+    assert_true(s >= 0);
+    close(l);
+    int fl = fcntl(s, F_GETFL);
+    assert_int_equal(fcntl(s, F_SETFL, fl | O_NONBLOCK), 0);
+    *ours = s;
+    *peer = c;
+}
+
+/* Deterministic bytes and a running checksum. */
+static unsigned char pattern(uint64_t i, unsigned seed)
+{
+    uint64_t x = (i + 1) * 0x9e3779b97f4a7c15ull + seed;
+    return (unsigned char)(x >> 56);
+}
+
+static uint64_t sum_add(uint64_t sum, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sum = (sum ^ p[i]) * 0x100000001b3ull;
+    return sum;
+}
+
+/* ---- peer threads ---- */
+
+/* Writes `len` pattern bytes (in chunks) then optionally shuts down, then
+ * optionally reads until EOF. */
+struct peer {
+    pthread_t tid;
+    int fd;
+    unsigned seed;
+    size_t send_len;
+    long delay_before_read_ms;
+    bool shut_after_send;
+    bool read_first;      /* read until EOF first, then send */
+    bool read_after;      /* after sending, read until EOF */
+    uint64_t sent_sum, recv_sum;
+    size_t recv_len;
+    atomic_bool done_reading;
+    atomic_bool shut_now; /* for the idle test: shutdown when set */
+};
+
+static void peer_send(struct peer *p)
+{
+    unsigned char buf[8192];
+    size_t off = 0;
+    uint64_t sum = 0xcbf29ce484222325ull;
+
+    while (off < p->send_len) {
+        size_t n = p->send_len - off < sizeof(buf) ? p->send_len - off : sizeof(buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern(off + i, p->seed);
+        size_t w = 0;
+        while (w < n) {
+            ssize_t r = send(p->fd, buf + w, n - w, MSG_NOSIGNAL);
+            if (r <= 0)
+                return;
+            w += (size_t)r;
+        }
+        sum = sum_add(sum, buf, n);
+        off += n;
+    }
+    p->sent_sum = sum;
+    if (p->shut_after_send)
+        shutdown(p->fd, SHUT_WR);
+}
+
+static void peer_recv(struct peer *p)
+{
+    unsigned char buf[8192];
+    uint64_t sum = 0xcbf29ce484222325ull;
+
+    sleep_ms(p->delay_before_read_ms);
+    for (;;) {
+        ssize_t n = read(p->fd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        sum = sum_add(sum, buf, (size_t)n);
+        p->recv_len += (size_t)n;
+    }
+    p->recv_sum = sum;
+    atomic_store(&p->done_reading, true);
+}
+
+static void *peer_main(void *arg)
+{
+    struct peer *p = arg;
+
+    if (p->read_first)
+        peer_recv(p);
+    if (p->send_len > 0)
+        peer_send(p);
+    if (p->read_after)
+        peer_recv(p);
+    return NULL;
+}
+
+static void peer_start(struct peer *p)
+{
+    atomic_init(&p->done_reading, false);
+    atomic_init(&p->shut_now, false);
+    assert_int_equal(pthread_create(&p->tid, NULL, peer_main, p), 0);
+}
+
+static uint64_t expected_sum(size_t len, unsigned seed)
+{
+    uint64_t sum = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char b = pattern(i, seed);
+        sum = sum_add(sum, &b, 1);
+    }
+    return sum;
+}
+
+/* ---- a copy watched from outside ---- */
+
+struct watch {
+    struct ac_future base;
+    struct ac_copy *c;
+    bool saw_buffer; /* a pending buffer existed at some point */
+};
+
+static ac_poll_t watch_poll(struct ac_future *self, struct ac_context *cx)
+{
+    struct watch *w = (struct watch *)self;
+    ac_poll_t r = ac_future_poll(&w->c->base, cx);
+
+    if (w->c->buf != NULL)
+        w->saw_buffer = true;
+    return r;
+}
+
+static const struct ac_future_vtable watch_vt = {watch_poll, NULL};
+
+/* ---- tests ---- */
+
+/* 8 MiB a -> b through a small receive buffer; the EOF arrives as a
+ * half-close: b's peer can still answer on the same connection. */
+static void test_copy_8mib_half_close(void **state)
+{
+    struct fixture *f = *state;
+    struct ac_stream sa, sb;
+    struct ac_copy c;
+    struct watch wt = {.base.vt = &watch_vt, .c = &c};
+    int a, pa, b, pb;
+    uint64_t act = 0;
+
+    tcp_pair(&a, &pa, 0);
+    tcp_pair(&b, &pb, 8192);
+    int small = 8192;
+    assert_int_equal(setsockopt(b, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
+    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+
+    struct peer src = {.fd = pa, .seed = 1, .send_len = 8 * MIB, .shut_after_send = true};
+    struct peer dst = {.fd = pb, .delay_before_read_ms = 50, .read_first = true};
+    peer_start(&src);
+    peer_start(&dst);
+
+    ac_copy_init(&c, &sa, &sb, 0);
+    c.activity = &act;
+    assert_int_equal(ac_block_on(f->w, &wt.base), 0);
+    assert_int_equal(c.err, 0);
+    assert_true(c.read_eof);
+    assert_true(c.shut_done);
+    assert_int_equal(c.bytes, 8 * MIB);
+    assert_null(c.buf);
+    assert_true(wt.saw_buffer); /* the slow reader made it keep a remainder */
+    assert_true(act > 0);
+    ac_future_drop(&c.base);
+
+    pthread_join(src.tid, NULL);
+    pthread_join(dst.tid, NULL); /* saw EOF */
+    assert_int_equal(dst.recv_len, 8 * MIB);
+    assert_true(dst.recv_sum == src.sent_sum);
+    assert_true(dst.recv_sum == expected_sum(8 * MIB, 1));
+
+    /* Half-close only: b's peer still writes, and it arrives. */
+    assert_int_equal(write(pb, "back", 4), 4);
+    struct ac_read_exact re;
+    char buf[4];
+    ac_read_exact_init(&re, &sb, buf, 4);
+    assert_int_equal(ac_block_on(f->w, &re.base), 0);
+    assert_int_equal(re.err, 0);
+    assert_memory_equal(buf, "back", 4);
+    ac_future_drop(&re.base);
+
+    ac_stream_close(&sa);
+    ac_stream_close(&sb);
+    close(pa);
+    close(pb);
+}
+
+/* Both directions at once, each half-closed in turn: a's peer sends 8 MiB
+ * and shuts down; b's peer reads it all (EOF) and only then answers 1 MiB and
+ * shuts down; a's peer reads the answer. */
+static void test_bidi_half_close_each_way(void **state)
+{
+    struct fixture *f = *state;
+    struct ac_stream sa, sb;
+    struct ac_copy_bidi bc;
+    int a, pa, b, pb;
+
+    tcp_pair(&a, &pa, 16384);
+    tcp_pair(&b, &pb, 16384);
+    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
+    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+
+    struct peer pa_ = {.fd = pa, .seed = 2, .send_len = 8 * MIB, .shut_after_send = true,
+                       .read_after = true};
+    struct peer pb_ = {.fd = pb, .seed = 3, .send_len = 1 * MIB, .shut_after_send = true,
+                       .read_first = true};
+    peer_start(&pa_);
+    peer_start(&pb_);
+
+    ac_copy_bidi_init(&bc, &sa, &sb, 4096);
+    assert_int_equal(ac_block_on(f->w, &bc.base), 0);
+    assert_int_equal(bc.err, 0);
+    assert_true(bc.ab_done && bc.ba_done);
+    assert_int_equal(bc.ab.bytes, 8 * MIB);
+    assert_int_equal(bc.ba.bytes, 1 * MIB);
+    assert_null(bc.ab.buf);
+    assert_null(bc.ba.buf);
+    ac_future_drop(&bc.base);
+
+    pthread_join(pa_.tid, NULL);
+    pthread_join(pb_.tid, NULL);
+    assert_int_equal(pb_.recv_len, 8 * MIB);
+    assert_true(pb_.recv_sum == expected_sum(8 * MIB, 2));
+    assert_int_equal(pa_.recv_len, 1 * MIB);
+    assert_true(pa_.recv_sum == expected_sum(1 * MIB, 3));
+    ac_stream_close(&sa);
+    ac_stream_close(&sb);
+    close(pa);
+    close(pb);
+}
+
+/* A reset on one side ends both directions, though the other side is idle. */
+struct resetter {
+    pthread_t tid;
+    int fd;
+};
+
+static void *resetter_main(void *arg)
+{
+    struct resetter *r = arg;
+    struct linger lg = {1, 0};
+
+    sleep_ms(50);
+    setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(r->fd);
+    return NULL;
+}
+
+static void test_bidi_reset_ends_both(void **state)
+{
+    struct fixture *f = *state;
+    struct ac_stream sa, sb;
+    struct ac_copy_bidi bc;
+    struct resetter rs;
+    int a, pa, b, pb;
+
+    tcp_pair(&a, &pa, 0);
+    tcp_pair(&b, &pb, 0);
+    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
+    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+    rs.fd = pa;
+    assert_int_equal(pthread_create(&rs.tid, NULL, resetter_main, &rs), 0);
+
+    ac_copy_bidi_init(&bc, &sa, &sb, 0);
+    assert_int_equal(ac_block_on(f->w, &bc.base), 0);
+    assert_int_equal(bc.err, -ECONNRESET);
+    assert_true(bc.ab_done && bc.ba_done);
+    assert_int_equal(bc.ab.err, -ECONNRESET);
+    ac_future_drop(&bc.base);
+    pthread_join(rs.tid, NULL);
+
+    ac_stream_close(&sa);
+    ac_stream_close(&sb);
+    /* b's peer sees the end (the owner closed) and nothing else. */
+    char buf[4];
+    assert_int_equal(read(pb, buf, sizeof(buf)), 0);
+    close(pb);
+}
+
+/* The destination's peer is gone: the write side error ends the copy. */
+static void test_copy_write_error(void **state)
+{
+    struct fixture *f = *state;
+    struct ac_stream sa, sb;
+    struct ac_copy c;
+    int a, pa, b, pb;
+    struct linger lg = {1, 0};
+
+    tcp_pair(&a, &pa, 0);
+    tcp_pair(&b, &pb, 0);
+    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
+    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+    setsockopt(pb, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(pb);
+    sleep_ms(20);
+    struct peer src = {.fd = pa, .seed = 4, .send_len = 1 * MIB};
+    peer_start(&src);
+
+    ac_copy_init(&c, &sa, &sb, 0);
+    assert_int_equal(ac_block_on(f->w, &c.base), 0);
+    assert_true(c.err == -EPIPE || c.err == -ECONNRESET);
+    assert_null(c.buf);
+    ac_future_drop(&c.base);
+    ac_stream_close(&sa); /* unblocks the sender */
+    ac_stream_close(&sb);
+    pthread_join(src.tid, NULL);
+    close(pa);
+}
+
+/* The pending buffer exists while the destination lags and is freed once
+ * drained, while the copy goes on idle. Then EOF ends it. */
+struct idle_check {
+    struct ac_future base;
+    struct ac_copy *c;
+    struct peer *dst;
+    size_t total;
+    struct ac_sleep tick;
+    bool saw_buffer, checked_idle, idle_buf_null, copy_done;
+    uint64_t deadline;
+};
+
+static ac_poll_t idle_check_poll(struct ac_future *self, struct ac_context *cx)
+{
+    struct idle_check *k = (struct idle_check *)self;
+
+    if (!k->copy_done && ac_future_poll(&k->c->base, cx) == AC_READY)
+        k->copy_done = true;
+    if (k->c->buf != NULL)
+        k->saw_buffer = true;
+    if (k->copy_done || ac_clock_now_ms() > k->deadline)
+        return AC_READY;
+    /* Idle = everything delivered and the source quiet: check, then let the
+     * source end. Polled by a 5 ms tick besides the copy's own wake-ups. */
+    if (!k->checked_idle && k->c->bytes == k->total) {
+        k->checked_idle = true;
+        k->idle_buf_null = k->c->buf == NULL;
+        atomic_store(&k->dst->shut_now, true);
+    }
+    while (ac_future_poll(&k->tick.base, cx) == AC_READY) {
+        ac_future_drop(&k->tick.base);
+        ac_sleep_init(&k->tick, 5);
+    }
+    return AC_PENDING;
+}
+
+static void idle_check_drop(struct ac_future *self)
+{
+    ac_future_drop(&((struct idle_check *)self)->tick.base);
+}
+
+static const struct ac_future_vtable idle_check_vt = {idle_check_poll, idle_check_drop};
+
+struct late_shut {
+    pthread_t tid;
+    struct peer *flagged;
+    int fd;
+};
+
+static void *late_shut_main(void *arg)
+{
+    struct late_shut *ls = arg;
+
+    while (!atomic_load(&ls->flagged->shut_now))
+        sleep_ms(2);
+    shutdown(ls->fd, SHUT_WR);
+    return NULL;
+}
+
+static void test_copy_buffer_freed_when_drained(void **state)
+{
+    struct fixture *f = *state;
+    struct ac_stream sa, sb;
+    struct ac_copy c;
+    int a, pa, b, pb;
+    const size_t total = 2 * MIB;
+
+    tcp_pair(&a, &pa, 0);
+    tcp_pair(&b, &pb, 4096);
+    int small = 4096;
+    assert_int_equal(setsockopt(b, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
+    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+
+    /* The source sends everything but does not end; the destination's peer
+     * starts reading late. */
+    struct peer src = {.fd = pa, .seed = 5, .send_len = total};
+    struct peer dst = {.fd = pb, .delay_before_read_ms = 150, .read_first = true};
+    peer_start(&src);
+    peer_start(&dst);
+    struct late_shut ls = {.flagged = &dst, .fd = pa};
+    assert_int_equal(pthread_create(&ls.tid, NULL, late_shut_main, &ls), 0);
+
+    ac_copy_init(&c, &sa, &sb, 0);
+    struct idle_check k = {.base.vt = &idle_check_vt, .c = &c, .dst = &dst, .total = total,
+                           .deadline = ac_clock_now_ms() + 10000};
+    ac_sleep_init(&k.tick, 5);
+    assert_int_equal(ac_block_on(f->w, &k.base), 0);
+    ac_future_drop(&k.base);
+    assert_true(k.copy_done);
+    assert_true(k.saw_buffer);
+    assert_true(k.checked_idle);
+    assert_true(k.idle_buf_null); /* idle with everything delivered: no buffer */
+    assert_int_equal(c.err, 0);
+    assert_null(c.buf);
+    assert_int_equal(c.bytes, total);
+    ac_future_drop(&c.base);
+
+    pthread_join(src.tid, NULL);
+    pthread_join(ls.tid, NULL);
+    pthread_join(dst.tid, NULL);
+    assert_int_equal(dst.recv_len, total);
+    assert_true(dst.recv_sum == expected_sum(total, 5));
+    ac_stream_close(&sa);
+    ac_stream_close(&sb);
+    close(pa);
+    close(pb);
+}
+
+/* Dropping a copy that holds a pending buffer frees it (ASan checks leaks). */
+struct poll_until_buffer {
+    struct ac_future base;
+    struct ac_copy *c;
+};
+
+static ac_poll_t pub_poll(struct ac_future *self, struct ac_context *cx)
+{
+    struct poll_until_buffer *p = (struct poll_until_buffer *)self;
+
+    if (ac_future_poll(&p->c->base, cx) == AC_READY)
+        return AC_READY;
+    return p->c->buf != NULL ? AC_READY : AC_PENDING;
+}
+
+static const struct ac_future_vtable pub_vt = {pub_poll, NULL};
+
+static void test_copy_drop_with_buffer(void **state)
+{
+    struct fixture *f = *state;
+    struct ac_stream sa, sb;
+    struct ac_copy c;
+    int a, pa, b, pb;
+
+    tcp_pair(&a, &pa, 0);
+    tcp_pair(&b, &pb, 4096);
+    int small = 4096;
+    assert_int_equal(setsockopt(b, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
+    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+    struct peer src = {.fd = pa, .seed = 6, .send_len = 1 * MIB};
+    peer_start(&src);
+
+    ac_copy_init(&c, &sa, &sb, 0);
+    struct poll_until_buffer p = {.base.vt = &pub_vt, .c = &c};
+    assert_int_equal(ac_block_on(f->w, &p.base), 0);
+    assert_non_null(c.buf);
+    ac_future_drop(&c.base);
+    assert_null(c.buf);
+    ac_stream_close(&sa); /* the sender gets an error and stops */
+    ac_stream_close(&sb);
+    pthread_join(src.tid, NULL);
+    close(pa);
+    close(pb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_copy_8mib_half_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bidi_half_close_each_way, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bidi_reset_ends_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_write_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_buffer_freed_when_drained, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_drop_with_buffer, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

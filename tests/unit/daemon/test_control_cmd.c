@@ -1,0 +1,234 @@
+/* Unit tests: daemon/control_cmd.c (control lines and ferryctl mapping). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "control_cmd.h"
+
+static int parse(const char *s, struct ferry_ctl_request *r)
+{
+    return ferry_ctl_parse(s, strlen(s), r);
+}
+
+static void ok(const char *s, enum ferry_ctl_cmd cmd, bool json)
+{
+    struct ferry_ctl_request r;
+    if (parse(s, &r) != 0)
+        fail_msg("'%s' rejected: %s", s, r.error);
+    assert_int_equal(r.cmd, cmd);
+    assert_int_equal(r.json, json);
+}
+
+static void bad(const char *s, const char *msg)
+{
+    struct ferry_ctl_request r;
+    assert_int_equal(parse(s, &r), -EINVAL);
+    if (strcmp(r.error, msg) != 0)
+        fail_msg("'%s': got \"%s\", wanted \"%s\"", s, r.error, msg);
+}
+
+static void test_commands(void **state)
+{
+    (void)state;
+    ok("help", FERRY_CTL_HELP, false);
+    ok("show info", FERRY_CTL_SHOW_INFO, false);
+    ok("show info json", FERRY_CTL_SHOW_INFO, true);
+    ok("show stats", FERRY_CTL_SHOW_STATS, false);
+    ok("show stats json", FERRY_CTL_SHOW_STATS, true);
+    ok("show conns", FERRY_CTL_SHOW_CONNS, false);
+    ok("show conns json", FERRY_CTL_SHOW_CONNS, true);
+    ok("show metrics", FERRY_CTL_SHOW_METRICS, false);
+    ok("reload", FERRY_CTL_RELOAD, false);
+    /* Line ends and blanks. */
+    ok("show stats json\n", FERRY_CTL_SHOW_STATS, true);
+    ok("show stats json\r\n", FERRY_CTL_SHOW_STATS, true);
+    ok("reload\r", FERRY_CTL_RELOAD, false);
+    ok("  \tshow\t\tinfo   json \t", FERRY_CTL_SHOW_INFO, true);
+
+    struct ferry_ctl_request r;
+    assert_int_equal(parse("disable server web/app-1.a_b", &r), 0);
+    assert_int_equal(r.cmd, FERRY_CTL_DISABLE_SERVER);
+    assert_string_equal(r.backend, "web");
+    assert_string_equal(r.server, "app-1.a_b");
+    assert_int_equal(parse("enable  server\tB/S\r\n", &r), 0);
+    assert_int_equal(r.cmd, FERRY_CTL_ENABLE_SERVER);
+    assert_string_equal(r.backend, "B");
+    assert_string_equal(r.server, "S");
+    assert_non_null(strstr(ferry_ctl_help_text, "disable server BACKEND/SERVER"));
+    assert_non_null(strstr(ferry_ctl_help_text, "show metrics"));
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    bad("", "empty command (try 'help')");
+    bad("\r\n", "empty command (try 'help')");
+    bad("   ", "empty command (try 'help')");
+    bad("xyz", "unknown command 'xyz' (try 'help')");
+    bad("HELP", "unknown command 'HELP' (try 'help')");
+    bad("help me", "unexpected argument 'me'");
+    bad("reload now", "unexpected argument 'now'");
+    bad("show", "usage: show info|stats|conns [json], show metrics");
+    bad("show foo", "unknown 'show foo' (try 'help')");
+    bad("show metrics json", "unexpected argument 'json'");
+    bad("show info xml", "unexpected argument 'xml'");
+    bad("show info json json", "unexpected argument 'json'");
+    bad("disable", "usage: disable server BACKEND/SERVER");
+    bad("disable server", "usage: disable server BACKEND/SERVER");
+    bad("enable backend web/a", "usage: enable server BACKEND/SERVER");
+    bad("disable server web", "expected BACKEND/SERVER, got 'web'");
+    bad("disable server web/a extra", "unexpected argument 'extra'");
+    const char *inv = "invalid BACKEND/SERVER '%s' (names: letters, digits, '_', '.', '-', at most 63 characters)";
+    const char *targets[] = {"web/", "/a", "web/a/b", "w$b/a", "web/a;rm", "web/é"};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        char line[128], want[256];
+        snprintf(line, sizeof(line), "disable server %s", targets[i]);
+        struct ferry_ctl_request r;
+        assert_int_equal(parse(line, &r), -EINVAL);
+        assert_non_null(strstr(r.error, "invalid BACKEND/SERVER"));
+        if (i < 5) {
+            snprintf(want, sizeof(want), inv, targets[i]);
+            assert_string_equal(r.error, want);
+        }
+    }
+    bad("a b c d e f g h i", "too many arguments");
+    bad("show info\rjson", "invalid character 0x0d in command");
+    bad("show info\n\n", "invalid character 0x0a in command");
+}
+
+static void test_names_length(void **state)
+{
+    (void)state;
+    char line[256], name[80];
+    memset(name, 'n', 63);
+    name[63] = '\0';
+    snprintf(line, sizeof(line), "enable server %s/%s", name, name);
+    struct ferry_ctl_request r;
+    assert_int_equal(parse(line, &r), 0);
+    assert_string_equal(r.backend, name);
+    assert_string_equal(r.server, name);
+    memset(name, 'n', 64);
+    name[64] = '\0';
+    snprintf(line, sizeof(line), "enable server %s/x", name);
+    assert_int_equal(parse(line, &r), -EINVAL);
+    snprintf(line, sizeof(line), "enable server x/%s", name);
+    assert_int_equal(parse(line, &r), -EINVAL);
+}
+
+static void test_nul_and_binary(void **state)
+{
+    (void)state;
+    struct ferry_ctl_request r;
+    const char nul[] = "show info\0json";
+    assert_int_equal(ferry_ctl_parse(nul, sizeof(nul) - 1, &r), -EINVAL);
+    assert_string_equal(r.error, "invalid character 0x00 in command");
+    const char nul2[] = "help\0";
+    assert_int_equal(ferry_ctl_parse(nul2, sizeof(nul2) - 1, &r), -EINVAL);
+    /* Non-printables are never echoed back. */
+    assert_int_equal(parse("x\x1b[31mred", &r), -EINVAL);
+    assert_null(strchr(r.error, '\x1b'));
+    assert_int_equal(parse("\xff\xfe", &r), -EINVAL);
+    assert_string_equal(r.error, "unknown command '?" "?' (try 'help')");
+    assert_int_equal(parse("it's", &r), -EINVAL);
+    assert_string_equal(r.error, "unknown command 'it?s' (try 'help')");
+    /* Long words are cut in the message. */
+    char line[200];
+    memset(line, 'z', 100);
+    line[100] = '\0';
+    assert_int_equal(parse(line, &r), -EINVAL);
+    assert_non_null(strstr(r.error, "zzz...' (try 'help')"));
+    assert_true(strlen(r.error) < 80);
+}
+
+static void test_line_length(void **state)
+{
+    (void)state;
+    static char line[FERRY_CTL_LINE_MAX + 3];
+    memset(line, ' ', sizeof(line));
+    memcpy(line, "help", 4);
+    struct ferry_ctl_request r;
+    assert_int_equal(ferry_ctl_parse(line, FERRY_CTL_LINE_MAX, &r), 0);
+    line[FERRY_CTL_LINE_MAX] = '\n';
+    assert_int_equal(ferry_ctl_parse(line, FERRY_CTL_LINE_MAX + 1, &r), 0);
+    assert_int_equal(ferry_ctl_parse(line, FERRY_CTL_LINE_MAX + 2, &r), -EINVAL);
+    assert_string_equal(r.error, "line too long (at most 4096 bytes)");
+}
+
+static int argv_line(bool json, char *buf, size_t cap, char *err, int argc, ...)
+{
+    char *argv[8];
+    va_list ap;
+    va_start(ap, argc);
+    for (int i = 0; i < argc; i++)
+        argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    return ferry_ctl_from_argv(argc, argv, json, buf, cap, err, 200);
+}
+
+static void test_ferryctl_mapping(void **state)
+{
+    (void)state;
+    char buf[256], err[200];
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 1, "info"), 10);
+    assert_string_equal(buf, "show info\n");
+    argv_line(true, buf, sizeof(buf), err, 1, "info");
+    assert_string_equal(buf, "show info json\n");
+    argv_line(false, buf, sizeof(buf), err, 2, "stats", "--json");
+    assert_string_equal(buf, "show stats json\n");
+    argv_line(false, buf, sizeof(buf), err, 2, "--json", "conns");
+    assert_string_equal(buf, "show conns json\n");
+    argv_line(false, buf, sizeof(buf), err, 1, "metrics");
+    assert_string_equal(buf, "show metrics\n");
+    argv_line(false, buf, sizeof(buf), err, 2, "disable", "web/app1");
+    assert_string_equal(buf, "disable server web/app1\n");
+    argv_line(false, buf, sizeof(buf), err, 2, "enable", "web/app1");
+    assert_string_equal(buf, "enable server web/app1\n");
+    argv_line(false, buf, sizeof(buf), err, 1, "reload");
+    assert_string_equal(buf, "reload\n");
+    argv_line(false, buf, sizeof(buf), err, 1, "help");
+    assert_string_equal(buf, "help\n");
+    /* Every mapped line parses back. */
+    struct ferry_ctl_request r;
+    argv_line(true, buf, sizeof(buf), err, 1, "stats");
+    assert_int_equal(ferry_ctl_parse(buf, strlen(buf), &r), 0);
+    assert_int_equal(r.cmd, FERRY_CTL_SHOW_STATS);
+    assert_true(r.json);
+}
+
+static void test_ferryctl_errors(void **state)
+{
+    (void)state;
+    char buf[256], err[200];
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 0), -EINVAL);
+    assert_non_null(strstr(err, "missing command"));
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 1, "frob"), -EINVAL);
+    assert_non_null(strstr(err, "unknown command 'frob'"));
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 1, "disable"), -EINVAL);
+    assert_string_equal(err, "usage: disable BACKEND/SERVER");
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 2, "info", "x"), -EINVAL);
+    assert_string_equal(err, "unexpected argument 'x'");
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 3, "disable", "a/b", "c"), -EINVAL);
+    assert_int_equal(argv_line(true, buf, sizeof(buf), err, 1, "metrics"), -EINVAL);
+    assert_string_equal(err, "--json does not apply to 'metrics'");
+    assert_int_equal(argv_line(true, buf, sizeof(buf), err, 1, "reload"), -EINVAL);
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 2, "disable", "web"), -EINVAL);
+    assert_string_equal(err, "expected BACKEND/SERVER, got 'web'");
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 2, "disable", "web/a b"), -EINVAL);
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 2, "disable", "web/a\nreload"), -EINVAL);
+    assert_int_equal(argv_line(false, buf, 5, err, 1, "reload"), -ENOSPC);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_commands),         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_names_length),     cmocka_unit_test(test_nul_and_binary),
+        cmocka_unit_test(test_line_length),      cmocka_unit_test(test_ferryctl_mapping),
+        cmocka_unit_test(test_ferryctl_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
