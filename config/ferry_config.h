@@ -20,6 +20,10 @@
 
 #define FERRY_NAME_MAX 64
 
+/* Longest line of ferry.ini, in characters without its line end. A longer
+ * line is an error with its number; a line never gets cut. */
+#define FERRY_CONFIG_LINE_MAX 4096
+
 enum ferry_addr_kind {
     FERRY_ADDR_INET,     /* numeric IPv4 / IPv6, or a host name (servers only) */
     FERRY_ADDR_ANY,      /* "*:PORT": all IPv4 and IPv6 */
@@ -120,6 +124,7 @@ struct ferry_backend {
     bool tls;
     bool tls_verify;               /* default on */
     char *tls_ca;                  /* NULL: system store */
+    int tls_ca_line;               /* line of tls_ca (0: unset) */
     char *tls_sni;                 /* NULL: server host */
     int send_proxy;                /* 0 off, 1 v1, 2 v2 */
 };
@@ -151,7 +156,9 @@ struct ferry_config *ferry_config_load_string(const char *name, const char *text
 
 void ferry_config_free(struct ferry_config *cfg);
 void ferry_config_errors_free(struct ferry_config_errors *errs);
-/* Appends a formatted "FILE:LINE: message" (used by later validation stages). */
+/* Appends a formatted "FILE:LINE: message" (used by later validation stages);
+ * with line <= 0 (a whole-file matter, like a file that cannot be read) it is
+ * "FILE: message". */
 void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, int line,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
@@ -166,6 +173,10 @@ int ferry_parse_addr(const char *s, bool allow_host, struct ferry_addr *out);
 int ferry_parse_cidr(const char *s, struct ferry_cidr *out);
 bool ferry_cidr_match(const struct ferry_cidr *c, const struct sockaddr *sa);
 bool ferry_name_valid(const char *s);
+/* True when binding both addresses would clash: the same address, a unix
+ * path twice, or one wildcard ("*:P", 0.0.0.0:P, [::]:P) and another address
+ * of its family on the same port (v4-mapped IPv6 counts as IPv4). */
+bool ferry_addr_conflict(const struct ferry_addr *a, const struct ferry_addr *b);
 
 /* Finds a backend by name; -1 if none. */
 int ferry_config_backend_index(const struct ferry_config *cfg, const char *name);

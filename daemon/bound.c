@@ -152,7 +152,7 @@ static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct accept_task *t = (struct accept_task *)f;
     if (!t->listener_open) {
-        int rc = ac_listener_open(&t->l, cx->worker, t->b->fd, false, AC_REG_EXCLUSIVE);
+        int rc = ac_listener_open(&t->l, cx->worker, t->b->fd, false, 0);
         if (rc < 0) {
             ferry_log(FERRY_LOG_ERROR, "cannot register listener", "bind=%s error=\"%s\"",
                       t->b->addr, strerror(-rc));

@@ -1,1 +1,233 @@
-/* placeholder until the echo example lands */ int main(void) { return 0; }
+/* ac-echo: a TCP echo server on asynccore.
+ *
+ *   ac-echo PORT [WORKERS [ADDRESS]]     (WORKERS default 1, ADDRESS 127.0.0.1)
+ *
+ * The pattern the daemon uses: one listening socket shared by every worker
+ * (each registers it with AC_REG_EXCLUSIVE, so one accept queue feeds them
+ * all), one accept task per worker, and one task per connection that stays on
+ * the worker which accepted it. A connection is an ac_copy from its stream to
+ * itself: it reads into the worker's scratch buffer and writes straight back,
+ * so an idle connection holds no buffer. SIGINT or SIGTERM stops the server.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include "asynccore/copy.h"
+#include "asynccore/net.h"
+#include "asynccore/runtime.h"
+
+#define ECHO_BUFSIZE (16u * 1024u)
+
+/* ---- one connection ---- */
+
+struct echo_conn {
+    struct ac_future base;
+    struct ac_stream stream;
+    struct ac_copy copy; /* stream -> stream */
+};
+
+static ac_poll_t conn_poll(struct ac_future *self, struct ac_context *cx)
+{
+    struct echo_conn *c = (struct echo_conn *)self;
+
+    return ac_future_poll(&c->copy.base, cx);
+}
+
+static void conn_drop(struct ac_future *self)
+{
+    struct echo_conn *c = (struct echo_conn *)self;
+
+    ac_future_drop(&c->copy.base);
+    ac_stream_close(&c->stream);
+}
+
+static void conn_free(struct ac_future *f) { free(f); }
+
+static const struct ac_future_vtable conn_vt = {conn_poll, conn_drop};
+
+/* Takes ownership of fd (closed on failure). */
+static void conn_start(struct ac_worker *w, int fd)
+{
+    struct echo_conn *c = malloc(sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    if (ac_socket_stream_open(&c->stream, w, fd) < 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    c->base.vt = &conn_vt;
+    ac_copy_init(&c->copy, &c->stream, &c->stream, ECHO_BUFSIZE);
+    ac_spawn(w, &c->base, conn_free); /* on failure it drops and frees c */
+}
+
+/* ---- the accept task of one worker ---- */
+
+struct echo_acceptor {
+    struct ac_future base;
+    struct ac_listener listener;
+};
+
+static ac_poll_t acceptor_poll(struct ac_future *self, struct ac_context *cx)
+{
+    struct echo_acceptor *a = (struct echo_acceptor *)self;
+
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t peer_len;
+        int fd;
+
+        if (ac_listener_poll_accept(&a->listener, cx, &fd, &peer, &peer_len) == AC_PENDING)
+            return AC_PENDING;
+        if (fd < 0) {
+            fprintf(stderr, "ac-echo: accept: %s\n", strerror(-fd));
+            return AC_READY;
+        }
+        conn_start(cx->worker, fd);
+    }
+}
+
+static void acceptor_drop(struct ac_future *self)
+{
+    struct echo_acceptor *a = (struct echo_acceptor *)self;
+
+    ac_listener_close(&a->listener);
+}
+
+static void acceptor_free(struct ac_future *f) { free(f); }
+
+static const struct ac_future_vtable acceptor_vt = {acceptor_poll, acceptor_drop};
+
+static int acceptor_start(struct ac_worker *w, int lfd)
+{
+    struct echo_acceptor *a = malloc(sizeof(*a));
+    if (a == NULL)
+        return -ENOMEM;
+    /* The descriptor is shared, so no acceptor owns it: main closes it. */
+    int r = ac_listener_open(&a->listener, w, lfd, false, AC_REG_EXCLUSIVE);
+    if (r < 0) {
+        free(a);
+        return r;
+    }
+    a->base.vt = &acceptor_vt;
+    return ac_spawn(w, &a->base, acceptor_free);
+}
+
+/* ---- main ---- */
+
+/* Signals are taken by a thread of their own: ac_runtime_stop() is not
+ * async-signal-safe. */
+static void *signal_thread(void *arg)
+{
+    sigset_t set;
+    int sig;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (sigwait(&set, &sig) == 0)
+        ac_runtime_stop(arg);
+    return NULL;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *s == '\0' || *end != '\0' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int listen_on(const char *addr, unsigned port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len;
+
+    if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        len = sizeof(*in);
+    } else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        len = sizeof(*in6);
+    } else {
+        return -EINVAL;
+    }
+    return ac_listen_socket((struct sockaddr *)&ss, len, 4096, 0);
+}
+
+int main(int argc, char **argv)
+{
+    unsigned long port, workers = 1;
+    const char *addr = argc > 3 ? argv[3] : "127.0.0.1";
+
+    if (argc < 2 || argc > 4 || parse_uint(argv[1], 65535, &port) != 0 ||
+        (argc > 2 && (parse_uint(argv[2], 1024, &workers) != 0 || workers == 0))) {
+        fprintf(stderr, "usage: %s PORT [WORKERS [ADDRESS]]\n", argv[0]);
+        return 2;
+    }
+    int lfd = listen_on(addr, (unsigned)port);
+    if (lfd < 0) {
+        fprintf(stderr, "ac-echo: listen on %s:%lu: %s\n", addr, port, strerror(-lfd));
+        return 1;
+    }
+
+    /* Blocked before any thread starts, so every worker inherits the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    struct ac_runtime_opts opts = {.workers = (unsigned)workers, .blocking_threads = 1};
+    struct ac_runtime *rt = ac_runtime_new(&opts);
+    if (rt == NULL) {
+        fprintf(stderr, "ac-echo: runtime: %s\n", strerror(errno));
+        close(lfd);
+        return 1;
+    }
+    int status = 0;
+    for (unsigned i = 0; i < ac_runtime_workers(rt) && status == 0; i++) {
+        int r = acceptor_start(ac_runtime_worker(rt, i), lfd);
+        if (r < 0) {
+            fprintf(stderr, "ac-echo: accept task: %s\n", strerror(-r));
+            status = 1;
+        }
+    }
+    pthread_t sig_tid;
+    if (status == 0 && pthread_create(&sig_tid, NULL, signal_thread, rt) != 0) {
+        fprintf(stderr, "ac-echo: signal thread failed\n");
+        status = 1;
+    }
+    if (status == 0) {
+        fprintf(stderr, "ac-echo: listening on %s:%lu with %u worker(s)\n", addr, port,
+                ac_runtime_workers(rt));
+        int r = ac_runtime_run(rt);
+        if (r < 0) {
+            fprintf(stderr, "ac-echo: run: %s\n", strerror(-r));
+            status = 1;
+            pthread_kill(sig_tid, SIGTERM); /* let the signal thread return */
+        }
+        pthread_join(sig_tid, NULL);
+    }
+    ac_runtime_free(rt);
+    close(lfd);
+    return status;
+}

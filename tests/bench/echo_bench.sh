@@ -10,8 +10,11 @@
 # Builds a release build without sanitizers in build-bench, then runs the two
 # servers in alternating rounds (the order flips each round, so drift on a
 # shared machine hits both alike) and prints every round, the medians and the
-# ratio asynccore / hand-written for messages/s and bytes/s. Loopback only;
-# each round is bounded by SECONDS plus a 1 s warm-up. Never run by test.sh.
+# ratio asynccore / hand-written for messages/s and bytes/s. It also prints the
+# server's CPU time per message (user+system, from /proc), which a busy
+# machine disturbs less than the rates. Loopback only; each round is bounded
+# by SECONDS plus a 1 s warm-up. Never run by test.sh.
+# ECHO_BENCH_PIN=1 pins the server to CPU 0 and the load to CPU 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -37,9 +40,8 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((conns + 64)) ]; th
   exit 1
 fi
 
-# With two or more CPUs, the server and the load generator get one each.
 pin_server=() pin_load=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+if [ "${ECHO_BENCH_PIN:-0}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   pin_server=(taskset -c 0)
   pin_load=(taskset -c 1)
 fi
@@ -62,7 +64,12 @@ wait_port() { # port
   return 1
 }
 
-# Runs one server for one round; sets r_msgs and r_bytes.
+cpu_ticks() { # pid: user+system clock ticks so far
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# Runs one server for one round; sets r_msgs, r_bytes and r_cpu_us (server
+# CPU microseconds per message).
 run_one() { # name
   local port out
   case $1 in
@@ -71,25 +78,35 @@ run_one() { # name
   esac
   server_pid=$!
   wait_port "$port"
+  local t0 t1 total
+  t0=$(cpu_ticks "$server_pid")
   out=$("${pin_load[@]}" "$build/tests/bench/echo-load" 127.0.0.1 "$port" "$conns" "$size" "$seconds" 1)
+  t1=$(cpu_ticks "$server_pid")
   kill -TERM "$server_pid"
   wait "$server_pid" || true
   server_pid=
   r_msgs=$(sed -n 's/.*msgs_per_s=\([0-9]*\).*/\1/p' <<<"$out")
   r_bytes=$(sed -n 's/.*bytes_per_s=\([0-9]*\).*/\1/p' <<<"$out")
+  total=$(sed -n 's/.*total_msgs=\([0-9]*\).*/\1/p' <<<"$out")
+  r_cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$total" \
+    'BEGIN { printf "%.3f", n > 0 ? d * 1e6 / hz / n : 0 }')
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "echo benchmark: $conns connections, $size-byte messages, ${seconds}s x $rounds rounds, 1 worker"
-ac_msgs=() ac_bytes=() ep_msgs=() ep_bytes=()
+ac_msgs=() ac_bytes=() ac_cpu=() ep_msgs=() ep_bytes=() ep_cpu=()
 for r in $(seq "$rounds"); do
   if [ $((r % 2)) -eq 1 ]; then order=(asynccore epoll); else order=(epoll asynccore); fi
   for name in "${order[@]}"; do
     run_one "$name"
     m=$r_msgs b=$r_bytes
-    printf 'round %d  %-10s msgs/s %10d  bytes/s %12d\n' "$r" "$name" "$m" "$b"
-    if [ "$name" = asynccore ]; then ac_msgs+=("$m"); ac_bytes+=("$b"); else ep_msgs+=("$m"); ep_bytes+=("$b"); fi
+    printf 'round %d  %-10s msgs/s %10d  bytes/s %12d  cpu/msg %s us\n' "$r" "$name" "$m" "$b" "$r_cpu_us"
+    if [ "$name" = asynccore ]; then
+      ac_msgs+=("$m") ac_bytes+=("$b") ac_cpu+=("$r_cpu_us")
+    else
+      ep_msgs+=("$m") ep_bytes+=("$b") ep_cpu+=("$r_cpu_us")
+    fi
   done
 done
 
@@ -97,7 +114,10 @@ am=$(printf '%s\n' "${ac_msgs[@]}" | median)
 ab=$(printf '%s\n' "${ac_bytes[@]}" | median)
 em=$(printf '%s\n' "${ep_msgs[@]}" | median)
 eb=$(printf '%s\n' "${ep_bytes[@]}" | median)
-echo "median     asynccore  msgs/s $am  bytes/s $ab"
-echo "median     epoll      msgs/s $em  bytes/s $eb"
-awk -v am="$am" -v em="$em" -v ab="$ab" -v eb="$eb" 'BEGIN {
-  printf "ratio asynccore/hand-written: msgs/s %.3f  bytes/s %.3f\n", am / em, ab / eb }'
+ac_=$(printf '%s\n' "${ac_cpu[@]}" | median)
+ec=$(printf '%s\n' "${ep_cpu[@]}" | median)
+echo "median     asynccore  msgs/s $am  bytes/s $ab  cpu/msg $ac_ us"
+echo "median     epoll      msgs/s $em  bytes/s $eb  cpu/msg $ec us"
+awk -v am="$am" -v em="$em" -v ab="$ab" -v eb="$eb" -v ac="$ac_" -v ec="$ec" 'BEGIN {
+  printf "ratio asynccore/hand-written: msgs/s %.3f  bytes/s %.3f  (cpu/msg %.3f, lower is better)\n",
+    am / em, ab / eb, ac / ec }'

@@ -54,6 +54,15 @@ def recv_all(sock, limit=None):
     return b"".join(chunks)
 
 
+def closed_by_peer(sock):
+    """True when the peer closed: EOF, or a reset (closing with unread data
+    sends RST), after reading and discarding whatever came first."""
+    try:
+        return recv_all(sock) is not None
+    except ConnectionResetError:
+        return True
+
+
 def recv_exact(sock, n):
     buf = bytearray()
     while len(buf) < n:

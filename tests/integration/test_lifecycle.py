@@ -79,8 +79,15 @@ def test_reload_adds_and_removes_listeners():
     b = start_backend("echo")
     p1, p2 = free_port(), free_port()
     f = start_ferry(cfg([p1], b.port))
+    s = connect(p1)
+    s.sendall(b"old")
+    assert recv_exact(s, 3) == b"old"
+    s.close()
     f.write_config(cfg([p1, p2], b.port))
     assert f.ctl("reload").strip() == "ok"
+    # Counters survive a reload.
+    assert f.listener("l0")["total"] == 1
+    assert f.listener("l0")["bytes_in"] == 3
     s = connect(p2)
     s.sendall(b"new")
     assert recv_exact(s, 3) == b"new"
@@ -91,8 +98,8 @@ def test_reload_adds_and_removes_listeners():
     s.sendall(b"still")
     assert recv_exact(s, 5) == b"still"
     s.close()
-    # Counters survived.
-    assert f.listener("l0")["total"] >= 1
+    st = f.stats()
+    assert [l["binds"] for l in st["listeners"]] == [[f"127.0.0.1:{p2}"]], st
 
 
 def _refused(port):

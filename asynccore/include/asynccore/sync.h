@@ -63,12 +63,17 @@ struct ac_semaphore {
     pthread_mutex_t lock;
     size_t permits;
     struct ac_acquire *head, *tail; /* FIFO waiters */
+    size_t debt; /* permits removed by adjust while in use: later releases absorb them */
 };
 int ac_semaphore_init(struct ac_semaphore *s, size_t permits);
 void ac_semaphore_destroy(struct ac_semaphore *s); /* no waiter may remain */
 bool ac_semaphore_try_acquire(struct ac_semaphore *s);
 void ac_semaphore_release(struct ac_semaphore *s, size_t n);
-/* Adds (delta > 0) or removes (delta < 0, down to what is free) permits. */
+/* Adds (delta > 0) or removes (delta < 0) permits, so the total follows a
+ * limit change. Free permits are removed at once; the rest of a removal is
+ * owed and taken from later releases (a shrink never revokes a held permit,
+ * and the total drops to the new limit as holders release). An increase pays
+ * the debt first. */
 void ac_semaphore_adjust(struct ac_semaphore *s, long delta);
 size_t ac_semaphore_available(struct ac_semaphore *s);
 

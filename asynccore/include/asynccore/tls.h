@@ -24,11 +24,21 @@ struct ac_tls_stream {
     bool handshake_done;
     bool shutdown_sent;
     bool read_eof;
+    bool failed; /* a fatal TLS or socket error: no further SSL calls (no close_notify) */
 };
 
 /* Wraps a connected, registered socket stream `sock` (whose fd and
  * registration move into tls; sock becomes closed) with a new SSL from ctx.
- * server: accept side (true) or connect side (false). Returns 0 or -errno. */
+ * server: accept side (true) or connect side (false). Returns 0 or -errno
+ * (sock is then left untouched and still owned by the caller).
+ *
+ * Reads and writes drive the handshake implicitly if it has not run yet.
+ * Writes are partial (SSL_MODE_ENABLE_PARTIAL_WRITE); after a Pending write
+ * the caller must offer at least the same bytes again (OpenSSL's retry rule,
+ * relaxed to a moving buffer). An EOF without close_notify reads as EOF.
+ * ac_stream_close() frees the SSL, deregisters and closes the socket.
+ * OpenSSL's socket BIO writes with write(2): the process must ignore SIGPIPE
+ * (ferryd does) or a peer's reset would kill it. */
 int ac_tls_stream_wrap(struct ac_tls_stream *tls, struct ac_stream *sock, SSL_CTX *ctx,
                        bool server);
 

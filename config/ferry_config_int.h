@@ -1,0 +1,80 @@
+/* Internal to the config module: the parse state shared by the loader
+ * (ferry_config.c) and the per-key handlers (ferry_config_keys.c). */
+#ifndef FERRY_CONFIG_INT_H
+#define FERRY_CONFIG_INT_H
+
+#include "ferry_config.h"
+
+/* Most keys any one section kind has (sizes the "seen" table). */
+#define FERRY__KEYS_MAX 32
+
+/* An error before it is formatted: sorted by line at the end of the load. */
+struct ferry__err {
+    int line;
+    size_t seq;    /* keeps errors of one line in the order they were found */
+    char *msg;
+};
+
+enum ferry__sect {
+    FERRY__SECT_NONE,      /* before the first section header */
+    FERRY__SECT_GLOBAL,
+    FERRY__SECT_LISTENER,
+    FERRY__SECT_BACKEND,
+    FERRY__SECT_SKIP,      /* a bad section: its error is reported once, its keys ignored */
+};
+
+struct ferry__parse {
+    const char *file;
+    struct ferry_config *cfg;
+
+    struct ferry__err *errs;
+    size_t nerrs, caperrs;
+    bool oom;
+
+    /* Input: the whole file in memory, consumed line by line. */
+    const char *text;
+    size_t len, pos;
+    int lineno;
+    char line[FERRY_CONFIG_LINE_MAX + 1];
+    bool line_is_kv;       /* the current line is "key = value" */
+    const char *key, *value;  /* into line, whole (never cut) */
+
+    enum ferry__sect sect;
+    int sect_line;
+    size_t cur;            /* index of the current listener / backend */
+    int seen[FERRY__KEYS_MAX];  /* line where each key of the section was set, 0 = not yet */
+    int global_line;       /* 0: no [global] section yet */
+    int control_socket_line;
+};
+
+/* Records an error at `line` (0: no line). Never fails visibly: on
+ * allocation failure it sets p->oom, which the loader reports. */
+void ferry__err(struct ferry__parse *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Handles one "key = value" line of the current section (p->key, p->value,
+ * p->lineno). */
+void ferry__key(struct ferry__parse *p);
+
+/* Checks what a section needs once all its lines are read (a listener's
+ * bind, a backend's server...), at the line of its header. Then the
+ * section is closed: no-op for a bad or no section. */
+void ferry__close_section(struct ferry__parse *p);
+
+/* Sets the defaults of a new section's struct. */
+void ferry__global_defaults(struct ferry_global *g);
+void ferry__listener_defaults(struct ferry_listener *l);
+void ferry__backend_defaults(struct ferry_backend *b);
+
+/* Parses an address; on failure returns -EINVAL / -ERANGE and sets *why to
+ * a short reason for the message. */
+int ferry__parse_addr(const char *s, bool allow_host, struct ferry_addr *out, const char **why);
+
+/* A DNS-style host name of at most `max` chars (letters, digits, '-', '_',
+ * dot-separated labels), not a dotted number. */
+bool ferry__hostname_valid(const char *s, size_t max);
+
+/* Grows *arr (element size `size`) to hold n + 1 elements. 0 or -ENOMEM. */
+int ferry__grow(void *arr, size_t n, size_t size);
+
+#endif

@@ -1,0 +1,763 @@
+/* The keys of [global], [listener NAME] and [backend NAME] (SPEC.md 2):
+ * one table per section kind, one small handler per key that checks the
+ * value and stores it. Errors are reported at the key's line. */
+#include "ferry_config_int.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DURATION_MAX_MS 2147483647ull   /* 2^31 - 1 ms, about 596 h: what timers handle */
+#define DURATION_HINT "a duration like 250ms, 10s, 5m or 1h (a bare number is seconds)"
+
+typedef void (*key_fn)(struct ferry__parse *p, const char *v);
+
+struct key_def {
+    const char *name;
+    bool repeatable;
+    bool allow_empty;
+    key_fn fn;
+};
+
+static struct ferry_global *G(struct ferry__parse *p) { return &p->cfg->global; }
+static struct ferry_listener *L(struct ferry__parse *p) { return &p->cfg->listeners[p->cur]; }
+static struct ferry_backend *B(struct ferry__parse *p) { return &p->cfg->backends[p->cur]; }
+
+static void bad(struct ferry__parse *p, const char *v, const char *expected)
+{
+    ferry__err(p, p->lineno, "invalid value \"%s\" for %s: expected %s", v, p->key, expected);
+}
+
+/* ---- typed helpers ---- */
+
+static void set_bool(struct ferry__parse *p, const char *v, bool *dst)
+{
+    if (ferry_parse_bool(v, dst) < 0)
+        bad(p, v, "on, off, yes, no, true or false");
+}
+
+static void set_uint(struct ferry__parse *p, const char *v, unsigned min, unsigned max,
+                     unsigned *dst)
+{
+    unsigned long n;
+    if (ferry_parse_uint(v, max, &n) < 0 || n < min) {
+        char want[80];
+        snprintf(want, sizeof(want), "a whole number from %u to %u", min, max);
+        bad(p, v, want);
+        return;
+    }
+    *dst = (unsigned)n;
+}
+
+static void set_duration(struct ferry__parse *p, const char *v, uint64_t min_ms, uint64_t *dst)
+{
+    uint64_t ms;
+    if (ferry_parse_duration_ms(v, &ms) < 0 || ms > DURATION_MAX_MS) {
+        bad(p, v, DURATION_HINT ", at most 596h");
+        return;
+    }
+    if (ms < min_ms) {
+        bad(p, v, "a duration above zero");
+        return;
+    }
+    *dst = ms;
+}
+
+static void set_string(struct ferry__parse *p, const char *v, char **dst)
+{
+    char *s = strdup(v);
+    if (!s) {
+        p->oom = true;
+        return;
+    }
+    free(*dst);
+    *dst = s;
+}
+
+/* Index of v in names (case-insensitive), or -1 with an error. */
+static int pick(struct ferry__parse *p, const char *v, const char *const *names, size_t n,
+                const char *expected)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(v, names[i]) == 0)
+            return (int)i;
+    bad(p, v, expected);
+    return -1;
+}
+
+#define PICK(p, v, names, expected) pick(p, v, names, sizeof(names) / sizeof(names[0]), expected)
+
+/* Copies v into a fresh buffer split into whitespace-separated tokens. */
+static char *tokens(struct ferry__parse *p, const char *v, char **tok, size_t max, size_t *n)
+{
+    char *copy = strdup(v), *save = NULL;
+    *n = 0;
+    if (!copy) {
+        p->oom = true;
+        return NULL;
+    }
+    for (char *t = strtok_r(copy, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+        if (*n < max)
+            tok[*n] = t;
+        (*n)++;
+    }
+    return copy;
+}
+
+/* ---- [global] ---- */
+
+static void g_workers(struct ferry__parse *p, const char *v)
+{
+    if (strcasecmp(v, "auto") == 0)
+        G(p)->workers = 0;
+    else {
+        unsigned long n;
+        if (ferry_parse_uint(v, 256, &n) < 0 || n == 0)
+            bad(p, v, "auto or a whole number from 1 to 256");
+        else
+            G(p)->workers = (unsigned)n;
+    }
+}
+
+static void g_max_connections(struct ferry__parse *p, const char *v)
+{
+    set_uint(p, v, 1, INT_MAX, &G(p)->max_connections);
+}
+
+static void g_control_socket(struct ferry__parse *p, const char *v)
+{
+    if (strlen(v) >= sizeof(G(p)->control_socket)) {
+        bad(p, v, "a path of at most 107 bytes, or nothing to disable the control socket");
+        return;
+    }
+    snprintf(G(p)->control_socket, sizeof(G(p)->control_socket), "%s", v);
+    p->control_socket_line = p->lineno;
+}
+
+static void g_control_mode(struct ferry__parse *p, const char *v)
+{
+    unsigned long mode = 0;
+    size_t n = strlen(v);
+    bool ok = n > 0 && n <= 5 && strspn(v, "01234567") == n;
+    if (ok)
+        mode = strtoul(v, NULL, 8);
+    if (!ok || mode > 07777) {
+        bad(p, v, "an octal file mode such as 0660");
+        return;
+    }
+    G(p)->control_mode = (unsigned)mode;
+}
+
+static void set_account(struct ferry__parse *p, const char *v, char *dst, size_t size)
+{
+    if (strlen(v) >= size || strpbrk(v, " \t:")) {
+        bad(p, v, "a user or group name (or number) without spaces or ':'");
+        return;
+    }
+    snprintf(dst, size, "%s", v);
+}
+
+static void g_user(struct ferry__parse *p, const char *v)
+{
+    set_account(p, v, G(p)->user, sizeof(G(p)->user));
+}
+
+static void g_group(struct ferry__parse *p, const char *v)
+{
+    set_account(p, v, G(p)->group, sizeof(G(p)->group));
+}
+
+static void g_log_level(struct ferry__parse *p, const char *v)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    int i = PICK(p, v, names, "error, warn, info or debug");
+    if (i >= 0)
+        G(p)->log_level = (enum ferry_log_level)i;
+}
+
+static void g_access_log(struct ferry__parse *p, const char *v)
+{
+    set_bool(p, v, &G(p)->access_log);
+}
+
+static void g_drain_timeout(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 0, &G(p)->drain_timeout_ms);
+}
+
+static void g_buffer_size(struct ferry__parse *p, const char *v)
+{
+    size_t n;
+    /* 256k is the largest scratch buffer the copy loop has (AC_SCRATCH_SIZE). */
+    if (ferry_parse_size(v, &n) < 0 || n < 1024 || n > 256 * 1024) {
+        bad(p, v, "a size from 1k to 256k (like 4096, 16k)");
+        return;
+    }
+    G(p)->buffer_size = n;
+}
+
+static void g_metrics(struct ferry__parse *p, const char *v)
+{
+    struct ferry_addr a;
+    const char *why = "HOST:PORT";
+    if (ferry__parse_addr(v, false, &a, &why) < 0 || a.kind == FERRY_ADDR_UNIX) {
+        ferry__err(p, p->lineno, "invalid metrics address \"%s\": %s", v,
+                   a.kind == FERRY_ADDR_UNIX ? "expected IPV4:PORT, [IPV6]:PORT or *:PORT" : why);
+        return;
+    }
+    G(p)->metrics = a;
+    G(p)->has_metrics = true;
+    G(p)->metrics_line = p->lineno;
+}
+
+static const struct key_def global_keys[] = {
+    {"workers", false, false, g_workers},
+    {"max_connections", false, false, g_max_connections},
+    {"control_socket", false, true, g_control_socket},
+    {"control_mode", false, false, g_control_mode},
+    {"user", false, false, g_user},
+    {"group", false, false, g_group},
+    {"log_level", false, false, g_log_level},
+    {"access_log", false, false, g_access_log},
+    {"drain_timeout", false, false, g_drain_timeout},
+    {"buffer_size", false, false, g_buffer_size},
+    {"metrics", false, false, g_metrics},
+};
+
+/* ---- [listener NAME] ---- */
+
+static void l_bind(struct ferry__parse *p, const char *v)
+{
+    struct ferry_listener *l = L(p);
+    struct ferry_addr a;
+    const char *why = "";
+    if (ferry__parse_addr(v, false, &a, &why) < 0) {
+        ferry__err(p, p->lineno, "invalid bind address \"%s\": %s", v, why);
+        return;
+    }
+    if (ferry__grow(&l->binds, l->nbinds, sizeof(*l->binds)) < 0 ||
+        ferry__grow(&l->bind_lines, l->nbinds, sizeof(*l->bind_lines)) < 0) {
+        p->oom = true;
+        return;
+    }
+    l->binds[l->nbinds] = a;
+    l->bind_lines[l->nbinds++] = p->lineno;
+}
+
+static bool check_name(struct ferry__parse *p, const char *what, const char *v)
+{
+    if (ferry_name_valid(v))
+        return true;
+    ferry__err(p, p->lineno, "invalid %s name \"%s\": use 1 to %d letters, digits, '_', '.' "
+               "or '-'", what, v, FERRY_NAME_MAX - 1);
+    return false;
+}
+
+static void l_backend(struct ferry__parse *p, const char *v)
+{
+    if (!check_name(p, "backend", v))
+        return;
+    snprintf(L(p)->backend, sizeof(L(p)->backend), "%s", v);
+    L(p)->backend_line = p->lineno;
+}
+
+static void l_tls(struct ferry__parse *p, const char *v)
+{
+    set_bool(p, v, &L(p)->tls);
+}
+
+static void l_tls_cert(struct ferry__parse *p, const char *v)
+{
+    struct ferry_listener *l = L(p);
+    char *path = strdup(v);
+    if (!path || ferry__grow(&l->tls_certs, l->ntls_certs, sizeof(*l->tls_certs)) < 0 ||
+        ferry__grow(&l->tls_cert_lines, l->ntls_certs, sizeof(*l->tls_cert_lines)) < 0) {
+        free(path);
+        p->oom = true;
+        return;
+    }
+    l->tls_certs[l->ntls_certs] = path;
+    l->tls_cert_lines[l->ntls_certs++] = p->lineno;
+}
+
+static void l_tls_min_version(struct ferry__parse *p, const char *v)
+{
+    static const char *const names[] = {"1.2", "1.3"};
+    int i = PICK(p, v, names, "1.2 or 1.3");
+    if (i >= 0)
+        L(p)->tls_min_version = i == 0 ? 0x0303 : 0x0304;
+}
+
+static void l_tls_ciphers(struct ferry__parse *p, const char *v)
+{
+    set_string(p, v, &L(p)->tls_ciphers);
+}
+
+static void l_tls_ciphersuites(struct ferry__parse *p, const char *v)
+{
+    set_string(p, v, &L(p)->tls_ciphersuites);
+}
+
+/* "h2,http/1.1": protocol names of 1 to 255 visible characters. */
+static void l_tls_alpn(struct ferry__parse *p, const char *v)
+{
+    size_t len = 0;
+    for (const char *c = v;; c++) {
+        if (*c == ',' || *c == '\0') {
+            if (len == 0 || len > 255) {
+                bad(p, v, "a comma list of protocol names, like h2,http/1.1");
+                return;
+            }
+            len = 0;
+            if (*c == '\0')
+                break;
+        } else if (!isgraph((unsigned char)*c)) {
+            bad(p, v, "a comma list of protocol names without spaces, like h2,http/1.1");
+            return;
+        } else {
+            len++;
+        }
+    }
+    set_string(p, v, &L(p)->tls_alpn);
+}
+
+static void l_tls_client_ca(struct ferry__parse *p, const char *v)
+{
+    set_string(p, v, &L(p)->tls_client_ca);
+    L(p)->tls_client_ca_line = p->lineno;
+}
+
+/* "www.example.com" or "*.example.com", stored lower-case. */
+static bool servername_valid(char *s)
+{
+    for (char *c = s; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    if (s[0] == '*' && s[1] == '.')
+        s += 2;
+    return ferry__hostname_valid(s, 253);
+}
+
+static void l_route(struct ferry__parse *p, const char *v)
+{
+    struct ferry_listener *l = L(p);
+    char *tok[2];
+    size_t n;
+    char *copy = tokens(p, v, tok, 2, &n);
+    if (!copy)
+        return;
+    if (n != 2)
+        ferry__err(p, p->lineno, "invalid route \"%s\": expected SERVERNAME BACKEND", v);
+    else if (!servername_valid(tok[0]))
+        ferry__err(p, p->lineno, "invalid route server name \"%s\": expected a host name "
+                   "or *.domain", tok[0]);
+    else if (check_name(p, "backend", tok[1])) {
+        for (size_t i = 0; i < l->nroutes; i++) {
+            if (strcmp(l->routes[i].servername, tok[0]) == 0) {
+                ferry__err(p, p->lineno, "duplicate route for %s (first at line %d)", tok[0],
+                           l->routes[i].line);
+                goto out;
+            }
+        }
+        if (ferry__grow(&l->routes, l->nroutes, sizeof(*l->routes)) < 0) {
+            p->oom = true;
+            goto out;
+        }
+        struct ferry_route *r = &l->routes[l->nroutes++];
+        memset(r, 0, sizeof(*r));
+        snprintf(r->servername, sizeof(r->servername), "%s", tok[0]);
+        snprintf(r->backend, sizeof(r->backend), "%s", tok[1]);
+        r->backend_index = -1;
+        r->line = p->lineno;
+    }
+out:
+    free(copy);
+}
+
+static void l_accept_proxy(struct ferry__parse *p, const char *v)
+{
+    set_bool(p, v, &L(p)->accept_proxy);
+}
+
+/* One or more CIDRs, separated by spaces or commas. */
+static void add_cidrs(struct ferry__parse *p, const char *v, struct ferry_cidr **arr, size_t *n)
+{
+    char *copy = strdup(v), *save = NULL;
+    if (!copy) {
+        p->oom = true;
+        return;
+    }
+    for (char *t = strtok_r(copy, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
+        struct ferry_cidr c;
+        if (ferry_parse_cidr(t, &c) < 0) {
+            ferry__err(p, p->lineno, "invalid %s \"%s\": expected an address or CIDR like "
+                       "10.0.0.0/8 or 2001:db8::/32", p->key, t);
+            continue;
+        }
+        if (ferry__grow(arr, *n, sizeof(**arr)) < 0) {
+            p->oom = true;
+            break;
+        }
+        (*arr)[(*n)++] = c;
+    }
+    free(copy);
+}
+
+static void l_allow(struct ferry__parse *p, const char *v)
+{
+    add_cidrs(p, v, &L(p)->allow, &L(p)->nallow);
+}
+
+static void l_deny(struct ferry__parse *p, const char *v)
+{
+    add_cidrs(p, v, &L(p)->deny, &L(p)->ndeny);
+}
+
+static void l_max_connections(struct ferry__parse *p, const char *v)
+{
+    set_uint(p, v, 0, INT_MAX, &L(p)->max_connections);
+}
+
+static void l_idle_timeout(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 1, &L(p)->idle_timeout_ms);
+}
+
+static void l_handshake_timeout(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 1, &L(p)->handshake_timeout_ms);
+}
+
+static const struct key_def listener_keys[] = {
+    {"bind", true, false, l_bind},
+    {"backend", false, false, l_backend},
+    {"tls", false, false, l_tls},
+    {"tls_cert", true, false, l_tls_cert},
+    {"tls_min_version", false, false, l_tls_min_version},
+    {"tls_ciphers", false, false, l_tls_ciphers},
+    {"tls_ciphersuites", false, false, l_tls_ciphersuites},
+    {"tls_alpn", false, false, l_tls_alpn},
+    {"tls_client_ca", false, false, l_tls_client_ca},
+    {"route", true, false, l_route},
+    {"accept_proxy", false, false, l_accept_proxy},
+    {"allow", true, false, l_allow},
+    {"deny", true, false, l_deny},
+    {"max_connections", false, false, l_max_connections},
+    {"idle_timeout", false, false, l_idle_timeout},
+    {"handshake_timeout", false, false, l_handshake_timeout},
+};
+
+/* ---- [backend NAME] ---- */
+
+/* "weight=N" or "backup" after a server's address. */
+static bool server_option(struct ferry__parse *p, struct ferry_server *s, const char *opt,
+                          bool *seen_weight)
+{
+    unsigned long w;
+    if (strcmp(opt, "backup") == 0 && !s->backup) {
+        s->backup = true;
+        return true;
+    }
+    if (strncmp(opt, "weight=", 7) == 0 && !*seen_weight) {
+        if (ferry_parse_uint(opt + 7, 256, &w) < 0) {
+            ferry__err(p, p->lineno, "invalid server weight \"%s\": expected a whole number "
+                       "from 0 to 256", opt + 7);
+            return false;
+        }
+        s->weight = (unsigned)w;
+        *seen_weight = true;
+        return true;
+    }
+    if (strcmp(opt, "backup") == 0 || strncmp(opt, "weight=", 7) == 0)
+        ferry__err(p, p->lineno, "server option \"%s\" given twice", opt);
+    else
+        ferry__err(p, p->lineno, "unknown server option \"%s\": expected weight=N or backup", opt);
+    return false;
+}
+
+/* Fills s from "NAME ADDRESS [weight=N] [backup]"; false after an error. */
+static bool parse_server(struct ferry__parse *p, const char *v, struct ferry_server *s)
+{
+    struct ferry_backend *b = B(p);
+    char *tok[4];
+    size_t n;
+    bool ok = false, seen_weight = false;
+    const char *why = "";
+    char *copy = tokens(p, v, tok, 4, &n);
+    if (!copy)
+        return false;
+    if (n < 2 || n > 4) {
+        ferry__err(p, p->lineno, "invalid server \"%s\": expected NAME ADDRESS [weight=N] "
+                   "[backup]", v);
+        goto out;
+    }
+    if (!check_name(p, "server", tok[0]))
+        goto out;
+    for (size_t i = 0; i < b->nservers; i++) {
+        if (strcmp(b->servers[i].name, tok[0]) == 0) {
+            ferry__err(p, p->lineno, "duplicate server \"%s\" in backend \"%s\" (first at line "
+                       "%d)", tok[0], b->name, b->servers[i].line);
+            goto out;
+        }
+    }
+    if (ferry__parse_addr(tok[1], true, &s->addr, &why) < 0) {
+        ferry__err(p, p->lineno, "invalid server address \"%s\": %s", tok[1], why);
+        goto out;
+    }
+    if (s->addr.kind == FERRY_ADDR_ANY) {
+        ferry__err(p, p->lineno, "invalid server address \"%s\": a server needs a host, "
+                   "not *", tok[1]);
+        goto out;
+    }
+    snprintf(s->name, sizeof(s->name), "%s", tok[0]);
+    s->weight = 1;
+    s->line = p->lineno;
+    ok = true;
+    for (size_t i = 2; i < n; i++)
+        ok &= server_option(p, s, tok[i], &seen_weight);
+out:
+    free(copy);
+    return ok;
+}
+
+static void b_server(struct ferry__parse *p, const char *v)
+{
+    struct ferry_backend *b = B(p);
+    struct ferry_server s;
+    memset(&s, 0, sizeof(s));
+    if (!parse_server(p, v, &s))
+        return;
+    if (ferry__grow(&b->servers, b->nservers, sizeof(*b->servers)) < 0) {
+        p->oom = true;
+        return;
+    }
+    b->servers[b->nservers++] = s;
+}
+
+static void b_balance(struct ferry__parse *p, const char *v)
+{
+    static const char *const names[] = {"roundrobin", "leastconn", "random", "source"};
+    int i = PICK(p, v, names, "roundrobin, leastconn, random or source");
+    if (i >= 0)
+        B(p)->balance = (enum ferry_balance)i;
+}
+
+static void b_connect_timeout(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 1, &B(p)->connect_timeout_ms);
+}
+
+static void b_retries(struct ferry__parse *p, const char *v)
+{
+    set_uint(p, v, 0, 100, &B(p)->retries);
+}
+
+static void b_health_check(struct ferry__parse *p, const char *v)
+{
+    static const char *const names[] = {"off", "tcp", "tls"};
+    int i = PICK(p, v, names, "off, tcp or tls");
+    if (i >= 0)
+        B(p)->health_check = (enum ferry_health)i;
+}
+
+static void b_health_interval(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 1, &B(p)->health_interval_ms);
+}
+
+static void b_health_timeout(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 1, &B(p)->health_timeout_ms);
+}
+
+static void b_health_rise(struct ferry__parse *p, const char *v)
+{
+    set_uint(p, v, 1, 100, &B(p)->health_rise);
+}
+
+static void b_health_fall(struct ferry__parse *p, const char *v)
+{
+    set_uint(p, v, 1, 100, &B(p)->health_fall);
+}
+
+static void b_tls(struct ferry__parse *p, const char *v)
+{
+    set_bool(p, v, &B(p)->tls);
+}
+
+static void b_tls_verify(struct ferry__parse *p, const char *v)
+{
+    set_bool(p, v, &B(p)->tls_verify);
+}
+
+static void b_tls_ca(struct ferry__parse *p, const char *v)
+{
+    set_string(p, v, &B(p)->tls_ca);
+    B(p)->tls_ca_line = p->lineno;
+}
+
+static void b_tls_sni(struct ferry__parse *p, const char *v)
+{
+    if (!ferry__hostname_valid(v, 253)) {
+        bad(p, v, "a host name");
+        return;
+    }
+    set_string(p, v, &B(p)->tls_sni);
+}
+
+static void b_send_proxy(struct ferry__parse *p, const char *v)
+{
+    static const char *const names[] = {"off", "v1", "v2"};
+    int i = PICK(p, v, names, "off, v1 or v2");
+    if (i >= 0)
+        B(p)->send_proxy = i;
+}
+
+static const struct key_def backend_keys[] = {
+    {"server", true, false, b_server},
+    {"balance", false, false, b_balance},
+    {"connect_timeout", false, false, b_connect_timeout},
+    {"retries", false, false, b_retries},
+    {"health_check", false, false, b_health_check},
+    {"health_interval", false, false, b_health_interval},
+    {"health_timeout", false, false, b_health_timeout},
+    {"health_rise", false, false, b_health_rise},
+    {"health_fall", false, false, b_health_fall},
+    {"tls", false, false, b_tls},
+    {"tls_verify", false, false, b_tls_verify},
+    {"tls_ca", false, false, b_tls_ca},
+    {"tls_sni", false, false, b_tls_sni},
+    {"send_proxy", false, false, b_send_proxy},
+};
+
+_Static_assert(sizeof(listener_keys) / sizeof(listener_keys[0]) <= FERRY__KEYS_MAX,
+               "seen[] too small");
+
+/* ---- dispatch ---- */
+
+void ferry__global_defaults(struct ferry_global *g)
+{
+    memset(g, 0, sizeof(*g));
+    g->workers = 0;
+    g->max_connections = 10000;
+    snprintf(g->control_socket, sizeof(g->control_socket), "/run/ferry/ferry.sock");
+    g->control_mode = 0660;
+    g->log_level = FERRY_LOG_INFO;
+    g->access_log = true;
+    g->drain_timeout_ms = 30000;
+    g->buffer_size = 16 * 1024;
+}
+
+void ferry__listener_defaults(struct ferry_listener *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->backend_index = -1;
+    l->tls_min_version = 0x0303;
+    l->idle_timeout_ms = 5 * 60 * 1000;
+    l->handshake_timeout_ms = 10 * 1000;
+}
+
+void ferry__backend_defaults(struct ferry_backend *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->balance = FERRY_BALANCE_ROUNDROBIN;
+    b->connect_timeout_ms = 5000;
+    b->retries = 2;
+    b->health_check = FERRY_HEALTH_OFF;
+    b->health_interval_ms = 5000;
+    b->health_timeout_ms = 2000;
+    b->health_rise = 2;
+    b->health_fall = 3;
+    b->tls_verify = true;
+}
+
+/* Line where the section's key `name` was first seen, 0 if not. */
+static int seen_at(const struct ferry__parse *p, const struct key_def *keys, size_t n,
+                   const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return p->seen[i];
+    return 0;
+}
+
+/* A bind line with a bad value already has its error: "no bind" is only for
+ * a listener without any bind line (likewise for the other checks). */
+void ferry__close_section(struct ferry__parse *p)
+{
+    if (p->sect == FERRY__SECT_LISTENER) {
+        const struct ferry_listener *l = L(p);
+        const size_t n = sizeof(listener_keys) / sizeof(listener_keys[0]);
+        if (!seen_at(p, listener_keys, n, "bind"))
+            ferry__err(p, l->line, "listener \"%s\" has no bind", l->name);
+        if (l->tls && !seen_at(p, listener_keys, n, "tls_cert"))
+            ferry__err(p, l->line, "listener \"%s\": tls = on needs at least one tls_cert",
+                       l->name);
+        if (!seen_at(p, listener_keys, n, "backend") && !seen_at(p, listener_keys, n, "route"))
+            ferry__err(p, l->line, "listener \"%s\" has neither a backend nor a route", l->name);
+    } else if (p->sect == FERRY__SECT_BACKEND) {
+        const size_t n = sizeof(backend_keys) / sizeof(backend_keys[0]);
+        if (!seen_at(p, backend_keys, n, "server"))
+            ferry__err(p, B(p)->line, "backend \"%s\" has no server", B(p)->name);
+    }
+    p->sect = FERRY__SECT_NONE;
+}
+
+void ferry__key(struct ferry__parse *p)
+{
+    const struct key_def *keys;
+    size_t nkeys;
+    char where[FERRY_NAME_MAX + 16];
+    if (!p->key[0]) {
+        ferry__err(p, p->lineno, "missing key before '='");
+        return;
+    }
+    switch (p->sect) {
+    case FERRY__SECT_NONE:
+        ferry__err(p, p->lineno, "key \"%s\" outside any section", p->key);
+        return;
+    case FERRY__SECT_SKIP:
+        return;
+    case FERRY__SECT_GLOBAL:
+        keys = global_keys, nkeys = sizeof(global_keys) / sizeof(global_keys[0]);
+        snprintf(where, sizeof(where), "[global]");
+        break;
+    case FERRY__SECT_LISTENER:
+        keys = listener_keys, nkeys = sizeof(listener_keys) / sizeof(listener_keys[0]);
+        snprintf(where, sizeof(where), "[listener %s]", L(p)->name);
+        break;
+    default:
+        keys = backend_keys, nkeys = sizeof(backend_keys) / sizeof(backend_keys[0]);
+        snprintf(where, sizeof(where), "[backend %s]", B(p)->name);
+        break;
+    }
+    for (size_t i = 0; i < nkeys; i++) {
+        if (strcmp(keys[i].name, p->key) != 0)
+            continue;
+        if (!keys[i].repeatable && p->seen[i]) {
+            ferry__err(p, p->lineno, "%s given twice in %s (first at line %d); it may appear "
+                       "only once", p->key, where, p->seen[i]);
+            return;
+        }
+        p->seen[i] = p->lineno;
+        if (!p->value[0] && !keys[i].allow_empty) {
+            ferry__err(p, p->lineno, "empty value for %s", p->key);
+            return;
+        }
+        keys[i].fn(p, p->value);
+        return;
+    }
+    /* "bind 127.0.0.1:80" reaches here as key "bind 127.0.0.1" (':'
+     * separates too, as in inih): point at the missing '='. */
+    size_t word = strcspn(p->key, " \t");
+    for (size_t i = 0; p->key[word] && i < nkeys; i++) {
+        if (strlen(keys[i].name) == word && strncmp(keys[i].name, p->key, word) == 0) {
+            ferry__err(p, p->lineno, "unknown key \"%s\" in %s: missing '=' after %s?", p->key,
+                       where, keys[i].name);
+            return;
+        }
+    }
+    ferry__err(p, p->lineno, "unknown key \"%s\" in %s", p->key, where);
+}
