@@ -99,14 +99,18 @@ static int slot_retire(struct ac__reactor *r, uint32_t index)
     return 0;
 }
 
+/* The registration behind io, or NULL if io is not (or no longer) registered:
+ * callers then report an error instead of touching another fd's slot. */
 static struct ac__reg *reg_of(const struct ac_io *io)
 {
     struct ac_worker *w = io->worker;
-    assert(w != NULL && w->magic == AC__WORKER_MAGIC);
-    assert(io->index < w->reactor.len);
+    if (w == NULL)
+        return NULL;
+    assert(w->magic == AC__WORKER_MAGIC);
+    if (io->index >= w->reactor.len)
+        return NULL;
     struct ac__reg *reg = &w->reactor.slots[io->index];
-    assert(reg->live && reg->generation == io->generation);
-    return reg;
+    return reg->live && reg->generation == io->generation ? reg : NULL;
 }
 
 int ac_io_register(struct ac_worker *w, int fd, unsigned flags, struct ac_io *io)
@@ -140,19 +144,25 @@ void ac_io_deregister(struct ac_io *io)
         return;
     struct ac_worker *w = io->worker;
     struct ac__reg *reg = reg_of(io);
+    io->worker = NULL;
+    if (reg == NULL)
+        return;
     /* The fd may already be closed (then the kernel dropped it): ignore. */
     (void)AC__POLLER(del)(w->poller, reg->fd);
     ac_waker_drop(&reg->waker[AC_DIR_READ]);
     ac_waker_drop(&reg->waker[AC_DIR_WRITE]);
     (void)slot_retire(&w->reactor, io->index);
     w->reactor.live--;
-    io->worker = NULL;
 }
 
 ac_poll_t ac_io_poll_ready(struct ac_io *io, struct ac_context *cx, enum ac_direction dir,
                            struct ac_ready_event *ev)
 {
     struct ac__reg *reg = reg_of(io);
+    if (reg == NULL) {
+        *ev = (struct ac_ready_event){AC_ERROR, 0}; /* not registered */
+        return AC_READY;
+    }
     uint32_t mask = dir_mask[dir];
     if ((reg->ready & mask) == 0) {
         ac_waker_register(&reg->waker[dir], cx->waker);
@@ -169,7 +179,7 @@ ac_poll_t ac_io_poll_ready(struct ac_io *io, struct ac_context *cx, enum ac_dire
 void ac_io_clear_ready(struct ac_io *io, enum ac_direction dir, struct ac_ready_event ev)
 {
     struct ac__reg *reg = reg_of(io);
-    if (reg->tick != ev.tick)
+    if (reg == NULL || reg->tick != ev.tick)
         return; /* a newer event arrived: the readiness it brought stays */
     reg->ready &= ~(ev.ready & dir_clearable[dir]);
     unsigned want = 0;

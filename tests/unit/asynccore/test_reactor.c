@@ -182,6 +182,10 @@ static void test_readiness_socketpair(void **state)
     ac_io_deregister(&io);
     assert_int_equal(c.drops, 1); /* the read waker held since the last poll */
     ac_io_deregister(&io);        /* safe twice */
+    /* A handle that is no longer registered reports an error. */
+    assert_int_equal(poll_with(&io, AC_DIR_READ, &c, &ev), AC_READY);
+    assert_int_equal(ev.ready, AC_ERROR);
+    ac_io_clear_ready(&io, AC_DIR_READ, ev);
     close(sv[0]);
     close(sv[1]);
 }
@@ -320,6 +324,14 @@ static void test_stale_event_after_reuse(void **state)
     struct ac_io reused = retired[0].index == iob.index ? retired[0] : retired[1];
     assert_int_equal(reused.index, iob.index);
     assert_int_not_equal(iob.generation, reused.generation);
+    /* The stale handle does not reach the new registration. */
+    struct counts cs = {0};
+    struct ac_ready_event sev;
+    reused.worker = w;
+    assert_int_equal(poll_with(&reused, AC_DIR_READ, &cs, &sev), AC_READY);
+    assert_int_equal(sev.ready, AC_ERROR);
+    ac_io_deregister(&reused);
+    assert_int_equal(ac_reactor_registrations(w), 1);
 
     struct counts c = {0};
     struct ac_ready_event ev;
