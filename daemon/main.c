@@ -162,6 +162,57 @@ static int start_services(struct ferry_daemon *d, const struct ferry_gen *g,
     return 0;
 }
 
+/* The control socket was made before dropping privileges: hand it to the
+ * user and group the daemon becomes, so that they can use it and remove it. */
+static int chown_control_socket(const struct ferry_gen *g, char *err, size_t errlen)
+{
+    const struct ferry_global *gl = &g->cfg->global;
+    if (!gl->control_socket[0] || (!gl->user[0] && !gl->group[0]))
+        return 0;
+    uid_t uid;
+    gid_t gid;
+    if (ferry_privs_lookup(gl->user, gl->group, &uid, &gid, err, errlen) != 0)
+        return -1;
+    if (lchown(gl->control_socket, uid, gid) != 0) {
+        snprintf(err, errlen, "cannot hand %s to the new user: %s", gl->control_socket,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Builds the first generation (TLS files, DNS) on the blocking pool, as a
+ * reload does, with worker 0 driving it on this thread. */
+struct build_job {
+    struct ferry_daemon *d;
+    struct ferry_config *cfg;
+    struct ferry_config_errors *errs;
+};
+
+static void *build_work(void *arg)
+{
+    struct build_job *j = arg;
+    return ferry_gen_build(j->d, j->cfg, true, j->errs);
+}
+
+static struct ferry_gen *build_first_gen(struct ferry_daemon *d, struct ferry_config *cfg,
+                                         struct ferry_config_errors *errs)
+{
+    struct build_job job = {d, cfg, errs};
+    struct ac_blocking b;
+    ac_blocking_init(&b, d->rt, build_work, &job, NULL);
+    if (ac_block_on(d->workers[0].w, &b.base) != 0 || b.err) {
+        ac_future_drop(&b.base);
+        if (b.err) /* the job never ran: the configuration is still ours */
+            ferry_config_free(cfg);
+        ferry_config_error_add(errs, d->config_path, 0, "cannot run the start-up job");
+        return NULL;
+    }
+    struct ferry_gen *g = b.result;
+    ac_future_drop(&b.base);
+    return g;
+}
+
 static int unclaimed_inherited(struct ferry_daemon *d)
 {
     for (size_t i = 0; i < d->nsd_fds; i++) {
@@ -200,7 +251,7 @@ static int run(const char *path)
         ferry_config_free(cfg);
         goto out;
     }
-    struct ferry_gen *g = ferry_gen_build(&d, cfg, true, &errs);
+    struct ferry_gen *g = build_first_gen(&d, cfg, &errs);
     if (!g) {
         print_errors(stderr, &errs);
         status = 1;
@@ -224,7 +275,8 @@ static int run(const char *path)
         goto out;
     }
     char err[256];
-    if (ferry_drop_privileges(g->cfg->global.user, g->cfg->global.group, err, sizeof(err)) != 0) {
+    if (chown_control_socket(g, err, sizeof(err)) != 0 ||
+        ferry_drop_privileges(g->cfg->global.user, g->cfg->global.group, err, sizeof(err)) != 0) {
         fprintf(stderr, "ferryd: cannot drop privileges: %s\n", err);
         ferry_binding_abort(&d, &fresh);
         ferry_gen_unref(g);

@@ -27,6 +27,23 @@ static int lookup_group(const char *name, gid_t *gid, char *err, size_t errlen)
     return 0;
 }
 
+int ferry_privs_lookup(const char *user, const char *group, uid_t *uid, gid_t *gid, char *err,
+                       size_t errlen)
+{
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    if (user[0]) {
+        struct passwd *pw = getpwnam(user);
+        if (!pw) {
+            snprintf(err, errlen, "unknown user '%s'", user);
+            return -1;
+        }
+        *uid = pw->pw_uid;
+        *gid = pw->pw_gid;
+    }
+    return group[0] ? lookup_group(group, gid, err, errlen) : 0;
+}
+
 int ferry_drop_privileges(const char *user, const char *group, char *err, size_t errlen)
 {
     if (!user[0] && !group[0])

@@ -7,15 +7,16 @@
  * all), one accept task per worker, and one task per connection that stays on
  * the worker which accepted it. A connection is an ac_copy from its stream to
  * itself: it reads into the worker's scratch buffer and writes straight back,
- * so an idle connection holds no buffer. SIGINT or SIGTERM stops the server.
+ * so an idle connection holds no buffer. SIGINT or SIGTERM stops the server
+ * (read from a signalfd by a task on worker 0).
  */
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -123,22 +124,72 @@ static int acceptor_start(struct ac_worker *w, int lfd)
     return ac_spawn(w, &a->base, acceptor_free);
 }
 
-/* ---- main ---- */
+/* ---- the stop task: SIGINT / SIGTERM through a signalfd ---- */
 
-/* Signals are taken by a thread of their own: ac_runtime_stop() is not
- * async-signal-safe. */
-static void *signal_thread(void *arg)
+/* The signals are blocked in every thread and read from a signalfd on
+ * worker 0, so stopping is an ordinary task (ac_runtime_stop is not
+ * async-signal-safe) and the process needs no extra thread. */
+struct echo_stop {
+    struct ac_future base;
+    struct ac_io io;
+    int sfd;
+    struct ac_runtime *rt;
+};
+
+static ac_poll_t stop_poll(struct ac_future *self, struct ac_context *cx)
 {
-    sigset_t set;
-    int sig;
+    struct echo_stop *st = (struct echo_stop *)self;
+    struct signalfd_siginfo si;
+    struct ac_ready_event ev;
 
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    if (sigwait(&set, &sig) == 0)
-        ac_runtime_stop(arg);
-    return NULL;
+    for (;;) {
+        if (ac_io_poll_ready(&st->io, cx, AC_DIR_READ, &ev) == AC_PENDING)
+            return AC_PENDING;
+        if (read(st->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+            break;
+        if (errno != EAGAIN && errno != EINTR)
+            break; /* cannot wait for signals any more: stop rather than hang */
+        ac_io_clear_ready(&st->io, AC_DIR_READ, ev);
+    }
+    ac_runtime_stop(st->rt);
+    return AC_READY;
 }
+
+static void stop_drop(struct ac_future *self)
+{
+    struct echo_stop *st = (struct echo_stop *)self;
+
+    ac_io_deregister(&st->io);
+    close(st->sfd);
+}
+
+static void stop_free(struct ac_future *f) { free(f); }
+
+static const struct ac_future_vtable stop_vt = {stop_poll, stop_drop};
+
+static int stop_start(struct ac_runtime *rt, const sigset_t *set)
+{
+    struct echo_stop *st = malloc(sizeof(*st));
+    if (st == NULL)
+        return -ENOMEM;
+    st->sfd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (st->sfd < 0) {
+        int e = -errno;
+        free(st);
+        return e;
+    }
+    int r = ac_io_register(ac_runtime_worker(rt, 0), st->sfd, 0, &st->io);
+    if (r < 0) {
+        close(st->sfd);
+        free(st);
+        return r;
+    }
+    st->rt = rt;
+    st->base.vt = &stop_vt;
+    return ac_spawn(ac_runtime_worker(rt, 0), &st->base, stop_free);
+}
+
+/* ---- main ---- */
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
@@ -189,12 +240,13 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* Blocked before any thread starts, so every worker inherits the mask. */
+    /* Blocked before any thread starts, so every worker inherits the mask
+     * and the signals reach only the signalfd. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sigprocmask(SIG_BLOCK, &set, NULL);
 
     struct ac_runtime_opts opts = {.workers = (unsigned)workers, .blocking_threads = 1};
     struct ac_runtime *rt = ac_runtime_new(&opts);
@@ -211,10 +263,12 @@ int main(int argc, char **argv)
             status = 1;
         }
     }
-    pthread_t sig_tid;
-    if (status == 0 && pthread_create(&sig_tid, NULL, signal_thread, rt) != 0) {
-        fprintf(stderr, "ac-echo: signal thread failed\n");
-        status = 1;
+    if (status == 0) {
+        int r = stop_start(rt, &set);
+        if (r < 0) {
+            fprintf(stderr, "ac-echo: signalfd: %s\n", strerror(-r));
+            status = 1;
+        }
     }
     if (status == 0) {
         fprintf(stderr, "ac-echo: listening on %s:%lu with %u worker(s)\n", addr, port,
@@ -223,9 +277,7 @@ int main(int argc, char **argv)
         if (r < 0) {
             fprintf(stderr, "ac-echo: run: %s\n", strerror(-r));
             status = 1;
-            pthread_kill(sig_tid, SIGTERM); /* let the signal thread return */
         }
-        pthread_join(sig_tid, NULL);
     }
     ac_runtime_free(rt);
     close(lfd);

@@ -118,7 +118,8 @@ int ac__poll_new(struct ac__poller **out)
     p->wake_rd = pipefd[0];
     p->wake_wr = pipefd[1];
     for (int i = 0; i < 2; i++) {
-        if (fcntl(pipefd[i], F_SETFL, O_NONBLOCK) < 0 || fcntl(pipefd[i], F_SETFD, FD_CLOEXEC) < 0) {
+        if (fcntl(pipefd[i], F_SETFL, O_NONBLOCK) < 0 ||
+            fcntl(pipefd[i], F_SETFD, FD_CLOEXEC) < 0) {
             int err = -errno;
             ac__poll_free(p);
             return err;

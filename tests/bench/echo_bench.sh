@@ -89,7 +89,7 @@ run_one() { # name
   r_bytes=$(sed -n 's/.*bytes_per_s=\([0-9]*\).*/\1/p' <<<"$out")
   total=$(sed -n 's/.*total_msgs=\([0-9]*\).*/\1/p' <<<"$out")
   r_cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$total" \
-    'BEGIN { printf "%.3f", n > 0 ? d * 1e6 / hz / n : 0 }')
+    'BEGIN { printf "%.3f", (n > 0) ? d * 1e6 / hz / n : 0 }')
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

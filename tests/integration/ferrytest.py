@@ -156,8 +156,10 @@ class Backend:
 class Ferry:
     """Runs ferryd on a generated configuration in a temporary directory."""
 
-    def __init__(self, config, name="ferry", env=None, check=True):
+    def __init__(self, config, name="ferry", env=None, check=True, pre_start=None):
         self.dir = tempfile.mkdtemp(prefix="ferry-it-")
+        if pre_start:
+            pre_start(self.dir)
         self.sock_path = os.path.join(self.dir, "ferry.sock")
         self.path = os.path.join(self.dir, "ferry.ini")
         self.write_config(config)
@@ -178,6 +180,7 @@ class Ferry:
         config = config.replace("@SOCK@", self.sock_path).replace("@DIR@", self.dir)
         with open(self.path + ".tmp", "w") as f:
             f.write(config)
+        os.chmod(self.path + ".tmp", 0o644)
         os.replace(self.path + ".tmp", self.path)
 
     def logtext(self):

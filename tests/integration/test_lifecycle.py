@@ -106,7 +106,8 @@ def _refused(port):
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # A probe that reached the accept queue as the socket closed is reset.
         return True
 
 

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""user/group: ferryd binds as root, then runs as the configured user with no
+capabilities and no_new_privs; a drop that cannot be done is fatal."""
+import grp
+import os
+import pwd
+import stat
+import subprocess
+import tempfile
+
+from ferrytest import (FERRYD, connect, free_port, recv_exact, runner, start_backend,
+                       start_ferry, wait_for)
+
+
+def status_fields(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def test_drop_to_nobody():
+    if os.geteuid() != 0:
+        print("skipped: needs root")
+        return
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(f"""
+[global]
+control_socket = @SOCK@
+user = nobody
+group = {group}
+[listener web]
+bind = 127.0.0.1:{port}
+backend = app
+[backend app]
+server app1 127.0.0.1:{b.port}
+""", pre_start=lambda d: os.chmod(d, 0o755))
+    st = status_fields(f.proc.pid)
+    uids = st["Uid"].split()
+    gids = st["Gid"].split()
+    assert uids == [str(nobody.pw_uid)] * 4, st["Uid"]
+    assert gids == [str(nobody.pw_gid)] * 4, st["Gid"]
+    assert st["CapEff"] == "0000000000000000", st["CapEff"]
+    assert st["CapPrm"] == "0000000000000000", st["CapPrm"]
+    assert st["NoNewPrivs"] == "1"
+    assert "0" not in st["Groups"].split(), st["Groups"]
+    # The control socket belongs to the new user, and works.
+    s = os.stat(f.sock_path)
+    assert stat.S_ISSOCK(s.st_mode) and s.st_uid == nobody.pw_uid
+    assert "version" in f.ctl("info")
+    c = connect(port)
+    c.sendall(b"still serving")
+    assert recv_exact(c, 13) == b"still serving"
+    c.close()
+
+
+def test_unknown_user_is_fatal():
+    if os.geteuid() != 0:
+        print("skipped: needs root")
+        return
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "ferry.ini")
+    with open(path, "w") as fh:
+        fh.write(f"""
+[global]
+control_socket = {d}/s.sock
+user = no-such-user-ferry
+[listener web]
+bind = 127.0.0.1:{free_port()}
+backend = app
+[backend app]
+server app1 127.0.0.1:9
+""")
+    r = subprocess.run([FERRYD, "-c", path], capture_output=True, timeout=30)
+    assert r.returncode == 2, r
+    assert b"no-such-user-ferry" in r.stderr, r.stderr
+
+
+if __name__ == "__main__":
+    runner.run(globals())
