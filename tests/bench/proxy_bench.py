@@ -120,7 +120,7 @@ def start_haproxy(tmp, port, backend):
         f.write(f"""
 global
   nbthread 1
-  maxconn 19000
+  maxconn 9500
 defaults
   mode tcp
   timeout connect 5s
