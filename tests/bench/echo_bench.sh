@@ -7,11 +7,11 @@
 #   tests/bench/echo_bench.sh [ROUNDS] [SECONDS] [CONNS] [SIZE]
 #   defaults:                   5        3        1000    256
 #
-# Builds a release build without sanitizers in build-bench, then runs the two
+# Builds a release build without sanitizers in build-echobench, then runs the two
 # servers in alternating rounds (the order flips each round, so drift on a
 # shared machine hits both alike) and prints every round, the medians and the
 # ratio asynccore / hand-written for messages/s and bytes/s. It also prints the
-# server's CPU time per message (user+system, from /proc), which a busy
+# server's CPU time per message (from /proc/PID/task/*/schedstat), which a busy
 # machine disturbs less than the rates. Loopback only; each round is bounded
 # by SECONDS plus a 1 s warm-up. Never run by test.sh.
 # ECHO_BENCH_PIN=1 pins the server to CPU 0 and the load to CPU 1.
@@ -22,7 +22,7 @@ rounds=${1:-5}
 seconds=${2:-3}
 conns=${3:-1000}
 size=${4:-256}
-build=build-bench
+build=build-echobench
 port_ac=${ECHO_BENCH_PORT:-19461}
 port_ep=$((port_ac + 1))
 
@@ -64,8 +64,8 @@ wait_port() { # port
   return 1
 }
 
-cpu_ticks() { # pid: user+system clock ticks so far
-  awk '{print $14 + $15}' "/proc/$1/stat"
+cpu_ns() { # pid: CPU time so far of all its threads, in ns
+  cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'
 }
 
 # Runs one server for one round; sets r_msgs, r_bytes and r_cpu_us (server
@@ -79,20 +79,22 @@ run_one() { # name
   server_pid=$!
   wait_port "$port"
   local t0 t1 total
-  t0=$(cpu_ticks "$server_pid")
+  t0=$(cpu_ns "$server_pid")
   out=$("${pin_load[@]}" "$build/tests/bench/echo-load" 127.0.0.1 "$port" "$conns" "$size" "$seconds" 1)
-  t1=$(cpu_ticks "$server_pid")
+  t1=$(cpu_ns "$server_pid")
   kill -TERM "$server_pid"
   wait "$server_pid" || true
   server_pid=
   r_msgs=$(sed -n 's/.*msgs_per_s=\([0-9]*\).*/\1/p' <<<"$out")
   r_bytes=$(sed -n 's/.*bytes_per_s=\([0-9]*\).*/\1/p' <<<"$out")
   total=$(sed -n 's/.*total_msgs=\([0-9]*\).*/\1/p' <<<"$out")
-  r_cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$total" \
-    'BEGIN { printf "%.3f", (n > 0) ? d * 1e6 / hz / n : 0 }')
+  r_cpu_us=$(awk -v d=$((t1 - t0)) -v n="$total" 'BEGIN { printf "%.3f", (n > 0) ? d / 1e3 / n : 0 }')
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+median() { # [printf format]
+  sort -g | awk -v fmt="${1:-%.0f}" '{a[NR]=$1}
+    END {printf fmt "\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+}
 
 echo "echo benchmark: $conns connections, $size-byte messages, ${seconds}s x $rounds rounds, 1 worker"
 ac_msgs=() ac_bytes=() ac_cpu=() ep_msgs=() ep_bytes=() ep_cpu=()
@@ -114,8 +116,8 @@ am=$(printf '%s\n' "${ac_msgs[@]}" | median)
 ab=$(printf '%s\n' "${ac_bytes[@]}" | median)
 em=$(printf '%s\n' "${ep_msgs[@]}" | median)
 eb=$(printf '%s\n' "${ep_bytes[@]}" | median)
-ac_=$(printf '%s\n' "${ac_cpu[@]}" | median)
-ec=$(printf '%s\n' "${ep_cpu[@]}" | median)
+ac_=$(printf '%s\n' "${ac_cpu[@]}" | median %.3f)
+ec=$(printf '%s\n' "${ep_cpu[@]}" | median %.3f)
 echo "median     asynccore  msgs/s $am  bytes/s $ab  cpu/msg $ac_ us"
 echo "median     epoll      msgs/s $em  bytes/s $eb  cpu/msg $ec us"
 awk -v am="$am" -v em="$em" -v ab="$ab" -v eb="$eb" -v ac="$ac_" -v ec="$ec" 'BEGIN {

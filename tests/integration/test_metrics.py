@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""The Prometheus endpoint: HTTP behaviour, and the exposition parsed strictly
+(text format 0.0.4) with values checked against real traffic."""
+import http.client
+import re
+
+from ferrytest import (connect, free_port, recv_exact, runner, start_backend, start_ferry,
+                       wait_for)
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\\\|\\"|\\n)*"'
+SAMPLE = re.compile(rf"^({NAME})(?:\{{({LABEL}(?:,{LABEL})*)?,?\}})? (\S+)(?: -?\d+)?$")
+
+SPEC_METRICS = {
+    "ferry_listener_connections_active": "gauge",
+    "ferry_listener_connections_total": "counter",
+    "ferry_listener_rejected_total": "counter",
+    "ferry_listener_bytes_in_total": "counter",
+    "ferry_listener_bytes_out_total": "counter",
+    "ferry_server_up": "gauge",
+    "ferry_server_connections_active": "gauge",
+    "ferry_server_connections_total": "counter",
+    "ferry_server_connect_errors_total": "counter",
+    "ferry_server_bytes_in_total": "counter",
+    "ferry_server_bytes_out_total": "counter",
+}
+
+
+def parse_exposition(text):
+    """A strict parser: every sample belongs to a family declared by HELP and
+    TYPE before it, families are contiguous, values are floats, no duplicate
+    series. Returns {family: {"type": t, "samples": {labels_tuple: value}}}."""
+    families = {}
+    current = None
+    assert text.endswith("\n"), "exposition must end with a newline"
+    for n, line in enumerate(text.split("\n")[:-1], 1):
+        assert line == line.strip(), f"line {n}: stray whitespace"
+        if line.startswith("# HELP "):
+            name, _, help_text = line[7:].partition(" ")
+            assert re.fullmatch(NAME, name), f"line {n}: bad name"
+            assert name not in families, f"line {n}: family {name} declared twice"
+            assert help_text, f"line {n}: empty HELP"
+            families[name] = {"type": None, "samples": {}}
+            current = name
+            continue
+        if line.startswith("# TYPE "):
+            name, _, typ = line[7:].partition(" ")
+            assert name == current, f"line {n}: TYPE for {name} outside its family"
+            assert typ in ("counter", "gauge", "untyped", "summary", "histogram"), typ
+            assert families[name]["type"] is None, f"line {n}: second TYPE"
+            assert not families[name]["samples"], f"line {n}: TYPE after samples"
+            families[name]["type"] = typ
+            continue
+        assert not line.startswith("#"), f"line {n}: unknown comment {line!r}"
+        assert line, f"line {n}: empty line"
+        m = SAMPLE.match(line)
+        assert m, f"line {n}: not a sample: {line!r}"
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        assert name == current, f"line {n}: sample {name} outside its family {current}"
+        float(value)
+        key = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', labels)))
+        assert key not in families[name]["samples"], f"line {n}: duplicate series"
+        families[name]["samples"][key] = float(value)
+    for name, fam in families.items():
+        assert fam["type"], f"{name} has no TYPE"
+    return families
+
+
+def get(port, path, method="GET"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request(method, path)
+    r = c.getresponse()
+    body = r.read().decode()
+    c.close()
+    return r, body
+
+
+def test_metrics_endpoint():
+    b = start_backend("echo")
+    port, mport = free_port(), free_port()
+    f = start_ferry(f"""
+[global]
+control_socket = @SOCK@
+metrics = 127.0.0.1:{mport}
+[listener web]
+bind = 127.0.0.1:{port}
+backend = app
+[backend app]
+server app1 127.0.0.1:{b.port}
+server down1 127.0.0.1:{free_port()}
+""")
+    for _ in range(3):
+        s = connect(port)
+        s.sendall(b"12345")
+        assert recv_exact(s, 5) == b"12345"
+        s.close()
+    wait_for(lambda: f.listener("web")["active"] == 0, what="closed")
+
+    r, body = get(mport, "/metrics")
+    assert r.status == 200
+    assert r.getheader("Content-Type").startswith("text/plain; version=0.0.4")
+    fams = parse_exposition(body)
+    for name, typ in SPEC_METRICS.items():
+        assert name in fams, f"missing {name}"
+        assert fams[name]["type"] == typ, (name, fams[name]["type"])
+    lst = (("listener", "web"),)
+    total_conns = fams["ferry_listener_connections_total"]["samples"][lst]
+    assert total_conns == 3
+    assert fams["ferry_listener_bytes_in_total"]["samples"][lst] == 15
+    assert fams["ferry_listener_bytes_out_total"]["samples"][lst] == 15
+    assert fams["ferry_listener_connections_active"]["samples"][lst] == 0
+    ups = fams["ferry_server_up"]["samples"]
+    assert ups[(("backend", "app"), ("server", "app1"))] == 1
+    srv_total = fams["ferry_server_connections_total"]["samples"]
+    assert sum(srv_total.values()) == 3
+    # The control socket serves the same exposition.
+    parse_exposition(f.ctl("metrics"))
+
+    r, _ = get(mport, "/metrics?x=1")
+    assert r.status == 200
+    r, _ = get(mport, "/")
+    assert r.status == 404
+    r, _ = get(mport, "/metricsx")
+    assert r.status == 404
+    r, _ = get(mport, "/metrics", method="POST")
+    assert r.status == 405
+    s = connect(mport)
+    s.sendall(b"garbage\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 400")
+    s.close()
+
+
+def test_parser_is_strict():
+    good = "# HELP a_total x\n# TYPE a_total counter\na_total{l=\"v\"} 1\n"
+    parse_exposition(good)
+    for bad in [
+        "a_total 1\n",                                            # no HELP/TYPE
+        "# HELP a x\n# TYPE a gauge\na{l=v} 1\n",                 # unquoted label
+        "# HELP a x\n# TYPE a gauge\na 1\na 2\n",                 # duplicate series
+        "# HELP a x\n# TYPE a gauge\na one\n",                    # bad value
+        "# HELP a x\n# TYPE a gauge\na 1",                        # no final newline
+        "# HELP a x\n# TYPE a wrong\na 1\n",                      # bad type
+    ]:
+        try:
+            parse_exposition(bad)
+        except (AssertionError, ValueError):
+            continue
+        raise AssertionError(f"accepted: {bad!r}")
+
+
+if __name__ == "__main__":
+    runner.run(globals())
