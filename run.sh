@@ -3,8 +3,7 @@
 # on config/ferry.ini, and tells what to try. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/deps.sh build
-command -v python3 >/dev/null || scripts/deps.sh test
+scripts/deps.sh run
 
 if [ -d build ]; then meson setup --reconfigure build >/dev/null; else meson setup build -Dbuildtype=release >/dev/null; fi
 meson compile -C build >/dev/null

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what ferry needs to build and test, if it is missing (Debian 12).
-# Usage: scripts/deps.sh [build|test|bench]
+# Usage: scripts/deps.sh [build|run|test|bench]
 set -euo pipefail
 what=${1:-build}
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libinih-dev libcmocka-dev openssl)
 case "$what" in
+  run)   pkgs+=(python3 netcat-openbsd curl) ;;
   test)  pkgs+=(python3 gcovr socat mandoc man-db systemd iproute2 procps) ;;
   bench) pkgs+=(python3 haproxy nginx-light libnginx-mod-stream hitch wrk socat) ;;
 esac

@@ -17,11 +17,13 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 
 from ferrytest import (FERRYD, closed_by_peer, connect, free_port, recv_exact, runner,
                        start_backend, start_ferry, wait_for)
 
 MiB = 1 << 20
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # ssl.TLSVersion.TLSv1_1
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "..", "tls", "gen-certs.sh")
 CERTS = tempfile.mkdtemp(prefix="ferry-tls-certs-")
@@ -397,7 +399,7 @@ def test_protocol_versions():
 def test_alpn_server_preference():
     b = start_backend("echo")
     port = free_port()
-    start_ferry(GLOBAL + term_listener("web", port, ["a-ec.pem"], extra="tls_alpn = h2, http/1.1")
+    start_ferry(GLOBAL + term_listener("web", port, ["a-ec.pem"], extra="tls_alpn = h2,http/1.1")
                 + backend("app", [("e", b.port)]))
     for offer, want in ((["http/1.1", "h2"], "h2"), (["h2", "http/1.1"], "h2"),
                         (["spdy/3", "http/1.1"], "http/1.1"), (["spdy/3", "h3"], None),
@@ -451,6 +453,101 @@ def test_client_certificates():
     assert "certificate verify failed" in text or "unknown ca" in text, text
 
 
+# ---- termination: half-close and sessions ----
+
+def test_half_close_through_termination():
+    def late_reply(c, _b):
+        got = b""
+        while True:
+            d = c.recv(1 << 16)
+            if not d:
+                break
+            got += d
+        time.sleep(0.2)
+        c.sendall(b"after-eof:" + got)
+        c.shutdown(socket.SHUT_WR)
+
+    def early_close(c, _b):
+        c.sendall(b"bye")
+        c.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            d = c.recv(1 << 16)
+            if not d:
+                break
+            got += d
+        with _b.lock:
+            _b.heard = got
+
+    b1 = start_backend(late_reply)
+    b2 = start_backend(early_close)
+    p1, p2 = free_port(), free_port()
+    f = start_ferry(GLOBAL + term_listener("late", p1, ["a-ec.pem"], backend="b1")
+                    + term_listener("early", p2, ["a-ec.pem"], backend="b2")
+                    + backend("b1", [("s", b1.port)]) + backend("b2", [("s", b2.port)]))
+    # The client sends close_notify after its data: the server sees EOF and
+    # still answers; the client reads the answer, then ferryd's close_notify.
+    c = BioClient(client_ctx(), "a.test")
+    s = connect(p1)
+    s.sendall(c.hello)
+    c.finish(s)
+    c.obj.write(b"hello")
+    try:
+        c.obj.unwrap()
+    except ssl.SSLWantReadError:
+        pass
+    s.sendall(c.out.read())
+    got = b""
+    while True:
+        try:
+            got += c.obj.read(1 << 16)
+        except ssl.SSLWantReadError:
+            d = s.recv(1 << 16)
+            if not d:
+                break
+            c.inc.write(d)
+        except ssl.SSLZeroReturnError:
+            break
+    assert got == b"after-eof:hello", got
+    s.close()
+    # The server shuts its side first: the client reads EOF (close_notify)
+    # and still sends; the server hears it.
+    s = tls_connect(p2, "a.test")
+    assert recv_exact(s, 3) == b"bye"
+    assert s.recv(10) == b""
+    s.sendall(b"still here")
+    s.close()
+    wait_for(lambda: getattr(b2, "heard", None) is not None, what="server heard the client")
+    assert b2.heard == b"still here", b2.heard
+    wait_for(lambda: len(f.access_log()) == 2, what="two access-log lines")
+    assert [e["end"] for e in f.access_log()] == ["closed", "closed"], f.access_log()
+
+
+def test_session_resumption_stays_on_its_listener():
+    b = start_backend("echo")
+    p1, p2 = free_port(), free_port()
+    start_ferry(GLOBAL + term_listener("one", p1, ["a-ec.pem"])
+                + term_listener("two", p2, ["a-ec.pem"])
+                + backend("app", [("e", b.port)]))
+    for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = client_ctx(maxv=v)
+        s = tls_connect(p1, "a.test", ctx)
+        assert roundtrip(s) == b"ping"  # TLS 1.3 tickets come after the handshake
+        sess = s.session
+        s.close()
+        assert sess is not None and sess.has_ticket, v
+        raw = socket.create_connection(("127.0.0.1", p1), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname="a.test", session=sess)
+        assert s.session_reused, v
+        assert roundtrip(s) == b"ping"
+        s.close()
+        raw = socket.create_connection(("127.0.0.1", p2), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname="a.test", session=sess)
+        assert not s.session_reused, v
+        assert roundtrip(s) == b"ping"
+        s.close()
+
+
 # ---- origination ----
 
 def test_origination_verifies_the_server():
@@ -477,7 +574,7 @@ def test_origination_verifies_the_server():
     wait_for(lambda: len(names) == 3, what="three origin handshakes")
     assert names[0] == "a.test" and names[1] is None, names
 
-    for k, why in (("badname", "Hostname mismatch"),
+    for k, why in (("badname", "hostname mismatch"),
                    ("noca", "unable to get local issuer certificate")):
         s = connect(ports[k])
         s.sendall(b"hello")
@@ -490,6 +587,22 @@ def test_origination_verifies_the_server():
     for k in ("ok", "ip", "noverify"):
         assert f.server(k, "o")["connect_errors"] == 0
         assert access_ends(f, k) == ["closed"]
+
+
+def test_termination_and_origination_together():
+    # TLS in, TLS out: 16 MiB to a TLS server and its digest back.
+    origin = start_tls_backend("b-ec.pem", len_sink)
+    port = free_port()
+    f = start_ferry(GLOBAL + term_listener("web", port, ["a-ec.pem"], backend="o")
+                    + backend("o", [("s", origin.port)],
+                              f"tls = on\ntls_ca = {cert('ca.pem')}\ntls_sni = b.test"))
+    data = os.urandom(16 * MiB)
+    s = tls_connect(port, "a.test", client_ctx(verify=True), timeout=60)
+    send_len_prefixed(s, data)
+    n, digest = read_line(s).split()
+    assert int(n) == len(data) and digest == hashlib.sha256(data).hexdigest()
+    s.close()
+    wait_for(lambda: f.server("o", "s")["bytes_out"] == len(data) + 8, what="server bytes")
 
 
 # ---- health checks ----
