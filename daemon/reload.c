@@ -67,6 +67,22 @@ static ac_poll_t finish(struct ferry_reload *r, int err)
     return AC_READY;
 }
 
+/* Settings read once at start: say so when a reload changes them. */
+static void warn_restart_only(const struct ferry_gen *old, const struct ferry_gen *g)
+{
+    const struct ferry_global *a = &old->cfg->global, *b = &g->cfg->global;
+    if (a->workers != b->workers)
+        ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart", "key=workers");
+    if (strcmp(a->control_socket, b->control_socket) != 0 || a->control_mode != b->control_mode)
+        ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart",
+                  "key=control_socket");
+    if (a->has_metrics != b->has_metrics ||
+        (a->has_metrics && strcmp(a->metrics.text, b->metrics.text) != 0))
+        ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart", "key=metrics");
+    if (strcmp(a->user, b->user) != 0 || strcmp(a->group, b->group) != 0)
+        ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart", "key=user");
+}
+
 static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct ferry_reload *r = (struct ferry_reload *)f;
@@ -108,6 +124,7 @@ static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
     reload_job_free(j);
     if (!g)
         return finish(r, -1);
+    warn_restart_only(r->d->gen, g);
     struct ferry_fresh fresh;
     if (ferry_binding_prepare(r->d, g, &fresh, &r->errs) != 0) {
         ferry_gen_unref(g);

@@ -1,0 +1,30 @@
+/* Fuzz target: the control socket's command parser, fed whatever a local
+ * client writes. It must accept or refuse with a printable message. */
+#include <assert.h>
+#include <string.h>
+
+#include "control_cmd.h"
+#include "fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct ferry_ctl_request req;
+    int rc = ferry_ctl_parse((const char *)data, size, &req);
+    if (rc != 0) {
+        assert(memchr(req.error, '\0', sizeof(req.error)) != NULL);
+        for (const char *p = req.error; *p; p++)
+            assert((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
+    }
+    return 0;
+}
+
+static const struct fuzz_seed seeds[] = {
+    FUZZ_SEED("show stats json\n"), FUZZ_SEED("disable server web/app1\n"),
+    FUZZ_SEED("help\r\n"), FUZZ_SEED("reload\n"), FUZZ_SEED("show conns\n"),
+};
+
+const struct fuzz_seed *fuzz_seeds(size_t *n)
+{
+    *n = sizeof(seeds) / sizeof(seeds[0]);
+    return seeds;
+}
