@@ -72,6 +72,7 @@ struct ferry_conn {
     union {
         struct {
             struct ac_sleep deadline;
+            struct ac_notified drain; /* a stop's drain_timeout ended: give up */
             bool deadline_live, step_live;
             union {
                 struct ferry_peek peek;
@@ -209,6 +210,7 @@ static void pre_begin(struct ferry_conn *c)
     if (!c->u.pre.deadline_live) {
         ac_sleep_init_deadline(&c->u.pre.deadline,
                                c->start_ms + listener_cfg(c)->handshake_timeout_ms);
+        ac_notified_init(&c->u.pre.drain, &c->fw->drain);
         c->u.pre.deadline_live = true;
     }
     c->u_live = true;
@@ -223,8 +225,10 @@ static void pre_end(struct ferry_conn *c)
 
 static void pre_finish(struct ferry_conn *c)
 {
-    if (c->u.pre.deadline_live)
+    if (c->u.pre.deadline_live) {
         ac_future_drop(&c->u.pre.deadline.base);
+        ac_future_drop(&c->u.pre.drain.base);
+    }
     c->u.pre.deadline_live = false;
 }
 
@@ -243,16 +247,23 @@ static ac_poll_t end_with(struct ferry_conn *c, const char *end)
     return AC_READY;
 }
 
-/* Polls a handshake-phase step against the shared deadline.
- * Returns AC_READY when the step finished; *timed_out tells a timeout. */
+enum pre_stop { PRE_DONE, PRE_TIMEOUT, PRE_DRAINED };
+
+/* Polls a handshake-phase step against the shared deadline and the end of a
+ * stop's drain_timeout (which cuts every connection, handshaking or not).
+ * Returns AC_READY when the step finished or was cut; *why tells which. */
 static ac_poll_t poll_pre(struct ferry_conn *c, struct ac_future *step, struct ac_context *cx,
-                          bool *timed_out)
+                          enum pre_stop *why)
 {
-    *timed_out = false;
+    *why = PRE_DONE;
     if (ac_future_poll(step, cx) == AC_READY)
         return AC_READY;
     if (ac_future_poll(&c->u.pre.deadline.base, cx) == AC_READY) {
-        *timed_out = true;
+        *why = PRE_TIMEOUT;
+        return AC_READY;
+    }
+    if (ac_future_poll(&c->u.pre.drain.base, cx) == AC_READY) {
+        *why = PRE_DRAINED;
         return AC_READY;
     }
     return AC_PENDING;
@@ -262,9 +273,12 @@ static ac_poll_t poll_pre(struct ferry_conn *c, struct ac_future *step, struct a
 
 static ac_poll_t phase_proxy(struct ferry_conn *c, struct ac_context *cx)
 {
-    bool to;
-    if (poll_pre(c, &c->u.pre.peek.base, cx, &to) == AC_PENDING)
+    enum pre_stop why;
+    if (poll_pre(c, &c->u.pre.peek.base, cx, &why) == AC_PENDING)
         return AC_PENDING;
+    if (why == PRE_DRAINED)
+        return end_with(c, "drained");
+    bool to = why == PRE_TIMEOUT;
     struct ferry_peek *p = &c->u.pre.peek;
     if (to || p->err) {
         char a[AC_ADDR_STRLEN];
@@ -289,9 +303,12 @@ static ac_poll_t phase_proxy(struct ferry_conn *c, struct ac_context *cx)
 
 static ac_poll_t phase_tls(struct ferry_conn *c, struct ac_context *cx)
 {
-    bool to;
-    if (poll_pre(c, &c->u.pre.hs.base, cx, &to) == AC_PENDING)
+    enum pre_stop why;
+    if (poll_pre(c, &c->u.pre.hs.base, cx, &why) == AC_PENDING)
         return AC_PENDING;
+    if (why == PRE_DRAINED)
+        return end_with(c, "drained");
+    bool to = why == PRE_TIMEOUT;
     if (to || c->u.pre.hs.err) {
         char a[AC_ADDR_STRLEN];
         ferry_log(FERRY_LOG_INFO, "tls handshake failed", "listener=%s client=%s reason=\"%s\"",
@@ -309,9 +326,12 @@ static ac_poll_t phase_tls(struct ferry_conn *c, struct ac_context *cx)
 
 static ac_poll_t phase_hello(struct ferry_conn *c, struct ac_context *cx)
 {
-    bool to;
-    if (poll_pre(c, &c->u.pre.peek.base, cx, &to) == AC_PENDING)
+    enum pre_stop why;
+    if (poll_pre(c, &c->u.pre.peek.base, cx, &why) == AC_PENDING)
         return AC_PENDING;
+    if (why == PRE_DRAINED)
+        return end_with(c, "drained");
+    bool to = why == PRE_TIMEOUT;
     struct ferry_peek *p = &c->u.pre.peek;
     if (to || p->err) {
         char a[AC_ADDR_STRLEN];

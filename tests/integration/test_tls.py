@@ -212,8 +212,10 @@ class BioClient:
             pass
         self.hello = self.out.read()
 
-    def finish(self, sock):
-        """Completes the handshake over sock (the hello was sent already)."""
+    def finish(self, sock, send_last=True):
+        """Completes the handshake over sock (the hello was sent already).
+        With send_last false the client's last flight stays in self.out, to
+        be sent with what follows."""
         while True:
             try:
                 self.obj.do_handshake()
@@ -226,9 +228,10 @@ class BioClient:
                 if not b:
                     raise AssertionError("EOF during the handshake")
                 self.inc.write(b)
-        pending = self.out.read()
-        if pending:
-            sock.sendall(pending)
+        if send_last:
+            pending = self.out.read()
+            if pending:
+                sock.sendall(pending)
 
     def roundtrip(self, sock, data):
         self.obj.write(data)
@@ -487,10 +490,12 @@ def test_half_close_through_termination():
                     + backend("b1", [("s", b1.port)]) + backend("b2", [("s", b2.port)]))
     # The client sends close_notify after its data: the server sees EOF and
     # still answers; the client reads the answer, then ferryd's close_notify.
-    c = BioClient(client_ctx(), "a.test")
+    # The client's Finished, its data and its close_notify go in one TCP
+    # write: ferryd must find the data OpenSSL read along with the handshake.
+    c = BioClient(client_ctx(minv=ssl.TLSVersion.TLSv1_3), "a.test")
     s = connect(p1)
     s.sendall(c.hello)
-    c.finish(s)
+    c.finish(s, send_last=False)
     c.obj.write(b"hello")
     try:
         c.obj.unwrap()
@@ -614,7 +619,7 @@ def test_health_check_tls():
     later = start_backend("echo", port=later_port)
     untrusted = start_tls_backend("server-untrusted.pem")
     port = free_port()
-    hc = "health_check = tls\nhealth_interval = 200ms\nhealth_timeout = 1s\n" \
+    hc = "health_check = tls\nhealth_interval = 200ms\nhealth_timeout = 2s\n" \
          "health_rise = 1\nhealth_fall = 1"
     f = start_ferry(GLOBAL + f"\n[listener web]\nbind = 127.0.0.1:{port}\nbackend = hc\n"
                     + backend("hc", [("plain", plain.port), ("good", good.port),
@@ -738,6 +743,52 @@ def test_passthrough_hello_in_pieces():
     assert f.listener("pass")["total"] == 4
 
 
+def test_passthrough_after_proxy_header():
+    f, port, _, certs = passthrough_setup("accept_proxy = on")
+    c = BioClient(client_ctx(), "b.test")
+    s = connect(port)
+    s.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 443\r\n" + c.hello)
+    c.finish(s)
+    assert c.peer_der() == der(certs["bb"])
+    assert c.roundtrip(s, b"proxied") == b"proxied"
+    s.close()
+    wait_for(lambda: len(f.access_log()) == 1, what="access log")
+    e = f.access_log()[0]
+    assert e["client"] == "192.0.2.7:40000" and e["server"] == "bb/s", e
+
+
+def test_origination_after_proxy_header():
+    # send_proxy: the PROXY header goes out in the clear, then TLS.
+    ctx = server_ctx("a-ec.pem")
+    heard = []
+
+    def proxy_then_tls(c, b):
+        c.settimeout(30)
+        line = b""
+        while not line.endswith(b"\r\n"):
+            ch = c.recv(1)
+            if not ch:
+                return
+            line += ch
+        heard.append(line)
+        s = ctx.wrap_socket(c, server_side=True)
+        try:
+            echo(s, b)
+        finally:
+            s.close()
+
+    origin = start_backend(proxy_then_tls)
+    port = free_port()
+    start_ferry(GLOBAL + f"\n[listener web]\nbind = 127.0.0.1:{port}\nbackend = o\n"
+                + backend("o", [("s", origin.port)],
+                          f"send_proxy = v1\ntls = on\ntls_ca = {cert('ca.pem')}\n"
+                          "tls_sni = a.test"))
+    s = connect(port)
+    assert roundtrip(s, b"over tls") == b"over tls"
+    s.close()
+    assert heard and heard[0].startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 "), heard
+
+
 # ---- routing on a terminating listener ----
 
 def test_route_by_terminated_sni():
@@ -826,6 +877,40 @@ def test_handshake_timeout():
     assert f.listener("pass")["rejected"] == 2
     assert 'reason="timeout"' in f.logtext()
     assert b.accepted == 0
+
+
+def test_stop_with_connections_in_every_tls_phase():
+    # Mid-handshake, mid-ClientHello and established TLS connections when the
+    # daemon stops: it exits 0 after drain_timeout, and (under the
+    # sanitizers) frees everything.
+    b = start_backend("echo")
+    tport, pport = free_port(), free_port()
+    f = start_ferry(GLOBAL.replace("log_level", "drain_timeout = 1s\nlog_level")
+                    + term_listener("term", tport, ["a-ec.pem"], extra="handshake_timeout = 60s")
+                    + f"\n[listener pass]\nbind = 127.0.0.1:{pport}\nbackend = app\n"
+                      "route = a.test app\nhandshake_timeout = 60s\n"
+                    + backend("app", [("e", b.port)]))
+    hello = BioClient(client_ctx(), "a.test").hello
+    silent = connect(tport)
+    half_tls = connect(tport)
+    half_tls.sendall(hello[:50])
+    half_hello = connect(pport)
+    half_hello.sendall(hello[:50])
+    up = tls_connect(tport, "a.test")
+    assert roundtrip(up) == b"ping"
+    wait_for(lambda: f.listener("term")["active"] == 3 and f.listener("pass")["active"] == 1,
+             what="four connections held")
+    t0 = time.monotonic()
+    f.signal(signal.SIGTERM)
+    # Cut at drain_timeout (1 s), handshaking ones included, not later.
+    for s in (silent, half_tls, half_hello, up):
+        assert closed_by_peer(s)
+        took = time.monotonic() - t0
+        assert 0.7 < took < 2.3, took
+        s.close()
+    assert f.proc.wait(10) == 0
+    ends = [e["end"] for e in f.access_log()]
+    assert ends == ["drained"] * 4, ends
 
 
 # ---- many clients ----
