@@ -271,23 +271,41 @@ static ac_poll_t poll_pre(struct ferry_conn *c, struct ac_future *step, struct a
 
 /* ---- phases ---- */
 
-static ac_poll_t phase_proxy(struct ferry_conn *c, struct ac_context *cx)
+static const char *client_text(struct ferry_conn *c, char *buf, size_t len)
+{
+    return ac_addr_format((struct sockaddr *)&c->client, c->client_len, buf, len);
+}
+
+/* Polls a peek (PROXY header or ClientHello) under the handshake deadline.
+ * Ready with *ok when the bytes parsed; otherwise the connection has ended
+ * (drained, or rejected with a log line naming `what`). */
+static ac_poll_t poll_peek(struct ferry_conn *c, struct ac_context *cx, const char *what,
+                           enum ferry_log_level lvl, bool *ok)
 {
     enum pre_stop why;
+    *ok = false;
     if (poll_pre(c, &c->u.pre.peek.base, cx, &why) == AC_PENDING)
         return AC_PENDING;
     if (why == PRE_DRAINED)
         return end_with(c, "drained");
-    bool to = why == PRE_TIMEOUT;
     struct ferry_peek *p = &c->u.pre.peek;
-    if (to || p->err) {
+    if (why == PRE_TIMEOUT || p->err) {
         char a[AC_ADDR_STRLEN];
-        ferry_log(FERRY_LOG_WARN, "bad PROXY header", "listener=%s client=%s error=%s",
-                  listener_cfg(c)->name,
-                  ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)),
-                  to ? "timeout" : p->err == -EPIPE ? "eof" : "invalid");
+        ferry_log(lvl, what, "listener=%s client=%s error=%s", listener_cfg(c)->name,
+                  client_text(c, a, sizeof(a)),
+                  why == PRE_TIMEOUT ? "timeout" : p->err == -EPIPE ? "eof" : "invalid");
         return end_with(c, "rejected");
     }
+    *ok = true;
+    return AC_READY;
+}
+
+static ac_poll_t phase_proxy(struct ferry_conn *c, struct ac_context *cx)
+{
+    bool ok;
+    if (poll_peek(c, cx, "bad PROXY header", FERRY_LOG_WARN, &ok) == AC_PENDING || !ok)
+        return c->phase == P_DONE ? AC_READY : AC_PENDING;
+    struct ferry_peek *p = &c->u.pre.peek;
     if (p->proxy.has_addrs) {
         memcpy(&c->client, &p->proxy.src, p->proxy.src_len);
         c->client_len = p->proxy.src_len;
@@ -312,8 +330,7 @@ static ac_poll_t phase_tls(struct ferry_conn *c, struct ac_context *cx)
     if (to || c->u.pre.hs.err) {
         char a[AC_ADDR_STRLEN];
         ferry_log(FERRY_LOG_INFO, "tls handshake failed", "listener=%s client=%s reason=\"%s\"",
-                  listener_cfg(c)->name,
-                  ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)),
+                  listener_cfg(c)->name, client_text(c, a, sizeof(a)),
                   to ? "timeout" : c->u.pre.hs.reason);
         return end_with(c, "handshake_failed");
     }
@@ -326,21 +343,10 @@ static ac_poll_t phase_tls(struct ferry_conn *c, struct ac_context *cx)
 
 static ac_poll_t phase_hello(struct ferry_conn *c, struct ac_context *cx)
 {
-    enum pre_stop why;
-    if (poll_pre(c, &c->u.pre.peek.base, cx, &why) == AC_PENDING)
-        return AC_PENDING;
-    if (why == PRE_DRAINED)
-        return end_with(c, "drained");
-    bool to = why == PRE_TIMEOUT;
+    bool ok;
+    if (poll_peek(c, cx, "bad ClientHello", FERRY_LOG_INFO, &ok) == AC_PENDING || !ok)
+        return c->phase == P_DONE ? AC_READY : AC_PENDING;
     struct ferry_peek *p = &c->u.pre.peek;
-    if (to || p->err) {
-        char a[AC_ADDR_STRLEN];
-        ferry_log(FERRY_LOG_INFO, "bad ClientHello", "listener=%s client=%s error=%s",
-                  listener_cfg(c)->name,
-                  ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)),
-                  to ? "timeout" : p->err == -EPIPE ? "eof" : "invalid");
-        return end_with(c, "rejected");
-    }
     char name[sizeof(p->hello.server_name)];
     memcpy(name, p->hello.server_name, sizeof(name));
     pre_end(c);
@@ -444,7 +450,7 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
         char a[AC_ADDR_STRLEN];
         ferry_log(FERRY_LOG_WARN, "no server reached",
                   "listener=%s client=%s backend=%s error=\"%s\"", listener_cfg(c)->name,
-                  ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)),
+                  client_text(c, a, sizeof(a)),
                   c->gen->cfg->backends[c->bidx].name,
                   u->reason ? u->reason : strerror(u->err ? -u->err : EIO));
         return end_with(c, "connect_failed");
@@ -533,7 +539,7 @@ static void log_end(struct ferry_conn *c)
               "id=%llu listener=%s client=%s server=%s duration_ms=%llu bytes_in=%llu "
               "bytes_out=%llu end=%s",
               (unsigned long long)c->id, listener_cfg(c)->name,
-              ac_addr_format((struct sockaddr *)&c->client, c->client_len, a, sizeof(a)), server,
+              client_text(c, a, sizeof(a)), server,
               (unsigned long long)(now - c->start_ms), (unsigned long long)c->acct_in,
               (unsigned long long)c->acct_out, c->end ? c->end : "drained");
 }
