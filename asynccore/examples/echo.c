@@ -8,7 +8,8 @@
  * the worker which accepted it. A connection is an ac_copy from its stream to
  * itself: it reads into the worker's scratch buffer and writes straight back,
  * so an idle connection holds no buffer. SIGINT or SIGTERM stops the server
- * (read from a signalfd by a task on worker 0).
+ * (on Linux read from a signalfd by a task on worker 0, so a one-worker
+ * server is a single thread; elsewhere a thread waits for them).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,8 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/signalfd.h>
+#else
+#include <pthread.h>
+#endif
 
 #include <arpa/inet.h>
 
@@ -29,30 +34,21 @@
 
 /* ---- one connection ---- */
 
+/* The task's future is the copy itself (no wrapper to poll through); the
+ * stream it uses is closed by the dealloc hook, which the task calls after
+ * the copy's drop. */
 struct echo_conn {
-    struct ac_future base;
-    struct ac_stream stream;
     struct ac_copy copy; /* stream -> stream */
+    struct ac_stream stream;
 };
 
-static ac_poll_t conn_poll(struct ac_future *self, struct ac_context *cx)
+static void conn_free(struct ac_future *f)
 {
-    struct echo_conn *c = (struct echo_conn *)self;
+    struct echo_conn *c = AC_CONTAINER_OF(f, struct echo_conn, copy.base);
 
-    return ac_future_poll(&c->copy.base, cx);
-}
-
-static void conn_drop(struct ac_future *self)
-{
-    struct echo_conn *c = (struct echo_conn *)self;
-
-    ac_future_drop(&c->copy.base);
     ac_stream_close(&c->stream);
+    free(c);
 }
-
-static void conn_free(struct ac_future *f) { free(f); }
-
-static const struct ac_future_vtable conn_vt = {conn_poll, conn_drop};
 
 /* Takes ownership of fd (closed on failure). */
 static void conn_start(struct ac_worker *w, int fd)
@@ -67,9 +63,8 @@ static void conn_start(struct ac_worker *w, int fd)
         free(c);
         return;
     }
-    c->base.vt = &conn_vt;
     ac_copy_init(&c->copy, &c->stream, &c->stream, ECHO_BUFSIZE);
-    ac_spawn(w, &c->base, conn_free); /* on failure it drops and frees c */
+    ac_spawn(w, &c->copy.base, conn_free); /* on failure it drops and frees c */
 }
 
 /* ---- the accept task of one worker ---- */
@@ -124,7 +119,9 @@ static int acceptor_start(struct ac_worker *w, int lfd)
     return ac_spawn(w, &a->base, acceptor_free);
 }
 
-/* ---- the stop task: SIGINT / SIGTERM through a signalfd ---- */
+/* ---- stopping on SIGINT / SIGTERM ---- */
+
+#ifdef __linux__
 
 /* The signals are blocked in every thread and read from a signalfd on
  * worker 0, so stopping is an ordinary task (ac_runtime_stop is not
@@ -188,6 +185,34 @@ static int stop_start(struct ac_runtime *rt, const sigset_t *set)
     st->base.vt = &stop_vt;
     return ac_spawn(ac_runtime_worker(rt, 0), &st->base, stop_free);
 }
+
+#else /* no signalfd: a thread waits for the (blocked) signals */
+
+static void *signal_thread(void *arg)
+{
+    sigset_t set;
+    int sig;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (sigwait(&set, &sig) == 0)
+        ac_runtime_stop(arg);
+    return NULL;
+}
+
+static int stop_start(struct ac_runtime *rt, const sigset_t *set)
+{
+    pthread_t tid;
+    (void)set;
+    int r = pthread_create(&tid, NULL, signal_thread, rt);
+    if (r != 0)
+        return -r;
+    pthread_detach(tid); /* still waiting at exit: the process ends it */
+    return 0;
+}
+
+#endif
 
 /* ---- main ---- */
 

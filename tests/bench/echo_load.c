@@ -66,7 +66,11 @@ static int lconn_send(struct load *ld, struct lconn *c)
     return 0;
 }
 
-/* Reads echoed bytes; completes messages and starts the next. */
+/* Reads echoed bytes; completes messages and starts the next. One read per
+ * event: a short read means the socket is drained (edge-triggered: new data
+ * brings a new event), and after a completed message nothing more can come
+ * until the next one is sent. So the generator costs one read and one send
+ * per message, like the servers. */
 static int lconn_recv(struct load *ld, struct lconn *c)
 {
     for (;;) {
@@ -85,14 +89,13 @@ static int lconn_recv(struct load *ld, struct lconn *c)
         if (ld->counting)
             ld->bytes += (uint64_t)n;
         if (c->recvd < ld->size)
-            continue;
+            return 0;
         if (ld->counting)
             ld->msgs++;
         ld->total_msgs++;
         c->recvd = 0;
         c->sent = 0;
-        if (lconn_send(ld, c) < 0)
-            return -1;
+        return lconn_send(ld, c);
     }
 }
 
@@ -170,20 +173,21 @@ int main(int argc, char **argv)
     uint64_t count_from = start + (uint64_t)(warmup * 1e9);
     uint64_t stop = count_from + (uint64_t)(seconds * 1e9);
     struct epoll_event evs[MAX_EVENTS];
-    for (uint64_t t = start; t < stop; t = now_ns()) {
+    int status = 0;
+    for (uint64_t t = start; t < stop && status == 0; t = now_ns()) {
         if (!ld.counting && t >= count_from)
             ld.counting = true;
         int n = epoll_wait(ep, evs, MAX_EVENTS, 100);
         if (n < 0 && errno != EINTR) {
             perror("echo-load: epoll_wait");
-            return 1;
+            status = 1;
         }
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && status == 0; i++) {
             struct lconn *c = evs[i].data.ptr;
             if (handle(&ld, c, evs[i].events) < 0) {
                 fprintf(stderr, "echo-load: connection %zu failed or echoed wrong data\n",
                         (size_t)(c - conns));
-                return 1;
+                status = 1;
             }
         }
     }
@@ -192,14 +196,16 @@ int main(int argc, char **argv)
         started += conns[i].started;
         close(conns[i].fd);
     }
-    printf("msgs_per_s=%.0f bytes_per_s=%.0f total_msgs=%llu conns=%zu started=%zu size=%zu "
-           "seconds=%g\n",
-           (double)ld.msgs / seconds, (double)ld.bytes / seconds,
-           (unsigned long long)ld.total_msgs, nconns, started, ld.size, seconds);
-    fflush(stdout);
+    if (status == 0) {
+        printf("msgs_per_s=%.0f bytes_per_s=%.0f total_msgs=%llu conns=%zu started=%zu "
+               "size=%zu seconds=%g\n",
+               (double)ld.msgs / seconds, (double)ld.bytes / seconds,
+               (unsigned long long)ld.total_msgs, nconns, started, ld.size, seconds);
+        fflush(stdout);
+    }
     free(conns);
     free(ld.msg);
     free(ld.rbuf);
     close(ep);
-    return 0;
+    return status;
 }

@@ -409,6 +409,29 @@ static void test_connect_dropped(void **state)
     close(lfd);
 }
 
+/* A listening socket shut down under the listener: accept fails for good
+ * and says so (Ready with -errno), it does not wait forever. */
+static void test_accept_fatal(void **state)
+{
+    struct fixture *f = *state;
+    struct sockaddr_storage ss;
+    struct ac_listener l;
+    struct ac_accept a;
+
+    socklen_t len = loopback4(&ss, 0);
+    int lfd = ac_listen_socket((struct sockaddr *)&ss, len, 16, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(ac_listener_open(&l, f->w, lfd, true, 0), 0);
+    assert_int_equal(shutdown(lfd, SHUT_RDWR), 0);
+    ac_accept_init(&a, &l);
+    assert_int_equal(ac_block_on(f->w, &a.base), 0);
+    assert_int_equal(a.err, -EINVAL);
+    assert_int_equal(a.fd, -1);
+    assert_int_equal(l.accepted, 0);
+    ac_future_drop(&a.base);
+    ac_listener_close(&l);
+}
+
 /* ---- accept under EMFILE ---- */
 
 struct acceptor {
@@ -622,6 +645,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_unix_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_emfile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listener_close_while_paused, setup, teardown),
     };
