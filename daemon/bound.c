@@ -98,7 +98,9 @@ static ac_poll_t serve_queue(struct accept_task *t, struct ac_context *cx)
         struct sockaddr_storage peer;
         socklen_t plen = sizeof(peer);
         if (ac_listener_poll_accept(&t->l, cx, &fd, &peer, &plen) == AC_PENDING)
-            return cx->budget == 0 ? AC_PENDING : AC_READY; /* budget: come back */
+            /* Out of budget or paused by EMFILE: we are woken to go on.
+             * Otherwise the queue is empty and the task ends. */
+            return cx->budget == 0 || t->l.paused ? AC_PENDING : AC_READY;
         if (fd < 0)
             return AC_READY;
         t->have_global = ac_semaphore_try_acquire(&t->d->conn_limit);
