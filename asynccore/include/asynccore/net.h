@@ -83,7 +83,7 @@ void ac_accept_init(struct ac_accept *a, struct ac_listener *l);
 /* Connects a non-blocking socket to sa. Ready with err 0 and `stream` opened
  * (registered with the polling task's worker, owned by the caller from then
  * on), or err -errno (ECONNREFUSED, ETIMEDOUT, ...). Dropping it before
- * completion closes the half-open socket. Optional local bind address. */
+ * completion closes the half-open socket. */
 struct ac_connect {
     struct ac_future base;
     struct sockaddr_storage addr;
