@@ -60,6 +60,9 @@ int ferry_drop_privileges(const char *user, const char *group, char *err, size_t
     }
     if (group[0] && lookup_group(group, &gid, err, errlen) != 0)
         return -1;
+    if ((!pw || (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)) && getgid() == gid &&
+        getegid() == gid && getuid() != 0)
+        goto no_new_privs; /* already that user (e.g. started so by systemd): nothing to drop */
     if (pw ? initgroups(pw->pw_name, gid) != 0 : setgroups(1, &gid) != 0) {
         snprintf(err, errlen, "cannot set supplementary groups: %s", strerror(errno));
         return -1;
@@ -76,6 +79,7 @@ int ferry_drop_privileges(const char *user, const char *group, char *err, size_t
         snprintf(err, errlen, "could regain root after dropping to %s", user);
         return -1;
     }
+no_new_privs:
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
         snprintf(err, errlen, "cannot set no_new_privs: %s", strerror(errno));
         return -1;

@@ -70,7 +70,9 @@ int ferry_sd_notify(const char *state)
         return -errno;
     ssize_t sent;
     do {
-        sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&un, len);
+        /* Never block an event loop on a notify socket nobody reads. */
+        sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT,
+                      (struct sockaddr *)&un, len);
     } while (sent < 0 && errno == EINTR);
     rc = sent < 0 ? -errno : (size_t)sent == strlen(state) ? 1 : -EMSGSIZE;
     close(fd);

@@ -59,6 +59,49 @@ server app1 127.0.0.1:{b.port}
     c.close()
 
 
+def test_already_that_user():
+    # Under the systemd unit ferryd starts as its user: `user =` then only
+    # confirms it, and no_new_privs is still set.
+    if os.geteuid() != 0:
+        print("skipped: needs root")
+        return
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    d = tempfile.mkdtemp()
+    os.chown(d, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(d, 0o755)
+    b = start_backend("echo")
+    port = free_port()
+    path = os.path.join(d, "ferry.ini")
+    with open(path, "w") as fh:
+        fh.write(f"""
+[global]
+control_socket = {d}/s.sock
+user = nobody
+group = {group}
+[listener web]
+bind = 127.0.0.1:{port}
+backend = app
+[backend app]
+server app1 127.0.0.1:{b.port}
+""")
+    p = subprocess.Popen(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+                          "--clear-groups", FERRYD, "-c", path],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: os.path.exists(f"{d}/s.sock") or p.poll() is not None, timeout=15,
+                 what="ferryd up")
+        assert p.poll() is None, p.stdout.read()
+        assert status_fields(p.pid)["NoNewPrivs"] == "1"
+        c = connect(port)
+        c.sendall(b"as nobody")
+        assert recv_exact(c, 9) == b"as nobody"
+        c.close()
+    finally:
+        p.terminate()
+        assert p.wait(10) == 0
+
+
 def test_unknown_user_is_fatal():
     if os.geteuid() != 0:
         print("skipped: needs root")
