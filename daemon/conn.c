@@ -385,6 +385,13 @@ static ac_poll_t phase_route(struct ferry_conn *c, struct ac_context *cx)
 
 static int build_proxy_out(struct ferry_conn *c, int version)
 {
+    /* The address the client connected to: from its own PROXY header, else
+     * asked of the socket now (only connections that send a header pay). */
+    if (c->local_len == 0) {
+        c->local_len = sizeof(c->local);
+        if (getsockname(ac_stream_fd(c->cs), (struct sockaddr *)&c->local, &c->local_len) != 0)
+            return -errno;
+    }
     c->proxy_out = malloc(FERRY_PROXY_HDR_OUT_MAX);
     if (!c->proxy_out)
         return -ENOMEM;
@@ -619,9 +626,6 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
     c->start_ms = ac_worker_now_ms(fw->w);
     memcpy(&c->client, peer, peer_len);
     c->client_len = peer_len;
-    c->local_len = sizeof(c->local);
-    if (getsockname(fd, (struct sockaddr *)&c->local, &c->local_len) != 0)
-        c->local_len = 0;
     c->cs = &c->cplain;
     struct ferry_listener_wstats *ls = lstats(c);
     ferry_ctr_add(&ls->total, 1);
