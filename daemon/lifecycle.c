@@ -170,9 +170,12 @@ static ac_poll_t poll_stop(struct signal_task *t, struct ac_context *cx)
 static ac_poll_t signal_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct signal_task *t = (struct signal_task *)f;
-    if (!t->io.worker && ac_io_register(cx->worker, t->sfd, 0, &t->io) != 0) {
-        ferry_log(FERRY_LOG_ERROR, "cannot watch signals", "error=\"%s\"", strerror(errno));
-        return AC_READY;
+    if (!t->io.worker) {
+        int rc = ac_io_register(cx->worker, t->sfd, 0, &t->io);
+        if (rc != 0) {
+            ferry_log(FERRY_LOG_ERROR, "cannot watch signals", "error=\"%s\"", strerror(-rc));
+            return AC_READY;
+        }
     }
     read_signals(t, cx);
     poll_reload(t, cx);

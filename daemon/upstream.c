@@ -170,6 +170,8 @@ static void attempt_failed(struct ferry_upstream *u, int err)
 static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct ferry_upstream *u = (struct ferry_upstream *)f;
+    if (u->state == UP_DONE)
+        return AC_READY;
     for (;;) {
         if (u->state == UP_PICK) {
             if (u->attempts > u->b->cfg->retries || (u->sidx = pick(u)) < 0) {
@@ -257,6 +259,9 @@ void ferry_upstream_init(struct ferry_upstream *u, struct ferry_gen *g, size_t b
     u->plain = plain;
     u->tls = tls;
     u->tried = calloc(u->b->nservers ? u->b->nservers : 1, sizeof(bool));
-    if (!u->tried)
-        u->attempts = UINT32_MAX / 2; /* out of memory: fail at first poll */
+    if (!u->tried) { /* out of memory: ready at first poll with the error */
+        u->err = -ENOMEM;
+        u->reason = "out of memory";
+        u->state = UP_DONE;
+    }
 }
