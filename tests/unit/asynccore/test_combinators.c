@@ -7,7 +7,14 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "asynccore/combinators.h"
+#include "asynccore/net.h"
+#include "asynccore/reactor.h"
 #include "asynccore/runtime.h"
 #include "asynccore/timer.h"
 
@@ -346,6 +353,49 @@ static void test_select_sleep_loser_timer_released(void **state)
     ac_runtime_free(rt);
 }
 
+/* On a worker: a losing connect's reactor registration (and its half-open
+ * socket) is gone as soon as the select completes. The connect stays pending
+ * because the listener's backlog is full and never accepted from. */
+static void test_select_connect_loser_registration_released(void **state)
+{
+    struct ac_runtime_opts opts = {.workers = 1, .blocking_threads = 1};
+    struct ac_runtime *rt = ac_runtime_new(&opts);
+    assert_non_null(rt);
+    struct ac_worker *wk = ac_runtime_worker(rt, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int lfd = ac_listen_socket((struct sockaddr *)&sa, sizeof(sa), 0, 0);
+    assert_true(lfd >= 0);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    /* Fill the accept queue with blocking-free connects nobody accepts. */
+    int fillers[8];
+    for (int i = 0; i < 8; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        (void)connect(fillers[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    unsigned before = ac_reactor_registrations(wk);
+    struct ac_stream out = {0};
+    struct ac_connect c;
+    struct ac_sleep quick;
+    struct ac_select2 s;
+    ac_connect_init(&c, (struct sockaddr *)&sa, sizeof(sa), &out);
+    ac_sleep_init(&quick, 50);
+    ac_select2_init(&s, &c.base, &quick.base);
+    assert_int_equal(ac_block_on(wk, &s.base), 0);
+    /* The connect was still pending: it is dropped and deregistered. */
+    assert_int_equal(s.winner, 1);
+    assert_null(c.base.vt);
+    assert_int_equal(ac_reactor_registrations(wk), before);
+    assert_int_equal(ac_stream_fd(&out), -1);
+    ac_future_drop(&s.base);
+    ac_stream_close(&out);
+    assert_int_equal(ac_reactor_registrations(wk), before);
+    for (int i = 0; i < 8; i++)
+        close(fillers[i]);
+    close(lfd);
+    ac_runtime_free(rt);
+}
+
 /* ---- timeout ---- */
 
 static void test_timeout_fires(void **state)
@@ -514,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_select_n_tie_lowest_index),
         cmocka_unit_test(test_select_drop_pending),
         cmocka_unit_test(test_select_sleep_loser_timer_released),
+        cmocka_unit_test(test_select_connect_loser_registration_released),
         cmocka_unit_test(test_timeout_fires),
         cmocka_unit_test(test_timeout_not_fired),
         cmocka_unit_test(test_timeout_drop_pending),
