@@ -156,6 +156,9 @@ struct ferry_config *ferry_config_load_string(const char *name, const char *text
 
 void ferry_config_free(struct ferry_config *cfg);
 void ferry_config_errors_free(struct ferry_config_errors *errs);
+/* Orders "FILE:LINE: message" errors of `file` by line (stable), for lists
+ * filled by several passes (parser, TLS files, DNS, binding). */
+void ferry_config_errors_sort(struct ferry_config_errors *errs, const char *file);
 /* Appends a formatted "FILE:LINE: message" (used by later validation stages);
  * with line <= 0 (a whole-file matter, like a file that cannot be read) it is
  * "FILE: message". */

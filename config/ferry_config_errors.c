@@ -66,6 +66,34 @@ void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, 
         add_msg(errs, msg);
 }
 
+/* The LINE of "FILE:LINE: message" (0 for "FILE: message"). */
+static long msg_line(const char *msg, size_t pathlen)
+{
+    if (strncmp(msg + pathlen, ":", 1) != 0)
+        return 0;
+    return strtol(msg + pathlen + 1, NULL, 10);
+}
+
+void ferry_config_errors_sort(struct ferry_config_errors *errs, const char *file)
+{
+    size_t pathlen = strlen(file);
+    /* Insertion sort: stable, and the lists are short. */
+    for (size_t i = 1; i < errs->n; i++) {
+        char *m = errs->msgs[i];
+        long line = strncmp(m, file, pathlen) == 0 ? msg_line(m, pathlen) : 0;
+        size_t j = i;
+        while (j > 0) {
+            const char *prev = errs->msgs[j - 1];
+            long pl = strncmp(prev, file, pathlen) == 0 ? msg_line(prev, pathlen) : 0;
+            if (pl <= line)
+                break;
+            errs->msgs[j] = errs->msgs[j - 1];
+            j--;
+        }
+        errs->msgs[j] = m;
+    }
+}
+
 void ferry_config_errors_free(struct ferry_config_errors *errs)
 {
     if (!errs)

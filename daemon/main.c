@@ -41,8 +41,9 @@ static void usage(FILE *out)
             FERRY_SYSCONFDIR);
 }
 
-static void print_errors(FILE *out, const struct ferry_config_errors *errs)
+static void print_errors(FILE *out, struct ferry_config_errors *errs, const char *path)
 {
+    ferry_config_errors_sort(errs, path);
     for (size_t i = 0; i < errs->n; i++)
         fprintf(out, "%s\n", errs->msgs[i]);
 }
@@ -131,7 +132,7 @@ static int check_only(const char *path)
         daemon_free(&d);
     }
     if (errs.n) {
-        print_errors(stdout, &errs);
+        print_errors(stdout, &errs, path);
         ferry_config_errors_free(&errs);
         return 1;
     }
@@ -230,7 +231,7 @@ static int run(const char *path)
     struct ferry_config_errors errs = {0};
     struct ferry_config *cfg = ferry_config_load(path, &errs);
     if (!cfg) {
-        print_errors(stderr, &errs);
+        print_errors(stderr, &errs, path);
         ferry_config_errors_free(&errs);
         return 1;
     }
@@ -253,7 +254,7 @@ static int run(const char *path)
     }
     struct ferry_gen *g = build_first_gen(&d, cfg, &errs);
     if (!g) {
-        print_errors(stderr, &errs);
+        print_errors(stderr, &errs, path);
         status = 1;
         goto out;
     }

@@ -55,6 +55,7 @@ static ac_poll_t finish(struct ferry_reload *r, int err)
 {
     r->err = err;
     r->state = R_DONE;
+    ferry_config_errors_sort(&r->errs, r->d->config_path);
     if (err) {
         for (size_t i = 0; i < r->errs.n; i++)
             ferry_log(FERRY_LOG_ERROR, "reload failed", "error=\"%s\"", r->errs.msgs[i]);

@@ -268,6 +268,26 @@ static void test_nul_byte(void **state)
     ferry_config_errors_free(&e);
 }
 
+/* Errors from later passes (TLS files, DNS, binds) merge into line order. */
+static void test_sort_merges_passes(void **state)
+{
+    (void)state;
+    struct ferry_config_errors errs = {0};
+    ferry_config_error_add(&errs, "f.ini", 12, "c");
+    ferry_config_error_add(&errs, "f.ini", 3, "a");
+    ferry_config_error_add(&errs, "f.ini", 0, "whole file");
+    ferry_config_error_add(&errs, "f.ini", 12, "d");
+    ferry_config_error_add(&errs, "f.ini", 7, "b");
+    ferry_config_errors_sort(&errs, "f.ini");
+    assert_int_equal(errs.n, 5);
+    assert_string_equal(errs.msgs[0], "f.ini: whole file");
+    assert_string_equal(errs.msgs[1], "f.ini:3: a");
+    assert_string_equal(errs.msgs[2], "f.ini:7: b");
+    assert_string_equal(errs.msgs[3], "f.ini:12: c");
+    assert_string_equal(errs.msgs[4], "f.ini:12: d");
+    ferry_config_errors_free(&errs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_many_errors_in_order),
         cmocka_unit_test(test_unreadable_file),
         cmocka_unit_test(test_nul_byte),
+        cmocka_unit_test(test_sort_merges_passes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
