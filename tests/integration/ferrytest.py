@@ -302,6 +302,23 @@ def cleanup(fn):
     return fn
 
 
+def web_config(port, backend, global_lines="", listener_lines=""):
+    """The shape most tests use: [global] with the test's control socket, a
+    listener `web` on 127.0.0.1:port forwarding to backend `app`, whose body
+    (servers and keys) is `backend`."""
+    return f"""
+[global]
+control_socket = @SOCK@
+{global_lines}
+[listener web]
+bind = 127.0.0.1:{port}
+backend = app
+{listener_lines}
+[backend app]
+{backend}
+"""
+
+
 def start_ferry(config, **kw):
     f = Ferry(config, **kw)
 

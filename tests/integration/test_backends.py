@@ -4,7 +4,7 @@ disable/enable."""
 import socket
 import time
 
-from ferrytest import (connect, free_port, recv_all, recv_exact, runner, start_backend,
+from ferrytest import (web_config, connect, free_port, recv_all, recv_exact, runner, start_backend,
                        start_ferry, wait_for)
 
 
@@ -23,17 +23,10 @@ def labelled(n):
 def test_roundrobin_weighted():
     s1, s2 = labelled(2)
     port = free_port()
-    start_ferry(f"""
-[global]
-control_socket = @SOCK@
-workers = 1
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    start_ferry(web_config(port, f"""
 server a 127.0.0.1:{s1.port} weight=3
 server b 127.0.0.1:{s2.port} weight=1
-""")
+""", global_lines="workers = 1"))
     got = [who(port) for _ in range(40)]
     assert got.count(b"s1") == 30, got
     assert got.count(b"s2") == 10, got
@@ -43,18 +36,11 @@ def test_retry_on_refused_server():
     dead = free_port()  # nothing listens here
     (alive,) = labelled(1)
     port = free_port()
-    f = start_ferry(f"""
-[global]
-control_socket = @SOCK@
-workers = 1
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    f = start_ferry(web_config(port, f"""
 server dead 127.0.0.1:{dead}
 server alive 127.0.0.1:{alive.port}
 retries = 2
-""")
+""", global_lines="workers = 1"))
     for _ in range(6):
         assert who(port) == b"s1"
     dead_stats = f.server("app", "dead")
@@ -66,17 +52,11 @@ retries = 2
 
 def test_all_refused_is_connect_failed():
     port = free_port()
-    f = start_ferry(f"""
-[global]
-control_socket = @SOCK@
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    f = start_ferry(web_config(port, f"""
 server a 127.0.0.1:{free_port()}
 server b 127.0.0.1:{free_port()}
 retries = 1
-""")
+"""))
     s = connect(port)
     assert recv_all(s) == b""
     s.close()
@@ -88,13 +68,7 @@ retries = 1
 def test_active_health_down_and_up():
     s1, s2 = labelled(2)
     port = free_port()
-    f = start_ferry(f"""
-[global]
-control_socket = @SOCK@
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    f = start_ferry(web_config(port, f"""
 server a 127.0.0.1:{s1.port}
 server b 127.0.0.1:{s2.port}
 health_check = tcp
@@ -102,7 +76,7 @@ health_interval = 100ms
 health_timeout = 100ms
 health_rise = 2
 health_fall = 2
-""")
+"""))
     bport = s2.port
     s2.close()
     wait_for(lambda: f.server("app", "b")["state"] == "down", timeout=5, what="b down")
@@ -118,20 +92,14 @@ health_fall = 2
 def test_backup_only_when_primaries_down():
     s1, s2 = labelled(2)
     port = free_port()
-    f = start_ferry(f"""
-[global]
-control_socket = @SOCK@
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    f = start_ferry(web_config(port, f"""
 server main 127.0.0.1:{s1.port}
 server spare 127.0.0.1:{s2.port} backup
 health_check = tcp
 health_interval = 100ms
 health_fall = 1
 health_rise = 1
-""")
+"""))
     assert {who(port) for _ in range(5)} == {b"s1"}
     s1.close()
     wait_for(lambda: f.server("app", "main")["state"] == "down", timeout=5, what="main down")
@@ -141,16 +109,10 @@ health_rise = 1
 def test_disable_and_enable_server():
     s1, s2 = labelled(2)
     port = free_port()
-    f = start_ferry(f"""
-[global]
-control_socket = @SOCK@
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    f = start_ferry(web_config(port, f"""
 server a 127.0.0.1:{s1.port}
 server b 127.0.0.1:{s2.port}
-""")
+"""))
     assert f.ctl("disable", "app/b").strip() == "ok"
     assert f.server("app", "b")["state"] == "disabled"
     assert {who(port) for _ in range(6)} == {b"s1"}
@@ -162,18 +124,11 @@ server b 127.0.0.1:{s2.port}
 def test_leastconn_prefers_idle_server():
     s1, s2 = labelled(2)
     port = free_port()
-    start_ferry(f"""
-[global]
-control_socket = @SOCK@
-workers = 1
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    start_ferry(web_config(port, f"""
 balance = leastconn
 server a 127.0.0.1:{s1.port}
 server b 127.0.0.1:{s2.port}
-""")
+""", global_lines="workers = 1"))
     held = [connect(port) for _ in range(3)]
     labels = [recv_exact(s, 2) for s in held]
     # With three open, the split is 2/1; closing all of one server's makes it preferred.
@@ -191,18 +146,12 @@ server b 127.0.0.1:{s2.port}
 def test_source_balancing_is_sticky():
     s1, s2, s3 = labelled(3)
     port = free_port()
-    start_ferry(f"""
-[global]
-control_socket = @SOCK@
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    start_ferry(web_config(port, f"""
 balance = source
 server a 127.0.0.1:{s1.port}
 server b 127.0.0.1:{s2.port}
 server c 127.0.0.1:{s3.port}
-""")
+"""))
     first = who(port)
     assert all(who(port) == first for _ in range(10))
 
@@ -213,15 +162,9 @@ def test_host_name_server_resolved():
     family, _, _, _, sa = socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)[0]
     b = start_backend("label", label=b"s1", host=sa[0])
     port = free_port()
-    start_ferry(f"""
-[global]
-control_socket = @SOCK@
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    start_ferry(web_config(port, f"""
 server a localhost:{b.port}
-""")
+"""))
     assert who(port) == b"s1"
 
 

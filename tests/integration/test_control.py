@@ -8,23 +8,16 @@ import subprocess
 import threading
 import time
 
-from ferrytest import (FERRYCTL, connect, free_port, recv_all, recv_exact, runner,
+from ferrytest import (web_config, FERRYCTL, connect, free_port, recv_all, recv_exact, runner,
                        start_backend, start_ferry, wait_for)
 
 
 def setup():
     b = start_backend("echo")
     port = free_port()
-    f = start_ferry(f"""
-[global]
-control_socket = @SOCK@
-max_connections = 500
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    f = start_ferry(web_config(port, f"""
 server app1 127.0.0.1:{b.port}
-""")
+""", global_lines="max_connections = 500"))
     return f, port
 
 

@@ -5,23 +5,13 @@ import struct
 import threading
 import time
 
-from ferrytest import (closed_by_peer, connect, free_port, recv_all, recv_exact, runner, start_backend,
+from ferrytest import (web_config, closed_by_peer, connect, free_port, recv_all, recv_exact, runner, start_backend,
                        start_ferry, wait_for)
 
 
 def base(port, bport, listener_extra="", backend_extra="", global_extra=""):
-    return f"""
-[global]
-control_socket = @SOCK@
-{global_extra}
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-{listener_extra}
-[backend app]
-server app1 127.0.0.1:{bport}
-{backend_extra}
-"""
+    return web_config(port, f"server app1 127.0.0.1:{bport}\n{backend_extra}", global_extra,
+                      listener_extra)
 
 
 def test_idle_timeout_closes_quiet_connection():

@@ -6,28 +6,15 @@ import socket
 import threading
 import time
 
-from ferrytest import (connect, recv_all, recv_exact, runner, sha256, start_backend,
+from ferrytest import (web_config, connect, recv_all, recv_exact, runner, sha256, start_backend,
                        start_ferry, free_port, wait_for)
 
 MiB = 1 << 20
 
 
 def config(lport, bport, extra_listener="", extra_global=""):
-    return f"""
-[global]
-workers = 2
-control_socket = @SOCK@
-log_level = info
-{extra_global}
-
-[listener web]
-bind = 127.0.0.1:{lport}
-backend = app
-{extra_listener}
-
-[backend app]
-server app1 127.0.0.1:{bport}
-"""
+    return web_config(lport, f"server app1 127.0.0.1:{bport}",
+                      "workers = 2\nlog_level = info\n" + extra_global, extra_listener)
 
 
 def send_in_thread(sock, data, shut=True):

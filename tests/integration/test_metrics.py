@@ -4,7 +4,7 @@
 import http.client
 import re
 
-from ferrytest import (connect, free_port, recv_exact, runner, start_backend, start_ferry,
+from ferrytest import (web_config, connect, free_port, recv_exact, runner, start_backend, start_ferry,
                        wait_for)
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -78,17 +78,10 @@ def get(port, path, method="GET"):
 def test_metrics_endpoint():
     b = start_backend("echo")
     port, mport = free_port(), free_port()
-    f = start_ferry(f"""
-[global]
-control_socket = @SOCK@
-metrics = 127.0.0.1:{mport}
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
+    f = start_ferry(web_config(port, f"""
 server app1 127.0.0.1:{b.port}
 server down1 127.0.0.1:{free_port()}
-""")
+""", global_lines=f"metrics = 127.0.0.1:{mport}"))
     for _ in range(3):
         s = connect(port)
         s.sendall(b"12345")
