@@ -31,6 +31,19 @@ static void *slots_new(size_t elem, unsigned nworkers)
     return p;
 }
 
+/* A zeroed stats object of `size` bytes and its per-worker slots (*slots),
+ * both or neither. The caller fills it in and links it. */
+static void *node_new(size_t size, size_t elem, unsigned nworkers, void **slots)
+{
+    void *node = calloc(1, size);
+    *slots = node ? slots_new(elem, nworkers) : NULL;
+    if (*slots == NULL) {
+        free(node);
+        return NULL;
+    }
+    return node;
+}
+
 void ferry_stats_destroy(struct ferry_stats_registry *r)
 {
     while (r->listeners) {
@@ -62,16 +75,12 @@ struct ferry_listener_stats *ferry_stats_listener(struct ferry_stats_registry *r
     struct ferry_listener_stats *s = r->listeners;
     while (s && strcmp(s->name, name) != 0)
         s = s->next;
-    if (!s && (s = calloc(1, sizeof(*s))) != NULL) {
+    void *w;
+    if (!s && (s = node_new(sizeof(*s), sizeof(*s->w), r->nworkers, &w)) != NULL) {
+        s->w = w;
         snprintf(s->name, sizeof(s->name), "%s", name);
-        s->w = slots_new(sizeof(*s->w), r->nworkers);
-        if (s->w) {
-            s->next = r->listeners;
-            r->listeners = s;
-        } else {
-            free(s);
-            s = NULL;
-        }
+        s->next = r->listeners;
+        r->listeners = s;
     }
     pthread_mutex_unlock(&r->lock);
     return s;
@@ -83,16 +92,12 @@ struct ferry_backend_stats *ferry_stats_backend(struct ferry_stats_registry *r, 
     struct ferry_backend_stats *s = r->backends;
     while (s && strcmp(s->name, name) != 0)
         s = s->next;
-    if (!s && (s = calloc(1, sizeof(*s))) != NULL) {
+    void *w;
+    if (!s && (s = node_new(sizeof(*s), sizeof(*s->w), r->nworkers, &w)) != NULL) {
+        s->w = w;
         snprintf(s->name, sizeof(s->name), "%s", name);
-        s->w = slots_new(sizeof(*s->w), r->nworkers);
-        if (s->w) {
-            s->next = r->backends;
-            r->backends = s;
-        } else {
-            free(s);
-            s = NULL;
-        }
+        s->next = r->backends;
+        r->backends = s;
     }
     pthread_mutex_unlock(&r->lock);
     return s;
@@ -105,20 +110,16 @@ struct ferry_server_stats *ferry_stats_server(struct ferry_stats_registry *r, co
     struct ferry_server_stats *s = r->servers;
     while (s && (strcmp(s->backend, backend) != 0 || strcmp(s->name, name) != 0))
         s = s->next;
-    if (!s && (s = calloc(1, sizeof(*s))) != NULL) {
+    void *w;
+    if (!s && (s = node_new(sizeof(*s), sizeof(*s->w), r->nworkers, &w)) != NULL) {
+        s->w = w;
         snprintf(s->backend, sizeof(s->backend), "%s", backend);
         snprintf(s->name, sizeof(s->name), "%s", name);
         atomic_init(&s->state, FERRY_SERVER_UP); /* servers start up (SPEC 2) */
         atomic_init(&s->disabled, false);
         atomic_init(&s->fail_streak, 0);
-        s->w = slots_new(sizeof(*s->w), r->nworkers);
-        if (s->w) {
-            s->next = r->servers;
-            r->servers = s;
-        } else {
-            free(s);
-            s = NULL;
-        }
+        s->next = r->servers;
+        r->servers = s;
     }
     pthread_mutex_unlock(&r->lock);
     return s;

@@ -72,6 +72,50 @@ static bool is_unexpected_eof(unsigned long e)
     return ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
 }
 
+/* ---- the data call loop (reads and writes) ---- */
+
+/* One SSL_read_ex into rbuf or SSL_write_ex from wbuf. */
+struct tls_io {
+    bool writing;
+    void *rbuf;
+    const void *wbuf;
+    size_t len;
+};
+
+/* Maps a failure that is not a WANT. Returns the value for *out. */
+typedef ssize_t (*tls_error_fn)(struct ac_tls_stream *t, int sslerr, int saved_errno);
+
+/* Repeats the call while a WANT_READ/WANT_WRITE finds its direction ready
+ * (tls_want). *out gets the bytes moved, or the failure as map_error reads
+ * it from the error queue, which is cleared afterwards. */
+static ac_poll_t tls_io_run(struct ac_tls_stream *t, struct ac_context *cx, struct tls_wait *w,
+                            const struct tls_io *io, tls_error_fn map_error, ssize_t *out)
+{
+    for (;;) {
+        if (!ac_coop_proceed(cx))
+            return AC_PENDING;
+        size_t n = 0;
+        ERR_clear_error();
+        errno = 0;
+        int ok = io->writing ? SSL_write_ex(t->ssl, io->wbuf, io->len, &n)
+                             : SSL_read_ex(t->ssl, io->rbuf, io->len, &n);
+        int saved_errno = errno;
+        if (ok) {
+            *out = (ssize_t)n;
+            return AC_READY;
+        }
+        int sslerr = SSL_get_error(t->ssl, 0);
+        int r = tls_want(t, cx, sslerr, w);
+        if (r == 0)
+            return AC_PENDING;
+        if (r < 0) {
+            *out = map_error(t, sslerr, saved_errno);
+            ERR_clear_error();
+            return AC_READY;
+        }
+    }
+}
+
 /* ---- read ---- */
 
 /* Maps a read failure that is not a WANT. Returns the value for *out. */
@@ -111,31 +155,23 @@ static ac_poll_t tls_poll_read(struct ac_stream *s, struct ac_context *cx, void 
         if (tls_wait_dir(t, cx, AC_DIR_READ, &w) == AC_PENDING)
             return AC_PENDING;
     }
-    for (;;) {
-        if (!ac_coop_proceed(cx))
-            return AC_PENDING;
-        size_t n = 0;
-        ERR_clear_error();
-        errno = 0;
-        int ok = SSL_read_ex(t->ssl, buf, len, &n);
-        int saved_errno = errno;
-        if (ok) {
-            *out = (ssize_t)n;
-            return AC_READY;
-        }
-        int sslerr = SSL_get_error(t->ssl, 0);
-        int r = tls_want(t, cx, sslerr, &w);
-        if (r == 0)
-            return AC_PENDING;
-        if (r < 0) {
-            *out = read_error(t, sslerr, saved_errno);
-            ERR_clear_error();
-            return AC_READY;
-        }
-    }
+    struct tls_io io = {.writing = false, .rbuf = buf, .len = len};
+    return tls_io_run(t, cx, &w, &io, read_error, out);
 }
 
 /* ---- write ---- */
+
+/* Maps a write failure that is not a WANT. Returns the value for *out. */
+static ssize_t write_error(struct ac_tls_stream *t, int sslerr, int saved_errno)
+{
+    if (sslerr == SSL_ERROR_SYSCALL || sslerr == SSL_ERROR_SSL)
+        t->failed = true;
+    if (sslerr == SSL_ERROR_SYSCALL && saved_errno != 0)
+        return -saved_errno;
+    if (sslerr == SSL_ERROR_SSL)
+        return -EPROTO;
+    return -EPIPE;
+}
 
 static ac_poll_t tls_poll_write(struct ac_stream *s, struct ac_context *cx, const void *buf,
                                 size_t len, ssize_t *out)
@@ -157,35 +193,8 @@ static ac_poll_t tls_poll_write(struct ac_stream *s, struct ac_context *cx, cons
         if (tls_wait_dir(t, cx, AC_DIR_WRITE, &w) == AC_PENDING)
             return AC_PENDING;
     }
-    for (;;) {
-        if (!ac_coop_proceed(cx))
-            return AC_PENDING;
-        size_t n = 0;
-        ERR_clear_error();
-        errno = 0;
-        int ok = SSL_write_ex(t->ssl, buf, len, &n);
-        int saved_errno = errno;
-        if (ok) {
-            *out = (ssize_t)n;
-            return AC_READY;
-        }
-        int sslerr = SSL_get_error(t->ssl, 0);
-        int r = tls_want(t, cx, sslerr, &w);
-        if (r == 0)
-            return AC_PENDING;
-        if (r < 0) {
-            if (sslerr == SSL_ERROR_SYSCALL || sslerr == SSL_ERROR_SSL)
-                t->failed = true;
-            if (sslerr == SSL_ERROR_SYSCALL && saved_errno != 0)
-                *out = -saved_errno;
-            else if (sslerr == SSL_ERROR_SSL)
-                *out = -EPROTO;
-            else
-                *out = -EPIPE;
-            ERR_clear_error();
-            return AC_READY;
-        }
-    }
+    struct tls_io io = {.writing = true, .wbuf = buf, .len = len};
+    return tls_io_run(t, cx, &w, &io, write_error, out);
 }
 
 /* ---- shutdown ---- */

@@ -307,52 +307,62 @@ static void held_cleanup(void *result)
     free(p);
 }
 
-static void test_drop_while_running(void **state)
-{
-    struct ac_runtime *rt = new_rt(1);
+/* A held job on a one-thread runtime, polled by hand with a counting waker. */
+struct held_job {
+    struct ac_runtime *rt;
     struct cwaker c;
     struct ac_waker w;
     struct ac_context cx;
-    struct held *h = held_new();
+    struct held *h;
     struct ac_blocking b;
+};
 
-    cw_init(&c);
-    cx = cw_context(&c, &w);
-    ac_blocking_init(&b, rt, held_fn, h, held_cleanup);
-    assert_int_equal(ac_future_poll(&b.base, &cx), AC_PENDING);
-    assert_true(latch_wait(&h->started));
-    assert_int_equal(ac_future_poll(&b.base, &cx), AC_PENDING); /* still running */
-    ac_future_drop(&b.base);
-    assert_int_equal(atomic_load(&c.drops), 1); /* waker released by the drop */
-    latch_set(&h->release);
-    ac_runtime_free(rt); /* joins the pool: the job has finished */
-    assert_int_equal(atomic_load(&h->calls), 1);
-    assert_int_equal(atomic_load(&h->cleanups), 1);
-    assert_int_equal(atomic_load(&c.wakes), 0);
-    cw_destroy(&c);
-    held_free(h);
+static void held_job_init(struct held_job *j)
+{
+    j->rt = new_rt(1);
+    j->h = held_new();
+    cw_init(&j->c);
+    j->cx = cw_context(&j->c, &j->w);
+    ac_blocking_init(&j->b, j->rt, held_fn, j->h, held_cleanup);
+}
+
+/* After the runtime was freed (and so every job has ended). */
+static void held_job_destroy(struct held_job *j)
+{
+    cw_destroy(&j->c);
+    held_free(j->h);
+}
+
+static void test_drop_while_running(void **state)
+{
+    struct held_job j;
+
+    held_job_init(&j);
+    assert_int_equal(ac_future_poll(&j.b.base, &j.cx), AC_PENDING);
+    assert_true(latch_wait(&j.h->started));
+    assert_int_equal(ac_future_poll(&j.b.base, &j.cx), AC_PENDING); /* still running */
+    ac_future_drop(&j.b.base);
+    assert_int_equal(atomic_load(&j.c.drops), 1); /* waker released by the drop */
+    latch_set(&j.h->release);
+    ac_runtime_free(j.rt); /* joins the pool: the job has finished */
+    assert_int_equal(atomic_load(&j.h->calls), 1);
+    assert_int_equal(atomic_load(&j.h->cleanups), 1);
+    assert_int_equal(atomic_load(&j.c.wakes), 0);
+    held_job_destroy(&j);
 }
 
 static void test_drop_after_done_unobserved(void **state)
 {
-    struct ac_runtime *rt = new_rt(1);
-    struct cwaker c;
-    struct ac_waker w;
-    struct ac_context cx;
-    struct held *h = held_new();
-    struct ac_blocking b;
+    struct held_job j;
 
-    cw_init(&c);
-    cx = cw_context(&c, &w);
-    ac_blocking_init(&b, rt, held_fn, h, held_cleanup);
-    latch_set(&h->release);
-    assert_int_equal(ac_future_poll(&b.base, &cx), AC_PENDING);
-    assert_true(latch_wait(&c.woken)); /* done, result stored */
-    ac_future_drop(&b.base);          /* never polled to Ready */
-    assert_int_equal(atomic_load(&h->cleanups), 1);
-    ac_runtime_free(rt);
-    cw_destroy(&c);
-    held_free(h);
+    held_job_init(&j);
+    latch_set(&j.h->release);
+    assert_int_equal(ac_future_poll(&j.b.base, &j.cx), AC_PENDING);
+    assert_true(latch_wait(&j.c.woken)); /* done, result stored */
+    ac_future_drop(&j.b.base);          /* never polled to Ready */
+    assert_int_equal(atomic_load(&j.h->cleanups), 1);
+    ac_runtime_free(j.rt);
+    held_job_destroy(&j);
 }
 
 static void *count_fn(void *arg)

@@ -27,67 +27,7 @@
 
 #define MIB (1024u * 1024u)
 
-/* ---- fixtures ---- */
-
-struct fixture {
-    struct ac_runtime *rt;
-    struct ac_worker *w;
-};
-
-static int setup(void **state)
-{
-    static struct fixture f;
-    struct ac_runtime_opts opts = {.workers = 1, .blocking_threads = 1};
-
-    f.rt = ac_runtime_new(&opts);
-    if (f.rt == NULL)
-        return -1;
-    f.w = ac_runtime_worker(f.rt, 0);
-    *state = &f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-
-    assert_int_equal(ac_reactor_registrations(f->w), 0);
-    ac_runtime_free(f->rt);
-    return 0;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
-
-/* A connected loopback TCP pair: *ours non-blocking, *peer blocking.
- * rcvbuf > 0 shrinks the peer's receive buffer. */
-static void tcp_pair(int *ours, int *peer, int rcvbuf)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sin);
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    int c = socket(AF_INET, SOCK_STREAM, 0);
-
-    assert_true(l >= 0 && c >= 0);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    assert_int_equal(listen(l, 1), 0);
-    assert_int_equal(getsockname(l, (struct sockaddr *)&sin, &len), 0);
-    if (rcvbuf > 0)
-        assert_int_equal(setsockopt(c, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
-    assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    int s = accept(l, NULL, NULL);
-    assert_true(s >= 0);
-    close(l);
-    int fl = fcntl(s, F_GETFL);
-    assert_int_equal(fcntl(s, F_SETFL, fl | O_NONBLOCK), 0);
-    *ours = s;
-    *peer = c;
-}
+#include "io_fixture.h"
 
 /* Deterministic bytes and a running checksum. */
 static unsigned char pattern(uint64_t i, unsigned seed)
@@ -101,6 +41,19 @@ static uint64_t sum_add(uint64_t sum, const unsigned char *p, size_t n)
     for (size_t i = 0; i < n; i++)
         sum = (sum ^ p[i]) * 0x100000001b3ull;
     return sum;
+}
+
+/* ---- connected streams ---- */
+
+/* A stream_pair that drains slowly: small send buffer on our side and small
+ * receive buffer on the peer's, so a copy into it keeps a remainder. */
+static void lagging_pair(struct ac_worker *w, struct ac_stream *s, int *peer, int size)
+{
+    int ours;
+
+    tcp_pair(&ours, peer, size);
+    assert_int_equal(setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+    assert_int_equal(ac_socket_stream_open(s, w, ours), 0);
 }
 
 /* ---- peer threads ---- */
@@ -224,15 +177,11 @@ static void test_copy_8mib_half_close(void **state)
     struct ac_stream sa, sb;
     struct ac_copy c;
     struct watch wt = {.base.vt = &watch_vt, .c = &c};
-    int a, pa, b, pb;
+    int pa, pb;
     uint64_t act = 0;
 
-    tcp_pair(&a, &pa, 0);
-    tcp_pair(&b, &pb, 8192);
-    int small = 8192;
-    assert_int_equal(setsockopt(b, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
-    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+    stream_pair(f->w, &sa, &pa, 0);
+    lagging_pair(f->w, &sb, &pb, 8192);
 
     struct peer src = {.fd = pa, .seed = 1, .send_len = 8 * MIB, .shut_after_send = true};
     struct peer dst = {.fd = pb, .delay_before_read_ms = 50, .read_first = true};
@@ -281,12 +230,10 @@ static void test_bidi_half_close_each_way(void **state)
     struct fixture *f = *state;
     struct ac_stream sa, sb;
     struct ac_copy_bidi bc;
-    int a, pa, b, pb;
+    int pa, pb;
 
-    tcp_pair(&a, &pa, 16384);
-    tcp_pair(&b, &pb, 16384);
-    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
-    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+    stream_pair(f->w, &sa, &pa, 16384);
+    stream_pair(f->w, &sb, &pb, 16384);
 
     struct peer pa_ = {.fd = pa, .seed = 2, .send_len = 8 * MIB, .shut_after_send = true,
                        .read_after = true};
@@ -340,12 +287,10 @@ static void test_bidi_reset_ends_both(void **state)
     struct ac_stream sa, sb;
     struct ac_copy_bidi bc;
     struct resetter rs;
-    int a, pa, b, pb;
+    int pa, pb;
 
-    tcp_pair(&a, &pa, 0);
-    tcp_pair(&b, &pb, 0);
-    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
-    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+    stream_pair(f->w, &sa, &pa, 0);
+    stream_pair(f->w, &sb, &pb, 0);
     rs.fd = pa;
     assert_int_equal(pthread_create(&rs.tid, NULL, resetter_main, &rs), 0);
 
@@ -371,13 +316,11 @@ static void test_copy_write_error(void **state)
     struct fixture *f = *state;
     struct ac_stream sa, sb;
     struct ac_copy c;
-    int a, pa, b, pb;
+    int pa, pb;
     struct linger lg = {1, 0};
 
-    tcp_pair(&a, &pa, 0);
-    tcp_pair(&b, &pb, 0);
-    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
-    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+    stream_pair(f->w, &sa, &pa, 0);
+    stream_pair(f->w, &sb, &pb, 0);
     setsockopt(pb, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(pb);
     sleep_ms(20);
@@ -459,15 +402,11 @@ static void test_copy_buffer_freed_when_drained(void **state)
     struct fixture *f = *state;
     struct ac_stream sa, sb;
     struct ac_copy c;
-    int a, pa, b, pb;
+    int pa, pb;
     const size_t total = 2 * MIB;
 
-    tcp_pair(&a, &pa, 0);
-    tcp_pair(&b, &pb, 4096);
-    int small = 4096;
-    assert_int_equal(setsockopt(b, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
-    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+    stream_pair(f->w, &sa, &pa, 0);
+    lagging_pair(f->w, &sb, &pb, 4096);
 
     /* The source sends everything but does not end; the destination's peer
      * starts reading late. */
@@ -526,14 +465,10 @@ static void test_copy_drop_with_buffer(void **state)
     struct fixture *f = *state;
     struct ac_stream sa, sb;
     struct ac_copy c;
-    int a, pa, b, pb;
+    int pa, pb;
 
-    tcp_pair(&a, &pa, 0);
-    tcp_pair(&b, &pb, 4096);
-    int small = 4096;
-    assert_int_equal(setsockopt(b, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-    assert_int_equal(ac_socket_stream_open(&sa, f->w, a), 0);
-    assert_int_equal(ac_socket_stream_open(&sb, f->w, b), 0);
+    stream_pair(f->w, &sa, &pa, 0);
+    lagging_pair(f->w, &sb, &pb, 4096);
     struct peer src = {.fd = pa, .seed = 6, .send_len = 1 * MIB};
     peer_start(&src);
 

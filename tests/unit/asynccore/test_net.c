@@ -27,35 +27,9 @@
 #include "asynccore/stream.h"
 #include "asynccore/timer.h"
 
-/* ---- fixtures ---- */
+#include "io_fixture.h"
 
-struct fixture {
-    struct ac_runtime *rt;
-    struct ac_worker *w;
-};
-
-static int setup(void **state)
-{
-    static struct fixture f;
-    struct ac_runtime_opts opts = {.workers = 1, .blocking_threads = 1};
-
-    f.rt = ac_runtime_new(&opts);
-    if (f.rt == NULL)
-        return -1;
-    f.w = ac_runtime_worker(f.rt, 0);
-    *state = &f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-
-    assert_int_equal(ac_reactor_registrations(f->w), 0);
-    assert_int_equal(ac_timer_count(f->w), 0);
-    ac_runtime_free(f->rt);
-    return 0;
-}
+/* ---- addresses ---- */
 
 static socklen_t loopback4(struct sockaddr_storage *ss, unsigned port)
 {
@@ -95,6 +69,18 @@ static socklen_t bound_addr(int fd, struct sockaddr_storage *ss)
     socklen_t len = sizeof(*ss);
     assert_int_equal(getsockname(fd, (struct sockaddr *)ss, &len), 0);
     return len;
+}
+
+/* A listening socket (ac_listen_socket) on 127.0.0.1 at a free port; *ss
+ * and *len get the address it was bound to. */
+static int listen_loopback4(struct sockaddr_storage *ss, socklen_t *len, int backlog,
+                            unsigned flags)
+{
+    int fd = ac_listen_socket((struct sockaddr *)ss, loopback4(ss, 0), backlog, flags);
+
+    assert_true(fd >= 0);
+    *len = bound_addr(fd, ss);
+    return fd;
 }
 
 static void make_unix_path(char *buf, size_t size, const char *tag)
@@ -215,16 +201,14 @@ static void test_tcp4(void **state)
     struct sockaddr_storage ss;
     char peer[AC_ADDR_STRLEN];
 
-    socklen_t len = loopback4(&ss, 0);
-    int lfd = ac_listen_socket((struct sockaddr *)&ss, len, 16, 0);
-    assert_true(lfd >= 0);
+    socklen_t len;
+    int lfd = listen_loopback4(&ss, &len, 16, 0);
     assert_true(fcntl(lfd, F_GETFL) & O_NONBLOCK);
     assert_true(fcntl(lfd, F_GETFD) & FD_CLOEXEC);
     int one = 0;
     socklen_t ol = sizeof(one);
     assert_int_equal(getsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, &ol), 0);
     assert_true(one != 0);
-    len = bound_addr(lfd, &ss);
     roundtrip(f, lfd, (struct sockaddr *)&ss, len, peer, sizeof(peer));
     assert_int_equal(strncmp(peer, "127.0.0.1:", 10), 0);
 }
@@ -255,10 +239,8 @@ static void test_reuseport(void **state)
     struct sockaddr_storage ss;
     (void)state;
 
-    socklen_t len = loopback4(&ss, 0);
-    int a = ac_listen_socket((struct sockaddr *)&ss, len, 16, AC_LISTEN_REUSEPORT);
-    assert_true(a >= 0);
-    len = bound_addr(a, &ss);
+    socklen_t len;
+    int a = listen_loopback4(&ss, &len, 16, AC_LISTEN_REUSEPORT);
     /* A second socket on the same port: allowed only with SO_REUSEPORT. */
     int b = ac_listen_socket((struct sockaddr *)&ss, len, 16, AC_LISTEN_REUSEPORT);
     assert_true(b >= 0);
@@ -324,10 +306,8 @@ static void test_connect_refused(void **state)
     struct ac_connect c;
 
     /* A port that was just free: bind, learn it, close. */
-    socklen_t len = loopback4(&ss, 0);
-    int tmp = ac_listen_socket((struct sockaddr *)&ss, len, 1, 0);
-    assert_true(tmp >= 0);
-    len = bound_addr(tmp, &ss);
+    socklen_t len;
+    int tmp = listen_loopback4(&ss, &len, 1, 0);
     close(tmp);
 
     ac_connect_init(&c, (struct sockaddr *)&ss, len, &s);
@@ -382,10 +362,8 @@ static void test_connect_dropped(void **state)
 
     /* A listener whose accept queue is full: SYNs get no answer, so the
      * connect stays in progress. Fill the queue with blocking connects. */
-    socklen_t len = loopback4(&ss, 0);
-    int lfd = ac_listen_socket((struct sockaddr *)&ss, len, 0, 0);
-    assert_true(lfd >= 0);
-    len = bound_addr(lfd, &ss);
+    socklen_t len;
+    int lfd = listen_loopback4(&ss, &len, 0, 0);
     int fill[4];
     int nfill = 0;
     for (; nfill < 4; nfill++) {
@@ -418,9 +396,8 @@ static void test_accept_fatal(void **state)
     struct ac_listener l;
     struct ac_accept a;
 
-    socklen_t len = loopback4(&ss, 0);
-    int lfd = ac_listen_socket((struct sockaddr *)&ss, len, 16, 0);
-    assert_true(lfd >= 0);
+    socklen_t len;
+    int lfd = listen_loopback4(&ss, &len, 16, 0);
     assert_int_equal(ac_listener_open(&l, f->w, lfd, true, 0), 0);
     assert_int_equal(shutdown(lfd, SHUT_RDWR), 0);
     ac_accept_init(&a, &l);
@@ -430,6 +407,43 @@ static void test_accept_fatal(void **state)
     assert_int_equal(l.accepted, 0);
     ac_future_drop(&a.base);
     ac_listener_close(&l);
+}
+
+/* ---- descriptor exhaustion ---- */
+
+/* Every descriptor below a lowered RLIMIT_NOFILE, taken and given back. */
+struct fd_hog {
+    struct rlimit old;
+    int fd[64];
+    int n;
+    int err; /* errno of the dup that failed, 0 if all 64 succeeded */
+};
+
+/* Lowers the soft descriptor limit to `limit`, then takes every descriptor
+ * left below it (at most 64). Asserts nothing once the limit is lowered. */
+static void fd_hog_take(struct fd_hog *h, rlim_t limit)
+{
+    struct rlimit low;
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &h->old), 0);
+    low = h->old;
+    low.rlim_cur = limit;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    h->err = 0;
+    for (h->n = 0; h->n < 64; h->n++) {
+        h->fd[h->n] = dup(0);
+        if (h->fd[h->n] < 0) {
+            h->err = errno;
+            break;
+        }
+    }
+}
+
+static void fd_hog_release(struct fd_hog *h)
+{
+    for (int i = 0; i < h->n; i++)
+        close(h->fd[i]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &h->old), 0);
 }
 
 /* ---- accept under EMFILE ---- */
@@ -498,12 +512,10 @@ static void test_accept_emfile(void **state)
     struct fixture *f = *state;
     struct sockaddr_storage ss;
     struct ac_listener l;
-    struct rlimit old, low;
+    struct fd_hog hog;
 
-    socklen_t len = loopback4(&ss, 0);
-    int lfd = ac_listen_socket((struct sockaddr *)&ss, len, 16, 0);
-    assert_true(lfd >= 0);
-    len = bound_addr(lfd, &ss);
+    socklen_t len;
+    int lfd = listen_loopback4(&ss, &len, 16, 0);
     assert_int_equal(ac_listener_open(&l, f->w, lfd, true, 0), 0);
     int client = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(client >= 0);
@@ -514,21 +526,9 @@ static void test_accept_emfile(void **state)
     assert_true(probe >= 0);
     close(probe);
     int highest = client > probe ? client : probe;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    low.rlim_cur = (rlim_t)highest + 16;
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-    int hog[64];
-    int nhog = 0;
-    while (nhog < 64) {
-        int fd = dup(0);
-        if (fd < 0) {
-            assert_int_equal(errno, EMFILE);
-            break;
-        }
-        hog[nhog++] = fd;
-    }
-    assert_true(nhog < 64);
+    fd_hog_take(&hog, (rlim_t)highest + 16);
+    assert_true(hog.n < 64);
+    assert_int_equal(hog.err, EMFILE);
 
     /* The connection waits in the kernel's queue. */
     assert_int_equal(connect(client, (struct sockaddr *)&ss, len), 0);
@@ -546,9 +546,7 @@ static void test_accept_emfile(void **state)
     uint64_t errors = l.accept_errors;
     int polls = a.polls;
     unsigned timers = ac_timer_count(f->w);
-    for (int i = 0; i < nhog; i++)
-        close(hog[i]);
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    fd_hog_release(&hog);
 
     /* Paused on the back-off timer: a handful of polls (10+20+40+80 ms
      * steps), not a spin. */
@@ -585,27 +583,14 @@ static void test_listener_close_while_paused(void **state)
     struct fixture *f = *state;
     struct sockaddr_storage ss;
     struct ac_listener l;
-    struct rlimit old, low;
+    struct fd_hog hog;
 
-    socklen_t len = loopback4(&ss, 0);
-    int lfd = ac_listen_socket((struct sockaddr *)&ss, len, 16, 0);
-    assert_true(lfd >= 0);
-    len = bound_addr(lfd, &ss);
+    socklen_t len;
+    int lfd = listen_loopback4(&ss, &len, 16, 0);
     assert_int_equal(ac_listener_open(&l, f->w, lfd, true, 0), 0);
     int client = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(client >= 0);
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    low.rlim_cur = (rlim_t)client + 1; /* no descriptor left above client */
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-    int hog[64];
-    int nhog = 0;
-    while (nhog < 64) {
-        int fd = dup(0);
-        if (fd < 0)
-            break;
-        hog[nhog++] = fd;
-    }
+    fd_hog_take(&hog, (rlim_t)client + 1); /* no descriptor left above client */
     assert_int_equal(connect(client, (struct sockaddr *)&ss, len), 0);
 
     /* Let the loop see the listener's readiness, then accept once. */
@@ -620,9 +605,7 @@ static void test_listener_close_while_paused(void **state)
     assert_int_equal(ac_block_on(f->w, &po.base), 0);
     bool paused = l.paused, armed = l.retry_armed;
     unsigned timers = ac_timer_count(f->w);
-    for (int i = 0; i < nhog; i++)
-        close(hog[i]);
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    fd_hog_release(&hog);
     assert_int_equal(po.result, AC_PENDING);
     assert_true(paused);
     assert_true(armed);

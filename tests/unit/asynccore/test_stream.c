@@ -23,74 +23,7 @@
 #include "asynccore/stream.h"
 #include "asynccore/timer.h"
 
-/* ---- fixtures ---- */
-
-struct fixture {
-    struct ac_runtime *rt;
-    struct ac_worker *w;
-};
-
-static int setup(void **state)
-{
-    static struct fixture f;
-    struct ac_runtime_opts opts = {.workers = 1, .blocking_threads = 1};
-
-    f.rt = ac_runtime_new(&opts);
-    if (f.rt == NULL)
-        return -1;
-    f.w = ac_runtime_worker(f.rt, 0);
-    *state = &f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-
-    ac_runtime_free(f->rt);
-    return 0;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
-
-static void set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    assert_true(fl >= 0);
-    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
-}
-
-/* A connected loopback TCP pair: *ours non-blocking (for a stream), *peer
- * blocking (for a helper thread or the test itself). peer_rcvbuf > 0 shrinks
- * the peer's receive buffer before the connection is made. */
-static void tcp_pair(int *ours, int *peer, int peer_rcvbuf)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sin);
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    int c = socket(AF_INET, SOCK_STREAM, 0);
-
-    assert_true(l >= 0 && c >= 0);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    assert_int_equal(listen(l, 1), 0);
-    assert_int_equal(getsockname(l, (struct sockaddr *)&sin, &len), 0);
-    if (peer_rcvbuf > 0)
-        assert_int_equal(
-            setsockopt(c, SOL_SOCKET, SO_RCVBUF, &peer_rcvbuf, sizeof(peer_rcvbuf)), 0);
-    assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    int s = accept(l, NULL, NULL);
-    assert_true(s >= 0);
-    close(l);
-    set_nonblock(s);
-    *ours = s;
-    *peer = c;
-}
+#include "io_fixture.h"
 
 static void write_full(int fd, const void *buf, size_t len)
 {
@@ -222,10 +155,9 @@ static void test_read_then_eof(void **state)
     struct counted cnt;
     struct writer wr;
     char buf[64];
-    int a, b;
+    int b;
 
-    tcp_pair(&a, &b, 0);
-    assert_int_equal(ac_socket_stream_open(&s, f->w, a), 0);
+    stream_pair(f->w, &s, &b, 0);
     writer_start(&wr, b, 50, "hello", true);
 
     ac_read_init(&r, &s, buf, sizeof(buf));
@@ -285,10 +217,9 @@ static void test_read_exact_pieces(void **state)
     struct ac_read_exact r;
     struct writer w1;
     char buf[11];
-    int a, b;
+    int b;
 
-    tcp_pair(&a, &b, 0);
-    assert_int_equal(ac_socket_stream_open(&s, f->w, a), 0);
+    stream_pair(f->w, &s, &b, 0);
     write_full(b, "hello ", 6);
     writer_start(&w1, b, 60, "world", false);
     ac_read_exact_init(&r, &s, buf, sizeof(buf) - 1);
@@ -311,10 +242,9 @@ static void test_read_exact_early_eof(void **state)
     struct ac_read_exact r;
     struct writer wr;
     char buf[10];
-    int a, b;
+    int b;
 
-    tcp_pair(&a, &b, 0);
-    assert_int_equal(ac_socket_stream_open(&s, f->w, a), 0);
+    stream_pair(f->w, &s, &b, 0);
     writer_start(&wr, b, 30, "abc", true);
     ac_read_exact_init(&r, &s, buf, sizeof(buf));
     assert_int_equal(ac_block_on(f->w, &r.base), 0);
@@ -335,10 +265,9 @@ static void test_read_reset(void **state)
     struct ac_read r;
     struct linger lg = {1, 0};
     char buf[8];
-    int a, b;
+    int b;
 
-    tcp_pair(&a, &b, 0);
-    assert_int_equal(ac_socket_stream_open(&s, f->w, a), 0);
+    stream_pair(f->w, &s, &b, 0);
     assert_int_equal(setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
     close(b);
     ac_read_init(&r, &s, buf, sizeof(buf));
@@ -435,10 +364,9 @@ static void test_write_after_peer_closed(void **state)
     struct ac_write_all wa;
     struct linger lg = {1, 0};
     static char data[4096];
-    int a, b;
+    int b;
 
-    tcp_pair(&a, &b, 0);
-    assert_int_equal(ac_socket_stream_open(&s, f->w, a), 0);
+    stream_pair(f->w, &s, &b, 0);
     assert_int_equal(setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
     close(b); /* reset */
     sleep_ms(20);

@@ -26,53 +26,9 @@
 #include "asynccore/runtime.h"
 #include "asynccore/stream.h"
 #include "asynccore/tls.h"
+#include "cert_fixture.h"
 
 /* ---- test material ---- */
-
-/* Finds tests/tls/gen-certs.sh: $FERRY_GEN_CERTS, else from this file's
- * path, which Meson gives relative to the build root (a directory holding
- * build.ninja, searched upwards from the working directory and the binary). */
-static bool find_script(char *out, size_t n)
-{
-    const char *env = getenv("FERRY_GEN_CERTS");
-    if (env != NULL) {
-        snprintf(out, n, "%s", env);
-        return access(out, R_OK) == 0;
-    }
-    char rel[PATH_MAX / 2];
-    snprintf(rel, sizeof(rel), "%s", __FILE__);
-    char *slash = strrchr(rel, '/');
-    if (slash == NULL)
-        return false;
-    snprintf(slash, sizeof(rel) - (size_t)(slash - rel), "/../../tls/gen-certs.sh");
-    if (rel[0] == '/') {
-        snprintf(out, n, "%s", rel);
-        return access(out, R_OK) == 0;
-    }
-    char starts[2][PATH_MAX / 2];
-    if (getcwd(starts[0], sizeof(starts[0])) == NULL)
-        starts[0][0] = '\0';
-    ssize_t len = readlink("/proc/self/exe", starts[1], sizeof(starts[1]) - 1);
-    starts[1][len > 0 ? len : 0] = '\0';
-    for (int s = 0; s < 2; s++) {
-        char dir[PATH_MAX / 2];
-        memcpy(dir, starts[s], sizeof(dir));
-        while (dir[0] != '\0') {
-            char probe[PATH_MAX];
-            snprintf(probe, sizeof(probe), "%s/build.ninja", dir);
-            if (access(probe, R_OK) == 0) {
-                snprintf(out, n, "%s/%s", dir, rel);
-                if (access(out, R_OK) == 0)
-                    return true;
-            }
-            char *p = strrchr(dir, '/');
-            if (p == NULL)
-                break;
-            *p = '\0';
-        }
-    }
-    return false;
-}
 
 struct fx {
     char dir[1024];
@@ -98,20 +54,10 @@ static int group_setup(void **state)
 {
     signal(SIGPIPE, SIG_IGN); /* OpenSSL writes with write(2) */
     struct fx *fx = calloc(1, sizeof(*fx));
-    char script[PATH_MAX];
-    if (fx == NULL || !find_script(script, sizeof(script))) {
-        fprintf(stderr, "cannot find tests/tls/gen-certs.sh\n");
+    if (fx == NULL || cert_dir_create(fx->dir, sizeof(fx->dir), "ferry-tls") != 0) {
         free(fx);
         return -1;
     }
-    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(fx->dir, sizeof(fx->dir), "%s/ferry-tls-XXXXXX", tmp);
-    char cmd[PATH_MAX + 1200];
-    if (mkdtemp(fx->dir) == NULL)
-        goto fail;
-    snprintf(cmd, sizeof(cmd), "sh '%s' '%s' >/dev/null", script, fx->dir);
-    if (system(cmd) != 0)
-        goto fail;
     fx->server = server_ctx(fx->dir, "a-ec.pem");
     fx->untrusted = server_ctx(fx->dir, "server-untrusted.pem");
     fx->client = SSL_CTX_new(TLS_client_method());
@@ -125,6 +71,7 @@ static int group_setup(void **state)
     return 0;
 fail:
     fprintf(stderr, "cannot prepare TLS material in %s\n", fx->dir);
+    cert_dir_remove(fx->dir);
     SSL_CTX_free(fx->server);
     SSL_CTX_free(fx->untrusted);
     SSL_CTX_free(fx->client);
@@ -135,10 +82,7 @@ fail:
 static int group_teardown(void **state)
 {
     struct fx *fx = *state;
-    char cmd[1100];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", fx->dir);
+    cert_dir_remove(fx->dir);
     SSL_CTX_free(fx->server);
     SSL_CTX_free(fx->untrusted);
     SSL_CTX_free(fx->client);
@@ -164,6 +108,15 @@ static void run(struct env *e, struct ac_future *f)
     bool timed_out = t.timed_out;
     ac_future_drop(&t.base);
     assert_false(timed_out);
+}
+
+/* Runs a and b together (ac_join2) and drops both. */
+static void run_join(struct env *e, struct ac_future *a, struct ac_future *b)
+{
+    struct ac_join2 j;
+    ac_join2_init(&j, a, b);
+    run(e, &j.base);
+    ac_future_drop(&j.base);
 }
 
 /* Connects a client to a listener on 127.0.0.1 and wraps both ends. */
@@ -229,12 +182,9 @@ static void env_close(struct env *e)
 /* Both handshakes at once; returns through the futures. */
 static void handshake(struct env *e, struct ac_tls_handshake *hs, struct ac_tls_handshake *hc)
 {
-    struct ac_join2 j;
     ac_tls_handshake_init(hs, &e->s);
     ac_tls_handshake_init(hc, &e->c);
-    ac_join2_init(&j, &hs->base, &hc->base);
-    run(e, &j.base);
-    ac_future_drop(&j.base);
+    run_join(e, &hs->base, &hc->base);
 }
 
 static void handshake_ok(struct env *e)
@@ -417,12 +367,9 @@ static void test_half_close(void **state)
     unsigned char buf[64];
     struct writer w;
     struct reader r;
-    struct ac_join2 j;
     writer_init(&w, &e.c.base, "hello", 5, 5, true);
     reader_init(&r, &e.s.base, buf, sizeof(buf), sizeof(buf));
-    ac_join2_init(&j, &w.base, &r.base);
-    run(&e, &j.base);
-    ac_future_drop(&j.base);
+    run_join(&e, &w.base, &r.base);
     assert_int_equal(w.err, 0);
     assert_int_equal(r.err, 0);
     assert_true(r.eof);
@@ -445,9 +392,7 @@ static void test_half_close(void **state)
     /* The other direction still flows, and ends the same way. */
     writer_init(&w, &e.s.base, "bye", 3, 3, true);
     reader_init(&r, &e.c.base, buf, sizeof(buf), 2);
-    ac_join2_init(&j, &w.base, &r.base);
-    run(&e, &j.base);
-    ac_future_drop(&j.base);
+    run_join(&e, &w.base, &r.base);
     assert_int_equal(w.err, 0);
     assert_int_equal(r.err, 0);
     assert_true(r.eof);
@@ -477,10 +422,7 @@ static void test_eof_without_close_notify(void **state)
     struct writer w;
     writer_init(&w, &e.s.base, "still here", 10, 10, true);
     reader_init(&r, &e.c.base, buf, sizeof(buf), sizeof(buf));
-    struct ac_join2 j;
-    ac_join2_init(&j, &w.base, &r.base);
-    run(&e, &j.base);
-    ac_future_drop(&j.base);
+    run_join(&e, &w.base, &r.base);
     assert_int_equal(w.err, 0);
     assert_int_equal(r.err, 0);
     assert_int_equal(r.len, 10);
@@ -553,10 +495,7 @@ static void small_records(struct fx *fx, bool concurrent, bool read_ahead)
     reader_init(&r, &e.c.base, got, len, 3);
     r.stop_when_full = true;
     if (concurrent) {
-        struct ac_join2 j;
-        ac_join2_init(&j, &r.base, &w.base);
-        run(&e, &j.base);
-        ac_future_drop(&j.base);
+        run_join(&e, &r.base, &w.base);
     } else {
         run(&e, &w.base); /* everything is on the wire before the first read */
         ac_future_drop(&w.base);

@@ -20,53 +20,9 @@
 
 #include "ferry_config.h"
 #include "tls_ctx.h"
+#include "cert_fixture.h"
 
 /* ---- test material ---- */
-
-/* Finds tests/tls/gen-certs.sh: $FERRY_GEN_CERTS, else from this file's
- * path, which Meson gives relative to the build root (a directory holding
- * build.ninja, searched upwards from the working directory and the binary). */
-static bool find_script(char *out, size_t n)
-{
-    const char *env = getenv("FERRY_GEN_CERTS");
-    if (env != NULL) {
-        snprintf(out, n, "%s", env);
-        return access(out, R_OK) == 0;
-    }
-    char rel[PATH_MAX / 2];
-    snprintf(rel, sizeof(rel), "%s", __FILE__);
-    char *slash = strrchr(rel, '/');
-    if (slash == NULL)
-        return false;
-    snprintf(slash, sizeof(rel) - (size_t)(slash - rel), "/../../tls/gen-certs.sh");
-    if (rel[0] == '/') {
-        snprintf(out, n, "%s", rel);
-        return access(out, R_OK) == 0;
-    }
-    char starts[2][PATH_MAX / 2];
-    if (getcwd(starts[0], sizeof(starts[0])) == NULL)
-        starts[0][0] = '\0';
-    ssize_t len = readlink("/proc/self/exe", starts[1], sizeof(starts[1]) - 1);
-    starts[1][len > 0 ? len : 0] = '\0';
-    for (int s = 0; s < 2; s++) {
-        char dir[PATH_MAX / 2];
-        memcpy(dir, starts[s], sizeof(dir));
-        while (dir[0] != '\0') {
-            char probe[PATH_MAX + 16];
-            snprintf(probe, sizeof(probe), "%s/build.ninja", dir);
-            if (access(probe, R_OK) == 0) {
-                snprintf(out, n, "%s/%s", dir, rel);
-                if (access(out, R_OK) == 0)
-                    return true;
-            }
-            char *p = strrchr(dir, '/');
-            if (p == NULL)
-                break;
-            *p = '\0';
-        }
-    }
-    return false;
-}
 
 struct fx {
     char dir[1024];
@@ -78,24 +34,7 @@ struct fx {
 static int group_setup(void **state)
 {
     struct fx *fx = calloc(1, sizeof(*fx));
-    if (fx == NULL)
-        return -1;
-    char script[PATH_MAX];
-    if (!find_script(script, sizeof(script))) {
-        fprintf(stderr, "cannot find tests/tls/gen-certs.sh\n");
-        free(fx);
-        return -1;
-    }
-    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(fx->dir, sizeof(fx->dir), "%s/ferry-tlsctx-XXXXXX", tmp);
-    if (mkdtemp(fx->dir) == NULL) {
-        free(fx);
-        return -1;
-    }
-    char cmd[3 * PATH_MAX];
-    snprintf(cmd, sizeof(cmd), "sh '%s' '%s' >/dev/null", script, fx->dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "gen-certs.sh failed\n");
+    if (fx == NULL || cert_dir_create(fx->dir, sizeof(fx->dir), "ferry-tlsctx") != 0) {
         free(fx);
         return -1;
     }
@@ -106,10 +45,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     struct fx *fx = *state;
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", fx->dir);
+    cert_dir_remove(fx->dir);
     free(fx);
     return 0;
 }
