@@ -93,7 +93,7 @@ http {{ access_log off;
     return p
 
 
-def start_ferryd(tmp, port, backend, ferryd):
+def start_ferryd(tmp, port, backend, ferryd, listener_extra=""):
     conf = os.path.join(tmp, "ferry.ini")
     with open(conf, "w") as f:
         f.write(f"""
@@ -106,6 +106,7 @@ max_connections = 19000
 [listener bench]
 bind = 127.0.0.1:{port}
 backend = b
+{listener_extra}
 [backend b]
 server s1 127.0.0.1:{backend}
 """)
@@ -114,7 +115,7 @@ server s1 127.0.0.1:{backend}
     return Contender("ferryd", port, p, lambda: [p.pid])
 
 
-def start_haproxy(tmp, port, backend):
+def start_haproxy(tmp, port, backend, bind_extra=""):
     conf = os.path.join(tmp, "haproxy.cfg")
     with open(conf, "w") as f:
         f.write(f"""
@@ -127,7 +128,7 @@ defaults
   timeout client 5m
   timeout server 5m
 frontend fe
-  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{port} {bind_extra}
   default_backend be
 backend be
   server s1 127.0.0.1:{backend}

@@ -36,33 +36,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import (ROOT, children, free_port, rss_kib,  # noqa: E402
-                         start_backend_nginx, wait_port)
-
-
-class Contender:
-    def __init__(self, name, port, proc, with_children=False):
-        self.name, self.port, self.proc = name, port, proc
-        self.with_children = with_children
-
-    def pids(self):
-        return [self.proc.pid] + (children(self.proc.pid) if self.with_children else [])
-
-    def stop(self):
-        if self.proc.poll() is not None:
-            return
-        kids = children(self.proc.pid)
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        for pid in kids:  # hitch's workers, should the manager leave any
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+from proxy_bench import (ROOT, Contender, children, free_port, rss_kib,  # noqa: E402
+                         start_backend_nginx, start_ferryd, start_haproxy, wait_port)
 
 
 def make_cert(tmp):
@@ -80,52 +55,6 @@ def make_cert(tmp):
     return pem
 
 
-def start_ferryd(tmp, port, backend, ferryd, pem):
-    conf = os.path.join(tmp, "ferry.ini")
-    with open(conf, "w") as f:
-        f.write(f"""
-[global]
-workers = 1
-control_socket =
-access_log = off
-log_level = error
-max_connections = 19000
-[listener bench]
-bind = 127.0.0.1:{port}
-tls = on
-tls_cert = {pem}
-backend = b
-[backend b]
-server s1 127.0.0.1:{backend}
-""")
-    p = subprocess.Popen([ferryd, "-c", conf], stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return Contender("ferryd", port, p)
-
-
-def start_haproxy(tmp, port, backend, pem):
-    conf = os.path.join(tmp, "haproxy.cfg")
-    with open(conf, "w") as f:
-        f.write(f"""
-global
-  nbthread 1
-  maxconn 9500
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 5m
-  timeout server 5m
-frontend fe
-  bind 127.0.0.1:{port} ssl crt {pem}
-  default_backend be
-backend be
-  server s1 127.0.0.1:{backend}
-""")
-    p = subprocess.Popen(["haproxy", "-f", conf], stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return Contender("haproxy", port, p)
-
-
 def start_hitch(tmp, port, backend, pem):
     cmd = ["hitch", f"--frontend=[127.0.0.1]:{port}", f"--backend=[127.0.0.1]:{backend}",
            "--workers=1", "--daemon=off", "--log-level=1", "--backlog=1024",
@@ -134,7 +63,7 @@ def start_hitch(tmp, port, backend, pem):
         cmd.insert(1, "--user=nobody")
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
-    return Contender("hitch", port, p, with_children=True)
+    return Contender("hitch", port, p, lambda: [p.pid] + children(p.pid))
 
 
 def cpu_seconds(pids):
@@ -238,9 +167,10 @@ def main():
     contenders = []
     try:
         pem = make_cert(tmp)
-        contenders.append(start_ferryd(tmp, free_port(), backend_port, args.ferryd, pem))
+        contenders.append(start_ferryd(tmp, free_port(), backend_port, args.ferryd,
+                                          f"tls = on\ntls_cert = {pem}"))
         if shutil.which("haproxy"):
-            contenders.append(start_haproxy(tmp, free_port(), backend_port, pem))
+            contenders.append(start_haproxy(tmp, free_port(), backend_port, f"ssl crt {pem}"))
         if shutil.which("hitch"):
             contenders.append(start_hitch(tmp, free_port(), backend_port, pem))
         setup = {c.name: negotiated(c.port) for c in contenders}
