@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds ferry under AddressSanitizer and
 # UndefinedBehaviorSanitizer, and runs every test: the whole suite with the
-# default reactor (epoll on Linux), the asynccore suite again with the poll(2)
-# backend, and asynccore's line coverage (at least 85%).
+# default reactor (epoll on Linux), the asynccore and integration suites again
+# with the poll(2) backend, and asynccore's line coverage (at least 85%).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh test
@@ -23,7 +23,7 @@ meson test -C build-test --print-errorlogs --num-processes 2 || status=1
 
 setup build-poll "${san[@]}" -Dreactor=poll
 meson compile -C build-poll
-meson test -C build-poll --print-errorlogs --suite asynccore || status=1
+meson test -C build-poll --print-errorlogs --suite asynccore --suite integration || status=1
 
 setup build-cov -Db_coverage=true -Dbuildtype=debug -Dwerror=true
 meson compile -C build-cov
