@@ -2,7 +2,7 @@
  *
  *   allow/deny
  *   -> PROXY header, TLS handshake or ClientHello peek, under one
- *      handshake_timeout deadline
+ *      handshake_timeout deadline (and the drain signal)
  *   -> route, then upstream (pick, connect under connect_timeout, retries,
  *      PROXY header out, TLS to the server)
  *   -> select(copy_bidi(client, server), idle timer, drain signal)
@@ -12,6 +12,7 @@
  * worker's scratch buffer). Teardown (nginx's finalize) is in drop: close both
  * sides, release permits, account, log one line, release the generation.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,6 +496,7 @@ static ac_poll_t phase_copy(struct ferry_conn *c, struct ac_context *cx)
 static ac_poll_t conn_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct ferry_conn *c = (struct ferry_conn *)f;
+    assert(c->magic == CONN_MAGIC); /* a stale wake-up of a freed connection */
     for (;;) {
         ac_poll_t r;
         switch (c->phase) {
@@ -567,6 +569,7 @@ static void unlist(struct ferry_conn *c)
 static void conn_drop(struct ac_future *f)
 {
     struct ferry_conn *c = (struct ferry_conn *)f;
+    assert(c->magic == CONN_MAGIC);
     if (c->phase != P_DONE) {
         drop_phase(c);
         if (c->phase == P_PROXY || c->phase == P_TLS || c->phase == P_HELLO)
