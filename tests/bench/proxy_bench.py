@@ -153,6 +153,17 @@ stream {{ server {{ listen 127.0.0.1:{port} backlog=4096; proxy_pass 127.0.0.1:{
     return Contender("nginx-stream", port, p, lambda: [p.pid] + children(p.pid))
 
 
+def bench_setup(prefix):
+    """What every benchmark needs first: descriptors for thousands of idle
+    connections, a temp dir, and the nginx HTTP backend. Returns
+    (tmp, backend_port, backend_process)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    backend_port = free_port()
+    return tmp, backend_port, start_backend_nginx(tmp, backend_port)
+
+
 def wrk(port, seconds, conns, close):
     cmd = ["wrk", "-t", "1", "-c", str(conns), "-d", f"{seconds}s"]
     if close:
@@ -190,12 +201,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--idle", type=int, default=5000)
     args = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-    tmp = tempfile.mkdtemp(prefix="ferry-bench-")
-    backend_port = free_port()
-    backend = start_backend_nginx(tmp, backend_port)
+    tmp, backend_port, backend = bench_setup("ferry-bench-")
     contenders = []
     try:
         contenders.append(Contender("direct", backend_port))

@@ -25,19 +25,17 @@ All traffic is on 127.0.0.1. Every step is bounded in time.
 import argparse
 import os
 import re
-import resource
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import (ROOT, Contender, children, free_port, rss_kib,  # noqa: E402
-                         start_backend_nginx, start_ferryd, start_haproxy, wait_port)
+from proxy_bench import (ROOT, Contender, bench_setup, children, free_port, rss_kib,  # noqa: E402
+                         start_ferryd, start_haproxy, wait_port)
 
 
 def make_cert(tmp):
@@ -158,12 +156,7 @@ def main():
     ap.add_argument("--clients", type=int, default=2, help="parallel s_time processes")
     ap.add_argument("--idle", type=int, default=1000)
     args = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-    tmp = tempfile.mkdtemp(prefix="ferry-tlsbench-")
-    backend_port = free_port()
-    backend = start_backend_nginx(tmp, backend_port)
+    tmp, backend_port, backend = bench_setup("ferry-tlsbench-")
     contenders = []
     try:
         pem = make_cert(tmp)
