@@ -44,12 +44,13 @@ static char *lskip(char *s)
     return s;
 }
 
-/* First char of `chars` in s, or an inline comment (';' after whitespace),
- * or the terminating NUL: inih's find_chars_or_comment(). */
+/* First char of `chars` in s, or an inline comment (';' or '#' after
+ * whitespace, SPEC 2), or the terminating NUL: inih's
+ * find_chars_or_comment() with INI_INLINE_COMMENT_PREFIXES ";#". */
 static char *find_chars_or_comment(char *s, const char *chars)
 {
     bool was_space = false;
-    while (*s && (!chars || !strchr(chars, *s)) && !(was_space && *s == ';')) {
+    while (*s && (!chars || !strchr(chars, *s)) && !(was_space && (*s == ';' || *s == '#'))) {
         was_space = isspace((unsigned char)*s);
         s++;
     }
@@ -418,6 +419,9 @@ static struct ferry_config *load_text(const char *name, const char *text, size_t
     cfg->path = path;
     ferry__global_defaults(&cfg->global);
     *p = (struct ferry__parse){.file = name, .cfg = cfg, .text = text, .len = len};
+    cfg->dir = ferry_config_dir(name);
+    if (!cfg->dir)
+        p->dir_errno = errno;
 
     int rc = ini_parse_stream(next_line, p, on_pair, p);
     ferry__close_section(p);
@@ -526,5 +530,6 @@ void ferry_config_free(struct ferry_config *cfg)
     }
     free(cfg->backends);
     free(cfg->path);
+    free(cfg->dir);
     free(cfg);
 }

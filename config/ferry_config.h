@@ -130,7 +130,9 @@ struct ferry_backend {
 };
 
 struct ferry_config {
-    char *path;
+    char *path;                 /* as given (-c), used in "FILE:LINE: message" */
+    char *dir;                  /* absolute directory of the file: relative paths
+                                 * are resolved against it (NULL if unknown) */
     struct ferry_global global;
     struct ferry_listener *listeners;
     size_t nlisteners;
@@ -164,6 +166,32 @@ void ferry_config_errors_sort(struct ferry_config_errors *errs, const char *file
  * "FILE: message". */
 void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, int line,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Paths in ferry.ini (SPEC.md 1) are relative to the directory of the
+ * configuration file, never to the working directory, and every message that
+ * names such a file gives the absolute path. Each key whose value is a path
+ * (certificates, CA bundles, ticket keys, the control socket, log files, the
+ * state file) stores it resolved at load time, so later code and its
+ * messages only ever see absolute paths.
+ *
+ * HOW TO ADD A PATH KEY: in its handler in ferry_config_keys.c call
+ *     ferry__set_path(p, v, &X(p)->my_path);      (a char * field, freed in
+ *                                                  ferry_config_free)
+ * or, for a value holding several paths ("CERT KEY"), per path:
+ *     char *abs = ferry__path(p, token);          (NULL: error already reported)
+ * (both declared in ferry_config_int.h). Outside the loader (the daemon, the
+ * control socket), resolve against the loaded file with
+ *     ferry_config_resolve_path(cfg->dir, path).
+ *
+ * ferry_config_dir(): the absolute directory of `config_file` (relative to
+ * the working directory now, as a command line means it); malloc'd, NULL
+ * with errno set on failure.
+ * ferry_config_resolve_path(): a malloc'd copy of `path` made absolute
+ * against `dir` (kept as is when absolute; "." components and repeated
+ * slashes dropped, ".." kept); with dir NULL a relative path is copied
+ * unchanged. NULL only when out of memory. */
+char *ferry_config_dir(const char *config_file);
+char *ferry_config_resolve_path(const char *dir, const char *path);
 
 /* Value parsers (exposed for the control socket and tests). Each returns 0 or
  * -EINVAL / -ERANGE, and checks the whole string. */

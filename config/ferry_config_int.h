@@ -26,6 +26,7 @@ enum ferry__sect {
 struct ferry__parse {
     const char *file;
     struct ferry_config *cfg;
+    int dir_errno;         /* why cfg->dir is NULL */
 
     struct ferry__err *errs;
     size_t nerrs, caperrs;
@@ -60,6 +61,14 @@ void ferry__key(struct ferry__parse *p);
  * bind, a backend's server...), at the line of its header. Then the
  * section is closed: no-op for a bad or no section. */
 void ferry__close_section(struct ferry__parse *p);
+
+/* A path value of the current line, made absolute against the configuration
+ * file's directory (see "HOW TO ADD A PATH KEY" in ferry_config.h). Returns a
+ * malloc'd string, or NULL after reporting the error at the current line (or
+ * setting p->oom). */
+char *ferry__path(struct ferry__parse *p, const char *v);
+/* Same, stored into *dst (its old value freed); *dst unchanged on error. */
+void ferry__set_path(struct ferry__parse *p, const char *v, char **dst);
 
 /* Sets the defaults of a new section's struct. */
 void ferry__global_defaults(struct ferry_global *g);

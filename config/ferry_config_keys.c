@@ -129,12 +129,22 @@ static void g_max_connections(struct ferry__parse *p, const char *v)
 
 static void g_control_socket(struct ferry__parse *p, const char *v)
 {
-    if (strlen(v) >= sizeof(G(p)->control_socket)) {
-        bad(p, v, "a path of at most 107 bytes, or nothing to disable the control socket");
+    p->control_socket_line = p->lineno;
+    if (!v[0]) {
+        G(p)->control_socket[0] = '\0';
         return;
     }
-    snprintf(G(p)->control_socket, sizeof(G(p)->control_socket), "%s", v);
-    p->control_socket_line = p->lineno;
+    char *path = ferry__path(p, v);
+    if (!path)
+        return;
+    if (strlen(path) >= sizeof(G(p)->control_socket))
+        ferry__err(p, p->lineno, "invalid value \"%s\" for control_socket: the path %s is %zu "
+                   "bytes long, a unix socket path has at most %zu (use a shorter or an "
+                   "absolute path, or nothing to disable the control socket)", v, path,
+                   strlen(path), sizeof(G(p)->control_socket) - 1);
+    else
+        snprintf(G(p)->control_socket, sizeof(G(p)->control_socket), "%s", path);
+    free(path);
 }
 
 static void g_control_mode(struct ferry__parse *p, const char *v)
@@ -272,8 +282,10 @@ static void l_tls(struct ferry__parse *p, const char *v)
 static void l_tls_cert(struct ferry__parse *p, const char *v)
 {
     struct ferry_listener *l = L(p);
-    char *path = strdup(v);
-    if (!path || ferry__grow(&l->tls_certs, l->ntls_certs, sizeof(*l->tls_certs)) < 0 ||
+    char *path = ferry__path(p, v);
+    if (!path)
+        return;
+    if (ferry__grow(&l->tls_certs, l->ntls_certs, sizeof(*l->tls_certs)) < 0 ||
         ferry__grow(&l->tls_cert_lines, l->ntls_certs, sizeof(*l->tls_cert_lines)) < 0) {
         free(path);
         p->oom = true;
@@ -326,7 +338,7 @@ static void l_tls_alpn(struct ferry__parse *p, const char *v)
 
 static void l_tls_client_ca(struct ferry__parse *p, const char *v)
 {
-    set_string(p, v, &L(p)->tls_client_ca);
+    ferry__set_path(p, v, &L(p)->tls_client_ca);
     L(p)->tls_client_ca_line = p->lineno;
 }
 
@@ -594,7 +606,7 @@ static void b_tls_verify(struct ferry__parse *p, const char *v)
 
 static void b_tls_ca(struct ferry__parse *p, const char *v)
 {
-    set_string(p, v, &B(p)->tls_ca);
+    ferry__set_path(p, v, &B(p)->tls_ca);
     B(p)->tls_ca_line = p->lineno;
 }
 

@@ -87,7 +87,7 @@ static void test_every_key(void **state)
         "[global]\n"
         "workers = 4\n"
         "max_connections = 500\n"
-        "control_socket = .run/x.sock\n"
+        "control_socket = /run/x.sock\n"
         "control_mode = 0600\n"
         "user = ferry\n"
         "group = ferry\n"
@@ -142,7 +142,7 @@ static void test_every_key(void **state)
     const struct ferry_global *g = &cfg->global;
     assert_int_equal(g->workers, 4);
     assert_int_equal(g->max_connections, 500);
-    assert_string_equal(g->control_socket, ".run/x.sock");
+    assert_string_equal(g->control_socket, "/run/x.sock");
     assert_int_equal(g->control_mode, 0600);
     assert_string_equal(g->user, "ferry");
     assert_string_equal(g->group, "ferry");
@@ -260,6 +260,28 @@ static void test_syntax_like_inih(void **state)
     ferry_config_free(cfg);
 }
 
+/* SPEC 2: ';' and '#' start a comment after whitespace, in any value. */
+static void test_inline_comments(void **state)
+{
+    (void)state;
+    struct ferry_config *cfg = cfg_ok(
+        "[global]\n"
+        "drain_timeout = 2s  # two seconds\n"
+        "max_connections = 7\t; seven\n"
+        "[listener l]  # a listener\n"
+        "bind = 127.0.0.1:8080 # the port\n"
+        "tls_ciphers = A#B;C  #comment\n"     /* no whitespace before: data */
+        "backend = b\n"
+        "[backend b]\n"
+        "server s1 127.0.0.1:9001 weight=3 # the first\n");
+    assert_int_equal(cfg->global.drain_timeout_ms, 2000);
+    assert_int_equal(cfg->global.max_connections, 7);
+    assert_string_equal(cfg->listeners[0].binds[0].text, "127.0.0.1:8080");
+    assert_string_equal(cfg->listeners[0].tls_ciphers, "A#B;C");
+    assert_int_equal(cfg->backends[0].servers[0].weight, 3);
+    ferry_config_free(cfg);
+}
+
 /* inih cuts lines at 200 chars; ours keeps values whole up to 4096 per line. */
 static void test_long_values_whole(void **state)
 {
@@ -318,7 +340,8 @@ static void test_demo_config(void **state)
     cfg_dump(&e);
     assert_non_null(cfg);
     assert_int_equal(e.n, 0);
-    assert_string_equal(cfg->global.control_socket, ".run/ferry.sock");
+    /* relative to config/, not to the working directory */
+    assert_string_equal(cfg->global.control_socket, FERRY_SOURCE_DIR "/config/../.run/ferry.sock");
     assert_true(cfg->global.access_log);
     assert_true(cfg->global.has_metrics);
     assert_string_equal(cfg->global.metrics.text, "127.0.0.1:9100");
@@ -365,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_routes_without_backend),
         cmocka_unit_test(test_syntax_like_inih),
+        cmocka_unit_test(test_inline_comments),
         cmocka_unit_test(test_long_values_whole),
         cmocka_unit_test(test_long_unknown_key),
         cmocka_unit_test(test_demo_config),
