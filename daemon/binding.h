@@ -2,7 +2,8 @@
 #ifndef FERRY_BINDING_H
 #define FERRY_BINDING_H
 
-#include "ferryd.h"
+#include "daemon.h"
+#include "gen.h"
 
 /* Sockets created for a generation that is not live yet. */
 struct ferry_fresh {

@@ -2,9 +2,32 @@
 #ifndef FERRY_BOUND_H
 #define FERRY_BOUND_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 
-#include "ferryd.h"
+#include "asynccore/sync.h"
+#include "ferry_config.h"
+
+struct ferry_daemon;
+struct ferry_gen;
+
+/* A listening socket, kept across reloads while some listener binds its
+ * address. One accept task per worker serves it. */
+struct ferry_bound {
+    struct ferry_bound *next;
+    char addr[256];          /* normalised address text, the key */
+    int fd;
+    bool inherited;          /* from socket activation */
+    char sd_name[64];        /* its FileDescriptorName= when claimed by name */
+    bool unix_path;          /* unlink addr+5 when closed (not inherited) */
+    struct ferry_gen *gen;   /* generation serving it (guarded by gen_ptr_lock) */
+    struct ferry_gen *prev_gen; /* replaced one, released after the swap */
+    size_t lidx;             /* its listener's index in gen */
+    struct ac_notify closing;
+    bool serve_queue;        /* closing by reload: accept what is queued first */
+    _Atomic unsigned tasks;  /* accept tasks alive; the last one closes fd */
+};
 
 /* Binds a configured address. Returns 0 or -errno. */
 int ferry_bound_bind(const struct ferry_addr *a, struct ferry_bound **out);

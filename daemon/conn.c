@@ -644,53 +644,20 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
 
 /* ---- views for the control socket ---- */
 
-void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t *total)
-{
-    *active = *total = 0;
-    for (struct ferry_listener_stats *s = d->stats.listeners; s; s = s->next) {
-        struct ferry_listener_totals t;
-        ferry_listener_stats_sum(&d->stats, s, &t);
-        *active += t.active;
-        *total += t.total;
-    }
-}
+struct ferry_conn *ferry_conn_next(const struct ferry_conn *c) { return c->next; }
 
-int ferry_daemon_snapshot_conns(struct ferry_daemon *d, struct ferry_conn_snapshot **out,
-                                size_t *n)
+void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_conn_snapshot *s)
 {
-    size_t cap = 64, len = 0;
-    struct ferry_conn_snapshot *v = malloc(cap * sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    uint64_t now = ac_clock_now_ms();
-    for (unsigned w = 0; w < d->nworkers; w++) {
-        struct ferry_worker *fw = &d->workers[w];
-        pthread_mutex_lock(&fw->conns_lock);
-        for (struct ferry_conn *c = fw->conns; c; c = c->next) {
-            if (len == cap) {
-                struct ferry_conn_snapshot *nv = realloc(v, 2 * cap * sizeof(*v));
-                if (!nv)
-                    break;
-                v = nv;
-                cap *= 2;
-            }
-            struct ferry_conn_snapshot *s = &v[len++];
-            s->id = c->id;
-            snprintf(s->listener, sizeof(s->listener), "%s", listener_cfg(c)->name);
-            ac_addr_format((struct sockaddr *)&c->client, c->client_len, s->client, sizeof(s->client));
-            struct ferry_server_rt *srv = atomic_load(&c->srv);
-            if (srv)
-                snprintf(s->server, sizeof(s->server), "%s/%s", c->gen->cfg->backends[c->bidx].name,
-                         srv->cfg->name);
-            else
-                snprintf(s->server, sizeof(s->server), "-");
-            s->age_s = now > c->start_ms ? (now - c->start_ms) / 1000 : 0;
-            s->bytes_in = atomic_load_explicit(&c->snap_in, memory_order_relaxed);
-            s->bytes_out = atomic_load_explicit(&c->snap_out, memory_order_relaxed);
-        }
-        pthread_mutex_unlock(&fw->conns_lock);
-    }
-    *out = v;
-    *n = len;
-    return 0;
+    s->id = c->id;
+    snprintf(s->listener, sizeof(s->listener), "%s", c->gen->cfg->listeners[c->lidx].name);
+    ac_addr_format((struct sockaddr *)&c->client, c->client_len, s->client, sizeof(s->client));
+    struct ferry_server_rt *srv = atomic_load(&c->srv);
+    if (srv)
+        snprintf(s->server, sizeof(s->server), "%s/%s", c->gen->cfg->backends[c->bidx].name,
+                 srv->cfg->name);
+    else
+        snprintf(s->server, sizeof(s->server), "-");
+    s->age_s = now > c->start_ms ? (now - c->start_ms) / 1000 : 0;
+    s->bytes_in = atomic_load_explicit(&c->snap_in, memory_order_relaxed);
+    s->bytes_out = atomic_load_explicit(&c->snap_out, memory_order_relaxed);
 }

@@ -2,9 +2,13 @@
 #ifndef FERRY_CONN_H
 #define FERRY_CONN_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
-#include "ferryd.h"
+#include "asynccore/sync.h"
+#include "daemon.h"
+#include "gen.h"
+#include "worker.h"
 
 /* Connection permits handed from the accept task to the connection, which
  * releases them when it ends. NULL: not held. */
@@ -18,5 +22,11 @@ struct ferry_permits {
 void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx, int fd,
                       const struct sockaddr_storage *peer, socklen_t peer_len,
                       struct ferry_permits permits);
+
+/* The next connection of a worker's list (worker.c walks it for views). */
+struct ferry_conn *ferry_conn_next(const struct ferry_conn *c);
+/* Copies one connection's facts (readable from another thread while the
+ * list's lock is held). now: ac_clock_now_ms(). */
+void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_conn_snapshot *s);
 
 #endif

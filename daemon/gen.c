@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "balance.h"
-#include "ferryd.h"
+#include "daemon.h"
 #include "gen.h"
 #include "log.h"
 #include "tls_ctx.h"
@@ -52,14 +52,6 @@ void ferry_gen_unref(struct ferry_gen *g)
 {
     if (g && atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
         gen_free(g);
-}
-
-struct ferry_gen *ferry_daemon_gen(struct ferry_daemon *d)
-{
-    pthread_mutex_lock(&d->gen_ptr_lock);
-    struct ferry_gen *g = d->gen ? ferry_gen_ref(d->gen) : NULL;
-    pthread_mutex_unlock(&d->gen_ptr_lock);
-    return g;
 }
 
 /* Finds or creates the persistent cap of a listener (reloads are serialised,
@@ -217,27 +209,4 @@ struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *c
 struct ferry_lb_state *ferry_gen_lb(struct ferry_gen *g, unsigned worker, size_t backend)
 {
     return &g->lb[(size_t)worker * g->cfg->nbackends + backend];
-}
-
-int ferry_daemon_set_server_disabled(struct ferry_daemon *d, const char *backend,
-                                     const char *server, bool disabled)
-{
-    struct ferry_gen *g = ferry_daemon_gen(d);
-    int rc = -ENOENT;
-    for (size_t i = 0; g && i < g->cfg->nbackends; i++) {
-        struct ferry_backend_rt *b = &g->backends[i];
-        if (strcmp(b->cfg->name, backend) != 0)
-            continue;
-        for (size_t j = 0; j < b->nservers; j++) {
-            if (strcmp(b->servers[j].cfg->name, server) == 0) {
-                atomic_store(&b->servers[j].stats->disabled, disabled);
-                ferry_log(FERRY_LOG_INFO, disabled ? "server disabled" : "server enabled",
-                          "server=%s/%s", backend, server);
-                rc = 0;
-            }
-        }
-    }
-    if (g)
-        ferry_gen_unref(g);
-    return rc;
 }

@@ -1,10 +1,76 @@
-/* ferryd: building configuration generations (see ferryd.h). */
+/* ferryd: configuration generations.
+ *
+ * A generation (struct ferry_gen) is everything built from one valid
+ * configuration file: the parsed config, resolved server addresses, TLS
+ * contexts, balancer state. It is reference counted: every connection holds a
+ * reference to the generation it started with, so a reload never changes the
+ * settings of a running connection, and an old generation is freed when its
+ * last connection ends.
+ */
 #ifndef FERRY_GEN_H
 #define FERRY_GEN_H
 
+#include <openssl/ssl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
-#include "ferryd.h"
+#include "asynccore/sync.h"
+#include "ferry_config.h"
+#include "stats.h"
+
+struct ferry_daemon;
+struct ferry_bound;
+struct ferry_lb_state;
+
+struct ferry_server_rt {
+    const struct ferry_server *cfg;
+    struct ferry_server_stats *stats;
+    struct sockaddr_storage addr; /* resolved address */
+    socklen_t addr_len;           /* 0: could not be resolved (never picked) */
+    char addr_text[256];
+};
+
+struct ferry_backend_rt {
+    const struct ferry_backend *cfg;
+    struct ferry_backend_stats *stats;
+    struct ferry_server_rt *servers;
+    size_t nservers;
+    SSL_CTX *tls_ctx; /* backend tls = on */
+};
+
+/* A listener's own max_connections, kept by name across reloads so that
+ * connections of an old generation still count against the new cap. */
+struct ferry_listener_limit {
+    struct ferry_listener_limit *next;
+    char name[FERRY_NAME_MAX];
+    struct ac_semaphore sem;
+    unsigned size;
+};
+
+struct ferry_listener_rt {
+    const struct ferry_listener *cfg;
+    struct ferry_listener_stats *stats;
+    SSL_CTX *tls_ctx;                   /* tls = on */
+    struct ferry_listener_limit *limit; /* NULL: no per-listener cap */
+    struct ferry_bound **bounds;        /* its listening sockets */
+    size_t nbounds;
+};
+
+struct ferry_gen {
+    _Atomic unsigned refs;
+    uint64_t id;
+    struct ferry_daemon *d;
+    struct ferry_config *cfg;
+    struct ferry_listener_rt *listeners; /* [cfg->nlisteners] */
+    struct ferry_backend_rt *backends;   /* [cfg->nbackends] */
+    struct ferry_lb_state *lb;           /* [nworkers * nbackends], per worker */
+    struct ac_notify stop;               /* set when the generation is replaced */
+};
+
+struct ferry_gen *ferry_gen_ref(struct ferry_gen *g);
+void ferry_gen_unref(struct ferry_gen *g);
 
 /* Builds a generation from cfg (ownership of cfg passes to it, also on
  * failure). resolve: look up server host names (blocking). Returns NULL with

@@ -13,6 +13,7 @@
 #include "asynccore/net.h"
 #include "asynccore/timer.h"
 #include "asynccore/tls.h"
+#include "daemon.h"
 #include "health.h"
 #include "log.h"
 #include "tls_ctx.h"

@@ -2,7 +2,7 @@
 #ifndef FERRY_HEALTH_H
 #define FERRY_HEALTH_H
 
-#include "ferryd.h"
+#include "gen.h"
 
 /* Starts one check task per server of every backend with health_check on.
  * They end when g->stop is notified. Returns 0 or -errno. */

@@ -12,8 +12,10 @@
 #include <time.h>
 
 #include "binding.h"
-#include "ferryd.h"
+#include "bound.h"
+#include "daemon.h"
 #include "gen.h"
+#include "reload.h"
 #include "log.h"
 #include "sdnotify.h"
 

@@ -9,7 +9,8 @@
 #include "asynccore/net.h"
 #include "asynccore/timer.h"
 #include "asynccore/tls.h"
-#include "ferryd.h"
+#include "daemon.h"
+#include "gen.h"
 #include "proxy_proto.h"
 
 

@@ -1,8 +1,8 @@
 /* A fake daemon for the unit tests of the control socket and the renderers.
  *
- * It provides the functions of ferryd.h that the lead's modules implement
- * (generations, connection views, server disabling, reload) over a
- * hand-built generation, so that render.c and control.c are tested alone.
+ * Generations are the production ones (gen.c, daemon.c); only what needs
+ * running workers is faked: the connection views of worker.c and the reload
+ * future of reload.c, so that render.c and control.c are tested alone.
  * Included by exactly one file of each test executable.
  */
 #ifndef FAKE_DAEMON_H
@@ -17,7 +17,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "ferryd.h"
+#include "daemon.h"
+#include "gen.h"
+#include "reload.h"
 
 struct fake {
     struct ferry_daemon d; /* first: the fake functions cast back */
@@ -28,36 +30,6 @@ struct fake {
 };
 
 static inline struct fake *fake_of(struct ferry_daemon *d) { return (struct fake *)d; }
-
-static inline void fake_gen_free(struct ferry_gen *g)
-{
-    for (size_t i = 0; i < g->cfg->nbackends; i++)
-        free(g->backends[i].servers);
-    free(g->backends);
-    free(g->listeners);
-    ferry_config_free(g->cfg);
-    free(g);
-}
-
-struct ferry_gen *ferry_gen_ref(struct ferry_gen *g)
-{
-    atomic_fetch_add(&g->refs, 1);
-    return g;
-}
-
-void ferry_gen_unref(struct ferry_gen *g)
-{
-    if (g && atomic_fetch_sub(&g->refs, 1) == 1)
-        fake_gen_free(g);
-}
-
-struct ferry_gen *ferry_daemon_gen(struct ferry_daemon *d)
-{
-    pthread_mutex_lock(&d->gen_ptr_lock);
-    struct ferry_gen *g = d->gen ? ferry_gen_ref(d->gen) : NULL;
-    pthread_mutex_unlock(&d->gen_ptr_lock);
-    return g;
-}
 
 void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t *total)
 {
@@ -80,22 +52,6 @@ int ferry_daemon_snapshot_conns(struct ferry_daemon *d, struct ferry_conn_snapsh
     memcpy(*out, f->conns, f->nconns * sizeof(**out));
     *n = f->nconns;
     return 0;
-}
-
-int ferry_daemon_set_server_disabled(struct ferry_daemon *d, const char *backend,
-                                     const char *server, bool disabled)
-{
-    struct ferry_gen *g = ferry_daemon_gen(d);
-    int rc = -ENOENT;
-    for (size_t i = 0; g && i < g->cfg->nbackends; i++)
-        for (size_t j = 0; j < g->backends[i].nservers; j++)
-            if (strcmp(g->backends[i].cfg->name, backend) == 0 &&
-                strcmp(g->backends[i].servers[j].cfg->name, server) == 0) {
-                atomic_store(&g->backends[i].servers[j].stats->disabled, disabled);
-                rc = 0;
-            }
-    ferry_gen_unref(g);
-    return rc;
 }
 
 /* The reload future: Pending once (waking itself), then done. */
@@ -147,44 +103,17 @@ static const char fake_ini[] =
     "balance = leastconn\n"
     "server = db1 127.0.0.1:5432\n";
 
-/* Builds a generation from fake_ini with counters from the registry. */
+/* Builds a generation from ini with the production builder (no DNS). */
 static inline struct ferry_gen *fake_gen_build(struct ferry_daemon *d, const char *ini)
 {
     struct ferry_config_errors errs = {0};
     struct ferry_config *cfg = ferry_config_load_string("test.ini", ini, &errs);
+    assert_non_null(cfg);
+    struct ferry_gen *g = ferry_gen_build(d, cfg, false, &errs);
     for (size_t i = 0; i < errs.n; i++)
         fprintf(stderr, "%s\n", errs.msgs[i]);
-    assert_non_null(cfg);
     ferry_config_errors_free(&errs);
-    struct ferry_gen *g = calloc(1, sizeof(*g));
     assert_non_null(g);
-    atomic_init(&g->refs, 1);
-    g->d = d;
-    g->cfg = cfg;
-    g->listeners = calloc(cfg->nlisteners + 1, sizeof(*g->listeners));
-    g->backends = calloc(cfg->nbackends + 1, sizeof(*g->backends));
-    assert_non_null(g->listeners);
-    assert_non_null(g->backends);
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        g->listeners[i].cfg = &cfg->listeners[i];
-        g->listeners[i].stats = ferry_stats_listener(&d->stats, cfg->listeners[i].name);
-        assert_non_null(g->listeners[i].stats);
-    }
-    for (size_t i = 0; i < cfg->nbackends; i++) {
-        struct ferry_backend_rt *b = &g->backends[i];
-        b->cfg = &cfg->backends[i];
-        b->stats = ferry_stats_backend(&d->stats, b->cfg->name);
-        b->nservers = b->cfg->nservers;
-        b->servers = calloc(b->nservers + 1, sizeof(*b->servers));
-        assert_non_null(b->servers);
-        for (size_t j = 0; j < b->nservers; j++) {
-            struct ferry_server_rt *s = &b->servers[j];
-            s->cfg = &b->cfg->servers[j];
-            s->stats = ferry_stats_server(&d->stats, b->cfg->name, s->cfg->name);
-            assert_non_null(s->stats);
-            snprintf(s->addr_text, sizeof(s->addr_text), "%.127s", s->cfg->addr.text);
-        }
-    }
     return g;
 }
 

@@ -1,0 +1,78 @@
+/* ferryd: the daemon's top-level state.
+ *
+ * struct ferry_daemon is the one top-level object (no globals): the runtime,
+ * the stats registry, the current configuration generation (gen.h), the
+ * bound listening sockets (bound.h) and one struct ferry_worker (worker.h)
+ * per event-loop thread.
+ */
+#ifndef FERRY_DAEMON_H
+#define FERRY_DAEMON_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "asynccore/net.h"
+#include "asynccore/runtime.h"
+#include "asynccore/sync.h"
+#include "ferry_config.h"
+#include "stats.h"
+
+struct ferry_gen;
+struct ferry_worker;
+struct ferry_bound;
+struct ferry_listener_limit;
+struct ferry_sd_fd;
+
+struct ferry_daemon {
+    char *config_path;
+    struct ac_runtime *rt;
+    unsigned nworkers;
+    struct ferry_worker *workers;
+    struct ferry_stats_registry stats;
+    struct ferry_gen *gen;            /* current generation (daemon holds one ref) */
+    pthread_mutex_t gen_ptr_lock;     /* guards gen and every bound->gen/lidx swap */
+    struct ferry_bound *bound;        /* listening sockets (worker 0 / reload only) */
+    struct ferry_listener_limit *limits;
+    struct ferry_sd_fd *sd_fds;       /* inherited sockets (socket activation) */
+    size_t nsd_fds;
+    _Atomic bool reloading;
+    uint64_t drain_deadline_ms;
+    struct ac_semaphore conn_limit;   /* global max_connections */
+    unsigned conn_limit_size;
+    _Atomic uint64_t next_conn_id;
+    _Atomic uint64_t reloads;
+    _Atomic bool stopping;
+    uint64_t start_ms;                /* ac_clock_now_ms() at start */
+    pid_t pid;
+};
+
+/* Current generation with a reference taken (release with ferry_gen_unref). */
+struct ferry_gen *ferry_daemon_gen(struct ferry_daemon *d);
+
+/* `disable server` / `enable server`: 0, or -ENOENT if BACKEND/SERVER is not
+ * in the current generation. */
+int ferry_daemon_set_server_disabled(struct ferry_daemon *d, const char *backend,
+                                     const char *server, bool disabled);
+
+/* ---- views over every worker's connections (worker.c) ---- */
+
+/* Totals over every worker: active and total connections. */
+void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t *total);
+
+/* A copy of one active connection's facts, for `show conns`. */
+struct ferry_conn_snapshot {
+    uint64_t id;
+    char listener[FERRY_NAME_MAX];
+    char client[AC_ADDR_STRLEN];
+    char server[2 * FERRY_NAME_MAX + 2]; /* "backend/server" or "-" */
+    uint64_t age_s;
+    uint64_t bytes_in, bytes_out;        /* as seen from the client side */
+};
+/* Snapshot of all active connections (malloc'd array; caller frees). */
+int ferry_daemon_snapshot_conns(struct ferry_daemon *d, struct ferry_conn_snapshot **out,
+                                size_t *n);
+
+#endif

@@ -1,0 +1,48 @@
+/* ferryd: views over every worker's connections, for the control socket. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "asynccore/runtime.h"
+#include "conn.h"
+#include "daemon.h"
+#include "worker.h"
+
+void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t *total)
+{
+    *active = *total = 0;
+    for (struct ferry_listener_stats *s = d->stats.listeners; s; s = s->next) {
+        struct ferry_listener_totals t;
+        ferry_listener_stats_sum(&d->stats, s, &t);
+        *active += t.active;
+        *total += t.total;
+    }
+}
+
+int ferry_daemon_snapshot_conns(struct ferry_daemon *d, struct ferry_conn_snapshot **out,
+                                size_t *n)
+{
+    size_t cap = 64, len = 0;
+    struct ferry_conn_snapshot *v = malloc(cap * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    uint64_t now = ac_clock_now_ms();
+    for (unsigned w = 0; w < d->nworkers; w++) {
+        struct ferry_worker *fw = &d->workers[w];
+        pthread_mutex_lock(&fw->conns_lock);
+        for (struct ferry_conn *c = fw->conns; c; c = ferry_conn_next(c)) {
+            if (len == cap) {
+                struct ferry_conn_snapshot *nv = realloc(v, 2 * cap * sizeof(*v));
+                if (!nv)
+                    break;
+                v = nv;
+                cap *= 2;
+            }
+            ferry_conn_snapshot(c, now, &v[len++]);
+        }
+        pthread_mutex_unlock(&fw->conns_lock);
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
