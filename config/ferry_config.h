@@ -48,6 +48,7 @@ struct ferry_global {
     unsigned workers;           /* 0 = auto */
     unsigned max_connections;   /* default 10000 */
     char control_socket[108];   /* "" disables; default /run/ferry/ferry.sock */
+    int control_socket_line;    /* 0: the default */
     unsigned control_mode;      /* default 0660 */
     char user[64], group[64];   /* "" none */
     enum ferry_log_level log_level;

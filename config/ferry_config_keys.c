@@ -130,6 +130,7 @@ static void g_max_connections(struct ferry__parse *p, const char *v)
 static void g_control_socket(struct ferry__parse *p, const char *v)
 {
     p->control_socket_line = p->lineno;
+    G(p)->control_socket_line = p->lineno;
     if (!v[0]) {
         G(p)->control_socket[0] = '\0';
         return;

@@ -164,7 +164,7 @@ static void client_drop(struct ferry_rs_client *rs)
     struct ctl_client *c = (struct ctl_client *)rs;
     if (c->reload_live) {
         ac_future_drop(&c->reload.base);
-        ferry_config_errors_free(&c->reload.errs);
+        ferry_reload_free_msgs(&c->reload);
         c->reload_live = false;
     }
 }
@@ -176,6 +176,8 @@ static ac_poll_t poll_reload(struct ctl_client *c, struct ac_context *cx)
     struct ferry_buf *out = &c->rs.out;
     if (c->reload.err == 0) {
         ferry_buf_puts(out, "ok\n");
+        for (size_t i = 0; i < c->reload.warns.n; i++)
+            ferry_buf_printf(out, "warning: %s\n", c->reload.warns.msgs[i]);
     } else {
         for (size_t i = 0; i < c->reload.errs.n; i++)
             ferry_buf_printf(out, "error: %s\n", c->reload.errs.msgs[i]);
@@ -183,7 +185,7 @@ static ac_poll_t poll_reload(struct ctl_client *c, struct ac_context *cx)
             ferry_buf_puts(out, "error: reload failed\n");
     }
     ac_future_drop(&c->reload.base);
-    ferry_config_errors_free(&c->reload.errs);
+    ferry_reload_free_msgs(&c->reload);
     c->reload_live = false;
     return AC_READY;
 }

@@ -43,9 +43,15 @@ struct ferry_daemon {
     struct ac_semaphore conn_limit;   /* global max_connections */
     unsigned conn_limit_size;
     _Atomic uint64_t next_conn_id;
-    _Atomic uint64_t reloads;
+    _Atomic uint64_t reloads;         /* successful reloads */
+    _Atomic uint64_t reloads_failed;  /* reloads that ran and failed */
+    _Atomic int64_t last_reload;      /* unix time of the last attempt, 0: none */
+    _Atomic int64_t last_reload_success; /* unix time of the last success (or start) */
+    _Atomic bool last_reload_ok;      /* its outcome (true before any) */
     _Atomic bool stopping;
     uint64_t start_ms;                /* ac_clock_now_ms() at start */
+    double start_unix;                /* wall clock at start (process_start_time_seconds) */
+    char *config_abs;                 /* absolute path of the configuration file */
     pid_t pid;
 };
 

@@ -130,7 +130,7 @@ static void poll_reload(struct signal_task *t, struct ac_context *cx)
     while (t->reload_live) {
         if (ac_future_poll(&t->reload.base, cx) == AC_PENDING)
             return;
-        ferry_config_errors_free(&t->reload.errs);
+        ferry_reload_free_msgs(&t->reload);
         ac_future_drop(&t->reload.base);
         t->reload_live = false;
         if (t->reload_again && t->stop_state == RUNNING) {
@@ -189,7 +189,7 @@ static void signal_drop(struct ac_future *f)
     struct signal_task *t = (struct signal_task *)f;
     if (t->reload_live) {
         ac_future_drop(&t->reload.base);
-        ferry_config_errors_free(&t->reload.errs);
+        ferry_reload_free_msgs(&t->reload);
     }
     if (t->tick_live)
         ac_future_drop(&t->tick.base);

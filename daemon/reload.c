@@ -53,16 +53,31 @@ static void notify_reloading(void)
                      (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
 }
 
+/* Counts the attempt for `show info` and the metrics (SPEC 3): a failed
+ * reload changes nothing and counts only in reloads_failed. */
+static void count(struct ferry_daemon *d, bool ok)
+{
+    int64_t now = (int64_t)time(NULL);
+    atomic_store(&d->last_reload, now);
+    atomic_store(&d->last_reload_ok, ok);
+    if (ok) {
+        atomic_store(&d->last_reload_success, now);
+        atomic_fetch_add(&d->reloads, 1);
+    } else {
+        atomic_fetch_add(&d->reloads_failed, 1);
+    }
+}
+
 static ac_poll_t finish(struct ferry_reload *r, int err)
 {
     r->err = err;
     r->state = R_DONE;
     ferry_config_errors_sort(&r->errs, r->d->config_path);
+    count(r->d, err == 0);
     if (err) {
         for (size_t i = 0; i < r->errs.n; i++)
             ferry_log(FERRY_LOG_ERROR, "reload failed", "error=\"%s\"", r->errs.msgs[i]);
     } else {
-        atomic_fetch_add(&r->d->reloads, 1);
         ferry_log(FERRY_LOG_INFO, "configuration reloaded", "config=%s", r->d->config_path);
     }
     ferry_sd_notify("READY=1");
@@ -70,20 +85,29 @@ static ac_poll_t finish(struct ferry_reload *r, int err)
     return AC_READY;
 }
 
+/* Logs a restart-only key a reload changed, and keeps the warning for the
+ * one who asked for the reload (ferryctl reload prints it). */
+static void warn_key(struct ferry_reload *r, const char *key)
+{
+    ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart", "key=%s", key);
+    ferry_config_error_add(&r->warns, r->d->config_path, 0,
+                           "%s changed: the running value stays until restart", key);
+}
+
 /* Settings read once at start: say so when a reload changes them. */
-static void warn_restart_only(const struct ferry_gen *old, const struct ferry_gen *g)
+static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *old,
+                              const struct ferry_gen *g)
 {
     const struct ferry_global *a = &old->cfg->global, *b = &g->cfg->global;
     if (a->workers != b->workers)
-        ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart", "key=workers");
+        warn_key(r, "workers");
     if (strcmp(a->control_socket, b->control_socket) != 0 || a->control_mode != b->control_mode)
-        ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart",
-                  "key=control_socket");
+        warn_key(r, "control_socket");
     if (a->has_metrics != b->has_metrics ||
         (a->has_metrics && strcmp(a->metrics.text, b->metrics.text) != 0))
-        ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart", "key=metrics");
+        warn_key(r, "metrics");
     if (strcmp(a->user, b->user) != 0 || strcmp(a->group, b->group) != 0)
-        ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart", "key=user");
+        warn_key(r, "user");
 }
 
 static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
@@ -127,7 +151,7 @@ static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
     reload_job_free(j);
     if (!g)
         return finish(r, -1);
-    warn_restart_only(r->d->gen, g);
+    warn_restart_only(r, r->d->gen, g);
     struct ferry_fresh fresh;
     if (ferry_binding_prepare(r->d, g, &fresh, &r->errs) != 0) {
         ferry_gen_unref(g);

@@ -18,8 +18,16 @@ struct ferry_reload {
     int state;
     struct ac_blocking job;
     struct ferry_config_errors errs;
+    struct ferry_config_errors warns; /* what the reload warns about (also logged) */
     int err;
 };
 void ferry_reload_init(struct ferry_reload *r, struct ferry_daemon *d);
+
+/* Frees a finished (or dropped) reload's errors and warnings. */
+static inline void ferry_reload_free_msgs(struct ferry_reload *r)
+{
+    ferry_config_errors_free(&r->errs);
+    ferry_config_errors_free(&r->warns);
+}
 
 #endif

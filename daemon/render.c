@@ -118,24 +118,31 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
     uint64_t now = ac_clock_now_ms();
     unsigned long long uptime = now > d->start_ms ? (now - d->start_ms) / 1000 : 0;
     unsigned long long reloads = atomic_load(&d->reloads);
-    const char *config = d->config_path ? d->config_path : "";
+    unsigned long long failed = atomic_load(&d->reloads_failed);
+    long long last = (long long)atomic_load(&d->last_reload);
+    const char *ok = atomic_load(&d->last_reload_ok) ? "true" : "false";
+    const char *state = atomic_load(&d->stopping) ? "stopping" : "ready";
+    const char *config = d->config_abs ? d->config_abs : "";
     if (json) {
         ferry_buf_puts(out, "{\"version\": ");
         ferry_buf_json_str(out, ferry_version());
         ferry_buf_printf(out,
                          ", \"pid\": %ld, \"uptime_s\": %llu, \"workers\": %u, \"active\": %llu, "
-                         "\"total\": %llu, \"max_connections\": %u, \"reloads\": %llu, \"config\": ",
+                         "\"total\": %llu, \"max_connections\": %u, \"reloads\": %llu, "
+                         "\"reloads_failed\": %llu, \"last_reload\": %lld, "
+                         "\"last_reload_ok\": %s, \"config\": ",
                          (long)d->pid, uptime, d->nworkers, (unsigned long long)active,
-                         (unsigned long long)total, d->conn_limit_size, reloads);
+                         (unsigned long long)total, d->conn_limit_size, reloads, failed, last, ok);
         ferry_buf_json_str(out, config);
-        ferry_buf_puts(out, "}\n");
+        ferry_buf_printf(out, ", \"state\": \"%s\"}\n", state);
     } else {
         ferry_buf_printf(out,
                          "version: %s\npid: %ld\nuptime_s: %llu\nworkers: %u\nactive: %llu\n"
-                         "total: %llu\nmax_connections: %u\nreloads: %llu\nconfig: %s\n",
+                         "total: %llu\nmax_connections: %u\nreloads: %llu\nreloads_failed: %llu\n"
+                         "last_reload: %lld\nlast_reload_ok: %s\nconfig: %s\nstate: %s\n",
                          ferry_version(), (long)d->pid, uptime, d->nworkers,
                          (unsigned long long)active, (unsigned long long)total,
-                         d->conn_limit_size, reloads, config);
+                         d->conn_limit_size, reloads, failed, last, ok, config, state);
     }
     return done(out);
 }
@@ -501,14 +508,31 @@ static void metrics_servers(struct ferry_daemon *d, const struct ferry_gen *g,
     }
 }
 
+static void metrics_reloads(struct ferry_daemon *d, struct ferry_buf *out)
+{
+    metric_head(out, "ferry_reloads_total", "counter", "Successful configuration reloads.");
+    ferry_buf_printf(out, "ferry_reloads_total %llu\n", (unsigned long long)atomic_load(&d->reloads));
+    metric_head(out, "ferry_reloads_failed_total", "counter",
+                "Configuration reloads that failed (the running configuration stayed).");
+    ferry_buf_printf(out, "ferry_reloads_failed_total %llu\n",
+                     (unsigned long long)atomic_load(&d->reloads_failed));
+    metric_head(out, "ferry_config_last_reload_successful", "gauge",
+                "1 when the last reload succeeded (or none was tried), else 0.");
+    ferry_buf_printf(out, "ferry_config_last_reload_successful %d\n",
+                     atomic_load(&d->last_reload_ok) ? 1 : 0);
+    metric_head(out, "ferry_config_last_reload_success_timestamp_seconds", "gauge",
+                "Unix time the running configuration was loaded (start or last good reload).");
+    ferry_buf_printf(out, "ferry_config_last_reload_success_timestamp_seconds %lld\n",
+                     (long long)atomic_load(&d->last_reload_success));
+}
+
 int ferry_render_metrics(struct ferry_daemon *d, struct ferry_buf *out)
 {
     struct ferry_gen *g = ferry_daemon_gen(d);
     metrics_listeners(d, g, out);
     metrics_backends(d, g, out);
     metrics_servers(d, g, out);
-    metric_head(out, "ferry_reloads_total", "counter", "Successful configuration reloads.");
-    ferry_buf_printf(out, "ferry_reloads_total %llu\n", (unsigned long long)atomic_load(&d->reloads));
+    metrics_reloads(d, out);
     uint64_t active, total;
     ferry_daemon_conn_totals(d, &active, &total);
     metric_head(out, "ferry_connections_active", "gauge", "Client connections open now, all listeners.");

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from ferrytest import (web_config, FERRYCTL, connect, free_port, recv_all, recv_exact, runner,
+from ferrytest import (web_config, FERRYCTL, FERRYD as FERRYD_T, connect, free_port, recv_all, recv_exact, runner,
                        start_backend, start_ferry, wait_for)
 
 
@@ -136,7 +136,59 @@ def test_reload_command():
     assert r.returncode == 1
     out = r.stdout.decode()
     assert out.startswith("error:") and f.path + ":" in out, out
-    assert f.ctl("info", json_out=True)["reloads"] == 1
+    info = f.ctl("info", json_out=True)
+    assert info["reloads"] == 1 and info["reloads_failed"] == 1, info
+    assert info["last_reload_ok"] is False and info["state"] == "ready", info
+
+
+def test_reload_failure_only_a_running_daemon_sees():
+    # A bind in use passes `ferryd -t` but fails the reload: ferryctl reload
+    # (the unit's ExecReload=) reports it and exits 1; nothing changes.
+    f, port = setup()
+    t0 = int(time.time())
+    info = f.ctl("info", json_out=True)
+    assert info["reloads"] == 0 and info["reloads_failed"] == 0, info
+    assert info["last_reload"] == 0 and info["last_reload_ok"] is True, info
+    assert info["config"] == os.path.realpath(f.path) and info["state"] == "ready", info
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    bport = busy.getsockname()[1]
+    with open(f.path) as fh:
+        old = fh.read()
+    new = old + f"\n[listener extra]\nbind = 127.0.0.1:{bport}\nbackend = app\n"
+    f.write_config(new)
+    assert subprocess.run([FERRYD_T, "-t", "-c", f.path], capture_output=True).returncode == 0
+    r = subprocess.run([FERRYCTL, "-s", f.sock_path, "reload"], capture_output=True, timeout=30)
+    busy.close()
+    assert r.returncode == 1, r
+    line = new.splitlines().index(f"bind = 127.0.0.1:{bport}") + 1
+    want = f"error: {f.path}:{line}: cannot bind 127.0.0.1:{bport}: Address already in use"
+    assert want in r.stdout.decode().splitlines(), r.stdout
+    info = f.ctl("info", json_out=True)
+    assert info["reloads"] == 0 and info["reloads_failed"] == 1, info
+    assert info["last_reload"] >= t0 and info["last_reload_ok"] is False, info
+    assert "last_reload_ok: false" in f.ctl("info")
+    m = f.ctl("metrics")
+    assert "ferry_reloads_failed_total 1" in m and "ferry_config_last_reload_successful 0" in m
+    s = connect(port)
+    s.sendall(b"still")
+    assert recv_exact(s, 5) == b"still"
+    s.close()
+    # Fixed: the reload goes through, and a restart-only change is a warning.
+    f.write_config(old.replace("max_connections = 500", "max_connections = 500\nworkers = 3"))
+    r = subprocess.run([FERRYCTL, "-s", f.sock_path, "reload"], capture_output=True, timeout=30)
+    assert r.returncode == 0, r
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] == "ok" and any(l.startswith("warning: ") and "workers" in l
+                                    for l in lines[1:]), lines
+    info = f.ctl("info", json_out=True)
+    assert info["reloads"] == 1 and info["reloads_failed"] == 1 and info["last_reload_ok"], info
+    m = f.ctl("metrics")
+    assert "ferry_reloads_total 1" in m and "ferry_config_last_reload_successful 1" in m
+    ts = [l for l in m.splitlines()
+          if l.startswith("ferry_config_last_reload_success_timestamp_seconds ")]
+    assert ts and int(ts[0].split()[1]) >= t0, ts
 
 
 if __name__ == "__main__":

@@ -212,11 +212,29 @@ def test_startup_failures():
     busy.listen(1)
     port = busy.getsockname()[1]
     d = tempfile.mkdtemp()
-    r, _ = run_ferryd(config=cfg([port], 9, f"control_socket = {d}/s.sock").replace(
-        "control_socket = @SOCK@\n", ""))
-    busy.close()
+    config = cfg([port], 9, f"control_socket = {d}/s.sock").replace("control_socket = @SOCK@\n", "")
+    r, path = run_ferryd(config=config)
     assert r.returncode == 2, r
-    assert f"ferryd: cannot bind 127.0.0.1:{port}: Address already in use" in r.stderr.decode()
+    line = config.splitlines().index(f"bind = 127.0.0.1:{port}") + 1
+    want = f"{path}:{line}: cannot bind 127.0.0.1:{port}: Address already in use"
+    assert want in r.stderr.decode().splitlines(), r.stderr
+    # The metrics endpoint and the control socket name their lines alike.
+    free = free_port()
+    config = cfg([free], 9, f"control_socket = {d}/m.sock\nmetrics = 127.0.0.1:{port}").replace(
+        "control_socket = @SOCK@\n", "")
+    r, path = run_ferryd(config=config)
+    assert r.returncode == 2, r
+    line = config.splitlines().index(f"metrics = 127.0.0.1:{port}") + 1
+    want = f"{path}:{line}: cannot bind 127.0.0.1:{port}: Address already in use"
+    assert want in r.stderr.decode().splitlines(), r.stderr
+    regular = os.path.join(d, "not-a-socket")
+    open(regular, "w").close()
+    config = cfg([free], 9, f"control_socket = {regular}").replace("control_socket = @SOCK@\n", "")
+    r, path = run_ferryd(config=config)
+    assert r.returncode == 2, r
+    line = config.splitlines().index(f"control_socket = {regular}") + 1
+    assert f"{path}:{line}: cannot bind {regular}: " in r.stderr.decode(), r.stderr
+    busy.close()
 
 
 if __name__ == "__main__":

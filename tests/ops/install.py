@@ -74,14 +74,18 @@ def check_service(e, root):
     cmds = re.findall(r"^(ExecStart|ExecStartPre|ExecReload)=(\S+)(.*)$", unit, re.M)
     assert cmds, "no Exec lines in ferryd.service"
     ferryd = e["SBINDIR"] + "/ferryd"
+    ferryctl = e["BINDIR"] + "/ferryctl"
     for key, exe, args in cmds:
-        if exe == "/bin/kill":
-            continue
-        assert exe == ferryd, f"{key}= runs {exe}, not {ferryd}"
-        assert f"-c {config}" in args, f"{key}= does not use {config}"
+        if key == "ExecReload":
+            # Waits for the reload's outcome through the control socket.
+            assert exe == ferryctl, f"{key}= runs {exe}, not {ferryctl}"
+            assert args.split()[-1] == "reload", f"{key}= does not ask for a reload"
+        else:
+            assert exe == ferryd, f"{key}= runs {exe}, not {ferryd}"
+            assert f"-c {config}" in args, f"{key}= does not use {config}"
         if e["HAVE_DAEMON"]:
             assert os.access(root + exe, os.X_OK), f"{key}= command {exe} is not installed"
-    print("ok: ferryd.service runs the installed ferryd on " + config)
+    print("ok: ferryd.service runs the installed ferryd on " + config + " and reloads with ferryctl")
 
 
 def walk(root):

@@ -32,6 +32,13 @@ def ferryd_path():
     return path
 
 
+def ferryctl_path():
+    path = os.environ.get("FERRYCTL", "")
+    if not path or not os.access(path, os.X_OK):
+        fail(f"FERRYCTL={path!r} is not an executable; run through meson test")
+    return path
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -80,6 +80,9 @@ def verify():
             if unit.endswith(".service"):
                 assert installed in text, f"{unit} does not run {installed}"
                 text = text.replace(installed, ferryd)
+                ctl = os.path.join(env("BINDIR"), "ferryctl")
+                assert f"ExecReload={ctl} " in text, f"{unit} does not reload with {ctl}"
+                text = text.replace(ctl, opslib.ferryctl_path())
             left = re.search(r"@[A-Z_]+@", text)
             assert not left, f"{unit}: {left.group(0)} was left unsubstituted"
             with open(os.path.join(tmp, unit), "w") as f:

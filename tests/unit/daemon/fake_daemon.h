@@ -124,6 +124,8 @@ static inline void fake_init(struct fake *f, unsigned nworkers, struct ac_runtim
     memset(f, 0, sizeof(*f));
     struct ferry_daemon *d = &f->d;
     d->config_path = strdup("/etc/ferry/ferry.ini");
+    d->config_abs = strdup("/etc/ferry/ferry.ini");
+    atomic_init(&d->last_reload_ok, true);
     d->rt = rt;
     d->nworkers = nworkers;
     d->pid = 4242;
@@ -140,6 +142,7 @@ static inline void fake_destroy(struct fake *f)
     ferry_stats_destroy(&f->d.stats);
     pthread_mutex_destroy(&f->d.gen_ptr_lock);
     free(f->d.config_path);
+    free(f->d.config_abs);
 }
 
 /* Counters of the fixture: listener web has 2 active / 120 total split over

@@ -79,6 +79,8 @@ static void test_info_text(void **state)
     assert_non_null(strstr(s, "\nreloads: 0\n"));
     assert_non_null(strstr(s, "\nconfig: /etc/ferry/ferry.ini\n"));
     assert_non_null(strstr(s, "\nuptime_s: "));
+    assert_non_null(strstr(s, "\nreloads_failed: 0\nlast_reload: 0\nlast_reload_ok: true\n"));
+    assert_non_null(strstr(s, "\nstate: ready\n"));
     free(s);
 }
 
@@ -86,16 +88,27 @@ static void test_info_json(void **state)
 {
     struct fake *f = *state;
     atomic_store(&f->d.reloads, 3);
+    atomic_store(&f->d.reloads_failed, 2);
+    atomic_store(&f->d.last_reload, 1700000000);
+    atomic_store(&f->d.last_reload_ok, false);
+    atomic_store(&f->d.stopping, true);
     char *s = render(f, ferry_render_info, true);
     assert_int_equal(
         json_check(s, "set(d) == {\"version\", \"pid\", \"uptime_s\", \"workers\", \"active\", "
-                      "\"total\", \"max_connections\", \"reloads\", \"config\"} and "
+                      "\"total\", \"max_connections\", \"reloads\", \"reloads_failed\", "
+                      "\"last_reload\", \"last_reload_ok\", \"config\", \"state\"} and "
                       "d[\"pid\"] == 4242 and d[\"workers\"] == 2 and d[\"active\"] == 2 and "
                       "d[\"total\"] == 120 and d[\"max_connections\"] == 500 and "
                       "d[\"reloads\"] == 3 and d[\"config\"] == \"/etc/ferry/ferry.ini\" and "
+                      "d[\"reloads_failed\"] == 2 and d[\"last_reload\"] == 1700000000 and "
+                      "d[\"last_reload_ok\"] is False and d[\"state\"] == \"stopping\" and "
                       "5 <= d[\"uptime_s\"] < 60 and len(d[\"version\"]) > 0"),
         0);
     atomic_store(&f->d.reloads, 0);
+    atomic_store(&f->d.reloads_failed, 0);
+    atomic_store(&f->d.last_reload, 0);
+    atomic_store(&f->d.last_reload_ok, true);
+    atomic_store(&f->d.stopping, false);
     free(s);
 }
 
