@@ -9,6 +9,7 @@
  * an inherited socket with the same local address.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,11 @@ static int add_bound(struct ferry_listener_rt *lr, struct ferry_bound *b)
     if (!v)
         return -ENOMEM;
     lr->bounds = v;
+    char (*a)[256] = realloc(lr->bound_addrs, (lr->nbounds + 1) * sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    lr->bound_addrs = a;
+    snprintf(lr->bound_addrs[lr->nbounds], sizeof(*a), "%s", b->addr);
     lr->bounds[lr->nbounds++] = b;
     return 0;
 }

@@ -229,48 +229,80 @@ static int ctl_err(char *err, size_t errcap, const char *fmt, ...)
     return -EINVAL;
 }
 
+bool ferry_ctl_answers_ok(enum ferry_ctl_cmd cmd)
+{
+    switch (cmd) {
+    case FERRY_CTL_HELP:
+    case FERRY_CTL_SHOW_INFO:
+    case FERRY_CTL_SHOW_STATS:
+    case FERRY_CTL_SHOW_CONNS:
+    case FERRY_CTL_SHOW_METRICS: return false;
+    default: return true;
+    }
+}
+
+/* ferryctl's words: COMMAND and how many arguments follow it. */
+struct verb {
+    const char *word, *line, *usage;
+    int nargs;
+    bool json; /* the daemon answers in JSON itself ("... json") */
+};
+
+static const struct verb verbs[] = {
+    {"info", "show info", "info", 0, true},
+    {"stats", "show stats", "stats", 0, true},
+    {"conns", "show conns", "conns", 0, true},
+    {"metrics", "show metrics", "metrics", 0, false},
+    {"reload", "reload", "reload", 0, false},
+    {"help", "help", "help", 0, false},
+    {"disable", "disable server", "disable BACKEND/SERVER", 1, false},
+    {"enable", "enable server", "enable BACKEND/SERVER", 1, false},
+};
+
+#define VERB_WORDS "info, stats, conns, metrics, reload, disable, enable, help"
+#define ARGS_MAX 6
+
 int ferry_ctl_from_argv(int argc, char *const argv[], bool json, char *buf, size_t cap,
                         char *err, size_t errcap)
 {
-    static const struct { const char *word, *line; bool json, target; } map[] = {
-        {"info", "show info", true, false},      {"stats", "show stats", true, false},
-        {"conns", "show conns", true, false},    {"metrics", "show metrics", false, false},
-        {"disable", "disable server", false, true},
-        {"enable", "enable server", false, true}, {"reload", "reload", false, false},
-        {"help", "help", false, false},
-    };
-    const char *args[2];
+    const char *args[ARGS_MAX];
     int nargs = 0;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
+        if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
             json = true;
-        else if (nargs == 2)
+        else if (nargs == ARGS_MAX)
             return ctl_err(err, errcap, "unexpected argument '%s'", argv[i]);
         else
             args[nargs++] = argv[i];
     }
     if (nargs == 0)
-        return ctl_err(err, errcap, "missing command (info, stats, conns, metrics, disable, "
-                                    "enable, reload)");
-    for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++) {
-        if (strcmp(args[0], map[k].word) != 0)
-            continue;
-        if (json && !map[k].json)
-            return ctl_err(err, errcap, "--json does not apply to '%s'", map[k].word);
-        if (map[k].target != (nargs == 2))
-            return map[k].target
-                       ? ctl_err(err, errcap, "usage: %s BACKEND/SERVER", map[k].word)
-                       : ctl_err(err, errcap, "unexpected argument '%s'", args[1]);
-        int n = map[k].target ? snprintf(buf, cap, "%s %s\n", map[k].line, args[1])
-                              : snprintf(buf, cap, "%s%s\n", map[k].line, json ? " json" : "");
-        if (n < 0 || (size_t)n >= cap)
-            return -ENOSPC;
-        /* The daemon has the last word, but a bad name is caught here. */
-        struct ferry_ctl_request req;
-        if (ferry_ctl_parse(buf, (size_t)n, &req) != 0)
-            return ctl_err(err, errcap, "%s", req.error);
-        return n;
+        return ctl_err(err, errcap, "missing command (" VERB_WORDS ")");
+    const struct verb *v = NULL;
+    for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]) && !v; k++)
+        if (strcmp(args[0], verbs[k].word) == 0)
+            v = &verbs[k];
+    if (!v)
+        return ctl_err(err, errcap, "unknown command '%s' (" VERB_WORDS ")", args[0]);
+    if (nargs - 1 > v->nargs && v->nargs == 0)
+        return ctl_err(err, errcap, "unexpected argument '%s'", args[1]);
+    if (nargs - 1 != v->nargs)
+        return ctl_err(err, errcap, "usage: %s", v->usage);
+    size_t n = 0;
+    int w = snprintf(buf, cap, "%s", v->line);
+    for (int i = 1; w >= 0 && (size_t)w < cap - n && i < nargs; i++) {
+        n += (size_t)w;
+        w = snprintf(buf + n, cap - n, " %s", args[i]);
     }
-    return ctl_err(err, errcap, "unknown command '%s' (info, stats, conns, metrics, disable, "
-                                "enable, reload)", args[0]);
+    if (w >= 0 && (size_t)w < cap - n) {
+        n += (size_t)w;
+        w = snprintf(buf + n, cap - n, "%s\n", v->json && json ? " json" : "");
+    }
+    if (w < 0 || (size_t)w >= cap - n)
+        return -ENOSPC;
+    n += (size_t)w;
+    /* The daemon has the last word, but a bad name or value is caught here. */
+    struct ferry_ctl_request req;
+    if (ferry_ctl_parse(buf, n, &req) != 0)
+        return ctl_err(err, errcap, "%s", req.error);
+    return (int)n;
 }

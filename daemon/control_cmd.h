@@ -34,6 +34,10 @@ struct ferry_ctl_request {
     char error[256];                /* set when parsing fails */
 };
 
+/* True for commands that answer "ok" (or "error: ..."): all but help and
+ * show. ferryctl --json prints {"ok": true} for them. */
+bool ferry_ctl_answers_ok(enum ferry_ctl_cmd cmd);
+
 /* The answer to `help`, one command per line, ending in '\n'. */
 extern const char ferry_ctl_help_text[];
 
@@ -46,7 +50,9 @@ int ferry_ctl_parse(const char *line, size_t len, struct ferry_ctl_request *req)
 /* ferryctl: maps COMMAND [ARGS] (argv[0] is the command; a "--json" word
  * among them counts like the json argument) to the control line, written
  * with its final '\n' and NUL-terminated into buf. Returns its length, or
- * -EINVAL with a message in err, or -ENOSPC. */
+ * -EINVAL with a one-line message naming the mistake in err, or -ENOSPC.
+ * json asks the daemon for JSON where it has it (show info|stats|conns);
+ * ferryctl turns the other answers into JSON itself. */
 int ferry_ctl_from_argv(int argc, char *const argv[], bool json, char *buf, size_t cap,
                         char *err, size_t errcap);
 

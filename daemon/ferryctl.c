@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,8 @@ static void usage(FILE *out)
             "  help                     the daemon's list of control commands\n"
             "options:\n"
             "  -s, --socket SOCKET      control socket (default: %s)\n"
-            "  -j, --json               JSON output (info, stats, conns)\n"
+            "  -j, --json               JSON output, for every command ({\"ok\": true} or\n"
+            "                           {\"ok\": false, \"error\": ...} for those answering ok)\n"
             "  -V, --version            print the version and exit\n"
             "  -h, --help               this help\n",
             DEFAULT_SOCKET);
@@ -150,14 +152,121 @@ static int read_answer(int fd, uint64_t deadline, char **out, size_t *outlen)
     return 0;
 }
 
-/* Sends line, prints the answer; returns the exit status. */
-static int exchange(const char *path, const char *line, size_t len, bool reload)
+/* ---- --json: answers the daemon gives in text, as JSON ---- */
+
+static void json_str(FILE *out, const char *s, size_t n)
 {
-    int fd = connect_to(path);
-    if (fd < 0) {
-        fprintf(stderr, "ferryctl: cannot connect to %s: %s\n", path, strerror(errno));
-        return 2;
+    fputc('"', out);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", out);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
     }
+    fputc('"', out);
+}
+
+/* Prints the lines of `text` that start with `prefix` as a JSON array of
+ * strings (the prefix removed). */
+static void json_lines(FILE *out, const char *text, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    bool first = true;
+    fputc('[', out);
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        if (n >= pl && strncmp(p, prefix, pl) == 0) {
+            fputs(first ? "" : ", ", out);
+            json_str(out, p + pl, n - pl);
+            first = false;
+        }
+        p += n + (nl ? 1 : 0);
+    }
+    fputc(']', out);
+}
+
+static size_t count_lines(const char *text, const char *prefix)
+{
+    size_t k = 0, pl = strlen(prefix);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, prefix, pl) == 0)
+            k++;
+    return k;
+}
+
+/* {"ok": false, "error": FIRST[, "errors": [ALL]]} for an error answer. */
+static void json_error(FILE *out, const char *answer)
+{
+    const char *first = answer + strlen("error: ");
+    const char *nl = strchr(first, '\n');
+    fputs("{\"ok\": false, \"error\": ", out);
+    json_str(out, first, nl ? (size_t)(nl - first) : strlen(first));
+    if (count_lines(answer, "error: ") > 1) {
+        fputs(", \"errors\": ", out);
+        json_lines(out, answer, "error: ");
+    }
+    fputs("}\n", out);
+}
+
+static void print_answer(const char *answer, size_t len, enum ferry_ctl_cmd cmd, bool json)
+{
+    bool error = strncmp(answer, "error:", 6) == 0;
+    if (!json || (!error && (cmd == FERRY_CTL_SHOW_INFO || cmd == FERRY_CTL_SHOW_STATS ||
+                             cmd == FERRY_CTL_SHOW_CONNS))) {
+        fwrite(answer, 1, len, stdout);
+    } else if (error) {
+        json_error(stdout, answer);
+    } else if (ferry_ctl_answers_ok(cmd)) {
+        fputs("{\"ok\": true", stdout);
+        if (count_lines(answer, "warning: ") > 0) {
+            fputs(", \"warnings\": ", stdout);
+            json_lines(stdout, answer, "warning: ");
+        }
+        fputs("}\n", stdout);
+    } else {
+        fputs(cmd == FERRY_CTL_SHOW_METRICS ? "{\"metrics\": " : "{\"help\": ", stdout);
+        json_str(stdout, answer, len);
+        fputs("}\n", stdout);
+    }
+}
+
+/* A failure of ferryctl itself: one line on stderr, and with --json the
+ * same as {"ok": false, "error": ...} on stdout. Returns 2. */
+static int fail(bool json, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(bool json, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ferryctl: %s\n", msg);
+    if (json) {
+        fputs("{\"ok\": false, \"error\": ", stdout);
+        json_str(stdout, msg, strlen(msg));
+        fputs("}\n", stdout);
+    }
+    return 2;
+}
+
+/* Sends line, prints the answer; returns the exit status. */
+static int exchange(const char *path, const char *line, size_t len, bool json)
+{
+    struct ferry_ctl_request req;
+    if (ferry_ctl_parse(line, len, &req) != 0)
+        return fail(json, "%s", req.error);
+    int fd = connect_to(path);
+    if (fd < 0)
+        return fail(json, "cannot connect to %s: %s", path, strerror(errno));
+    bool reload = req.cmd == FERRY_CTL_RELOAD;
     uint64_t deadline = now_ms() + (reload ? RELOAD_TIMEOUT_MS : TIMEOUT_MS);
     char *answer = NULL;
     size_t alen = 0;
@@ -165,16 +274,13 @@ static int exchange(const char *path, const char *line, size_t len, bool reload)
     if (rc == 0)
         rc = read_answer(fd, deadline, &answer, &alen);
     close(fd);
-    if (rc != 0) {
-        fprintf(stderr, "ferryctl: no answer from %s: %s\n", path, strerror(-rc));
-        return 2;
-    }
+    if (rc != 0)
+        return fail(json, "no answer from %s: %s", path, strerror(-rc));
     if (alen == 0) {
-        fprintf(stderr, "ferryctl: %s closed the connection without an answer\n", path);
         free(answer);
-        return 2;
+        return fail(json, "%s closed the connection without an answer", path);
     }
-    fwrite(answer, 1, alen, stdout);
+    print_answer(answer, alen, req.cmd, json);
     int status = strncmp(answer, "error:", 6) == 0 ? 1 : 0;
     free(answer);
     if (fflush(stdout) != 0)
@@ -191,24 +297,32 @@ int main(int argc, char **argv)
     };
     const char *path = DEFAULT_SOCKET;
     bool json = false;
+    for (int i = 1; i < argc; i++) /* known before getopt may complain */
+        if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
+            json = true;
+    opterr = 0; /* our own one-line messages */
     int opt;
-    while ((opt = getopt_long(argc, argv, "s:jVh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":s:jVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 's': path = optarg; break;
         case 'j': json = true; break;
         case 'V': printf("ferryctl %s\n", FERRY_VERSION); return 0;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case ':':
+            return fail(json, "option '%s' needs a SOCKET argument (see 'ferryctl --help')",
+                        argv[optind - 1]);
+        default:
+            if (optopt)
+                return fail(json, "unknown option '-%c' (see 'ferryctl --help')", optopt);
+            return fail(json, "unknown option '%s' (see 'ferryctl --help')", argv[optind - 1]);
         }
     }
     char line[FERRY_CTL_LINE_MAX + 2];
     char err[256];
     int len = ferry_ctl_from_argv(argc - optind, argv + optind, json, line, sizeof(line), err,
                                   sizeof(err));
-    if (len < 0) {
-        fprintf(stderr, "ferryctl: %s\n", len == -ENOSPC ? "command too long" : err);
-        usage(stderr);
-        return 2;
-    }
-    return exchange(path, line, (size_t)len, strcmp(line, "reload\n") == 0);
+    if (len < 0)
+        return fail(json, "%s (see 'ferryctl --help')",
+                    len == -ENOSPC ? "command too long" : err);
+    return exchange(path, line, (size_t)len, json);
 }

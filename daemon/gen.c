@@ -30,6 +30,7 @@ static void gen_free(struct ferry_gen *g)
         if (g->listeners[i].tls_ctx)
             SSL_CTX_free(g->listeners[i].tls_ctx);
         free(g->listeners[i].bounds);
+        free(g->listeners[i].bound_addrs);
     }
     for (size_t i = 0; g->backends && i < cfg->nbackends; i++) {
         if (g->backends[i].tls_ctx)

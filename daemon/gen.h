@@ -55,6 +55,8 @@ struct ferry_listener_rt {
     SSL_CTX *tls_ctx;                   /* tls = on */
     struct ferry_listener_limit *limit; /* NULL: no per-listener cap */
     struct ferry_bound **bounds;        /* its listening sockets */
+    char (*bound_addrs)[256];           /* their addresses, [nbounds]: what `show
+                                         * stats` lists (an inherited socket's own) */
     size_t nbounds;
 };
 

@@ -149,6 +149,18 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
 
 /* ---- show stats ---- */
 
+/* The addresses a listener serves: its sockets' own (under socket
+ * activation, the inherited ones), or its bind lines before it has any. */
+static size_t bind_count(const struct ferry_listener_rt *l)
+{
+    return l->nbounds ? l->nbounds : l->cfg->nbinds;
+}
+
+static const char *bind_text(const struct ferry_listener_rt *l, size_t i)
+{
+    return l->nbounds ? l->bound_addrs[i] : l->cfg->binds[i].text;
+}
+
 static void json_listener(struct ferry_daemon *d, const struct ferry_listener_rt *l,
                           struct ferry_buf *out)
 {
@@ -158,9 +170,9 @@ static void json_listener(struct ferry_daemon *d, const struct ferry_listener_rt
     ferry_buf_puts(out, "{\"name\": ");
     ferry_buf_json_str(out, l->cfg->name);
     ferry_buf_puts(out, ", \"binds\": [");
-    for (size_t i = 0; i < l->cfg->nbinds; i++) {
+    for (size_t i = 0; i < bind_count(l); i++) {
         ferry_buf_puts(out, i ? ", " : "");
-        ferry_buf_json_str(out, l->cfg->binds[i].text);
+        ferry_buf_json_str(out, bind_text(l, i));
     }
     ferry_buf_printf(out,
                      "], \"tls\": %s, \"active\": %llu, \"total\": %llu, \"rejected\": %llu, "
@@ -240,8 +252,8 @@ static void text_listeners(struct ferry_daemon *d, const struct ferry_gen *g, st
             ferry_listener_stats_sum(&d->stats, l->stats, &s);
         struct ferry_buf binds;
         ferry_buf_init(&binds);
-        for (size_t j = 0; j < l->cfg->nbinds; j++)
-            ferry_buf_printf(&binds, "%s%s", j ? "," : "", l->cfg->binds[j].text);
+        for (size_t j = 0; j < bind_count(l); j++)
+            ferry_buf_printf(&binds, "%s%s", j ? "," : "", bind_text(l, j));
         table_cell(&t, "%s", l->cfg->name);
         table_cell(&t, "%s", binds.data ? binds.data : "-");
         if (binds.oom)

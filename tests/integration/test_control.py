@@ -191,5 +191,65 @@ def test_reload_failure_only_a_running_daemon_sees():
     assert ts and int(ts[0].split()[1]) >= t0, ts
 
 
+def ctl_raw(f, *args):
+    return subprocess.run([FERRYCTL, "-s", f.sock_path] + list(args), capture_output=True,
+                          timeout=30)
+
+
+def test_ferryctl_json_with_every_command():
+    f, _ = setup()
+    r = ctl_raw(f, "--json", "disable", "app/app1")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"ok": True}, r
+    r = ctl_raw(f, "enable", "app/app1", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"ok": True}, r
+    r = ctl_raw(f, "--json", "disable", "app/nope")
+    assert r.returncode == 1, r
+    assert json.loads(r.stdout) == {"ok": False, "error": "no such server app/nope"}, r.stdout
+    r = ctl_raw(f, "--json", "reload")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"ok": True}, r
+    m = json.loads(ctl_raw(f, "--json", "metrics").stdout)
+    assert "ferry_reloads_total 1" in m["metrics"], m
+    h = json.loads(ctl_raw(f, "--json", "help").stdout)
+    assert "show stats" in h["help"], h
+    for cmd in ("info", "stats", "conns"):
+        r = ctl_raw(f, "-j", cmd)
+        assert r.returncode == 0 and isinstance(json.loads(r.stdout), dict), (cmd, r)
+    # Two errors in the file: the first as "error", all under "errors".
+    with open(f.path, "a") as fh:
+        fh.write("\n[listener broken]\nbind = 127.0.0.1:notaport\nbogus = 1\n")
+    r = ctl_raw(f, "--json", "reload")
+    assert r.returncode == 1, r
+    j = json.loads(r.stdout)
+    assert j["ok"] is False and f.path in j["error"] and len(j["errors"]) >= 2, j
+    assert j["error"] == j["errors"][0], j
+    # Cannot connect: exit 2, the reason on stderr, and JSON on stdout.
+    r = subprocess.run([FERRYCTL, "-s", f.sock_path + ".none", "--json", "info"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 2, r
+    assert json.loads(r.stdout)["ok"] is False and b"cannot connect to" in r.stderr, r
+
+
+def test_ferryctl_usage_errors_are_one_line():
+    f, _ = setup()
+    cases = [
+        ([], "missing command"),
+        (["frob"], "unknown command 'frob'"),
+        (["disable"], "usage: disable BACKEND/SERVER"),
+        (["disable", "app"], "expected BACKEND/SERVER, got 'app'"),
+        (["info", "extra"], "unexpected argument 'extra'"),
+        (["--bogus", "info"], "unknown option '--bogus'"),
+        (["-x", "info"], "unknown option '-x'"),
+        (["info", "-s"], "option '-s' needs a SOCKET argument"),
+    ]
+    for args, want in cases:
+        r = ctl_raw(f, *args)
+        err = r.stderr.decode()
+        assert r.returncode == 2, (args, r)
+        assert err.count("\n") == 1 and err.startswith("ferryctl: ") and want in err, (args, err)
+        assert r.stdout == b"", (args, r.stdout)
+    r = ctl_raw(f, "--json", "frob")
+    assert r.returncode == 2 and "unknown command 'frob'" in json.loads(r.stdout)["error"], r
+
+
 if __name__ == "__main__":
     runner.run(globals())

@@ -13,6 +13,7 @@ back through ferryd from a Python echo backend. Cases:
 - unclaimed: an inherited socket no listener claims is exit status 2;
 - systemd-socket-activate --fdname=web.
 """
+import json
 import os
 import shutil
 import socket
@@ -59,6 +60,19 @@ def spawn_with_socket(ferryd, config, sock, fdname):
     return proc
 
 
+def control(path, line):
+    with socket.socket(socket.AF_UNIX) as c:
+        c.settimeout(10)
+        c.connect(path)
+        c.sendall(line)
+        out = b""
+        while True:
+            b = c.recv(65536)
+            if not b:
+                return out.decode()
+            out += b
+
+
 def check_proxies(port, proc, tag):
     payload = (tag + " ").encode() * 2000
     got = opslib.echo_through(port, payload, timeout=15)
@@ -77,6 +91,10 @@ def case_named(ferryd, tmp, backend):
         check_proxies(inherited, proc, "named")
         assert not opslib.port_accepts(own), \
             f"listener 'web' got its socket by name but also bound its bind 127.0.0.1:{own}"
+        # show stats lists the socket that serves, not the bind line.
+        stats = json.loads(control(os.path.join(tmp, "c1.sock"), b"show stats json\n"))
+        binds = [l["binds"] for l in stats["listeners"] if l["name"] == "web"]
+        assert binds == [[f"127.0.0.1:{inherited}"]], f"show stats lists {binds}"
         assert opslib.stop(proc) == 0, f"exit status {proc.returncode} after SIGTERM"
     finally:
         opslib.stop(proc)
