@@ -403,8 +403,10 @@ static void flush_errors(struct ferry__parse *p, struct ferry_config_errors *err
     p->nerrs = 0;
 }
 
+/* keep: return the configuration even when it has errors (see
+ * ferry_config_load_all). */
 static struct ferry_config *load_text(const char *name, const char *text, size_t len,
-                                      struct ferry_config_errors *errs)
+                                      bool keep, struct ferry_config_errors *errs)
 {
     struct ferry__parse *p = calloc(1, sizeof(*p));
     struct ferry_config *cfg = calloc(1, sizeof(*cfg));
@@ -431,10 +433,11 @@ static struct ferry_config *load_text(const char *name, const char *text, size_t
         p->oom = true;
     check_all(p);
 
-    bool bad = p->nerrs > 0 || p->oom;
+    free(p->tls_keys);
+    bool bad = p->nerrs > 0 || p->oom, oom = p->oom;
     flush_errors(p, errs);
     free(p);
-    if (bad) {
+    if (bad && (!keep || oom)) {
         ferry_config_free(cfg);
         return NULL;
     }
@@ -444,7 +447,7 @@ static struct ferry_config *load_text(const char *name, const char *text, size_t
 struct ferry_config *ferry_config_load_string(const char *name, const char *text,
                                               struct ferry_config_errors *errs)
 {
-    return load_text(name, text, strlen(text), errs);
+    return load_text(name, text, strlen(text), false, errs);
 }
 
 /* Reads the whole file; NULL with an error added when it cannot. */
@@ -486,15 +489,26 @@ fail:
     return NULL;
 }
 
-struct ferry_config *ferry_config_load(const char *path, struct ferry_config_errors *errs)
+static struct ferry_config *load_file(const char *path, bool keep,
+                                      struct ferry_config_errors *errs)
 {
     size_t len;
     char *text = read_file(path, &len, errs);
     if (!text)
         return NULL;
-    struct ferry_config *cfg = load_text(path, text, len, errs);
+    struct ferry_config *cfg = load_text(path, text, len, keep, errs);
     free(text);
     return cfg;
+}
+
+struct ferry_config *ferry_config_load(const char *path, struct ferry_config_errors *errs)
+{
+    return load_file(path, false, errs);
+}
+
+struct ferry_config *ferry_config_load_all(const char *path, struct ferry_config_errors *errs)
+{
+    return load_file(path, true, errs);
 }
 
 /* ---- freeing ---- */

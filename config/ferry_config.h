@@ -89,6 +89,7 @@ struct ferry_listener {
     int tls_min_version;        /* 0x0303 (1.2) or 0x0304 (1.3) */
     char *tls_ciphers, *tls_ciphersuites, *tls_alpn, *tls_client_ca; /* NULL: unset */
     int tls_client_ca_line;
+    int tls_ciphers_line, tls_ciphersuites_line, tls_alpn_line; /* 0: unset */
     struct ferry_route *routes;
     size_t nroutes;
     bool accept_proxy;
@@ -152,6 +153,14 @@ struct ferry_config_errors {
  * here (errors it finds use the same FILE:LINE form with the lines kept in
  * the structs above). */
 struct ferry_config *ferry_config_load(const char *path, struct ferry_config_errors *errs);
+
+/* Same, but with errors the configuration is still returned, as far as it
+ * could be read (sections and keys with errors left out or at their
+ * defaults), so that later passes (TLS files, ciphers) can report their
+ * errors in the same run. Check errs->n before anything else: such a
+ * configuration must never serve. NULL only when the file cannot be read or
+ * memory runs out (then with an error). */
+struct ferry_config *ferry_config_load_all(const char *path, struct ferry_config_errors *errs);
 
 /* Same, from an in-memory string; `name` is used in messages (for tests). */
 struct ferry_config *ferry_config_load_string(const char *name, const char *text,

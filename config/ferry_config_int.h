@@ -23,6 +23,19 @@ enum ferry__sect {
     FERRY__SECT_SKIP,      /* a bad section: its error is reported once, its keys ignored */
 };
 
+/* A key that needs tls = on in its section (table in ferry_config_keys.c). */
+struct ferry__tls_key {
+    enum ferry__sect sect;
+    const char *key;
+    bool health;           /* also used by health_check = tls on a backend */
+};
+
+/* A line of the current section that set such a key. */
+struct ferry__key_line {
+    const struct ferry__tls_key *def;
+    int line;
+};
+
 struct ferry__parse {
     const char *file;
     struct ferry_config *cfg;
@@ -44,6 +57,9 @@ struct ferry__parse {
     int sect_line;
     size_t cur;            /* index of the current listener / backend */
     int seen[FERRY__KEYS_MAX];  /* line where each key of the section was set, 0 = not yet */
+    struct ferry__key_line *tls_keys;  /* TLS-only keys set in the section */
+    size_t ntls_keys;
+    bool tls_bad;          /* the section's tls line had a bad value */
     int global_line;       /* 0: no [global] section yet */
     int control_socket_line;
 };

@@ -277,6 +277,7 @@ static void l_backend(struct ferry__parse *p, const char *v)
 
 static void l_tls(struct ferry__parse *p, const char *v)
 {
+    p->tls_bad = ferry_parse_bool(v, &L(p)->tls) < 0;
     set_bool(p, v, &L(p)->tls);
 }
 
@@ -307,11 +308,13 @@ static void l_tls_min_version(struct ferry__parse *p, const char *v)
 static void l_tls_ciphers(struct ferry__parse *p, const char *v)
 {
     set_string(p, v, &L(p)->tls_ciphers);
+    L(p)->tls_ciphers_line = p->lineno;
 }
 
 static void l_tls_ciphersuites(struct ferry__parse *p, const char *v)
 {
     set_string(p, v, &L(p)->tls_ciphersuites);
+    L(p)->tls_ciphersuites_line = p->lineno;
 }
 
 /* "h2,http/1.1": protocol names of 1 to 255 visible characters. */
@@ -335,6 +338,7 @@ static void l_tls_alpn(struct ferry__parse *p, const char *v)
         }
     }
     set_string(p, v, &L(p)->tls_alpn);
+    L(p)->tls_alpn_line = p->lineno;
 }
 
 static void l_tls_client_ca(struct ferry__parse *p, const char *v)
@@ -587,16 +591,17 @@ static void b_health_timeout(struct ferry__parse *p, const char *v)
 
 static void b_health_rise(struct ferry__parse *p, const char *v)
 {
-    set_uint(p, v, 1, 100, &B(p)->health_rise);
+    set_uint(p, v, 1, UINT32_MAX, &B(p)->health_rise);
 }
 
 static void b_health_fall(struct ferry__parse *p, const char *v)
 {
-    set_uint(p, v, 1, 100, &B(p)->health_fall);
+    set_uint(p, v, 1, UINT32_MAX, &B(p)->health_fall);
 }
 
 static void b_tls(struct ferry__parse *p, const char *v)
 {
+    p->tls_bad = ferry_parse_bool(v, &B(p)->tls) < 0;
     set_bool(p, v, &B(p)->tls);
 }
 
@@ -644,6 +649,59 @@ static const struct key_def backend_keys[] = {
     {"tls_sni", false, false, b_tls_sni},
     {"send_proxy", false, false, b_send_proxy},
 };
+
+/* Keys that mean something only where their section has tls = on (SPEC 2):
+ * set elsewhere, each is an error at its line ("tls_ca has no effect without
+ * tls = on"), since a listener would serve plaintext and a backend talk
+ * plaintext to a TLS server. A new TLS key needs only its row here.
+ * `health`: the key also serves a backend's health_check = tls, which sends
+ * tls_sni and presents tls_cert without tls = on (SPEC 2, health_check). */
+static const struct ferry__tls_key tls_only_keys[] = {
+    {FERRY__SECT_LISTENER, "tls_cert", false},
+    {FERRY__SECT_LISTENER, "tls_client_ca", false},
+    {FERRY__SECT_LISTENER, "tls_min_version", false},
+    {FERRY__SECT_LISTENER, "tls_ciphers", false},
+    {FERRY__SECT_LISTENER, "tls_ciphersuites", false},
+    {FERRY__SECT_LISTENER, "tls_alpn", false},
+    {FERRY__SECT_LISTENER, "tls_ticket_keys", false},
+    {FERRY__SECT_BACKEND, "tls_ca", false},
+    {FERRY__SECT_BACKEND, "tls_sni", true},
+    {FERRY__SECT_BACKEND, "tls_verify", false},
+    {FERRY__SECT_BACKEND, "tls_cert", true},
+};
+
+static const struct ferry__tls_key *tls_only_key(enum ferry__sect sect, const char *key)
+{
+    for (size_t i = 0; i < sizeof(tls_only_keys) / sizeof(tls_only_keys[0]); i++)
+        if (tls_only_keys[i].sect == sect && strcmp(tls_only_keys[i].key, key) == 0)
+            return &tls_only_keys[i];
+    return NULL;
+}
+
+/* Remembers a line setting a TLS-only key of the current section. */
+static void note_tls_key(struct ferry__parse *p, const struct ferry__tls_key *k)
+{
+    if (ferry__grow(&p->tls_keys, p->ntls_keys, sizeof(*p->tls_keys)) < 0) {
+        p->oom = true;
+        return;
+    }
+    p->tls_keys[p->ntls_keys++] = (struct ferry__key_line){.def = k, .line = p->lineno};
+}
+
+/* Without tls = on (and no error on the tls line itself), every TLS-only
+ * key set in the section is an error at its line. */
+static void check_tls_keys(struct ferry__parse *p, bool tls, bool health_tls)
+{
+    for (size_t i = 0; !tls && !p->tls_bad && i < p->ntls_keys; i++) {
+        const struct ferry__tls_key *k = p->tls_keys[i].def;
+        if (k->health && health_tls)
+            continue;
+        ferry__err(p, p->tls_keys[i].line, "%s has no effect without tls = on%s", k->key,
+                   k->health ? " or health_check = tls" : "");
+    }
+    p->ntls_keys = 0;
+    p->tls_bad = false;
+}
 
 _Static_assert(sizeof(listener_keys) / sizeof(listener_keys[0]) <= FERRY__KEYS_MAX,
                "seen[] too small");
@@ -710,11 +768,15 @@ void ferry__close_section(struct ferry__parse *p)
                        l->name);
         if (!seen_at(p, listener_keys, n, "backend") && !seen_at(p, listener_keys, n, "route"))
             ferry__err(p, l->line, "listener \"%s\" has neither a backend nor a route", l->name);
+        check_tls_keys(p, l->tls, false);
     } else if (p->sect == FERRY__SECT_BACKEND) {
         const size_t n = sizeof(backend_keys) / sizeof(backend_keys[0]);
         if (!seen_at(p, backend_keys, n, "server"))
             ferry__err(p, B(p)->line, "backend \"%s\" has no server", B(p)->name);
+        check_tls_keys(p, B(p)->tls, B(p)->health_check == FERRY_HEALTH_TLS);
     }
+    p->ntls_keys = 0;
+    p->tls_bad = false;
     p->sect = FERRY__SECT_NONE;
 }
 
@@ -759,7 +821,12 @@ void ferry__key(struct ferry__parse *p)
             ferry__err(p, p->lineno, "empty value for %s", p->key);
             return;
         }
+        size_t nerrs = p->nerrs;
         keys[i].fn(p, p->value);
+        /* A value with its own error gets no second one for its place. */
+        const struct ferry__tls_key *tls_key = tls_only_key(p->sect, keys[i].name);
+        if (tls_key && p->nerrs == nerrs)
+            note_tls_key(p, tls_key);
         return;
     }
     /* "bind 127.0.0.1:80" reaches here as key "bind 127.0.0.1" (':'

@@ -187,8 +187,12 @@ struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *c
     g->backends = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*g->backends));
     g->lb = calloc((size_t)d->nworkers * (cfg->nbackends ? cfg->nbackends : 1), sizeof(*g->lb));
     int failed = (!g->listeners || !g->backends || !g->lb) ? -ENOMEM : 0;
-    for (size_t i = 0; !failed && i < cfg->nbackends; i++) {
-        if (build_backend(g, i, errs, resolve) != 0)
+    for (size_t i = 0; failed != -ENOMEM && i < cfg->nbackends; i++) {
+        /* Go on after an error: every backend's errors are reported. */
+        int rc = build_backend(g, i, errs, resolve);
+        if (rc == -ENOMEM)
+            failed = -ENOMEM;
+        else if (rc != 0 && failed == 0)
             failed = -1;
         for (unsigned w = 0; w < d->nworkers; w++)
             if (ferry_lb_state_init(&g->lb[w * cfg->nbackends + i], cfg->backends[i].nservers,

@@ -15,6 +15,7 @@
 
 #include "binding.h"
 #include "bound.h"
+#include "confcheck.h"
 #include "control.h"
 #include "ferryd.h"
 #include "gen.h"
@@ -122,7 +123,7 @@ static void daemon_free(struct ferry_daemon *d)
 static int check_only(const char *path)
 {
     struct ferry_config_errors errs = {0};
-    struct ferry_config *cfg = ferry_config_load(path, &errs);
+    struct ferry_config *cfg = ferry_config_load_checked(path, &errs);
     if (cfg) {
         struct ferry_daemon d;
         if (daemon_init(&d, path, 1) != 0) {
@@ -241,7 +242,7 @@ static int unclaimed_inherited(struct ferry_daemon *d)
 static int run(const char *path)
 {
     struct ferry_config_errors errs = {0};
-    struct ferry_config *cfg = ferry_config_load(path, &errs);
+    struct ferry_config *cfg = ferry_config_load_checked(path, &errs);
     if (!cfg) {
         print_errors(stderr, &errs, path);
         ferry_config_errors_free(&errs);

@@ -13,6 +13,7 @@
 
 #include "binding.h"
 #include "bound.h"
+#include "confcheck.h"
 #include "daemon.h"
 #include "gen.h"
 #include "reload.h"
@@ -30,7 +31,7 @@ struct reload_job {
 static void *reload_work(void *arg)
 {
     struct reload_job *j = arg;
-    struct ferry_config *cfg = ferry_config_load(j->d->config_path, &j->errs);
+    struct ferry_config *cfg = ferry_config_load_checked(j->d->config_path, &j->errs);
     if (cfg)
         j->gen = ferry_gen_build(j->d, cfg, true, &j->errs);
     return j;

@@ -330,24 +330,24 @@ static void setup_common(SSL_CTX *ctx, int min_version)
                               SSL_MODE_RELEASE_BUFFERS);
 }
 
-static void setup_ciphers(struct build *b, SSL_CTX *ctx, const char *ciphers,
-                          const char *suites, int line)
+/* Errors at the line of the key that set the list. */
+static void setup_ciphers(struct build *b, SSL_CTX *ctx, const struct ferry_listener *l)
 {
     char why[160];
-    if (ciphers != NULL && SSL_CTX_set_cipher_list(ctx, ciphers) != 1)
-        build_error(b, line, "invalid tls_ciphers \"%s\": %s", ciphers, ssl_reason(why, sizeof(why)));
-    if (suites != NULL && SSL_CTX_set_ciphersuites(ctx, suites) != 1)
-        build_error(b, line, "invalid tls_ciphersuites \"%s\": %s", suites,
+    if (l->tls_ciphers != NULL && SSL_CTX_set_cipher_list(ctx, l->tls_ciphers) != 1)
+        build_error(b, l->tls_ciphers_line > 0 ? l->tls_ciphers_line : l->line,
+                    "invalid tls_ciphers \"%s\": %s", l->tls_ciphers, ssl_reason(why, sizeof(why)));
+    if (l->tls_ciphersuites != NULL && SSL_CTX_set_ciphersuites(ctx, l->tls_ciphersuites) != 1)
+        build_error(b, l->tls_ciphersuites_line > 0 ? l->tls_ciphersuites_line : l->line,
+                    "invalid tls_ciphersuites \"%s\": %s", l->tls_ciphersuites,
                     ssl_reason(why, sizeof(why)));
 }
 
 static void load_certs(struct build *b, SSL_CTX *ctx, struct srv_data *d,
                        const struct ferry_listener *l)
 {
-    if (l->ntls_certs == 0) {
-        build_error(b, l->line, "listener %s: tls = on needs at least one tls_cert", l->name);
+    if (l->ntls_certs == 0) /* the configuration's own check reported it */
         return;
-    }
     d->certs = calloc(l->ntls_certs, sizeof(*d->certs));
     if (d->certs == NULL) {
         build_error(b, l->line, "listener %s: out of memory", l->name);
@@ -450,13 +450,13 @@ SSL_CTX *ferry_tls_server_ctx_new(const struct ferry_listener *l, const char *cf
     setup_common(ctx, l->tls_min_version);
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_dh_auto(ctx, 1);
-    setup_ciphers(&b, ctx, l->tls_ciphers, l->tls_ciphersuites, l->line);
+    setup_ciphers(&b, ctx, l);
     load_certs(&b, ctx, d, l);
     if (l->tls_alpn != NULL) {
         if (alpn_wire(l->tls_alpn, &d->alpn, &d->alpn_len))
             SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, d);
         else
-            build_error(&b, l->line, "invalid tls_alpn \"%s\": empty or over-long protocol name",
+            build_error(&b, l->tls_alpn_line > 0 ? l->tls_alpn_line : l->line, "invalid tls_alpn \"%s\": empty or over-long protocol name",
                         l->tls_alpn);
     }
     if (l->tls_client_ca != NULL)
@@ -484,14 +484,15 @@ SSL_CTX *ferry_tls_client_ctx_new(const struct ferry_backend *b, const char *cfg
         return NULL;
     }
     setup_common(ctx, TLS1_2_VERSION);
+    int ca_line = b->tls_ca_line > 0 ? b->tls_ca_line : b->line;
     if (b->tls_ca != NULL) {
         FILE *fp = fopen(b->tls_ca, "r");
         if (fp == NULL)
-            build_error(&bd, b->line, "cannot read tls_ca %s: %s", b->tls_ca, strerror(errno));
+            build_error(&bd, ca_line, "cannot read tls_ca %s: %s", b->tls_ca, strerror(errno));
         else {
             fclose(fp);
             if (SSL_CTX_load_verify_locations(ctx, b->tls_ca, NULL) != 1)
-                build_error(&bd, b->line, "cannot load tls_ca %s: %s", b->tls_ca,
+                build_error(&bd, ca_line, "cannot load tls_ca %s: %s", b->tls_ca,
                             ssl_reason(why, sizeof(why)));
         }
     } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {

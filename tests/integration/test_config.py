@@ -91,5 +91,78 @@ def test_relative_control_socket_of_a_running_ferryd():
     assert "ferry" in f.ctl("info")
 
 
+# ---- every error of every pass, at its own line (SPEC 2) ----
+
+def test_check_reports_every_pass_in_line_order():
+    d = tmpdir()
+    path = os.path.join(d, "ferry.ini")
+    self_signed(os.path.join(d, "good.pem"))
+    lines = [
+        "[global]",
+        "control_socket =",
+        "bogus = 1",                               # unknown key
+        "[listener a]",
+        f"bind = 127.0.0.1:{free_port()}",
+        "tls = on",
+        "tls_cert = good.pem",
+        "tls_cert = missing.pem",                  # TLS file
+        "tls_ciphers = NO-SUCH-CIPHER",            # cipher list, at its line
+        "tls_ciphersuites = TLS_NO_SUCH_SUITE",    # suites, at its line
+        "tls_alpn = h2,,x",                        # ALPN syntax
+        "backend = nowhere",                       # reference
+        "[listener plain]",
+        f"bind = 127.0.0.1:{free_port()}",
+        "tls_cert = good.pem",                     # TLS key without tls = on
+        "tls_client_ca = good.pem.crt",
+        "backend = b",
+        "[backend b]",
+        "server s 127.0.0.1:9",
+        "retries = many",                          # value
+        "tls = on",
+        "tls_ca = nowhere/ca.pem",                 # TLS file, at its line
+        "tls_verify = maybe",                      # value
+    ]
+    write(path, "\n".join(lines) + "\n")
+    rc, out, err = check(path)
+    want = [
+        (3, 'unknown key "bogus" in [global]'),
+        (8, f"cannot read tls_cert {d}/missing.pem: No such file or directory"),
+        (9, 'invalid tls_ciphers "NO-SUCH-CIPHER"'),
+        (10, 'invalid tls_ciphersuites "TLS_NO_SUCH_SUITE"'),
+        (11, 'invalid value "h2,,x" for tls_alpn'),
+        (12, 'unknown backend "nowhere"'),
+        (15, "tls_cert has no effect without tls = on"),
+        (16, "tls_client_ca has no effect without tls = on"),
+        (20, 'invalid value "many" for retries'),
+        (22, f"cannot read tls_ca {d}/nowhere/ca.pem: No such file or directory"),
+        (23, 'invalid value "maybe" for tls_verify'),
+    ]
+    assert rc == 1, (rc, out, err)
+    assert len(out) == len(want), "\n".join(out)
+    for got, (ln, text) in zip(out, want):
+        assert got.startswith(f"{path}:{ln}: ") and text in got, (got, ln, text)
+    # The start reports the same list, on stderr, and exits 1.
+    r = subprocess.run([FERRYD, "-c", path], capture_output=True, timeout=60, cwd="/")
+    assert r.returncode == 1 and r.stderr.decode().strip().splitlines() == out, r
+
+
+def test_plaintext_listener_with_tls_keys_is_refused():
+    # The case: tls_cert and tls_client_ca without tls = on used to
+    # pass -t and serve plaintext.
+    d = tmpdir()
+    path = os.path.join(d, "ferry.ini")
+    self_signed(os.path.join(d, "a.pem"))
+    text = (f"[listener l]\nbind = 127.0.0.1:{free_port()}\ntls_cert = a.pem\n"
+            f"tls_client_ca = a.pem.crt\nbackend = b\n[backend b]\nserver s 127.0.0.1:9\n"
+            f"tls_ca = a.pem.crt\ntls_sni = x.test\n")
+    write(path, text)
+    rc, out, _ = check(path)
+    assert rc == 1
+    assert out == [f"{path}:3: tls_cert has no effect without tls = on",
+                   f"{path}:4: tls_client_ca has no effect without tls = on",
+                   f"{path}:8: tls_ca has no effect without tls = on",
+                   f"{path}:9: tls_sni has no effect without tls = on or health_check = tls"], out
+
+
 if __name__ == "__main__":
     runner.run(globals())

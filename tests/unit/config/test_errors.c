@@ -91,6 +91,77 @@ static void test_bad_values(void **state)
     cfg_expect_one("[backend b]\nserver = s/1 127.0.0.1:1\n", 2, "invalid server name");
 }
 
+/* SPEC 2: a TLS key where tls is not on is an error at its line. */
+static void test_tls_keys_without_tls(void **state)
+{
+    (void)state;
+    static const char *const listener[] = {"tls_cert = /c.pem", "tls_client_ca = /ca.pem",
+                                           "tls_min_version = 1.3", "tls_ciphers = HIGH",
+                                           "tls_ciphersuites = TLS_AES_128_GCM_SHA256",
+                                           "tls_alpn = h2"};
+    static const char *const backend[] = {"tls_ca = /ca.pem", "tls_verify = off"};
+    char text[512], msg[64];
+    for (size_t i = 0; i < sizeof(listener) / sizeof(listener[0]); i++) {
+        for (int on = 0; on < 3; on++) {   /* absent, "tls = off", "tls = no" */
+            snprintf(text, sizeof(text), "[listener l]\nbind = 127.0.0.1:1\n%s\n%s\n"
+                     "backend = b\n" CFG_BACKEND_B, on == 0 ? "" : on == 1 ? "tls = off" :
+                     "tls = no", listener[i]);
+            snprintf(msg, sizeof(msg), "%.*s has no effect without tls = on",
+                     (int)strcspn(listener[i], " "), listener[i]);
+            cfg_expect_one(text, 4, msg);
+        }
+    }
+    for (size_t i = 0; i < sizeof(backend) / sizeof(backend[0]); i++) {
+        snprintf(text, sizeof(text), "[backend b]\n%s\nserver = s 127.0.0.1:1\n", backend[i]);
+        snprintf(msg, sizeof(msg), "%.*s has no effect without tls = on",
+                 (int)strcspn(backend[i], " "), backend[i]);
+        cfg_expect_one(text, 2, msg);
+    }
+    /* tls_sni also serves health_check = tls, with or without tls = on */
+    cfg_expect_one("[backend b]\ntls_sni = a.test\nserver = s 127.0.0.1:1\n", 2,
+                   "tls_sni has no effect without tls = on or health_check = tls");
+    ferry_config_free(cfg_ok("[backend b]\ntls_sni = a.test\nserver = s 127.0.0.1:1\n"
+                             "health_check = tls\n"));
+    cfg_expect_one("[backend b]\ntls_verify = off\nserver = s 127.0.0.1:1\n"
+                   "health_check = tls\n", 2, "tls_verify has no effect without tls = on");
+    /* every line of a repeatable key, each at its own line, in order */
+    struct ferry_config_errors e = {0};
+    assert_null(ferry_config_load_string("t.ini", "[listener l]\nbind = 127.0.0.1:1\n"
+                                         "tls_cert = /a.pem\nbackend = b\ntls_cert = /b.pem\n"
+                                         "tls_client_ca = /ca.pem\n" CFG_BACKEND_B
+                                         "tls_ca = /ca.pem\n", &e));
+    cfg_dump(&e);
+    assert_int_equal(e.n, 4);
+    assert_string_equal(e.msgs[0], "t.ini:3: tls_cert has no effect without tls = on");
+    assert_string_equal(e.msgs[1], "t.ini:5: tls_cert has no effect without tls = on");
+    assert_string_equal(e.msgs[2], "t.ini:6: tls_client_ca has no effect without tls = on");
+    assert_string_equal(e.msgs[3], "t.ini:9: tls_ca has no effect without tls = on");
+    ferry_config_errors_free(&e);
+    /* with tls = on (before or after the keys) all is well */
+    ferry_config_free(cfg_ok("[listener l]\nbind = 127.0.0.1:1\ntls_cert = /a.pem\n"
+                             "tls_alpn = h2\ntls = on\nbackend = b\n[backend b]\n"
+                             "tls_sni = a.test\ntls_verify = off\ntls = yes\n"
+                             "server = s 127.0.0.1:1\n"));
+    /* a bad tls value is the only error: the keys' meaning is unknown */
+    cfg_expect_one("[listener l]\nbind = 127.0.0.1:1\ntls = maybe\ntls_cert = /a.pem\n"
+                   "backend = b\n" CFG_BACKEND_B, 3, "invalid value \"maybe\" for tls");
+}
+
+/* health_rise / health_fall: any positive 32-bit count (issue 8). */
+static void test_health_counts(void **state)
+{
+    (void)state;
+    struct ferry_config *cfg = cfg_ok("[backend b]\nserver = s 127.0.0.1:1\n"
+                                      "health_rise = 1000\nhealth_fall = 4294967295\n");
+    assert_int_equal(cfg->backends[0].health_rise, 1000);
+    assert_int_equal(cfg->backends[0].health_fall, 4294967295u);
+    ferry_config_free(cfg);
+    cfg_expect_one("[backend b]\nserver = s 127.0.0.1:1\nhealth_fall = 4294967296\n", 3,
+                   "a whole number from 1 to 4294967295");
+    cfg_expect_one("[backend b]\nserver = s 127.0.0.1:1\nhealth_rise = 0\n", 3,
+                   "a whole number from 1 to 4294967295");
+}
+
 static void test_missing_references(void **state)
 {
     (void)state;
@@ -295,6 +366,8 @@ int main(void)
         cmocka_unit_test(test_repeated_key),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_missing_references),
+        cmocka_unit_test(test_tls_keys_without_tls),
+        cmocka_unit_test(test_health_counts),
         cmocka_unit_test(test_section_line_errors),
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_bad_names),

@@ -250,6 +250,7 @@ static void test_syntax_like_inih(void **state)
         "    backend = b\r\n"             /* indented, not a continuation */
         "tls_ciphers = A;B\r\n"           /* ';' without a space before it is data */
         "tls_alpn = h2 ;comment\r\n"
+        "tls = on\r\ntls_cert = /c.pem\r\n"
         CFG_BACKEND_B);
     assert_int_equal(cfg->global.log_level, FERRY_LOG_WARN);
     assert_int_equal(cfg->global.workers, 3);
@@ -272,12 +273,15 @@ static void test_inline_comments(void **state)
         "bind = 127.0.0.1:8080 # the port\n"
         "tls_ciphers = A#B;C  #comment\n"     /* no whitespace before: data */
         "backend = b\n"
+        "tls = on # terminate\ntls_cert = /c.pem ; the certificate\n"
         "[backend b]\n"
         "server s1 127.0.0.1:9001 weight=3 # the first\n");
     assert_int_equal(cfg->global.drain_timeout_ms, 2000);
     assert_int_equal(cfg->global.max_connections, 7);
     assert_string_equal(cfg->listeners[0].binds[0].text, "127.0.0.1:8080");
     assert_string_equal(cfg->listeners[0].tls_ciphers, "A#B;C");
+    assert_true(cfg->listeners[0].tls);
+    assert_string_equal(cfg->listeners[0].tls_certs[0], "/c.pem");
     assert_int_equal(cfg->backends[0].servers[0].weight, 3);
     ferry_config_free(cfg);
 }
@@ -291,7 +295,7 @@ static void test_long_values_whole(void **state)
         value[i] = (char)('A' + i % 26);
     value[300] = '\0';
     assert_true(asprintf(&text, "[listener l]\nbind = 127.0.0.1:1\ntls_ciphers = %s\n"
-                         "backend = b\n" CFG_BACKEND_B, value) > 0);
+                         "backend = b\ntls = on\ntls_cert = /c.pem\n" CFG_BACKEND_B, value) > 0);
     struct ferry_config *cfg = cfg_ok(text);
     assert_string_equal(cfg->listeners[0].tls_ciphers, value);
     assert_int_equal(cfg->listeners[0].backend_line, 4);   /* line count intact */
@@ -305,7 +309,7 @@ static void test_long_values_whole(void **state)
     memset(big, 'x', max - pre);
     big[max - pre] = '\0';
     assert_true(asprintf(&text, "[listener l]\nbind = 127.0.0.1:1\ntls_ciphersuites = %s\n"
-                         "backend = b\n" CFG_BACKEND_B, big) > 0);
+                         "backend = b\ntls = on\ntls_cert = /c.pem\n" CFG_BACKEND_B, big) > 0);
     cfg = cfg_ok(text);
     assert_int_equal(strlen(cfg->listeners[0].tls_ciphersuites), max - pre);
     ferry_config_free(cfg);
@@ -314,7 +318,7 @@ static void test_long_values_whole(void **state)
     memset(big, 'x', max - pre + 1);
     big[max - pre + 1] = '\0';
     assert_true(asprintf(&text, "[listener l]\nbind = 127.0.0.1:1\ntls_ciphersuites = %s\n"
-                         "backend = b\n" CFG_BACKEND_B, big) > 0);
+                         "backend = b\ntls = on\ntls_cert = /c.pem\n" CFG_BACKEND_B, big) > 0);
     cfg_expect_one(text, 3, "line too long: 4097 characters, at most 4096");
     free(text);
     free(big);
