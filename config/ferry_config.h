@@ -54,6 +54,7 @@ struct ferry_global {
     enum ferry_log_level log_level;
     bool access_log;            /* default on */
     uint64_t drain_timeout_ms;  /* default 30s */
+    uint64_t shutdown_delay_ms; /* default 0: on stop, serve this long with /ready at 503 */
     size_t buffer_size;         /* default 16k */
     bool has_metrics;
     struct ferry_addr metrics;  /* HOST:PORT */

@@ -199,6 +199,11 @@ static void g_drain_timeout(struct ferry__parse *p, const char *v)
     set_duration(p, v, 0, &G(p)->drain_timeout_ms);
 }
 
+static void g_shutdown_delay(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 0, &G(p)->shutdown_delay_ms);
+}
+
 static void g_buffer_size(struct ferry__parse *p, const char *v)
 {
     size_t n;
@@ -234,6 +239,7 @@ static const struct key_def global_keys[] = {
     {"log_level", false, false, g_log_level},
     {"access_log", false, false, g_access_log},
     {"drain_timeout", false, false, g_drain_timeout},
+    {"shutdown_delay", false, false, g_shutdown_delay},
     {"buffer_size", false, false, g_buffer_size},
     {"metrics", false, false, g_metrics},
 };

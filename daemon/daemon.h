@@ -48,7 +48,8 @@ struct ferry_daemon {
     _Atomic int64_t last_reload;      /* unix time of the last attempt, 0: none */
     _Atomic int64_t last_reload_success; /* unix time of the last success (or start) */
     _Atomic bool last_reload_ok;      /* its outcome (true before any) */
-    _Atomic bool stopping;
+    _Atomic bool stopping;            /* a stop signal came: /ready answers 503 */
+    _Atomic uint64_t accept_until_ms; /* while stopping: accepting ends then (shutdown_delay) */
     uint64_t start_ms;                /* ac_clock_now_ms() at start */
     double start_unix;                /* wall clock at start (process_start_time_seconds) */
     char *config_abs;                 /* absolute path of the configuration file */

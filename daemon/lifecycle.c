@@ -3,9 +3,13 @@
  * Signals arrive through a signalfd registered with worker 0's reactor (they
  * are blocked in every thread), so handling them is ordinary task code:
  *   SIGHUP          reload (one at a time; one more queued if it comes during)
- *   SIGTERM/SIGINT  stop accepting at once, let connections finish for up to
- *                   drain_timeout, then cut the rest and exit; a second one
- *                   stops at once.
+ *   SIGTERM/SIGINT  /ready turns 503 and, for shutdown_delay, ferryd goes on
+ *                   accepting and serving (a load balancer takes it out of
+ *                   rotation meanwhile); then it stops accepting, lets
+ *                   connections finish for up to drain_timeout (counted from
+ *                   the end of the delay, so a connection accepted during it
+ *                   gets the whole drain time), cuts the rest and exits; a
+ *                   second signal stops at once.
  * A heartbeat task on each worker stamps its loop as alive; WATCHDOG=1 is sent
  * only while every loop is.
  */
@@ -27,7 +31,7 @@
 #define STOP_POLL_MS 50
 #define CUT_GRACE_MS 2000
 
-enum { RUNNING, DRAINING, CUTTING };
+enum { RUNNING, DELAYING, DRAINING, CUTTING };
 
 struct signal_task {
     struct ac_future base;
@@ -59,24 +63,59 @@ static uint64_t active_conns(struct ferry_daemon *d)
     return active;
 }
 
-static void begin_stop(struct signal_task *t, struct ac_context *cx)
+static void send_status(struct ferry_daemon *d)
+{
+    char line[160];
+    ferry_lifecycle_status(d, line, sizeof(line));
+    ferry_sd_notifyf("STATUS=%s", line);
+}
+
+/* The end of shutdown_delay (or the stop signal, without one): close every
+ * listening socket, stop health checks and start the drain clock. A reload
+ * still running is dropped: it must not bind anything now. */
+static void stop_accepting(struct signal_task *t, struct ac_context *cx)
 {
     struct ferry_daemon *d = t->d;
-    atomic_store(&d->stopping, true);
-    ferry_sd_notify("STOPPING=1");
+    if (t->reload_live) {
+        ac_future_drop(&t->reload.base);
+        ferry_config_errors_free(&t->reload.errs);
+        t->reload_live = t->reload_again = false;
+    }
+    uint64_t now = ac_worker_now_ms(cx->worker);
+    atomic_store(&d->accept_until_ms, now);
     ferry_log(FERRY_LOG_INFO, "stopping", "active=%llu drain_timeout_ms=%llu",
               (unsigned long long)active_conns(d),
               (unsigned long long)d->gen->cfg->global.drain_timeout_ms);
+    /* Connections the kernel already completed are served, not reset. */
     while (d->bound) {
         struct ferry_bound *b = d->bound;
         d->bound = b->next;
-        ferry_bound_close(b, false);
+        ferry_bound_close(b, true);
     }
     ac_notify_all(&d->gen->stop); /* health checks */
-    uint64_t now = ac_worker_now_ms(cx->worker);
     t->cut_at = now + d->gen->cfg->global.drain_timeout_ms;
     t->give_up_at = t->cut_at + CUT_GRACE_MS;
     t->stop_state = DRAINING;
+    send_status(d);
+}
+
+static void begin_stop(struct signal_task *t, struct ac_context *cx)
+{
+    struct ferry_daemon *d = t->d;
+    uint64_t delay = d->gen->cfg->global.shutdown_delay_ms;
+    uint64_t now = ac_worker_now_ms(cx->worker);
+    atomic_store(&d->accept_until_ms, now + delay);
+    atomic_store(&d->stopping, true);
+    ferry_sd_notify("STOPPING=1");
+    if (delay == 0) {
+        stop_accepting(t, cx);
+        return;
+    }
+    ferry_log(FERRY_LOG_INFO, "not ready, still accepting until shutdown_delay ends",
+              "active=%llu shutdown_delay_ms=%llu", (unsigned long long)active_conns(d),
+              (unsigned long long)delay);
+    t->stop_state = DELAYING;
+    send_status(d);
 }
 
 static void cut(struct ferry_daemon *d)
@@ -141,12 +180,15 @@ static void poll_reload(struct signal_task *t, struct ac_context *cx)
     }
 }
 
-/* While stopping: checks every STOP_POLL_MS whether the work is done. */
+/* While stopping: checks every STOP_POLL_MS whether the delay is over and
+ * whether the work is done. */
 static ac_poll_t poll_stop(struct signal_task *t, struct ac_context *cx)
 {
     for (;;) {
         uint64_t now = ac_worker_now_ms(cx->worker);
-        if (active_conns(t->d) == 0 || now >= t->give_up_at) {
+        if (t->stop_state == DELAYING && now >= atomic_load(&t->d->accept_until_ms))
+            stop_accepting(t, cx);
+        if (t->stop_state != DELAYING && (active_conns(t->d) == 0 || now >= t->give_up_at)) {
             ac_runtime_stop(t->d->rt);
             return AC_READY;
         }
@@ -247,9 +289,18 @@ void ferry_lifecycle_status(struct ferry_daemon *d, char *buf, size_t len)
 {
     uint64_t active, total;
     ferry_daemon_conn_totals(d, &active, &total);
-    snprintf(buf, len, "%llu active connections, %llu total, %llu reloads",
-             (unsigned long long)active, (unsigned long long)total,
-             (unsigned long long)atomic_load(&d->reloads));
+    uint64_t now = ac_clock_now_ms(), until = atomic_load(&d->accept_until_ms);
+    if (atomic_load(&d->stopping) && now < until)
+        snprintf(buf, len, "Stopping: not ready, still accepting for %llu s (shutdown_delay), "
+                 "%llu active connections", (unsigned long long)(until - now + 999) / 1000,
+                 (unsigned long long)active);
+    else if (atomic_load(&d->stopping))
+        snprintf(buf, len, "Stopping: not accepting, draining %llu active connections",
+                 (unsigned long long)active);
+    else
+        snprintf(buf, len, "%llu active connections, %llu total, %llu reloads",
+                 (unsigned long long)active, (unsigned long long)total,
+                 (unsigned long long)atomic_load(&d->reloads));
 }
 
 static ac_poll_t watchdog_poll(struct ac_future *f, struct ac_context *cx)

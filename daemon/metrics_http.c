@@ -97,6 +97,37 @@ static bool parse_request_line(const char *req, size_t len, char *method, size_t
     return true;
 }
 
+/* Every event loop stamped its heartbeat within the limit (see lifecycle.c). */
+static bool loops_turn(struct ferry_daemon *d)
+{
+    uint64_t now = ac_clock_now_ms();
+    if (d->workers == NULL || d->nworkers == 0)
+        return false;
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        uint64_t alive = atomic_load(&d->workers[i].alive_ms);
+        if (alive == 0 || (now > alive && now - alive > FERRY_LIVE_LIMIT_MS))
+            return false;
+    }
+    return true;
+}
+
+/* /ready: 200 while serving and no stop signal came; /live: 200 while every
+ * event loop turns. Probes want no caching and a short body. */
+static void probe(struct ferry_daemon *d, const char *path, struct ferry_buf *out, bool with_body)
+{
+    bool ok;
+    const char *body;
+    if (strcmp(path, "/ready") == 0) {
+        ok = !atomic_load(&d->stopping);
+        body = ok ? "ready\n" : "stopping\n";
+    } else {
+        ok = loops_turn(d);
+        body = ok ? "live\n" : "event loop stalled\n";
+    }
+    reply(out, ok ? "200 OK" : "503 Service Unavailable", "Cache-Control: no-store\r\n",
+          "text/plain; charset=utf-8", body, strlen(body), with_body);
+}
+
 void ferry_metrics_answer(struct ferry_daemon *d, const char *req, size_t len, bool overflow,
                           bool incomplete, struct ferry_buf *out)
 {
@@ -113,6 +144,10 @@ void ferry_metrics_answer(struct ferry_daemon *d, const char *req, size_t len, b
     bool head = strcmp(method, "HEAD") == 0;
     if (!head && strcmp(method, "GET") != 0) {
         reply_error(out, "405 Method Not Allowed", "Allow: GET, HEAD\r\n");
+        return;
+    }
+    if (strcmp(path, "/ready") == 0 || strcmp(path, "/live") == 0) {
+        probe(d, path, out, !head);
         return;
     }
     if (strcmp(path, "/metrics") != 0) {

@@ -2,8 +2,12 @@
  *
  * A tiny HTTP/1.x server on worker 0: one request per connection, the head
  * bounded to 8 KiB and 10 s. GET (or HEAD) /metrics, query string allowed,
- * answers the same text as `show metrics`; other paths 404, other methods
- * 405, a malformed request 400, an over-long head 431.
+ * answers the same text as `show metrics`; /ready answers 200 `ready` while
+ * serving and no stop signal came, else 503 (so a load balancer takes the
+ * instance out during shutdown_delay); /live answers 200 while every event
+ * loop stamped its heartbeat within FERRY_LIVE_LIMIT_MS, else 503. Other
+ * paths 404, other methods 405, a malformed request 400, an over-long head
+ * 431.
  */
 #ifndef FERRY_METRICS_HTTP_H
 #define FERRY_METRICS_HTTP_H
@@ -11,6 +15,9 @@
 #include "ferryd.h"
 
 struct ferry_metrics;
+
+/* An event loop whose heartbeat is older than this is stalled (/live 503). */
+#define FERRY_LIVE_LIMIT_MS 5000
 
 /* Binds addr and starts serving on worker 0 of d->rt. NULL with *err set to
  * -errno on failure. */

@@ -26,6 +26,7 @@ static void test_defaults(void **state)
     assert_int_equal(g->log_level, FERRY_LOG_INFO);
     assert_true(g->access_log);
     assert_int_equal(g->drain_timeout_ms, 30000);
+    assert_int_equal(g->shutdown_delay_ms, 0);
     assert_int_equal(g->buffer_size, 16384);
     assert_false(g->has_metrics);
 
