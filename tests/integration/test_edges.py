@@ -86,6 +86,8 @@ def test_deny_and_allow():
     assert recv_all(s) == b""
     s.close()
     wait_for(lambda: f.listener("web")["rejected"] == 1, what="rejected counted")
+    # The counter is bumped before the log line is written.
+    wait_for(lambda: f.access_log(), what="access log line")
     assert f.access_log()[0]["end"] == "rejected"
     assert b.accepted == 0
 
