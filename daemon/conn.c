@@ -27,6 +27,7 @@
 #include "conn.h"
 #include "log.h"
 #include "peek.h"
+#include "proxy_out.h"
 #include "proxy_proto.h"
 #include "upstream.h"
 
@@ -58,6 +59,7 @@ struct ferry_conn {
     socklen_t client_len, local_len;
     const char *end;
     uint8_t *proxy_out; /* PROXY header for the server, when sent */
+    char *sni;          /* a passed-through ClientHello's server name, or NULL */
     size_t proxy_out_len;
     bool backend_counted, server_counted;
 
@@ -350,6 +352,8 @@ static ac_poll_t phase_hello(struct ferry_conn *c, struct ac_context *cx)
     struct ferry_peek *p = &c->u.pre.peek;
     char name[sizeof(p->hello.server_name)];
     memcpy(name, p->hello.server_name, sizeof(name));
+    if (p->hello.has_sni && !(c->sni = strdup(name)))
+        return end_with(c, "rejected");
     pre_end(c);
     pre_finish(c);
     c->bidx = route(listener_cfg(c), p->hello.has_sni ? name : NULL);
@@ -393,18 +397,13 @@ static int build_proxy_out(struct ferry_conn *c, int version)
         if (getsockname(ac_stream_fd(c->cs), (struct sockaddr *)&c->local, &c->local_len) != 0)
             return -errno;
     }
-    c->proxy_out = malloc(FERRY_PROXY_HDR_OUT_MAX);
-    if (!c->proxy_out)
-        return -ENOMEM;
-    int n = version == 1
-                ? ferry_proxy_build_v1((struct sockaddr *)&c->client, (struct sockaddr *)&c->local,
-                                       (char *)c->proxy_out, FERRY_PROXY_HDR_OUT_MAX)
-                : ferry_proxy_build_v2((struct sockaddr *)&c->client, (struct sockaddr *)&c->local,
-                                       c->proxy_out, FERRY_PROXY_HDR_OUT_MAX);
-    if (n < 0)
-        return n;
-    c->proxy_out_len = (size_t)n;
-    return 0;
+    bool tls = listener_cfg(c)->tls;
+    struct ferry_proxy_conn pc = {
+        .client = (struct sockaddr *)&c->client, .local = (struct sockaddr *)&c->local,
+        .id = c->id, .ssl = tls ? c->ctls.ssl : NULL,
+        .sni = tls ? ac_tls_servername(&c->ctls) : c->sni,
+    };
+    return ferry_proxy_out_build(version, &pc, &c->proxy_out, &c->proxy_out_len);
 }
 
 static ac_poll_t start_upstream(struct ferry_conn *c)
@@ -592,6 +591,7 @@ static void conn_drop(struct ac_future *f)
     log_end(c);
     unlist(c);
     free(c->proxy_out);
+    free(c->sni);
     ferry_gen_unref(c->gen);
     c->magic = 0;
 }

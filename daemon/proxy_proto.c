@@ -22,6 +22,22 @@ enum { V2_PROTO_STREAM = 1 };
 #define V2_UNIX_LEN 216
 #define V2_UNIX_PATH 108
 
+/* An IPv4-mapped IPv6 address becomes the IPv4 address (see proxy_proto.h). */
+static void unmap(struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+        return;
+    struct sockaddr_in s4;
+    memset(&s4, 0, sizeof(s4));
+    s4.sin_family = AF_INET;
+    s4.sin_port = s6->sin6_port;
+    memcpy(&s4.sin_addr, s6->sin6_addr.s6_addr + 12, 4);
+    memset(ss, 0, sizeof(*ss));
+    memcpy(ss, &s4, sizeof(s4));
+    *len = sizeof(s4);
+}
+
 /* ---- version 1 ---- */
 
 /* Parses one decimal port, "0".."65535" without sign or leading zero. */
@@ -106,6 +122,8 @@ static int parse_v1_line(const char *s, size_t n, struct ferry_proxy_hdr *out)
         return -EINVAL;
     set_port(&out->src, sport);
     set_port(&out->dst, dport);
+    unmap(&out->src, &out->src_len);
+    unmap(&out->dst, &out->dst_len);
     out->has_addrs = true;
     return 0;
 }
@@ -176,19 +194,130 @@ static int v2_unix(const uint8_t *a, struct ferry_proxy_hdr *out)
     return V2_UNIX_LEN;
 }
 
-/* TLVs after the address block: skipped, but their framing must add up. */
-static int check_tlvs(const uint8_t *p, size_t n)
+/* CRC-32C (Castagnoli), reflected, bit by bit: headers are at most 4 KiB and
+ * a checksum is rare, so a table is not worth its cache lines. */
+static uint32_t crc32c(uint32_t crc, const uint8_t *p, size_t n)
 {
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1)));
+    }
+    return ~crc;
+}
+
+/* The header's checksum, computed with the CRC32C value (at crc_at) zeroed. */
+static bool crc_ok(const uint8_t *hdr, size_t len, size_t crc_at)
+{
+    static const uint8_t zero[4];
+    uint32_t want = (uint32_t)hdr[crc_at] << 24 | (uint32_t)hdr[crc_at + 1] << 16 |
+                    (uint32_t)hdr[crc_at + 2] << 8 | hdr[crc_at + 3];
+    uint32_t c = crc32c(0, hdr, crc_at);
+    c = crc32c(c, zero, 4);
+    c = crc32c(c, hdr + crc_at + 4, len - crc_at - 4);
+    return c == want;
+}
+
+/* One TLV at p (n bytes left): its type, value and total size, or -EINVAL
+ * when its length runs past the end. */
+static int tlv_at(const uint8_t *p, size_t n, uint8_t *type, struct ferry_proxy_str *v)
+{
+    if (n < 3)
+        return -EINVAL;
+    size_t l = ((size_t)p[1] << 8) | p[2];
+    if (l > n - 3)
+        return -EINVAL;
+    *type = p[0];
+    v->p = p + 3;
+    v->len = l;
+    return (int)(3 + l);
+}
+
+static void keep_first(struct ferry_proxy_str *slot, struct ferry_proxy_str v)
+{
+    if (slot->len == 0)
+        *slot = v;
+}
+
+/* PP2_TYPE_SSL's value: client bits, verify, then sub-TLVs that add up. */
+static int read_ssl(struct ferry_proxy_str v, struct ferry_proxy_tlvs *out)
+{
+    if (v.len < 5)
+        return -EINVAL;
+    bool first = !out->ssl;
+    if (first) {
+        out->ssl = true;
+        out->ssl_client = v.p[0];
+        out->ssl_verify = (uint32_t)v.p[1] << 24 | (uint32_t)v.p[2] << 16 |
+                          (uint32_t)v.p[3] << 8 | v.p[4];
+    }
+    const uint8_t *p = v.p + 5;
+    size_t n = v.len - 5;
     while (n > 0) {
-        if (n < 3)
-            return -EINVAL;
-        size_t l = ((size_t)p[1] << 8) | p[2];
-        if (l > n - 3)
-            return -EINVAL;
-        p += 3 + l;
-        n -= 3 + l;
+        uint8_t t;
+        struct ferry_proxy_str sv;
+        int used = tlv_at(p, n, &t, &sv);
+        if (used < 0)
+            return used;
+        if (first && t == FERRY_PP2_SUBTYPE_SSL_VERSION)
+            keep_first(&out->ssl_version, sv);
+        else if (first && t == FERRY_PP2_SUBTYPE_SSL_CIPHER)
+            keep_first(&out->ssl_cipher, sv);
+        else if (first && t == FERRY_PP2_SUBTYPE_SSL_CN)
+            keep_first(&out->ssl_cn, sv);
+        p += used;
+        n -= (size_t)used;
     }
     return 0;
+}
+
+/* Walks the TLVs of the header hdr[0..len), which start at off: every
+ * length must add up, known types must be well-formed (unknown ones are
+ * skipped), and a CRC32C must match. out may be NULL (validation only). */
+static int walk_tlvs(const uint8_t *hdr, size_t len, size_t off, struct ferry_proxy_tlvs *out)
+{
+    struct ferry_proxy_tlvs scratch;
+    if (!out)
+        out = &scratch;
+    memset(out, 0, sizeof(*out));
+    size_t at = off;
+    while (at < len) {
+        uint8_t t;
+        struct ferry_proxy_str v;
+        int used = tlv_at(hdr + at, len - at, &t, &v);
+        if (used < 0)
+            return used;
+        switch (t) {
+        case FERRY_PP2_TYPE_ALPN: keep_first(&out->alpn, v); break;
+        case FERRY_PP2_TYPE_AUTHORITY: keep_first(&out->authority, v); break;
+        case FERRY_PP2_TYPE_UNIQUE_ID:
+            if (v.len > FERRY_PROXY_UNIQUE_ID_MAX)
+                return -EINVAL;
+            keep_first(&out->unique_id, v);
+            break;
+        case FERRY_PP2_TYPE_CRC32C:
+            if (v.len != 4 || !crc_ok(hdr, len, at + 3))
+                return -EINVAL;
+            break;
+        case FERRY_PP2_TYPE_SSL:
+            if (read_ssl(v, out) != 0)
+                return -EINVAL;
+            break;
+        default: break; /* NOOP, NETNS, cloud types (0xE0..0xEF) and the rest */
+        }
+        at += (size_t)used;
+    }
+    return 0;
+}
+
+int ferry_proxy_read_tlvs(const uint8_t *buf, const struct ferry_proxy_hdr *h,
+                          struct ferry_proxy_tlvs *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (h->version != 2 || h->tlv_len == 0)
+        return 0;
+    return walk_tlvs(buf, (size_t)h->tlv_off + h->tlv_len, h->tlv_off, out);
 }
 
 static int parse_v2(const uint8_t *buf, size_t len, struct ferry_proxy_hdr *out)
@@ -220,8 +349,12 @@ static int parse_v2(const uint8_t *buf, size_t len, struct ferry_proxy_hdr *out)
     const uint8_t *a = buf + V2_HDR;
     int used = fam == V2_FAM_INET ? v2_inet(a, out) : fam == V2_FAM_INET6 ? v2_inet6(a, out)
                                                                           : v2_unix(a, out);
-    if (check_tlvs(a + used, body - (size_t)used) != 0)
+    if (walk_tlvs(buf, V2_HDR + body, V2_HDR + (size_t)used, NULL) != 0)
         return -EINVAL;
+    out->tlv_off = (uint16_t)(V2_HDR + (size_t)used);
+    out->tlv_len = (uint16_t)(body - (size_t)used);
+    unmap(&out->src, &out->src_len);
+    unmap(&out->dst, &out->dst_len);
     out->has_addrs = true;
     return (int)(V2_HDR + body);
 }
@@ -317,8 +450,48 @@ int ferry_proxy_build_v1(const struct sockaddr *src, const struct sockaddr *dst,
     return n;
 }
 
-int ferry_proxy_build_v2(const struct sockaddr *src, const struct sockaddr *dst, uint8_t *buf,
-                         size_t cap)
+/* Appends one TLV when its value is present and fits `max`. */
+static size_t put_tlv(uint8_t *p, uint8_t type, struct ferry_proxy_str v, size_t max)
+{
+    if (v.len == 0 || v.len > max)
+        return 0;
+    p[0] = type;
+    p[1] = (uint8_t)(v.len >> 8);
+    p[2] = (uint8_t)v.len;
+    memcpy(p + 3, v.p, v.len);
+    return 3 + v.len;
+}
+
+/* Writes the TLVs into p (room for FERRY_PROXY_HDR_OUT_MAX - 16 - 36 is
+ * enough: see the bound in proxy_proto.h). */
+static size_t put_tlvs(uint8_t *p, const struct ferry_proxy_tlvs *t)
+{
+    const size_t vmax = FERRY_PROXY_TLV_VALUE_MAX;
+    size_t n = 0;
+    n += put_tlv(p + n, FERRY_PP2_TYPE_ALPN, t->alpn, vmax);
+    n += put_tlv(p + n, FERRY_PP2_TYPE_AUTHORITY, t->authority, vmax);
+    n += put_tlv(p + n, FERRY_PP2_TYPE_UNIQUE_ID, t->unique_id, FERRY_PROXY_UNIQUE_ID_MAX);
+    if (t->ssl) {
+        uint8_t *ssl = p + n;
+        size_t m = 5;
+        ssl[3] = t->ssl_client;
+        ssl[4] = (uint8_t)(t->ssl_verify >> 24);
+        ssl[5] = (uint8_t)(t->ssl_verify >> 16);
+        ssl[6] = (uint8_t)(t->ssl_verify >> 8);
+        ssl[7] = (uint8_t)t->ssl_verify;
+        m += put_tlv(ssl + 3 + m, FERRY_PP2_SUBTYPE_SSL_VERSION, t->ssl_version, vmax);
+        m += put_tlv(ssl + 3 + m, FERRY_PP2_SUBTYPE_SSL_CIPHER, t->ssl_cipher, vmax);
+        m += put_tlv(ssl + 3 + m, FERRY_PP2_SUBTYPE_SSL_CN, t->ssl_cn, vmax);
+        ssl[0] = FERRY_PP2_TYPE_SSL;
+        ssl[1] = (uint8_t)(m >> 8);
+        ssl[2] = (uint8_t)m;
+        n += 3 + m;
+    }
+    return n;
+}
+
+int ferry_proxy_build_v2_tlvs(const struct sockaddr *src, const struct sockaddr *dst,
+                              const struct ferry_proxy_tlvs *tlvs, uint8_t *buf, size_t cap)
 {
     struct pp_addr s, d;
     pp_addr_of(src, &s);
@@ -326,22 +499,32 @@ int ferry_proxy_build_v2(const struct sockaddr *src, const struct sockaddr *dst,
     int fam = pp_pair(&s, &d);
     size_t alen = fam == AF_INET ? 4 : 16;
     size_t body = !fam ? 0 : fam == AF_INET ? V2_INET_LEN : V2_INET6_LEN;
-    if (cap < V2_HDR + body)
-        return -ENOSPC;
-    memcpy(buf, v2_sig, sizeof(v2_sig));
-    buf[12] = (uint8_t)(0x20 | (fam ? V2_CMD_PROXY : V2_CMD_LOCAL));
-    buf[13] = !fam ? 0 : (uint8_t)(((fam == AF_INET ? V2_FAM_INET : V2_FAM_INET6) << 4) |
+    uint8_t out[FERRY_PROXY_HDR_OUT_MAX];
+    memcpy(out, v2_sig, sizeof(v2_sig));
+    out[12] = (uint8_t)(0x20 | (fam ? V2_CMD_PROXY : V2_CMD_LOCAL));
+    out[13] = !fam ? 0 : (uint8_t)(((fam == AF_INET ? V2_FAM_INET : V2_FAM_INET6) << 4) |
                                    V2_PROTO_STREAM);
-    buf[14] = 0;
-    buf[15] = (uint8_t)body;
     if (fam) {
-        uint8_t *a = buf + V2_HDR;
+        uint8_t *a = out + V2_HDR;
         memcpy(a, s.ip, alen);
         memcpy(a + alen, d.ip, alen);
         a[2 * alen] = (uint8_t)(s.port >> 8);
         a[2 * alen + 1] = (uint8_t)s.port;
         a[2 * alen + 2] = (uint8_t)(d.port >> 8);
         a[2 * alen + 3] = (uint8_t)d.port;
+        if (tlvs)
+            body += put_tlvs(a + body, tlvs);
     }
+    out[14] = (uint8_t)(body >> 8);
+    out[15] = (uint8_t)body;
+    if (cap < V2_HDR + body)
+        return -ENOSPC;
+    memcpy(buf, out, V2_HDR + body);
     return (int)(V2_HDR + body);
+}
+
+int ferry_proxy_build_v2(const struct sockaddr *src, const struct sockaddr *dst, uint8_t *buf,
+                         size_t cap)
+{
+    return ferry_proxy_build_v2_tlvs(src, dst, NULL, buf, cap);
 }

@@ -193,8 +193,12 @@ send_proxy = v2
     recv_all(s)
     s.close()
     wait_for(lambda: len(headers) == 2, what="v2 header")
+    # The address block, then the TLVs (here only UNIQUE_ID: the connection
+    # id, test_proxy_v2 checks them all), then the data.
     want = proxy_v2("127.0.0.1", cport, "127.0.0.1", p2)
-    assert headers[1].startswith(want), headers[1]
+    got, n = headers[1], struct.unpack("!H", headers[1][14:16])[0]
+    assert got[:14] == want[:14] and got[16:28] == want[16:28], got
+    assert got[28] == 0x05 and b"data2".startswith(got[16 + n:]), got  # data may come later
 
 
 if __name__ == "__main__":

@@ -67,11 +67,13 @@ static void test_v1_valid(void **state)
     check_v4(&h.dst, "198.51.100.2", 443);
     assert_int_equal(h.src_len, sizeof(struct sockaddr_in));
 
+    /* An IPv4-mapped address comes out as the IPv4 address. */
     l = "PROXY TCP6 2001:db8::1 ::ffff:10.0.0.1 0 65535\r\n";
     assert_int_equal(parse_str(l, &h), (int)strlen(l));
     check_v6(&h.src, "2001:db8::1", 0);
-    check_v6(&h.dst, "::ffff:10.0.0.1", 65535);
-    assert_int_equal(h.dst_len, sizeof(struct sockaddr_in6));
+    assert_int_equal(h.src_len, sizeof(struct sockaddr_in6));
+    check_v4(&h.dst, "10.0.0.1", 65535);
+    assert_int_equal(h.dst_len, sizeof(struct sockaddr_in));
 
     assert_int_equal(parse_str("PROXY UNKNOWN\r\n", &h), 15);
     assert_false(h.has_addrs);
@@ -239,7 +241,7 @@ static void test_v2_valid(void **state)
 static void test_v2_invalid(void **state)
 {
     (void)state;
-    uint8_t b[1200];
+    static uint8_t b[4200];
     struct ferry_proxy_hdr h;
     const uint8_t in4[12] = {192, 0, 2, 1, 198, 51, 100, 2, 0xc8, 0x22, 0x01, 0xbb};
     /* Version 1 and 3, command 2. */
@@ -262,18 +264,22 @@ static void test_v2_invalid(void **state)
     n = v2_hdr(b, 0x21, 0x21, in4, 12);
     assert_int_equal(ferry_proxy_parse(b, n, &h), -EINVAL);
     /* Oversized: rejected as soon as the length is known. */
-    uint8_t big[1100] = {0};
+    static uint8_t big[4081];
     memcpy(big, in4, 12);
-    n = v2_hdr(b, 0x21, 0x11, big, 1100);
+    big[12] = 0xee;
+    big[13] = (uint8_t)((4081 - 15) >> 8);
+    big[14] = (uint8_t)(4081 - 15);
+    n = v2_hdr(b, 0x21, 0x11, big, 4081);
+    assert_int_equal(n, FERRY_PROXY_MAX + 1);
     assert_int_equal(ferry_proxy_parse(b, 16, &h), -EINVAL);
     assert_int_equal(ferry_proxy_parse(b, n, &h), -EINVAL);
-    /* Largest accepted: 536 bytes with one TLV filling the rest. */
-    uint8_t fill[520] = {0};
+    /* Largest accepted: 4 KiB with one TLV filling the rest. */
+    static uint8_t fill[4080];
     memcpy(fill, in4, 12);
     fill[12] = 0xee;
-    fill[13] = (uint8_t)((520 - 15) >> 8);
-    fill[14] = (uint8_t)(520 - 15);
-    n = v2_hdr(b, 0x21, 0x11, fill, 520);
+    fill[13] = (uint8_t)((4080 - 15) >> 8);
+    fill[14] = (uint8_t)(4080 - 15);
+    n = v2_hdr(b, 0x21, 0x11, fill, 4080);
     assert_int_equal(n, FERRY_PROXY_MAX);
     assert_int_equal(ferry_proxy_parse(b, n, &h), FERRY_PROXY_MAX);
     /* A TLV running past the header, and a stray byte. */
@@ -360,6 +366,7 @@ static void test_build_roundtrip(void **state)
     roundtrip(A6, B6, 1, "PROXY TCP6 2001:db8::1 2001:db8::2 1 443\r\n");
     roundtrip(M6, B4, 1, "PROXY TCP4 192.0.2.9 10.0.0.2 5555 80\r\n");
     roundtrip(A4, B6, 1, "PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 51234 443\r\n");
+    roundtrip(M6, B6, 1, "PROXY TCP6 ::ffff:192.0.2.9 2001:db8::2 5555 443\r\n");
     roundtrip(UN, UN, 1, "PROXY UNKNOWN\r\n");
     roundtrip(A4, UN, 1, "PROXY UNKNOWN\r\n");
     roundtrip(NULL, NULL, 1, "PROXY UNKNOWN\r\n");
@@ -384,7 +391,7 @@ static void test_build_roundtrip(void **state)
     n = ferry_proxy_build_v2(A4, B6, buf, sizeof(buf));
     assert_int_equal(n, 52);
     ferry_proxy_parse(buf, (size_t)n, &h);
-    check_v6(&h.src, "::ffff:192.0.2.1", 51234);
+    check_v4(&h.src, "192.0.2.1", 51234); /* carried mapped, read back as IPv4 */
     check_v6(&h.dst, "2001:db8::2", 443);
     n = ferry_proxy_build_v2(UN, UN, buf, sizeof(buf));
     assert_int_equal(n, 16);
@@ -396,6 +403,133 @@ static void test_build_roundtrip(void **state)
     assert_int_equal(ferry_proxy_build_v1(UN, UN, line, 15), 15);
 }
 
+/* v2 INET header with the given TLV bytes after the address block. */
+static size_t v2_tlv(uint8_t *b, const void *tlv, size_t tlen)
+{
+    static uint8_t body[4096];
+    const uint8_t in4[12] = {192, 0, 2, 1, 198, 51, 100, 2, 0xc8, 0x22, 0x01, 0xbb};
+    memcpy(body, in4, 12);
+    memcpy(body + 12, tlv, tlen);
+    return v2_hdr(b, 0x21, 0x11, body, 12 + tlen);
+}
+
+static uint32_t crc32c_ref(const uint8_t *p, size_t n)
+{
+    uint32_t c = ~0u;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    }
+    return ~c;
+}
+
+static void test_v2_tlvs(void **state)
+{
+    (void)state;
+    static uint8_t b[4200];
+    struct ferry_proxy_hdr h;
+    struct ferry_proxy_tlvs t;
+#define TLV(s) s, sizeof(s) - 1
+    /* Known types read back; an unknown cloud type (AWS 0xEA) and NOOP skipped. */
+    size_t n = v2_tlv(b, TLV("\x04\x00\x01\x00" "\xea\x00\x04\x01vpc" "\x01\x00\x02h2"
+                             "\x02\x00\x0b" "example.com" "\x05\x00\x02" "42"
+                             "\x20\x00\x10\x07\x00\x00\x00\x00" "\x21\x00\x03TLS" "\x22\x00\x02" "cn"));
+    assert_int_equal(ferry_proxy_parse(b, n, &h), (int)n);
+    assert_int_equal(h.tlv_off, 28);
+    assert_int_equal(ferry_proxy_read_tlvs(b, &h, &t), 0);
+    assert_int_equal(t.alpn.len, 2);
+    assert_memory_equal(t.alpn.p, "h2", 2);
+    assert_memory_equal(t.authority.p, "example.com", 11);
+    assert_memory_equal(t.unique_id.p, "42", 2);
+    assert_true(t.ssl);
+    assert_int_equal(t.ssl_client, 7);
+    assert_int_equal(t.ssl_version.len, 3);
+    assert_memory_equal(t.ssl_cn.p, "cn", 2);
+    assert_int_equal(t.ssl_cipher.len, 0);
+    /* A 3 KiB header of cloud-like TLVs is accepted. */
+    static uint8_t cloud[3000];
+    for (size_t i = 0; i + 100 <= sizeof(cloud); i += 100) {
+        cloud[i] = (uint8_t)(0xe0 + i / 100 % 16);
+        cloud[i + 1] = 0;
+        cloud[i + 2] = 97;
+    }
+    n = v2_tlv(b, cloud, sizeof(cloud));
+    assert_int_equal(n, 3028);
+    assert_int_equal(ferry_proxy_parse(b, n, &h), 3028);
+    /* Bad: UNIQUE_ID over 128 bytes, SSL shorter than 5, an SSL sub-TLV
+     * running past its parent, CRC32C of the wrong size. */
+    static uint8_t uid[3 + 129] = {0x05, 0x00, 129};
+    n = v2_tlv(b, uid, sizeof(uid));
+    assert_int_equal(ferry_proxy_parse(b, n, &h), -EINVAL);
+    uid[2] = 128;
+    n = v2_tlv(b, uid, sizeof(uid) - 1);
+    assert_int_equal(ferry_proxy_parse(b, n, &h), (int)n);
+    n = v2_tlv(b, TLV("\x20\x00\x04\x01\x00\x00\x00"));
+    assert_int_equal(ferry_proxy_parse(b, n, &h), -EINVAL);
+    n = v2_tlv(b, TLV("\x20\x00\x08\x01\x00\x00\x00\x00\x21\x00\x05"));
+    assert_int_equal(ferry_proxy_parse(b, n, &h), -EINVAL);
+    n = v2_tlv(b, TLV("\x03\x00\x03\x00\x00\x00"));
+    assert_int_equal(ferry_proxy_parse(b, n, &h), -EINVAL);
+    /* CRC32C: right checksum accepted, one bit off refused. */
+    n = v2_tlv(b, TLV("\x03\x00\x04\x00\x00\x00\x00" "\xea\x00\x01x"));
+    uint32_t c = crc32c_ref(b, n);
+    b[31] = (uint8_t)(c >> 24); b[32] = (uint8_t)(c >> 16); b[33] = (uint8_t)(c >> 8); b[34] = (uint8_t)c;
+    assert_int_equal(ferry_proxy_parse(b, n, &h), (int)n);
+    b[n - 1] ^= 1;
+    assert_int_equal(ferry_proxy_parse(b, n, &h), -EINVAL);
+    /* LOCAL with a block of anything: accepted, nothing read. */
+    n = v2_hdr(b, 0x20, 0x11, (const uint8_t *)"\xff\xff\xff", 3);
+    assert_int_equal(ferry_proxy_parse(b, n, &h), 19);
+    assert_false(h.has_addrs);
+    assert_int_equal(ferry_proxy_read_tlvs(b, &h, &t), 0);
+    assert_false(t.ssl);
+#undef TLV
+}
+
+static struct ferry_proxy_str S(const char *s)
+{
+    struct ferry_proxy_str v = {(const uint8_t *)s, strlen(s)};
+    return v;
+}
+
+static void test_build_tlvs(void **state)
+{
+    (void)state;
+    struct sockaddr_in a4 = v4("192.0.2.1", 51234), b4 = v4("10.0.0.2", 443);
+    struct ferry_proxy_tlvs t = {.alpn = S("h2"), .authority = S("www.example.com"),
+                                 .unique_id = S("18446744073709551615"), .ssl = true,
+                                 .ssl_client = 3, .ssl_verify = 0,
+                                 .ssl_version = S("TLSv1.3"),
+                                 .ssl_cipher = S("TLS_AES_256_GCM_SHA384"), .ssl_cn = S("alice")};
+    uint8_t buf[FERRY_PROXY_HDR_OUT_MAX];
+    int n = ferry_proxy_build_v2_tlvs((void *)&a4, (void *)&b4, &t, buf, sizeof(buf));
+    /* 28 + ALPN 5 + AUTHORITY 18 + UNIQUE_ID 23 + SSL 3+5+10+25+8 */
+    assert_int_equal(n, 28 + 5 + 18 + 23 + 51);
+    assert_int_equal(buf[28], 0x01);
+    struct ferry_proxy_hdr h;
+    assert_int_equal(ferry_proxy_parse(buf, (size_t)n, &h), n);
+    struct ferry_proxy_tlvs back;
+    assert_int_equal(ferry_proxy_read_tlvs(buf, &h, &back), 0);
+    assert_memory_equal(back.authority.p, "www.example.com", 15);
+    assert_memory_equal(back.unique_id.p, "18446744073709551615", 20);
+    assert_memory_equal(back.ssl_cipher.p, "TLS_AES_256_GCM_SHA384", 22);
+    assert_memory_equal(back.ssl_cn.p, "alice", 5);
+    assert_int_equal(back.ssl_client, 3);
+    assert_int_equal(ferry_proxy_build_v2_tlvs((void *)&a4, (void *)&b4, &t, buf, (size_t)n - 1),
+                     -ENOSPC);
+    /* An over-long value is left out, the rest still sent. */
+    char longname[300];
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[299] = '\0';
+    t.authority = S(longname);
+    n = ferry_proxy_build_v2_tlvs((void *)&a4, (void *)&b4, &t, buf, sizeof(buf));
+    assert_int_equal(n, 28 + 5 + 23 + 51);
+    /* No addresses: LOCAL, without TLVs. */
+    n = ferry_proxy_build_v2_tlvs(NULL, NULL, &t, buf, sizeof(buf));
+    assert_int_equal(n, 16);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_v1_invalid),     cmocka_unit_test(test_v1_prefixes),
         cmocka_unit_test(test_v2_valid),       cmocka_unit_test(test_v2_invalid),
         cmocka_unit_test(test_garbage),        cmocka_unit_test(test_build_roundtrip),
+        cmocka_unit_test(test_v2_tlvs),        cmocka_unit_test(test_build_tlvs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
