@@ -334,6 +334,9 @@ static void setup_common(SSL_CTX *ctx, int min_version)
 static void setup_ciphers(struct build *b, SSL_CTX *ctx, const struct ferry_listener *l)
 {
     char why[160];
+    if (l->tls_ciphers == NULL && SSL_CTX_set_cipher_list(ctx, FERRY_TLS12_DEFAULT_CIPHERS) != 1)
+        build_error(b, l->line, "listener %s: cannot set the default TLS 1.2 ciphers: %s",
+                    l->name, ssl_reason(why, sizeof(why)));
     if (l->tls_ciphers != NULL && SSL_CTX_set_cipher_list(ctx, l->tls_ciphers) != 1)
         build_error(b, l->tls_ciphers_line > 0 ? l->tls_ciphers_line : l->line,
                     "invalid tls_ciphers \"%s\": %s", l->tls_ciphers, ssl_reason(why, sizeof(why)));

@@ -21,6 +21,15 @@
 
 #include "ferry_config.h"
 
+/* A terminating listener's TLS 1.2 ciphers without tls_ciphers: Mozilla's
+ * "intermediate" list, forward-secret AEAD suites only (no CBC, no static
+ * RSA key exchange). TLS 1.3 suites are all AEAD: OpenSSL's defaults. */
+#define FERRY_TLS12_DEFAULT_CIPHERS                                                           \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                              \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                              \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                              \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+
 /* Server context for a listener with tls = on. */
 SSL_CTX *ferry_tls_server_ctx_new(const struct ferry_listener *l, const char *cfg_path,
                                   struct ferry_config_errors *errs);

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""TLS security defaults of a terminating listener (issue 8): TLS 1.2 offers
+only forward-secret AEAD suites unless tls_ciphers says otherwise, and a
+flood of empty TLS records ends the connection without waiting for
+handshake_timeout. Real clients: Python's ssl and a raw socket."""
+import atexit
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+
+from ferrytest import free_port, runner, start_backend, start_ferry, web_config
+
+CERTS = tempfile.mkdtemp(prefix="ferry-tlsdef-")
+atexit.register(shutil.rmtree, CERTS, True)
+
+
+def make_cert(name, kind):
+    """Self-signed EC or RSA certificate and key in one PEM file."""
+    pem = os.path.join(CERTS, name)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ec" else \
+        ["-newkey", "rsa:2048"]
+    subprocess.run(["openssl", "req", "-x509", *key, "-nodes", "-keyout", pem + ".key",
+                    "-out", pem + ".crt", "-subj", "/CN=defaults.test", "-days", "2"],
+                   check=True, capture_output=True, timeout=120)
+    with open(pem, "w") as out:
+        for part in (".crt", ".key"):
+            with open(pem + part) as fh:
+                out.write(fh.read())
+    return pem
+
+
+EC = make_cert("ec.pem", "ec")
+RSA = make_cert("rsa.pem", "rsa")
+
+
+def tls_ferry(extra=""):
+    port = free_port()
+    b = start_backend()
+    f = start_ferry(web_config(port, f"server s 127.0.0.1:{b.port}",
+                               listener_lines=f"tls = on\ntls_cert = {EC}\ntls_cert = {RSA}\n"
+                                              f"{extra}"))
+    return f, port
+
+
+def handshake_12(port, cipher):
+    """The TLS 1.2 cipher negotiated when the client offers only `cipher`,
+    or None when the server refuses it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(cipher + ":@SECLEVEL=0")
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        with ctx.wrap_socket(s) as t:
+            return t.cipher()[0]
+    except (ssl.SSLError, ConnectionResetError):
+        return None
+    finally:
+        s.close()
+
+
+CBC_OR_NO_FS = ["AES128-SHA", "AES256-SHA256", "AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-SHA",
+                "ECDHE-RSA-AES256-SHA384", "ECDHE-ECDSA-AES256-SHA", "DHE-RSA-AES128-SHA256"]
+AEAD_FS = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+           "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+           "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+           "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384"]
+
+
+def test_tls12_default_is_forward_secret_aead_only():
+    _, port = tls_ferry()
+    for c in AEAD_FS:
+        assert handshake_12(port, c) == c, c
+    for c in CBC_OR_NO_FS:
+        assert handshake_12(port, c) is None, c
+
+
+def test_tls_ciphers_still_overrides_the_default():
+    _, port = tls_ferry("tls_ciphers = ECDHE-ECDSA-AES128-SHA:AES128-SHA\n")
+    assert handshake_12(port, "ECDHE-ECDSA-AES128-SHA") == "ECDHE-ECDSA-AES128-SHA"
+    assert handshake_12(port, "AES128-SHA") == "AES128-SHA"
+    assert handshake_12(port, "ECDHE-ECDSA-AES128-GCM-SHA256") is None
+
+
+def ended_by_peer(s, limit_s):
+    """True when the peer closes or resets within limit_s (reading what it
+    sends, an alert, meanwhile)."""
+    s.settimeout(limit_s)
+    try:
+        while s.recv(4096):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_empty_record_flood_ends_the_handshake():
+    # handshake_timeout is far above the wait below: what ends these
+    # connections is the bound on empty records, not the timeout.
+    _, port = tls_ferry("handshake_timeout = 5m\n")
+    for rtype in (22, 20, 21, 23):   # handshake, change_cipher_spec, alert, application data
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        empty = bytes([rtype, 3, 3, 0, 0])
+        try:
+            s.sendall(empty * 2000)
+        except (ConnectionResetError, BrokenPipeError):
+            s.close()
+            continue
+        assert ended_by_peer(s, 30), f"type {rtype}: flood of empty records not cut"
+        s.close()
+        # The listener still serves.
+        assert handshake_12(port, "ECDHE-ECDSA-AES128-GCM-SHA256")
+
+
+def test_empty_records_interleaved_with_a_trickle():
+    # Empty records sent one by one (each a separate segment) are counted
+    # the same way: the 40th at the latest ends the handshake.
+    _, port = tls_ferry("handshake_timeout = 5m\n")
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cut = False
+    for _ in range(40):
+        try:
+            s.sendall(bytes([22, 3, 1, 0, 0]))
+        except (ConnectionResetError, BrokenPipeError):
+            cut = True
+            break
+    assert cut or ended_by_peer(s, 30)
+    s.close()
+
+
+if __name__ == "__main__":
+    runner.run(globals())
