@@ -517,9 +517,12 @@ static void free_listener(struct ferry_listener *l)
 {
     free(l->binds);
     free(l->bind_lines);
-    for (size_t i = 0; i < l->ntls_certs; i++)
+    for (size_t i = 0; i < l->ntls_certs; i++) {
         free(l->tls_certs[i]);
+        free(l->tls_cert_keys[i]);
+    }
     free(l->tls_certs);
+    free(l->tls_cert_keys);
     free(l->tls_cert_lines);
     free(l->tls_ciphers);
     free(l->tls_ciphersuites);
@@ -540,6 +543,8 @@ void ferry_config_free(struct ferry_config *cfg)
     for (size_t i = 0; i < cfg->nbackends; i++) {
         free(cfg->backends[i].servers);
         free(cfg->backends[i].tls_ca);
+        free(cfg->backends[i].tls_cert);
+        free(cfg->backends[i].tls_cert_key);
         free(cfg->backends[i].tls_sni);
     }
     free(cfg->backends);

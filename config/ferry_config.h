@@ -85,6 +85,7 @@ struct ferry_listener {
     int backend_line;
     bool tls;
     char **tls_certs;           /* paths */
+    char **tls_cert_keys;       /* [ntls_certs]: its key file, NULL: key in the cert file */
     int *tls_cert_lines;
     size_t ntls_certs;
     int tls_min_version;        /* 0x0303 (1.2) or 0x0304 (1.3) */
@@ -128,6 +129,8 @@ struct ferry_backend {
     bool tls_verify;               /* default on */
     char *tls_ca;                  /* NULL: system store */
     int tls_ca_line;               /* line of tls_ca (0: unset) */
+    char *tls_cert, *tls_cert_key; /* client certificate upstream; NULL: none / key in cert */
+    int tls_cert_line;
     char *tls_sni;                 /* NULL: server host */
     int send_proxy;                /* 0 off, 1 v1, 2 v2 */
 };

@@ -287,19 +287,46 @@ static void l_tls(struct ferry__parse *p, const char *v)
     set_bool(p, v, &L(p)->tls);
 }
 
+/* "CERT [KEY]": the certificate chain, and its key in the same file or in
+ * KEY. Both paths made absolute; false after an error (reported). */
+static bool cert_and_key(struct ferry__parse *p, const char *v, char **cert, char **key)
+{
+    char *tok[2];
+    size_t n;
+    char *copy = tokens(p, v, tok, 2, &n);
+    *cert = *key = NULL;
+    if (!copy)
+        return false;
+    bool ok = false;
+    if (n < 1 || n > 2)
+        ferry__err(p, p->lineno, "invalid %s \"%s\": expected CERT [KEY] (two paths at most)",
+                   p->key, v);
+    else if ((*cert = ferry__path(p, tok[0])) != NULL && n == 2 &&
+             (*key = ferry__path(p, tok[1])) == NULL) {
+        free(*cert);
+        *cert = NULL;
+    } else
+        ok = *cert != NULL;
+    free(copy);
+    return ok;
+}
+
 static void l_tls_cert(struct ferry__parse *p, const char *v)
 {
     struct ferry_listener *l = L(p);
-    char *path = ferry__path(p, v);
-    if (!path)
+    char *path, *key;
+    if (!cert_and_key(p, v, &path, &key))
         return;
     if (ferry__grow(&l->tls_certs, l->ntls_certs, sizeof(*l->tls_certs)) < 0 ||
+        ferry__grow(&l->tls_cert_keys, l->ntls_certs, sizeof(*l->tls_cert_keys)) < 0 ||
         ferry__grow(&l->tls_cert_lines, l->ntls_certs, sizeof(*l->tls_cert_lines)) < 0) {
         free(path);
+        free(key);
         p->oom = true;
         return;
     }
     l->tls_certs[l->ntls_certs] = path;
+    l->tls_cert_keys[l->ntls_certs] = key;
     l->tls_cert_lines[l->ntls_certs++] = p->lineno;
 }
 
@@ -622,6 +649,16 @@ static void b_tls_ca(struct ferry__parse *p, const char *v)
     B(p)->tls_ca_line = p->lineno;
 }
 
+static void b_tls_cert(struct ferry__parse *p, const char *v)
+{
+    char *path, *key;
+    if (!cert_and_key(p, v, &path, &key))
+        return;
+    B(p)->tls_cert = path;
+    B(p)->tls_cert_key = key;
+    B(p)->tls_cert_line = p->lineno;
+}
+
 static void b_tls_sni(struct ferry__parse *p, const char *v)
 {
     if (!ferry__hostname_valid(v, 253)) {
@@ -652,6 +689,7 @@ static const struct key_def backend_keys[] = {
     {"tls", false, false, b_tls},
     {"tls_verify", false, false, b_tls_verify},
     {"tls_ca", false, false, b_tls_ca},
+    {"tls_cert", false, false, b_tls_cert},
     {"tls_sni", false, false, b_tls_sni},
     {"send_proxy", false, false, b_send_proxy},
 };

@@ -23,6 +23,7 @@
 #include "asynccore/reactor.h"
 #include "asynccore/timer.h"
 #include "bound.h"
+#include "cert_expiry.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "sdnotify.h"
@@ -274,6 +275,7 @@ struct watchdog_task {
     uint64_t watchdog_limit_ms;
     uint64_t last_status_ms;
     char last_status[128];
+    struct ferry_cert_expiry expiry;
     struct ac_sleep tick;
 };
 
@@ -319,6 +321,7 @@ static ac_poll_t watchdog_poll(struct ac_future *f, struct ac_context *cx)
             memcpy(t->last_status, status, sizeof(status));
             t->last_status_ms = now;
         }
+        ferry_cert_expiry_tick(&t->expiry, t->d, now);
         uint64_t next = t->interval_ms ? t->interval_ms : 1000;
         ac_sleep_reset(&t->tick, now + (next < 1000 ? next : 1000));
     }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "render.h"
+#include "tls_ctx.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"
@@ -538,12 +539,32 @@ static void metrics_reloads(struct ferry_daemon *d, struct ferry_buf *out)
                      (long long)atomic_load(&d->last_reload_success));
 }
 
+/* ferry_tls_cert_not_after_seconds: each listener certificate's notAfter. */
+static void metrics_certs(const struct ferry_gen *g, struct ferry_buf *out)
+{
+    metric_head(out, "ferry_tls_cert_not_after_seconds", "gauge",
+                "Expiry (notAfter) of each listener certificate, as Unix time.");
+    for (size_t i = 0; g && i < g->cfg->nlisteners; i++) {
+        const struct ferry_listener *l = &g->cfg->listeners[i];
+        int64_t t;
+        for (size_t k = 0; g->listeners[i].tls_ctx && k < l->ntls_certs; k++) {
+            if (!ferry_tls_server_cert_not_after(g->listeners[i].tls_ctx, k, &t))
+                continue;
+            ferry_buf_puts(out, "ferry_tls_cert_not_after_seconds{");
+            label(out, "listener", l->name, true);
+            label(out, "cert", l->tls_certs[k], false);
+            ferry_buf_printf(out, "} %lld\n", (long long)t);
+        }
+    }
+}
+
 int ferry_render_metrics(struct ferry_daemon *d, struct ferry_buf *out)
 {
     struct ferry_gen *g = ferry_daemon_gen(d);
     metrics_listeners(d, g, out);
     metrics_backends(d, g, out);
     metrics_servers(d, g, out);
+    metrics_certs(g, out);
     metrics_reloads(d, out);
     uint64_t active, total;
     ferry_daemon_conn_totals(d, &active, &total);

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* One tls_cert file. */
 struct srv_cert {
@@ -134,63 +135,97 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-static bool load_cert(struct build *b, struct srv_cert *c, const char *path, int line)
+static void srv_cert_clear(struct srv_cert *c);
+
+/* The private key of a tls_cert: from the certificate's own file (bio,
+ * rewound) or from its KEY file. NULL after reporting why. */
+static EVP_PKEY *load_key(struct build *b, BIO *cert_bio, const char *cert_path,
+                          const char *key_path, const char *what, int line)
+{
+    EVP_PKEY *key = NULL;
+    if (key_path == NULL) {
+        if (BIO_reset(cert_bio) != 0)
+            build_error(b, line, "cannot read %s %s: cannot rewind", what, cert_path);
+        else if ((key = PEM_read_bio_PrivateKey(cert_bio, NULL, no_passphrase, NULL)) == NULL)
+            build_error(b, line, "no usable private key in %s %s (missing or encrypted)", what,
+                        cert_path);
+        return key;
+    }
+    FILE *fp = fopen(key_path, "r");
+    if (fp == NULL) {
+        build_error(b, line, "cannot read the key of %s %s: %s", what, key_path, strerror(errno));
+        return NULL;
+    }
+    key = PEM_read_PrivateKey(fp, NULL, no_passphrase, NULL);
+    fclose(fp);
+    if (key == NULL)
+        build_error(b, line, "no usable private key in %s (missing or encrypted)", key_path);
+    return key;
+}
+
+/* Loads a certificate chain from path and its key (from key_path, or path
+ * when NULL). what names the key in messages ("tls_cert"). */
+static bool load_cert(struct build *b, struct srv_cert *c, const char *path,
+                      const char *key_path, const char *what, int line)
 {
     FILE *fp = fopen(path, "r");
     if (fp == NULL) {
-        build_error(b, line, "cannot read tls_cert %s: %s", path, strerror(errno));
+        build_error(b, line, "cannot read %s %s: %s", what, path, strerror(errno));
         return false;
     }
     BIO *bio = BIO_new_fp(fp, BIO_CLOSE);
     if (bio == NULL) {
         fclose(fp);
-        build_error(b, line, "cannot read tls_cert %s: out of memory", path);
+        build_error(b, line, "cannot read %s %s: out of memory", what, path);
         return false;
     }
     memset(c, 0, sizeof(*c));
     bool ok = false;
     c->leaf = PEM_read_bio_X509_AUX(bio, NULL, no_passphrase, NULL);
     if (c->leaf == NULL) {
-        build_error(b, line, "no certificate in tls_cert %s", path);
+        build_error(b, line, "no certificate in %s %s", what, path);
         goto out;
     }
     c->chain = sk_X509_new_null();
     if (c->chain == NULL) {
-        build_error(b, line, "cannot read tls_cert %s: out of memory", path);
+        build_error(b, line, "cannot read %s %s: out of memory", what, path);
         goto out;
     }
     for (X509 *x; (x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL;) {
         if (!sk_X509_push(c->chain, x)) {
             X509_free(x);
-            build_error(b, line, "cannot read tls_cert %s: out of memory", path);
+            build_error(b, line, "cannot read %s %s: out of memory", what, path);
             goto out;
         }
     }
     ERR_clear_error(); /* the end of the file ends the loop with an error */
-    if (BIO_reset(bio) != 0) {
-        build_error(b, line, "cannot read tls_cert %s: cannot rewind", path);
+    c->key = load_key(b, bio, path, key_path, what, line);
+    if (c->key == NULL)
         goto out;
-    }
-    c->key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-    if (c->key == NULL) {
-        build_error(b, line, "no usable private key in tls_cert %s (missing or encrypted)", path);
-        goto out;
-    }
     if (X509_check_private_key(c->leaf, c->key) != 1) {
-        build_error(b, line, "private key does not match the certificate in tls_cert %s", path);
+        if (key_path != NULL)
+            build_error(b, line, "private key %s does not match the certificate in %s %s",
+                        key_path, what, path);
+        else
+            build_error(b, line, "private key does not match the certificate in %s %s", what,
+                        path);
         goto out;
     }
     ok = true;
 out:
     ERR_clear_error();
     BIO_free(bio);
-    if (!ok) {
-        X509_free(c->leaf);
-        EVP_PKEY_free(c->key);
-        sk_X509_pop_free(c->chain, X509_free);
-        memset(c, 0, sizeof(*c));
-    }
+    if (!ok)
+        srv_cert_clear(c);
     return ok;
+}
+
+static void srv_cert_clear(struct srv_cert *c)
+{
+    X509_free(c->leaf);
+    EVP_PKEY_free(c->key);
+    sk_X509_pop_free(c->chain, X509_free);
+    memset(c, 0, sizeof(*c));
 }
 
 /* Same subjectAltName extension, or both without one and the same subject. */
@@ -358,7 +393,8 @@ static void load_certs(struct build *b, SSL_CTX *ctx, struct srv_data *d,
     }
     for (size_t i = 0; i < l->ntls_certs; i++) {
         int line = l->tls_cert_lines ? l->tls_cert_lines[i] : l->line;
-        if (load_cert(b, &d->certs[d->ncerts], l->tls_certs[i], line))
+        const char *key = l->tls_cert_keys ? l->tls_cert_keys[i] : NULL;
+        if (load_cert(b, &d->certs[d->ncerts], l->tls_certs[i], key, "tls_cert", line))
             d->ncerts++;
     }
     if (d->ncerts == 0)
@@ -475,6 +511,21 @@ SSL_CTX *ferry_tls_server_ctx_new(const struct ferry_listener *l, const char *cf
 
 /* ---- the client context ---- */
 
+/* tls_cert on a backend: the certificate presented to servers that ask
+ * for one (mutual TLS upstream). The SSL_CTX takes its own references. */
+static void use_client_cert(struct build *bd, SSL_CTX *ctx, const struct ferry_backend *b)
+{
+    struct srv_cert c;
+    int line = b->tls_cert_line > 0 ? b->tls_cert_line : b->line;
+    char why[160];
+    if (!load_cert(bd, &c, b->tls_cert, b->tls_cert_key, "tls_cert", line))
+        return;
+    if (SSL_CTX_use_cert_and_key(ctx, c.leaf, c.key, c.chain, 1) != 1)
+        build_error(bd, line, "cannot use tls_cert %s: %s", b->tls_cert,
+                    ssl_reason(why, sizeof(why)));
+    srv_cert_clear(&c);
+}
+
 SSL_CTX *ferry_tls_client_ctx_new(const struct ferry_backend *b, const char *cfg_path,
                                   struct ferry_config_errors *errs)
 {
@@ -503,6 +554,8 @@ SSL_CTX *ferry_tls_client_ctx_new(const struct ferry_backend *b, const char *cfg
                     ssl_reason(why, sizeof(why)));
     }
     SSL_CTX_set_verify(ctx, b->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    if (b->tls_cert != NULL)
+        use_client_cert(&bd, ctx, b);
     ERR_clear_error();
     if (bd.failed) {
         SSL_CTX_free(ctx);
@@ -546,6 +599,29 @@ int ferry_tls_client_prepare(SSL *ssl, const char *name, bool verify)
     }
     ERR_clear_error();
     return rc;
+}
+
+/* ---- certificate lifetimes ---- */
+
+bool ferry_tls_not_after(const X509 *x, int64_t *out)
+{
+    struct tm tm;
+    const ASN1_TIME *t = x != NULL ? X509_get0_notAfter(x) : NULL;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return false;
+    *out = (int64_t)timegm(&tm);
+    return true;
+}
+
+bool ferry_tls_server_cert_not_after(SSL_CTX *ctx, size_t i, int64_t *out)
+{
+    const struct srv_data *d = ctx != NULL ? SSL_CTX_get_ex_data(ctx, srv_data_index()) : NULL;
+    return d != NULL && i < d->ncerts && ferry_tls_not_after(d->certs[i].leaf, out);
+}
+
+bool ferry_tls_client_cert_not_after(SSL_CTX *ctx, int64_t *out)
+{
+    return ctx != NULL && ferry_tls_not_after(SSL_CTX_get0_certificate(ctx), out);
 }
 
 /* ---- for logs and stats ---- */

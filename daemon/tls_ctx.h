@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ferry_config.h"
 
@@ -34,7 +35,8 @@
 SSL_CTX *ferry_tls_server_ctx_new(const struct ferry_listener *l, const char *cfg_path,
                                   struct ferry_config_errors *errs);
 
-/* Client context for a backend with tls = on. */
+/* Client context for a backend with tls = on (with its tls_cert, when set,
+ * presented to servers asking for a client certificate). */
 SSL_CTX *ferry_tls_client_ctx_new(const struct ferry_backend *b, const char *cfg_path,
                                   struct ferry_config_errors *errs);
 
@@ -43,6 +45,13 @@ SSL_CTX *ferry_tls_client_ctx_new(const struct ferry_backend *b, const char *cfg
  * the peer certificate is not checked at all. name may be NULL or "".
  * Returns 0 or -EINVAL / -ENOMEM. */
 int ferry_tls_client_prepare(SSL *ssl, const char *name, bool verify);
+
+/* notAfter of a certificate as Unix time; false when it cannot be read. */
+bool ferry_tls_not_after(const X509 *x, int64_t *out);
+/* Of the i-th tls_cert (in configuration order) of a listener's context. */
+bool ferry_tls_server_cert_not_after(SSL_CTX *ctx, size_t i, int64_t *out);
+/* Of a backend context's client certificate (tls_cert), if it has one. */
+bool ferry_tls_client_cert_not_after(SSL_CTX *ctx, int64_t *out);
 
 /* For logs and stats: negotiated protocol version ("TLSv1.3"), cipher
  * ("TLS_AES_128_GCM_SHA256"), or "-" when unknown. */
