@@ -387,14 +387,16 @@ static const struct metric listener_metrics[] = {
     {"ferry_listener_connections_total", "counter", "Client connections accepted.",
      offsetof(struct ferry_listener_totals, total)},
     {"ferry_listener_rejected_total", "counter",
-     "Client connections refused by allow/deny, limits or failed handshakes.",
+     "Client connections refused before reaching a server: allow/deny, limits, a bad PROXY "
+     "header or ClientHello (end=rejected), or a failed TLS handshake (end=handshake_failed).",
      offsetof(struct ferry_listener_totals, rejected)},
     {"ferry_listener_bytes_in_total", "counter", "Bytes read from clients.",
      offsetof(struct ferry_listener_totals, bytes_in)},
     {"ferry_listener_bytes_out_total", "counter", "Bytes written to clients.",
      offsetof(struct ferry_listener_totals, bytes_out)},
     {"ferry_listener_handshake_errors_total", "counter",
-     "TLS handshakes, PROXY headers or ClientHello peeks that failed.",
+     "TLS handshakes that failed or timed out on a terminating listener (end=handshake_failed); "
+     "a bad PROXY header or ClientHello counts as rejected, not here.",
      offsetof(struct ferry_listener_totals, handshake_errors)},
 };
 

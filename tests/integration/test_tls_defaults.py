@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import tempfile
 
-from ferrytest import free_port, runner, start_backend, start_ferry, web_config
+from ferrytest import free_port, runner, start_backend, start_ferry, wait_for, web_config
 
 CERTS = tempfile.mkdtemp(prefix="ferry-tlsdef-")
 atexit.register(shutil.rmtree, CERTS, True)
@@ -133,6 +133,38 @@ def test_empty_records_interleaved_with_a_trickle():
             break
     assert cut or ended_by_peer(s, 30)
     s.close()
+
+
+def test_bad_hello_is_rejected_not_a_handshake_error():
+    # What the docs and the metric help say (issue 8): a bad ClientHello on a
+    # passthrough listener ends rejected and is not a handshake error; a
+    # failed TLS handshake on a terminating listener is both.
+    mport, pport, tport = free_port(), free_port(), free_port()
+    b = start_backend()
+    f = start_ferry(f"[global]\ncontrol_socket = @SOCK@\nmetrics = 127.0.0.1:{mport}\n"
+                    f"[listener pass]\nbind = 127.0.0.1:{pport}\nroute = x.test app\n"
+                    f"[listener term]\nbind = 127.0.0.1:{tport}\ntls = on\ntls_cert = {EC}\n"
+                    f"backend = app\n[backend app]\nserver s 127.0.0.1:{b.port}\n")
+    for port in (pport, tport):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert ended_by_peer(s, 30)
+        s.close()
+    wait_for(lambda: f.listener("pass")["rejected"] == 1 and f.listener("term")["rejected"] == 1,
+             what="both rejected")
+    assert f.listener("pass")["handshake_errors"] == 0
+    assert f.listener("term")["handshake_errors"] == 1
+    with socket.create_connection(("127.0.0.1", mport), timeout=10) as m:
+        m.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        text = b""
+        while True:
+            d = m.recv(65536)
+            if not d:
+                break
+            text += d
+    helps = [l for l in text.decode().splitlines()
+             if l.startswith("# HELP ferry_listener_handshake_errors_total")]
+    assert len(helps) == 1 and "ClientHello counts as rejected" in helps[0], helps
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ directory, ferry.conf in sysusers.d, the example configuration in
 SYSCONFDIR/ferry and in the documentation examples, the three man pages,
 no @VARIABLE@ left in any text file, no file outside the expected
 directories, and an installed ferryd.service whose commands run the
-installed ferryd on SYSCONFDIR/ferry/ferry.ini. With prefix /usr (as a
+installed ferryd on SYSCONFDIR/ferry/ferry.ini, and the installed example
+configuration passes the installed `ferryd -t`. With prefix /usr (as a
 Debian build uses) the exact Debian paths are checked too.
 
 Environment (set by tests/ops/meson.build): BUILD_ROOT, PREFIX, BINDIR,
@@ -88,6 +89,16 @@ def check_service(e, root):
     print("ok: ferryd.service runs the installed ferryd on " + config + " and reloads with ferryctl")
 
 
+def check_example(e, root):
+    """The example configuration passes `ferryd -t` as installed (issue 8)."""
+    example = root + e["SYSCONFDIR"] + "/ferry/ferry.ini.example"
+    p = subprocess.run([root + e["SBINDIR"] + "/ferryd", "-t", "-c", example], cwd="/",
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == f"{example}: configuration is valid", \
+        f"ferryd -t on the installed example exited {p.returncode}:\n{p.stdout}"
+    print("ok: the installed ferry.ini.example passes ferryd -t")
+
+
 def walk(root):
     for d, _, names in os.walk(root):
         for n in names:
@@ -127,6 +138,8 @@ def main():
                         left = re.findall(r"@[A-Z_]+@", f.read())
                     assert not left, f"{rel}: unsubstituted {left}"
             check_service(e, root)
+            if e["HAVE_DAEMON"]:
+                check_example(e, root)
             if e["PREFIX"] == "/usr":
                 debian_layout(e)
             else:

@@ -362,6 +362,9 @@ static void test_demo_config(void **state)
     ferry_config_free(cfg);
 }
 
+/* The shipped example (issue 8): valid as installed, binding only one
+ * loopback address, naming no file; and everything it shows commented out
+ * (every global key, the four setups) is valid once uncommented. */
 static void test_example_config(void **state)
 {
     (void)state;
@@ -371,19 +374,48 @@ static void test_example_config(void **state)
     cfg_dump(&e);
     assert_non_null(cfg);
     assert_int_equal(e.n, 0);
-    /* the example shows forward, TLS termination, SNI passthrough, mTLS */
-    assert_true(cfg->nlisteners >= 4);
+    assert_false(cfg->global.has_metrics);
+    assert_int_equal(cfg->nlisteners, 1);
+    const struct ferry_listener *l = &cfg->listeners[0];
+    assert_int_equal(l->nbinds, 1);
+    assert_string_equal(l->binds[0].text, "127.0.0.1:8080");
+    assert_false(l->tls);
+    for (size_t i = 0; i < cfg->nbackends; i++) {
+        assert_false(cfg->backends[i].tls);
+        for (size_t j = 0; j < cfg->backends[i].nservers; j++)
+            assert_true(cfg->backends[i].servers[j].addr.resolved);   /* no DNS */
+    }
+    ferry_config_free(cfg);
+
+    /* Uncomment every ";key = value" and ";[section]" line. */
+    FILE *f = fopen(FERRY_SOURCE_DIR "/config/ferry.ini.example", "r");
+    assert_non_null(f);
+    char line[512], *all = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&all, &len);
+    assert_non_null(out);
+    while (fgets(line, sizeof(line), f)) {
+        bool commented_key = line[0] == ';' && (line[1] == '[' || (line[1] >= 'a' && line[1] <= 'z'));
+        fputs(commented_key ? line + 1 : line, out);
+    }
+    fclose(f);
+    fclose(out);
+    cfg = ferry_config_load_string("example", all, &e);
+    cfg_dump(&e);
+    assert_non_null(cfg);
+    assert_true(cfg->nlisteners >= 5);
     bool tls = false, sni = false, mtls = false;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const struct ferry_listener *l = &cfg->listeners[i];
-        tls |= l->tls && l->ntls_certs > 0;
-        sni |= !l->tls && l->nroutes > 0;
-        mtls |= l->tls && l->tls_client_ca != NULL;
+        const struct ferry_listener *x = &cfg->listeners[i];
+        tls |= x->tls && x->ntls_certs > 0;
+        sni |= !x->tls && x->nroutes > 0;
+        mtls |= x->tls && x->tls_client_ca != NULL;
     }
     assert_true(tls);
     assert_true(sni);
     assert_true(mtls);
     ferry_config_free(cfg);
+    free(all);
 }
 
 int main(void)
