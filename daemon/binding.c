@@ -208,7 +208,7 @@ void ferry_binding_commit(struct ferry_daemon *d, struct ferry_gen *g, struct fe
 
     ferry_gen_apply_limits(g);
     long delta = (long)g->cfg->global.max_connections - (long)d->conn_limit_size;
-    ac_semaphore_adjust(&d->conn_limit, delta);
+    ac_limit_adjust(&d->conn_limit, delta);
     d->conn_limit_size = g->cfg->global.max_connections;
     ferry_log_set_level(g->cfg->global.log_level);
     ferry_health_start(g);

@@ -1,10 +1,14 @@
 /* ferryd: listening sockets and their accept tasks.
  *
  * A bound socket is shared by every worker: each worker runs one accept task
- * on it, registered with EPOLLEXCLUSIVE so one connection wakes one worker.
- * Before accepting, a task takes a permit of the global max_connections and
- * of its listener's cap: past either limit it simply stops accepting (the
- * kernel queue holds the clients) until a connection ends. No accept-and-close.
+ * on it. Once a connection is ready to be accepted, a task takes a permit of
+ * its listener's cap and of the global max_connections (atomic counters,
+ * asynccore/limit.h): past either limit it waits on that limit's list holding
+ * no permit (the kernel queue holds the clients) until a connection ends, and
+ * a task that finds nothing to accept gives its permits back at once, so a
+ * permit never sits with a listener that has nobody queued. No
+ * accept-and-close. While the worker is out of local resources (pressure.c)
+ * it does not accept.
  *
  * Closing: on stop the tasks end at once; when a reload removes the address
  * they first accept what is already queued (served by the old generation).
@@ -18,9 +22,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "asynccore/limit.h"
 #include "asynccore/net.h"
+#include "asynccore/timer.h"
 #include "bound.h"
 #include "conn.h"
+#include "gen.h"
 #include "log.h"
 
 struct accept_task {
@@ -31,10 +38,12 @@ struct accept_task {
     struct ac_listener l;
     bool listener_open;
     struct ac_notified closing;
-    struct ac_acquire acq_global, acq_listener;
-    bool acq_global_live, acq_listener_live;
-    bool have_global, have_listener;
-    struct ferry_listener_limit *lim; /* the cap the held permit belongs to */
+    struct ac_limit_wait wait;      /* listed on a limit that had no permit */
+    struct ac_limit *held_global;   /* permits taken for the next accept */
+    struct ac_limit *held_listener;
+    struct ac_sleep pause;          /* the worker's local-resource pause */
+    bool pause_armed;
+    int last_err;                   /* accept error being retried (logged once) */
 };
 
 static void bound_release(struct ferry_bound *b)
@@ -62,13 +71,13 @@ static struct ferry_gen *bound_gen(struct ferry_daemon *d, struct ferry_bound *b
     return g;
 }
 
-static void release_permits(struct accept_task *t)
+static void give_back(struct accept_task *t)
 {
-    if (t->have_global)
-        ac_semaphore_release(&t->d->conn_limit, 1);
-    if (t->have_listener && t->lim)
-        ac_semaphore_release(&t->lim->sem, 1);
-    t->have_global = t->have_listener = false;
+    if (t->held_listener)
+        ac_limit_put(t->held_listener);
+    if (t->held_global)
+        ac_limit_put(t->held_global);
+    t->held_global = t->held_listener = NULL;
 }
 
 static void hand_over(struct accept_task *t, int fd, struct sockaddr_storage *peer,
@@ -78,14 +87,11 @@ static void hand_over(struct accept_task *t, int fd, struct sockaddr_storage *pe
     struct ferry_gen *g = bound_gen(t->d, t->b, &lidx);
     if (!g) {
         close(fd);
-        release_permits(t);
+        give_back(t);
         return;
     }
-    struct ferry_permits permits = {
-        .global = t->have_global ? &t->d->conn_limit : NULL,
-        .listener = t->have_listener ? &t->lim->sem : NULL,
-    };
-    t->have_global = t->have_listener = false;
+    struct ferry_permits permits = {.global = t->held_global, .listener = t->held_listener};
+    t->held_global = t->held_listener = NULL;
     /* ferry_conn_spawn takes over fd, the reference on g and the permits. */
     ferry_conn_spawn(t->fw, g, lidx, fd, peer, peer_len, permits);
 }
@@ -103,51 +109,75 @@ static ac_poll_t serve_queue(struct accept_task *t, struct ac_context *cx)
             return cx->budget == 0 || t->l.paused ? AC_PENDING : AC_READY;
         if (fd < 0)
             return AC_READY;
-        t->have_global = ac_semaphore_try_acquire(&t->d->conn_limit);
+        if (ac_limit_try_take(&t->d->conn_limit))
+            t->held_global = &t->d->conn_limit;
         hand_over(t, fd, &peer, plen);
     }
 }
 
-/* Takes the permits needed before the next accept. */
+/* The cap of the listener this socket serves now (caps outlive generations). */
+static struct ac_limit *listener_limit(struct accept_task *t)
+{
+    size_t lidx;
+    struct ferry_gen *g = bound_gen(t->d, t->b, &lidx);
+    struct ferry_listener_limit *lim = g ? g->listeners[lidx].limit : NULL;
+    if (g)
+        ferry_gen_unref(g);
+    return lim ? &lim->lim : NULL;
+}
+
+/* Takes the permits for a connection that is ready to be accepted. Without
+ * one, waits on the limit's list holding nothing (so no listener with an
+ * empty queue can sit on a permit another listener's client needs). */
 static ac_poll_t take_permits(struct accept_task *t, struct ac_context *cx)
 {
-    if (!t->have_global) {
-        if (!t->acq_global_live) {
-            ac_acquire_init(&t->acq_global, &t->d->conn_limit);
-            t->acq_global_live = true;
+    for (;;) {
+        struct ac_limit *global = &t->d->conn_limit, *lim = listener_limit(t), *short_of = NULL;
+        if (lim && !ac_limit_try_take(lim))
+            short_of = lim;
+        else if (!ac_limit_try_take(global)) {
+            if (lim)
+                ac_limit_put(lim);
+            short_of = global;
         }
-        if (ac_future_poll(&t->acq_global.base, cx) == AC_PENDING)
-            return AC_PENDING;
-        ac_future_drop(&t->acq_global.base);
-        t->acq_global_live = false;
-        t->have_global = true;
-    }
-    if (!t->have_listener) {
-        size_t lidx;
-        struct ferry_gen *g = bound_gen(t->d, t->b, &lidx);
-        struct ferry_listener_limit *lim = g ? g->listeners[lidx].limit : NULL;
-        if (g)
-            ferry_gen_unref(g); /* limits outlive generations */
-        if (!lim) {
-            t->lim = NULL;
+        if (!short_of) {
+            ac_limit_wait_cancel(&t->wait);
+            t->held_global = global;
+            t->held_listener = lim;
             return AC_READY;
         }
-        if (t->acq_listener_live && t->lim != lim) {
-            ac_future_drop(&t->acq_listener.base);
-            t->acq_listener_live = false;
-        }
-        t->lim = lim;
-        if (!t->acq_listener_live) {
-            ac_acquire_init(&t->acq_listener, &lim->sem);
-            t->acq_listener_live = true;
-        }
-        if (ac_future_poll(&t->acq_listener.base, cx) == AC_PENDING)
+        if (ac_limit_poll_wait(short_of, &t->wait, cx) == AC_PENDING)
             return AC_PENDING;
-        ac_future_drop(&t->acq_listener.base);
-        t->acq_listener_live = false;
-        t->have_listener = true;
     }
+}
+
+/* Pending while this worker pauses accepting for lack of local resources. */
+static ac_poll_t wait_pressure(struct accept_task *t, struct ac_context *cx)
+{
+    uint64_t until = t->fw->pressure.until_ms;
+    if (until > ac_worker_now_ms(cx->worker)) {
+        if (!t->pause_armed)
+            ac_sleep_init_deadline(&t->pause, until);
+        else if (t->pause.deadline != until)
+            ac_sleep_reset(&t->pause, until);
+        t->pause_armed = true;
+        if (ac_future_poll(&t->pause.base, cx) == AC_PENDING)
+            return AC_PENDING;
+    }
+    if (t->pause_armed)
+        ac_future_drop(&t->pause.base);
+    t->pause_armed = false;
     return AC_READY;
+}
+
+/* An accept error other than the EMFILE family: the listener retries after
+ * its back-off; said once per run of the same error. */
+static void accept_failed(struct accept_task *t, int err)
+{
+    if (err != t->last_err)
+        ferry_log(FERRY_LOG_ERROR, "accept failed, retrying", "bind=%s error=\"%s\"", t->b->addr,
+                  strerror(-err));
+    t->last_err = err;
 }
 
 static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
@@ -163,20 +193,31 @@ static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
         t->listener_open = true;
     }
     for (;;) {
-        if (ac_future_poll(&t->closing.base, cx) == AC_READY)
+        if (ac_future_poll(&t->closing.base, cx) == AC_READY) {
+            give_back(t);
             return t->b->serve_queue ? serve_queue(t, cx) : AC_READY;
-        if (take_permits(t, cx) == AC_PENDING)
+        }
+        if (wait_pressure(t, cx) == AC_PENDING)
             return AC_PENDING;
+        if (!t->held_global) {
+            if (ac_listener_poll_acceptable(&t->l, cx) == AC_PENDING)
+                return AC_PENDING;
+            if (take_permits(t, cx) == AC_PENDING)
+                return AC_PENDING;
+        }
         int fd;
         struct sockaddr_storage peer;
         socklen_t plen = sizeof(peer);
-        if (ac_listener_poll_accept(&t->l, cx, &fd, &peer, &plen) == AC_PENDING)
+        if (ac_listener_poll_accept(&t->l, cx, &fd, &peer, &plen) == AC_PENDING) {
+            give_back(t); /* nothing to accept after all (or out of budget) */
             return AC_PENDING;
-        if (fd < 0) {
-            ferry_log(FERRY_LOG_ERROR, "accept failed", "bind=%s error=\"%s\"", t->b->addr,
-                      strerror(-fd));
-            return AC_READY;
         }
+        if (fd < 0) {
+            give_back(t);
+            accept_failed(t, fd);
+            continue;
+        }
+        t->last_err = 0;
         hand_over(t, fd, &peer, plen);
     }
 }
@@ -184,11 +225,10 @@ static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
 static void accept_drop(struct ac_future *f)
 {
     struct accept_task *t = (struct accept_task *)f;
-    if (t->acq_global_live)
-        ac_future_drop(&t->acq_global.base);
-    if (t->acq_listener_live)
-        ac_future_drop(&t->acq_listener.base);
-    release_permits(t);
+    ac_limit_wait_cancel(&t->wait);
+    give_back(t);
+    if (t->pause_armed)
+        ac_future_drop(&t->pause.base);
     ac_future_drop(&t->closing.base);
     if (t->listener_open)
         ac_listener_close(&t->l);

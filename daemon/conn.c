@@ -454,6 +454,8 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
         return AC_PENDING;
     struct ferry_upstream *u = &c->u.up;
     if (u->err || !u->stream) {
+        if (u->local) /* said once a second by the worker's pressure warning */
+            return end_with(c, "connect_failed");
         char a[AC_ADDR_STRLEN];
         ferry_log(FERRY_LOG_WARN, "no server reached",
                   "listener=%s client=%s backend=%s error=\"%s\"", listener_cfg(c)->name,
@@ -574,10 +576,14 @@ static void conn_drop(struct ac_future *f)
         if (c->phase == P_PROXY || c->phase == P_TLS || c->phase == P_HELLO)
             pre_finish(c);
     }
-    ac_stream_close(&c->ctls.base);
-    ac_stream_close(&c->cplain);
-    ac_stream_close(&c->stls.base);
-    ac_stream_close(&c->splain);
+    /* A reset from either peer reaches the other as a reset, so a cut-off
+     * stream never looks complete (SPEC 5: end=reset). */
+    void (*close_fn)(struct ac_stream *) =
+        c->end && strcmp(c->end, "reset") == 0 ? ac_stream_abort : ac_stream_close;
+    close_fn(&c->ctls.base);
+    close_fn(&c->cplain);
+    close_fn(&c->stls.base);
+    close_fn(&c->splain);
     unsigned w = c->fw->index;
     ferry_ctr_sub(&lstats(c)->active, 1);
     if (c->backend_counted)
@@ -585,9 +591,9 @@ static void conn_drop(struct ac_future *f)
     if (c->server_counted)
         ferry_ctr_sub(&c->gen->backends[c->bidx].servers[c->sidx].stats->w[w].active, 1);
     if (c->permits.global)
-        ac_semaphore_release(c->permits.global, 1);
+        ac_limit_put(c->permits.global);
     if (c->permits.listener)
-        ac_semaphore_release(c->permits.listener, 1);
+        ac_limit_put(c->permits.listener);
     log_end(c);
     unlist(c);
     free(c->proxy_out);
@@ -611,9 +617,9 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
         close(fd);
         free(c);
         if (permits.global)
-            ac_semaphore_release(permits.global, 1);
+            ac_limit_put(permits.global);
         if (permits.listener)
-            ac_semaphore_release(permits.listener, 1);
+            ac_limit_put(permits.listener);
         ferry_gen_unref(g);
         return;
     }

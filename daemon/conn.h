@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "asynccore/sync.h"
+#include "asynccore/limit.h"
 #include "daemon.h"
 #include "gen.h"
 #include "worker.h"
@@ -13,8 +13,8 @@
 /* Connection permits handed from the accept task to the connection, which
  * releases them when it ends. NULL: not held. */
 struct ferry_permits {
-    struct ac_semaphore *global;
-    struct ac_semaphore *listener;
+    struct ac_limit *global;
+    struct ac_limit *listener;
 };
 
 /* Spawns the connection task for an accepted socket on worker fw. Takes over

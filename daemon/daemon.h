@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "asynccore/limit.h"
 #include "asynccore/net.h"
 #include "asynccore/runtime.h"
 #include "asynccore/sync.h"
@@ -40,7 +41,7 @@ struct ferry_daemon {
     size_t nsd_fds;
     _Atomic bool reloading;
     uint64_t drain_deadline_ms;
-    struct ac_semaphore conn_limit;   /* global max_connections */
+    struct ac_limit conn_limit;       /* global max_connections */
     unsigned conn_limit_size;
     _Atomic uint64_t next_conn_id;
     _Atomic uint64_t reloads;         /* successful reloads */

@@ -67,7 +67,7 @@ static struct ferry_listener_limit *limit_for(struct ferry_daemon *d, const stru
             break;
     if (!lim) {
         lim = calloc(1, sizeof(*lim));
-        if (!lim || ac_semaphore_init(&lim->sem, 0) != 0) {
+        if (!lim || ac_limit_init(&lim->lim, 0) != 0) {
             free(lim);
             return NULL;
         }
@@ -86,7 +86,7 @@ void ferry_gen_apply_limits(struct ferry_gen *g)
         if (!lim)
             continue;
         long delta = (long)g->cfg->listeners[i].max_connections - (long)lim->size;
-        ac_semaphore_adjust(&lim->sem, delta);
+        ac_limit_adjust(&lim->lim, delta);
         lim->size = g->cfg->listeners[i].max_connections;
     }
 }

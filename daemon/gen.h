@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "asynccore/limit.h"
 #include "asynccore/sync.h"
 #include "ferry_config.h"
 #include "stats.h"
@@ -45,7 +46,7 @@ struct ferry_backend_rt {
 struct ferry_listener_limit {
     struct ferry_listener_limit *next;
     char name[FERRY_NAME_MAX];
-    struct ac_semaphore sem;
+    struct ac_limit lim;
     unsigned size;
 };
 

@@ -72,7 +72,7 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
     d->nworkers = ac_runtime_workers(d->rt);
     d->workers = calloc(d->nworkers, sizeof(*d->workers));
     if (!d->workers || ferry_stats_init(&d->stats, d->nworkers) != 0 ||
-        ac_semaphore_init(&d->conn_limit, 0) != 0)
+        ac_limit_init(&d->conn_limit, 0) != 0)
         return -ENOMEM;
     for (unsigned i = 0; i < d->nworkers; i++) {
         struct ferry_worker *fw = &d->workers[i];
@@ -104,7 +104,7 @@ static void daemon_free(struct ferry_daemon *d)
     while (d->limits) {
         struct ferry_listener_limit *l = d->limits;
         d->limits = l->next;
-        ac_semaphore_destroy(&l->sem);
+        ac_limit_destroy(&l->lim);
         free(l);
     }
     for (size_t i = 0; i < d->nsd_fds; i++)
@@ -113,7 +113,7 @@ static void daemon_free(struct ferry_daemon *d)
     free(d->sd_fds);
     free(d->workers);
     ferry_stats_destroy(&d->stats);
-    ac_semaphore_destroy(&d->conn_limit);
+    ac_limit_destroy(&d->conn_limit);
     pthread_mutex_destroy(&d->gen_ptr_lock);
     free(d->config_path);
     free(d->config_abs);

@@ -14,8 +14,10 @@
 #include "balance.h"
 #include "gen.h"
 #include "log.h"
+#include "pressure.h"
 #include "tls_ctx.h"
 #include "upstream.h"
+#include "worker.h"
 
 enum { UP_PICK, UP_CONNECT, UP_PROXY, UP_TLS, UP_DONE };
 
@@ -156,13 +158,24 @@ static int next_state(struct ferry_upstream *u)
     return UP_DONE;
 }
 
-/* One attempt failed: account and go back to picking, or give up. */
-static void attempt_failed(struct ferry_upstream *u, int err)
+/* One attempt failed: account and go back to picking, or give up. A local
+ * resource error (EMFILE on socket(), no local port) is not the server's
+ * fault: it is not counted against it, the worker pauses accepting, and the
+ * other servers are not tried (they would fail the same way). */
+static void attempt_failed(struct ferry_upstream *u, int err, struct ac_context *cx)
 {
     step_drop(u);
     close_streams(u);
-    server_failed(u, err);
     u->err = err;
+    if (ferry_pressure_is_local(err)) {
+        struct ferry_worker *fw = &u->g->d->workers[u->worker];
+        ferry_pressure_hit(&fw->pressure, ac_worker_now_ms(cx->worker), err, "connect");
+        u->local = true;
+        u->reason = "local resources exhausted";
+        u->state = UP_DONE;
+        return;
+    }
+    server_failed(u, err);
     u->reason = NULL;
     u->state = UP_PICK;
 }
@@ -188,7 +201,9 @@ static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
             u->deadline_live = true;
             int rc = start_step(u, cx);
             if (rc < 0) {
-                attempt_failed(u, rc);
+                attempt_failed(u, rc, cx);
+                if (u->state == UP_DONE)
+                    return AC_READY;
                 continue;
             }
         }
@@ -197,11 +212,13 @@ static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
             if (ac_future_poll(&u->deadline.base, cx) == AC_PENDING)
                 return AC_PENDING;
             u->reason = "connect timeout";
-            attempt_failed(u, -ETIMEDOUT);
+            attempt_failed(u, -ETIMEDOUT, cx);
             continue;
         }
         if (rc < 0) {
-            attempt_failed(u, rc);
+            attempt_failed(u, rc, cx);
+            if (u->state == UP_DONE)
+                return AC_READY;
             continue;
         }
         if (u->step_live) {
@@ -221,11 +238,15 @@ static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
             u->err = 0;
             u->reason = NULL;
             server_ok(u);
+            ferry_pressure_ok(&u->g->d->workers[u->worker].pressure);
             return AC_READY;
         }
         rc = start_step(u, cx);
-        if (rc < 0)
-            attempt_failed(u, rc);
+        if (rc < 0) {
+            attempt_failed(u, rc, cx);
+            if (u->state == UP_DONE)
+                return AC_READY;
+        }
     }
 }
 

@@ -46,6 +46,7 @@ struct ferry_upstream {
     struct ac_stream *stream; /* output: plain or &tls->base, NULL on failure */
     int sidx;                 /* output */
     int err;                  /* output */
+    bool local;               /* output: failed for lack of local resources */
     const char *reason;       /* output: short text for the log */
     char reason_buf[200];
 };

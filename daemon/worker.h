@@ -12,6 +12,7 @@
 
 #include "asynccore/runtime.h"
 #include "asynccore/sync.h"
+#include "pressure.h"
 
 struct ferry_daemon;
 struct ferry_conn;
@@ -24,6 +25,7 @@ struct ferry_worker {
     pthread_mutex_t conns_lock;   /* guards the list below (taken by show conns) */
     struct ferry_conn *conns;     /* active connections on this worker */
     _Atomic uint64_t alive_ms;    /* last heartbeat of this loop (watchdog) */
+    struct ferry_pressure pressure; /* local resources ran out: accepting pauses */
 };
 
 #endif

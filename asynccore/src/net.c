@@ -263,11 +263,22 @@ ac_poll_t ac_listener_poll_accept(struct ac_listener *l, struct ac_context *cx, 
         } else if (accept_resource(e)) {
             pause_listener(l);
         } else {
-            l->accept_errors++;
+            /* Reported to the caller, and retried after the same back-off:
+             * an unexpected error must not end accepting for good. */
+            pause_listener(l);
             *fd_out = -e;
             return AC_READY;
         }
     }
+}
+
+ac_poll_t ac_listener_poll_acceptable(struct ac_listener *l, struct ac_context *cx)
+{
+    struct ac_ready_event ev;
+
+    if (wait_backoff(l, cx) == AC_PENDING)
+        return AC_PENDING;
+    return ac_io_poll_ready(&l->io, cx, AC_DIR_READ, &ev);
 }
 
 /* ---- ac_accept ---- */

@@ -138,6 +138,18 @@ void ac_stream_close(struct ac_stream *s)
     s->io.fd = -1;
 }
 
+void ac_stream_abort(struct ac_stream *s)
+{
+    if (s == NULL || s->vt == NULL)
+        return;
+    if (s->io.fd >= 0) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        /* Best effort: a socket the peer already reset has nothing to send. */
+        (void)setsockopt(s->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    ac_stream_close(s);
+}
+
 /* ---- ac_read ---- */
 
 static ac_poll_t read_poll(struct ac_future *self, struct ac_context *cx)

@@ -61,10 +61,18 @@ void ac_listener_close(struct ac_listener *l);
 
 /* Accepts one connection: Ready with *fd_out >= 0 (non-blocking, close-on-
  * exec, TCP_NODELAY on TCP) and the peer address, or Ready with a negative
- * errno for a fatal error. Transient errors (ECONNABORTED, EPROTO, EINTR) are
+ * errno for an unexpected error (reported once per occurrence; the listener
+ * then pauses with the same back-off as for EMFILE, so calling again goes on
+ * accepting after it). Transient errors (ECONNABORTED, EPROTO, EINTR) are
  * skipped; EMFILE-type errors pause the listener as described above. */
 ac_poll_t ac_listener_poll_accept(struct ac_listener *l, struct ac_context *cx, int *fd_out,
                                   struct sockaddr_storage *peer, socklen_t *peer_len);
+
+/* Ready when an accept should be tried now (readiness seen, no back-off
+ * running); Pending with the waker registered otherwise. Accepts nothing:
+ * lets a caller take a resource (a connection permit) only once a
+ * connection is ready to be accepted. */
+ac_poll_t ac_listener_poll_acceptable(struct ac_listener *l, struct ac_context *cx);
 
 /* Future form of ac_listener_poll_accept. Output: fd (>= 0, owned by the
  * caller) or err, peer, peer_len. */

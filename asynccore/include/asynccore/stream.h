@@ -53,6 +53,10 @@ static inline ac_poll_t ac_stream_poll_shutdown(struct ac_stream *s, struct ac_c
 }
 /* Safe on a stream never opened (vt NULL) or already closed. */
 void ac_stream_close(struct ac_stream *s);
+/* Closes with a reset (SO_LINGER 0: RST, unsent data discarded) instead of
+ * an orderly end, so that a peer's reset can be passed on as one. No
+ * close_notify on TLS streams. No-op on a closed stream. */
+void ac_stream_abort(struct ac_stream *s);
 static inline int ac_stream_fd(const struct ac_stream *s) { return s->vt ? s->io.fd : -1; }
 
 /* Wraps a connected non-blocking socket (TCP or Unix) and registers it with w.

@@ -387,8 +387,9 @@ static void test_connect_dropped(void **state)
     close(lfd);
 }
 
-/* A listening socket shut down under the listener: accept fails for good
- * and says so (Ready with -errno), it does not wait forever. */
+/* A listening socket shut down under the listener: accept says so (Ready
+ * with -errno), does not wait forever, and pauses on the back-off instead of
+ * ending: called again it retries (and reports again) after the pause. */
 static void test_accept_fatal(void **state)
 {
     struct fixture *f = *state;
@@ -405,6 +406,12 @@ static void test_accept_fatal(void **state)
     assert_int_equal(a.err, -EINVAL);
     assert_int_equal(a.fd, -1);
     assert_int_equal(l.accepted, 0);
+    assert_true(l.paused);
+    ac_future_drop(&a.base);
+    ac_accept_init(&a, &l);
+    assert_int_equal(ac_block_on(f->w, &a.base), 0);
+    assert_int_equal(a.err, -EINVAL);
+    assert_int_equal(l.accept_errors, 2);
     ac_future_drop(&a.base);
     ac_listener_close(&l);
 }

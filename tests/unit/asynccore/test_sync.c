@@ -1,4 +1,4 @@
-/* asynccore sync primitives: oneshot, notify, semaphore. */
+/* asynccore sync primitives: oneshot, notify, semaphore, limit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "asynccore/combinators.h"
+#include "asynccore/limit.h"
 #include "asynccore/runtime.h"
 #include "asynccore/sync.h"
 #include "asynccore/timer.h"
@@ -556,6 +557,98 @@ static void test_semaphore_on_worker(void **state)
     ac_runtime_free(rt);
 }
 
+/* ---- limit ---- */
+
+/* Permits are taken only by try_take; waiters are told, never handed one. */
+static void test_limit_take_put_wait(void **state)
+{
+    (void)state;
+    struct ac_limit l;
+    struct cwaker c1, c2;
+    struct ac_waker w1, w2;
+    cw_init(&c1);
+    cw_init(&c2);
+    struct ac_context cx1 = cw_context(&c1, &w1), cx2 = cw_context(&c2, &w2);
+    struct ac_limit_wait a = {0}, b = {0};
+
+    assert_int_equal(ac_limit_init(&l, 2), 0);
+    assert_true(ac_limit_try_take(&l));
+    assert_true(ac_limit_try_take(&l));
+    assert_false(ac_limit_try_take(&l));
+    assert_int_equal(ac_limit_poll_wait(&l, &a, &cx1), AC_PENDING);
+    assert_int_equal(ac_limit_poll_wait(&l, &a, &cx1), AC_PENDING); /* listed once */
+    assert_int_equal(ac_limit_poll_wait(&l, &b, &cx2), AC_PENDING);
+    assert_int_equal(atomic_load(&l.nwaiting), 2);
+    ac_limit_put(&l); /* both told; the permit stays free for whoever comes */
+    assert_int_equal(atomic_load(&c1.wakes), 1);
+    assert_int_equal(atomic_load(&c2.wakes), 1);
+    assert_int_equal(atomic_load(&l.nwaiting), 0);
+    assert_int_equal(ac_limit_available(&l), 1);
+    assert_int_equal(ac_limit_poll_wait(&l, &b, &cx2), AC_READY);
+    assert_true(ac_limit_try_take(&l));
+    /* a woken waiter that no longer needs a permit holds none */
+    assert_int_equal(ac_limit_poll_wait(&l, &a, &cx1), AC_PENDING);
+    ac_limit_wait_cancel(&a);
+    assert_int_equal(atomic_load(&l.nwaiting), 0);
+    ac_limit_wait_cancel(&a); /* twice: no-op */
+    ac_limit_wait_cancel(&b);
+    /* shrink below use: paid back as permits return */
+    ac_limit_adjust(&l, -1);
+    assert_int_equal(ac_limit_available(&l), -1);
+    ac_limit_put(&l);
+    assert_false(ac_limit_try_take(&l));
+    ac_limit_put(&l);
+    assert_int_equal(ac_limit_available(&l), 1);
+    /* growth wakes the waiters */
+    assert_true(ac_limit_try_take(&l));
+    assert_int_equal(ac_limit_poll_wait(&l, &a, &cx1), AC_PENDING);
+    ac_limit_adjust(&l, 1);
+    assert_int_equal(atomic_load(&c1.wakes), 2);
+    ac_limit_wait_cancel(&a);
+    assert_balanced(&c1);
+    assert_balanced(&c2);
+    ac_limit_destroy(&l);
+}
+
+/* Threads taking and returning permits never exceed the limit. */
+struct limit_share {
+    struct ac_limit l;
+    atomic_int held, max_held;
+};
+
+static void *limit_hammer(void *arg)
+{
+    struct limit_share *sh = arg;
+    for (int i = 0; i < 20000; i++) {
+        if (!ac_limit_try_take(&sh->l))
+            continue;
+        int h = atomic_fetch_add(&sh->held, 1) + 1;
+        int m = atomic_load(&sh->max_held);
+        while (h > m && !atomic_compare_exchange_weak(&sh->max_held, &m, h))
+            ;
+        atomic_fetch_sub(&sh->held, 1);
+        ac_limit_put(&sh->l);
+    }
+    return NULL;
+}
+
+static void test_limit_threads(void **state)
+{
+    (void)state;
+    struct limit_share sh;
+    assert_int_equal(ac_limit_init(&sh.l, 3), 0);
+    atomic_init(&sh.held, 0);
+    atomic_init(&sh.max_held, 0);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, limit_hammer, &sh), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_true(atomic_load(&sh.max_held) <= 3);
+    assert_int_equal(ac_limit_available(&sh.l), 3);
+    ac_limit_destroy(&sh.l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +664,8 @@ int main(void)
         cmocka_unit_test(test_semaphore_permit_return_on_drop),
         cmocka_unit_test(test_semaphore_adjust),
         cmocka_unit_test(test_semaphore_on_worker),
+        cmocka_unit_test(test_limit_take_put_wait),
+        cmocka_unit_test(test_limit_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
