@@ -8,9 +8,11 @@
  * random: two weighted random draws, the less loaded (active/weight) wins
  *   ("power of two choices").
  * source: weighted rendezvous (highest random weight) hashing of the client
- *   hash with each server index. Every worker computes the same answer, and
- *   when a server becomes unusable only its clients move (spread over the
- *   others); everyone else keeps their server.
+ *   hash with each server's key (a hash of its name, not its position).
+ *   Every worker and every process computes the same answer; when a server
+ *   joins it takes about 1/N of the clients, when one leaves or becomes
+ *   unusable only its clients move (spread over the others), and reordering
+ *   the list (DNS answers do) moves nobody.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -174,7 +176,8 @@ static int pick_source(const struct ferry_lb_candidate *c, size_t n, const bool 
     for (size_t i = 0; i < n; i++) {
         if (!el[i])
             continue;
-        uint64_t h = mix64(((uint64_t)client_hash << 32) ^ (0x9e3779b97f4a7c15ull * (i + 1)));
+        uint64_t key = c[i].key ? c[i].key : 0x9e3779b97f4a7c15ull * (i + 1);
+        uint64_t h = mix64(((uint64_t)client_hash << 32) ^ key);
         /* u in (0, 1): weighted rendezvous score w / -ln(u) (Schindelhauer). */
         double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0;
         double score = (double)c[i].weight / neg_ln(u);
@@ -213,6 +216,18 @@ int ferry_lb_pick(enum ferry_balance algo, struct ferry_lb_state *st,
     if (el != stack_el)
         free(el);
     return idx;
+}
+
+uint64_t ferry_lb_server_key(const char *name)
+{
+    /* FNV-1a 64, then the finaliser. */
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    h = mix64(h);
+    return h ? h : 1;
 }
 
 uint32_t ferry_lb_hash_addr(const struct sockaddr *sa)

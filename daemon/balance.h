@@ -25,6 +25,9 @@ struct ferry_lb_candidate {
     bool backup;
     bool usable;     /* up and enabled */
     unsigned active; /* current connections */
+    uint64_t key;    /* source: the server's identity (ferry_lb_server_key of its
+                      * name), so a client keeps its server however the list is
+                      * ordered, grown or shrunk; 0: the index is used */
 };
 
 struct ferry_lb_state {
@@ -45,6 +48,9 @@ void ferry_lb_state_free(struct ferry_lb_state *st);
 int ferry_lb_pick(enum ferry_balance algo, struct ferry_lb_state *st,
                   const struct ferry_lb_candidate *c, size_t n, const bool *tried,
                   uint32_t client_hash);
+
+/* Identity of a server for source hashing: a hash of its name (never 0). */
+uint64_t ferry_lb_server_key(const char *name);
 
 /* Hash of the client's IP address (not its port); an IPv4-mapped IPv6
  * address hashes like the IPv4 one. 0 for other families. Stable across

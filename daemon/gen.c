@@ -134,6 +134,7 @@ static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_erro
         struct ferry_server_rt *s = &rt->servers[j];
         s->cfg = &b->servers[j];
         s->stats = ferry_stats_server(&g->d->stats, b->name, s->cfg->name);
+        s->key = ferry_lb_server_key(s->cfg->name);
         if (!s->stats)
             return -ENOMEM;
         if (resolve && resolve_server(s, errs, g->cfg->path) != 0)

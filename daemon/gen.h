@@ -31,6 +31,7 @@ struct ferry_server_rt {
     struct sockaddr_storage addr; /* resolved address */
     socklen_t addr_len;           /* 0: could not be resolved (never picked) */
     char addr_text[256];
+    uint64_t key;                 /* ferry_lb_server_key(name): source hashing */
 };
 
 struct ferry_backend_rt {

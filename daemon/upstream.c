@@ -64,6 +64,7 @@ static int pick(struct ferry_upstream *u)
             bool up = atomic_load(&s->stats->state) == FERRY_SERVER_UP;
             c[i].weight = s->cfg->weight;
             c[i].backup = s->cfg->backup;
+            c[i].key = s->key;
             c[i].active = (unsigned)t.active;
             c[i].usable = s->addr_len > 0 && !atomic_load(&s->stats->disabled) && (up || pass == 1);
         }

@@ -274,6 +274,48 @@ static void test_source(void **state)
     ferry_lb_state_free(&g.st);
 }
 
+/* SPEC 2: adding one of N servers moves only about 1/N of the clients, and
+ * a reordered list (a DNS answer) moves nobody: the hash follows names. */
+static void test_source_consistent(void **state)
+{
+    (void)state;
+    static const char *names[] = {"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80",
+                                  "10.0.0.5:80"};
+    struct ferry_lb_state st;
+    assert_int_equal(ferry_lb_state_init(&st, 5, 1), 0);
+    struct ferry_lb_candidate c[5], r[5];
+    memset(c, 0, sizeof(c));
+    for (int i = 0; i < 5; i++) {
+        c[i].weight = 1;
+        c[i].usable = true;
+        c[i].key = ferry_lb_server_key(names[i]);
+        r[4 - i] = c[i]; /* the same servers in reverse order */
+    }
+    int before[1000];
+    int moved = 0, reordered = 0;
+    unsigned to_new = 0;
+    for (int k = 0; k < 1000; k++) {
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(0xC0000200u + (uint32_t)k * 7919u); /* spread addresses */
+        uint32_t h = ferry_lb_hash_addr((struct sockaddr *)&a);
+        before[k] = ferry_lb_pick(FERRY_BALANCE_SOURCE, &st, c, 4, NULL, h);
+        int after = ferry_lb_pick(FERRY_BALANCE_SOURCE, &st, c, 5, NULL, h);
+        if (after != before[k]) {
+            moved++;
+            to_new += after == 4;
+        }
+        int rev = ferry_lb_pick(FERRY_BALANCE_SOURCE, &st, r, 5, NULL, h);
+        if (4 - rev != after)
+            reordered++;
+    }
+    print_message("source: %d of 1000 addresses moved when a 5th server joined\n", moved);
+    assert_true(moved <= 300);        /* about 1/5; the bound is 30% */
+    assert_true(moved >= 100);        /* the new server does take its share */
+    assert_int_equal(to_new, (unsigned)moved); /* every mover goes to the new one */
+    assert_int_equal(reordered, 0);
+    ferry_lb_state_free(&st);
+}
+
 static void test_hash_addr(void **state)
 {
     (void)state;
@@ -324,7 +366,7 @@ int main(void)
         cmocka_unit_test(test_roundrobin_weights), cmocka_unit_test(test_zero_weight_and_unusable),
         cmocka_unit_test(test_tried_skipped),      cmocka_unit_test(test_backups),
         cmocka_unit_test(test_leastconn),          cmocka_unit_test(test_random),
-        cmocka_unit_test(test_source),             cmocka_unit_test(test_hash_addr),
+        cmocka_unit_test(test_source),             cmocka_unit_test(test_source_consistent),             cmocka_unit_test(test_hash_addr),
         cmocka_unit_test(test_many_servers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
