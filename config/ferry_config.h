@@ -20,6 +20,9 @@
 
 #define FERRY_NAME_MAX 64
 
+/* Most `resolvers` lines in [global]. */
+#define FERRY_RESOLVERS_MAX 8
+
 /* Longest line of ferry.ini, in characters without its line end. A longer
  * line is an error with its number; a line never gets cut. */
 #define FERRY_CONFIG_LINE_MAX 4096
@@ -59,6 +62,12 @@ struct ferry_global {
     bool has_metrics;
     struct ferry_addr metrics;  /* HOST:PORT */
     int metrics_line;
+    /* DNS (SPEC 2): resolvers as "IP:PORT" / "[IPV6]:PORT" (none: the
+     * system's /etc/resolv.conf), and the clamp applied to answer TTLs. */
+    char resolvers[FERRY_RESOLVERS_MAX][64];
+    size_t nresolvers;
+    uint64_t dns_min_ttl_ms;    /* default 1s */
+    uint64_t dns_max_ttl_ms;    /* default 5m */
 };
 
 struct ferry_route {

@@ -229,6 +229,33 @@ static void g_metrics(struct ferry__parse *p, const char *v)
     G(p)->metrics_line = p->lineno;
 }
 
+/* resolvers = IP:PORT (repeatable): c-ares takes numeric addresses only. */
+static void g_resolvers(struct ferry__parse *p, const char *v)
+{
+    struct ferry_addr a;
+    const char *why = "IP:PORT";
+    if (ferry__parse_addr(v, false, &a, &why) < 0 || a.kind != FERRY_ADDR_INET) {
+        ferry__err(p, p->lineno, "invalid resolver \"%s\": expected IPV4:PORT or [IPV6]:PORT",
+                   v);
+        return;
+    }
+    if (G(p)->nresolvers == FERRY_RESOLVERS_MAX) {
+        ferry__err(p, p->lineno, "too many resolvers: at most %d", FERRY_RESOLVERS_MAX);
+        return;
+    }
+    snprintf(G(p)->resolvers[G(p)->nresolvers++], sizeof(G(p)->resolvers[0]), "%.63s", a.text);
+}
+
+static void g_dns_min_ttl(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 1, &G(p)->dns_min_ttl_ms);
+}
+
+static void g_dns_max_ttl(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 1, &G(p)->dns_max_ttl_ms);
+}
+
 static const struct key_def global_keys[] = {
     {"workers", false, false, g_workers},
     {"max_connections", false, false, g_max_connections},
@@ -242,6 +269,9 @@ static const struct key_def global_keys[] = {
     {"shutdown_delay", false, false, g_shutdown_delay},
     {"buffer_size", false, false, g_buffer_size},
     {"metrics", false, false, g_metrics},
+    {"resolvers", true, false, g_resolvers},
+    {"dns_min_ttl", false, false, g_dns_min_ttl},
+    {"dns_max_ttl", false, false, g_dns_max_ttl},
 };
 
 /* ---- [listener NAME] ---- */
@@ -763,6 +793,8 @@ void ferry__global_defaults(struct ferry_global *g)
     g->access_log = true;
     g->drain_timeout_ms = 30000;
     g->buffer_size = 16 * 1024;
+    g->dns_min_ttl_ms = 1000;
+    g->dns_max_ttl_ms = 5 * 60 * 1000;
 }
 
 void ferry__listener_defaults(struct ferry_listener *l)
@@ -813,6 +845,13 @@ void ferry__close_section(struct ferry__parse *p)
         if (!seen_at(p, listener_keys, n, "backend") && !seen_at(p, listener_keys, n, "route"))
             ferry__err(p, l->line, "listener \"%s\" has neither a backend nor a route", l->name);
         check_tls_keys(p, l->tls, false);
+    } else if (p->sect == FERRY__SECT_GLOBAL) {
+        const size_t n = sizeof(global_keys) / sizeof(global_keys[0]);
+        int line = seen_at(p, global_keys, n, "dns_max_ttl");
+        if (!line)
+            line = seen_at(p, global_keys, n, "dns_min_ttl");
+        if (line && G(p)->dns_min_ttl_ms > G(p)->dns_max_ttl_ms)
+            ferry__err(p, line, "dns_min_ttl is above dns_max_ttl");
     } else if (p->sect == FERRY__SECT_BACKEND) {
         const size_t n = sizeof(backend_keys) / sizeof(backend_keys[0]);
         if (!seen_at(p, backend_keys, n, "server"))

@@ -26,6 +26,7 @@ struct ferry_worker;
 struct ferry_bound;
 struct ferry_listener_limit;
 struct ferry_sd_fd;
+struct ferry_dnswatch;
 
 struct ferry_daemon {
     char *config_path;
@@ -52,6 +53,7 @@ struct ferry_daemon {
     _Atomic bool stopping;            /* a stop signal came: /ready answers 503 */
     _Atomic uint64_t accept_until_ms; /* while stopping: accepting ends then (shutdown_delay) */
     uint64_t start_ms;                /* ac_clock_now_ms() at start */
+    struct ferry_dnswatch *dnsw;      /* name lookups (worker 0 only; NULL: none) */
     double start_unix;                /* wall clock at start (process_start_time_seconds) */
     char *config_abs;                 /* absolute path of the configuration file */
     pid_t pid;

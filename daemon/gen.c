@@ -3,11 +3,10 @@
  * ferry_gen_build() turns a parsed, valid configuration into everything the
  * data path needs: stats objects (found by name, so counters survive
  * reloads), per-listener connection caps, TLS contexts, resolved server
- * addresses and per-worker balancer state. It may block (TLS files, DNS), so
+ * numeric addresses and per-worker balancer state. It may block (TLS files), so
  * it runs before the loops start or on the blocking pool during a reload.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +41,9 @@ static void gen_free(struct ferry_gen *g)
             ferry_lb_state_free(&g->lb[i]);
     }
     free(g->lb);
+    for (size_t i = 0; g->views && i < (size_t)g->d->nworkers * cfg->nbackends; i++)
+        free(g->views[i].s);
+    free(g->views);
     free(g->listeners);
     free(g->backends);
     ac_notify_destroy(&g->stop);
@@ -91,35 +93,19 @@ void ferry_gen_apply_limits(struct ferry_gen *g)
     }
 }
 
-static int resolve_server(struct ferry_server_rt *s, struct ferry_config_errors *errs,
-                          const char *path)
+/* Numeric addresses are known at once; host names start unresolved and are
+ * looked up by the resolver (dnswatch.c) once the generation is adopted. */
+static void initial_address(struct ferry_server_rt *s)
 {
     const struct ferry_addr *a = &s->cfg->addr;
+    snprintf(s->addr_text, sizeof(s->addr_text), "%s", a->text);
     if (a->resolved) {
         memcpy(&s->addr, &a->sa, a->sa_len);
         s->addr_len = a->sa_len;
-        snprintf(s->addr_text, sizeof(s->addr_text), "%s", a->text);
-        return 0;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
-    int rc = getaddrinfo(a->host, port, &hints, &res);
-    if (rc != 0 || !res) {
-        ferry_config_error_add(errs, path, s->cfg->line, "cannot resolve '%s': %s", a->host,
-                               rc ? gai_strerror(rc) : "no address");
-        return -1;
-    }
-    memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
-    s->addr_len = res->ai_addrlen;
-    freeaddrinfo(res);
-    snprintf(s->addr_text, sizeof(s->addr_text), "%s", a->text);
-    return 0;
 }
 
-static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_errors *errs,
-                         bool resolve)
+static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_errors *errs)
 {
     const struct ferry_backend *b = &g->cfg->backends[i];
     struct ferry_backend_rt *rt = &g->backends[i];
@@ -137,10 +123,18 @@ static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_erro
         s->key = ferry_lb_server_key(s->cfg->name);
         if (!s->stats)
             return -ENOMEM;
-        if (resolve && resolve_server(s, errs, g->cfg->path) != 0)
-            failed = -1;
-        else if (!resolve)
-            snprintf(s->addr_text, sizeof(s->addr_text), "%s", s->cfg->addr.text);
+        initial_address(s);
+    }
+    for (unsigned w = 0; w < g->d->nworkers; w++) {
+        struct ferry_backend_view *v = &g->views[(size_t)w * g->cfg->nbackends + i];
+        v->s = calloc(b->nservers ? b->nservers : 1, sizeof(*v->s));
+        if (!v->s)
+            return -ENOMEM;
+        v->n = b->nservers;
+        for (size_t j = 0; j < b->nservers; j++) {
+            memcpy(&v->s[j].addr, &rt->servers[j].addr, sizeof(v->s[j].addr));
+            v->s[j].addr_len = rt->servers[j].addr_len;
+        }
     }
     if (b->tls) {
         rt->tls_ctx = ferry_tls_client_ctx_new(b, g->cfg->path, errs);
@@ -173,7 +167,7 @@ static int build_listener(struct ferry_gen *g, size_t i, struct ferry_config_err
 }
 
 struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *cfg,
-                                  bool resolve, struct ferry_config_errors *errs)
+                                  struct ferry_config_errors *errs)
 {
     struct ferry_gen *g = calloc(1, sizeof(*g));
     if (!g) {
@@ -187,10 +181,12 @@ struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *c
     g->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*g->listeners));
     g->backends = calloc(cfg->nbackends ? cfg->nbackends : 1, sizeof(*g->backends));
     g->lb = calloc((size_t)d->nworkers * (cfg->nbackends ? cfg->nbackends : 1), sizeof(*g->lb));
-    int failed = (!g->listeners || !g->backends || !g->lb) ? -ENOMEM : 0;
+    g->views = calloc((size_t)d->nworkers * (cfg->nbackends ? cfg->nbackends : 1),
+                      sizeof(*g->views));
+    int failed = (!g->listeners || !g->backends || !g->lb || !g->views) ? -ENOMEM : 0;
     for (size_t i = 0; failed != -ENOMEM && i < cfg->nbackends; i++) {
         /* Go on after an error: every backend's errors are reported. */
-        int rc = build_backend(g, i, errs, resolve);
+        int rc = build_backend(g, i, errs);
         if (rc == -ENOMEM)
             failed = -ENOMEM;
         else if (rc != 0 && failed == 0)
@@ -210,6 +206,12 @@ struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *c
         return NULL;
     }
     return g;
+}
+
+struct ferry_view_server *ferry_gen_view(struct ferry_gen *g, unsigned worker, size_t bidx,
+                                         size_t sidx)
+{
+    return &g->views[(size_t)worker * g->cfg->nbackends + bidx].s[sidx];
 }
 
 struct ferry_lb_state *ferry_gen_lb(struct ferry_gen *g, unsigned worker, size_t backend)

@@ -1,7 +1,7 @@
 /* ferryd: configuration generations.
  *
  * A generation (struct ferry_gen) is everything built from one valid
- * configuration file: the parsed config, resolved server addresses, TLS
+ * configuration file: the parsed config, server addresses, TLS
  * contexts, balancer state. It is reference counted: every connection holds a
  * reference to the generation it started with, so a reload never changes the
  * settings of a running connection, and an old generation is freed when its
@@ -25,13 +25,30 @@ struct ferry_daemon;
 struct ferry_bound;
 struct ferry_lb_state;
 
+/* A server: what every worker may read (set when the generation is built,
+ * never changed while it is live), plus addr, the current address, which
+ * only the resolver's worker reads and writes once the generation is live.
+ * The data path reads addresses from its own worker's view (below). */
 struct ferry_server_rt {
     const struct ferry_server *cfg;
     struct ferry_server_stats *stats;
-    struct sockaddr_storage addr; /* resolved address */
-    socklen_t addr_len;           /* 0: could not be resolved (never picked) */
-    char addr_text[256];
+    struct sockaddr_storage addr; /* current address (resolver's bookkeeping) */
+    socklen_t addr_len;           /* 0: not resolved yet */
+    char addr_text[256];          /* as written (a host name stays a name) */
     uint64_t key;                 /* ferry_lb_server_key(name): source hashing */
+};
+
+/* One worker's view of a server: the address its new connections go to.
+ * Written only on that worker (updates arrive through its inbox), so
+ * picking and connecting take no lock. */
+struct ferry_view_server {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;           /* 0: unresolved: never picked */
+};
+
+struct ferry_backend_view {
+    struct ferry_view_server *s;  /* [backend's nservers] */
+    size_t n;
 };
 
 struct ferry_backend_rt {
@@ -70,17 +87,22 @@ struct ferry_gen {
     struct ferry_listener_rt *listeners; /* [cfg->nlisteners] */
     struct ferry_backend_rt *backends;   /* [cfg->nbackends] */
     struct ferry_lb_state *lb;           /* [nworkers * nbackends], per worker */
+    struct ferry_backend_view *views;    /* [nworkers * nbackends], per worker */
     struct ac_notify stop;               /* set when the generation is replaced */
 };
 
 struct ferry_gen *ferry_gen_ref(struct ferry_gen *g);
+/* Worker `worker`'s view of server sidx of backend bidx. */
+struct ferry_view_server *ferry_gen_view(struct ferry_gen *g, unsigned worker, size_t bidx,
+                                         size_t sidx);
 void ferry_gen_unref(struct ferry_gen *g);
 
 /* Builds a generation from cfg (ownership of cfg passes to it, also on
- * failure). resolve: look up server host names (blocking). Returns NULL with
- * the reasons in errs. */
+ * failure). Reads TLS files (blocking); looks up no name: servers given by
+ * host name start unresolved until the resolver answers (dnswatch.h).
+ * Returns NULL with the reasons in errs. */
 struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *cfg,
-                                  bool resolve, struct ferry_config_errors *errs);
+                                  struct ferry_config_errors *errs);
 
 /* Resizes the persistent per-listener caps to this generation's values. */
 void ferry_gen_apply_limits(struct ferry_gen *g);

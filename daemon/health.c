@@ -25,6 +25,7 @@ struct health_task {
     struct ferry_gen *g;
     struct ferry_backend_rt *b;
     struct ferry_server_rt *s;
+    unsigned worker;  /* the worker it runs on: its view gives the address */
     SSL_CTX *own_ctx; /* for `tls` checks of a backend without tls = on */
     int state;
     struct ac_notified stop;
@@ -74,13 +75,22 @@ static void record(struct health_task *t, bool ok)
     end_check(t);
 }
 
-static void start_check(struct health_task *t)
+/* Starts a check at the server's current address; false (and another
+ * interval's wait) while its name is not resolved. */
+static bool start_check(struct health_task *t)
 {
+    const struct ferry_view_server *v = ferry_gen_view(
+        t->g, t->worker, (size_t)(t->b - t->g->backends), (size_t)(t->s - t->b->servers));
     ac_future_drop(&t->timer.base);
+    if (v->addr_len == 0) {
+        ac_sleep_init(&t->timer, t->b->cfg->health_interval_ms);
+        return false;
+    }
     ac_sleep_init(&t->timer, t->b->cfg->health_timeout_ms);
-    ac_connect_init(&t->connect, (struct sockaddr *)&t->s->addr, t->s->addr_len, &t->plain);
+    ac_connect_init(&t->connect, (const struct sockaddr *)&v->addr, v->addr_len, &t->plain);
     t->step_live = true;
     t->state = H_CONNECT;
+    return true;
 }
 
 static bool start_tls(struct health_task *t)
@@ -135,7 +145,8 @@ static ac_poll_t health_poll(struct ac_future *f, struct ac_context *cx)
         if (t->state == H_WAIT) {
             if (ac_future_poll(&t->timer.base, cx) == AC_PENDING)
                 return AC_PENDING;
-            start_check(t);
+            if (!start_check(t))
+                continue;
         }
         int rc = poll_check(t, cx);
         if (rc != 0) {
@@ -180,8 +191,6 @@ int ferry_health_start(struct ferry_gen *g)
         if (b->cfg->health_check == FERRY_HEALTH_OFF)
             continue;
         for (size_t j = 0; j < b->nservers; j++) {
-            if (b->servers[j].addr_len == 0)
-                continue;
             struct health_task *t = calloc(1, sizeof(*t));
             if (!t)
                 return -ENOMEM;
@@ -189,6 +198,7 @@ int ferry_health_start(struct ferry_gen *g)
             t->g = ferry_gen_ref(g);
             t->b = b;
             t->s = &b->servers[j];
+            t->worker = next_worker++ % d->nworkers;
             if (b->cfg->health_check == FERRY_HEALTH_TLS && !b->tls_ctx) {
                 t->own_ctx = SSL_CTX_new(TLS_client_method());
                 if (t->own_ctx)
@@ -197,7 +207,7 @@ int ferry_health_start(struct ferry_gen *g)
             ac_notified_init(&t->stop, &g->stop);
             ac_sleep_init(&t->timer, 0); /* first check at once */
             t->state = H_WAIT;
-            int rc = ac_spawn(ac_runtime_worker(d->rt, next_worker++ % d->nworkers), &t->base,
+            int rc = ac_spawn(ac_runtime_worker(d->rt, t->worker), &t->base,
                               health_free);
             if (rc < 0)
                 return rc;

@@ -18,6 +18,7 @@
 #include "confcheck.h"
 #include "control.h"
 #include "ferryd.h"
+#include "dnswatch.h"
 #include "gen.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -130,7 +131,7 @@ static int check_only(const char *path)
             fprintf(stderr, "ferryd: out of memory\n");
             return 2;
         }
-        struct ferry_gen *g = ferry_gen_build(&d, cfg, false, &errs);
+        struct ferry_gen *g = ferry_gen_build(&d, cfg, &errs);
         if (g)
             ferry_gen_unref(g);
         daemon_free(&d);
@@ -206,7 +207,7 @@ struct build_job {
 static void *build_work(void *arg)
 {
     struct build_job *j = arg;
-    return ferry_gen_build(j->d, j->cfg, true, j->errs);
+    return ferry_gen_build(j->d, j->cfg, j->errs);
 }
 
 static struct ferry_gen *build_first_gen(struct ferry_daemon *d, struct ferry_config *cfg,
@@ -295,6 +296,14 @@ static int run(const char *path)
         ferry_gen_unref(g);
         goto out;
     }
+    /* Names are looked up on the event loops; start-up waits for their
+     * first answers a little, and never fails on them (SPEC 1). */
+    d.dnsw = ferry_dnswatch_start(&d, &g->cfg->global);
+    ferry_dnswatch_adopt(d.dnsw, NULL, g);
+    struct ferry_dnswatch_first first;
+    ferry_dnswatch_first_init(&first, d.dnsw, 2000);
+    ac_block_on(d.workers[0].w, &first.base);
+    ac_future_drop(&first.base);
     ferry_binding_commit(&d, g, &fresh);
     if (ferry_lifecycle_start(&d, &sigs) != 0) {
         fprintf(stderr, "ferryd: cannot start: out of resources\n");

@@ -15,6 +15,7 @@
 #include "bound.h"
 #include "confcheck.h"
 #include "daemon.h"
+#include "dnswatch.h"
 #include "gen.h"
 #include "reload.h"
 #include "log.h"
@@ -33,7 +34,7 @@ static void *reload_work(void *arg)
     struct reload_job *j = arg;
     struct ferry_config *cfg = ferry_config_load_checked(j->d->config_path, &j->errs);
     if (cfg)
-        j->gen = ferry_gen_build(j->d, cfg, true, &j->errs);
+        j->gen = ferry_gen_build(j->d, cfg, &j->errs);
     return j;
 }
 
@@ -158,6 +159,7 @@ static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
         ferry_gen_unref(g);
         return finish(r, -1);
     }
+    ferry_dnswatch_adopt(r->d->dnsw, r->d->gen, g);
     ferry_binding_commit(r->d, g, &fresh);
     return finish(r, 0);
 }

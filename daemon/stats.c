@@ -170,5 +170,7 @@ const char *ferry_server_state_name(const struct ferry_server_stats *s)
 {
     if (atomic_load(&s->disabled))
         return "disabled";
+    if (atomic_load(&s->unresolved))
+        return "unresolved";
     return atomic_load(&s->state) == FERRY_SERVER_DOWN ? "down" : "up";
 }

@@ -83,6 +83,7 @@ struct ferry_server_stats {
     struct ferry_server_wstats *w;
     _Atomic int state;         /* enum ferry_server_state */
     _Atomic bool disabled;     /* `disable server` */
+    _Atomic bool unresolved;   /* its host name has no address yet (no traffic) */
     _Atomic unsigned fail_streak; /* consecutive connect failures (passive health) */
 };
 

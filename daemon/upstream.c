@@ -66,7 +66,8 @@ static int pick(struct ferry_upstream *u)
             c[i].backup = s->cfg->backup;
             c[i].key = s->key;
             c[i].active = (unsigned)t.active;
-            c[i].usable = s->addr_len > 0 && !atomic_load(&s->stats->disabled) && (up || pass == 1);
+            const struct ferry_view_server *v = ferry_gen_view(u->g, u->worker, u->bidx, i);
+            c[i].usable = v->addr_len > 0 && !atomic_load(&s->stats->disabled) && (up || pass == 1);
         }
         idx = ferry_lb_pick(b->cfg->balance, ferry_gen_lb(u->g, u->worker, u->bidx), c, n,
                             u->tried, u->client_hash);
@@ -80,8 +81,11 @@ static void server_failed(struct ferry_upstream *u, int err)
     struct ferry_server_rt *s = &u->b->servers[u->sidx];
     ferry_ctr_add(&s->stats->w[u->worker].connect_errors, 1);
     unsigned streak = atomic_fetch_add(&s->stats->fail_streak, 1) + 1;
+    const struct ferry_view_server *v = ferry_gen_view(u->g, u->worker, u->bidx, (size_t)u->sidx);
+    char addr[AC_ADDR_STRLEN];
+    ac_addr_format((const struct sockaddr *)&v->addr, v->addr_len, addr, sizeof(addr));
     ferry_log(FERRY_LOG_WARN, "connect failed", "server=%s/%s address=%s error=\"%s\"",
-              u->b->cfg->name, s->cfg->name, s->addr_text, u->reason ? u->reason : strerror(-err));
+              u->b->cfg->name, s->cfg->name, addr, u->reason ? u->reason : strerror(-err));
     if (u->b->cfg->health_check == FERRY_HEALTH_OFF && streak >= u->b->cfg->health_fall) {
         int was = atomic_exchange(&s->stats->state, FERRY_SERVER_DOWN);
         if (was != FERRY_SERVER_DOWN)
@@ -104,9 +108,10 @@ static void server_ok(struct ferry_upstream *u)
 static int start_step(struct ferry_upstream *u, struct ac_context *cx)
 {
     struct ferry_server_rt *s = &u->b->servers[u->sidx];
+    const struct ferry_view_server *v = ferry_gen_view(u->g, u->worker, u->bidx, (size_t)u->sidx);
     switch (u->state) {
     case UP_CONNECT:
-        ac_connect_init(&u->step.connect, (struct sockaddr *)&s->addr, s->addr_len, u->plain);
+        ac_connect_init(&u->step.connect, (const struct sockaddr *)&v->addr, v->addr_len, u->plain);
         break;
     case UP_PROXY:
         ac_write_all_init(&u->step.proxy, u->plain, u->proxy_hdr, u->proxy_len);

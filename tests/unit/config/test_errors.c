@@ -61,6 +61,16 @@ static void test_bad_values(void **state)
     cfg_expect_one("[global]\ncontrol_mode = 0690\n", 2, "control_mode");
     cfg_expect_one("[global]\nmetrics = localhost:9100\n", 2, "metrics");
     cfg_expect_one("[global]\nmetrics = unix:/x\n", 2, "metrics");
+    cfg_expect_one("[global]\nresolvers = dns.example:53\n", 2, "invalid resolver");
+    cfg_expect_one("[global]\nresolvers = 127.0.0.1\n", 2, "invalid resolver");
+    cfg_expect_one("[global]\nresolvers = 1.1.1.1:53\nresolvers = 1.1.1.2:53\n"
+                   "resolvers = 1.1.1.3:53\nresolvers = 1.1.1.4:53\nresolvers = 1.1.1.5:53\n"
+                   "resolvers = 1.1.1.6:53\nresolvers = 1.1.1.7:53\nresolvers = 1.1.1.8:53\n"
+                   "resolvers = 1.1.1.9:53\n", 10, "too many resolvers");
+    cfg_expect_one("[global]\ndns_min_ttl = 0\n", 2, "dns_min_ttl");
+    cfg_expect_one("[global]\ndns_min_ttl = 10m\n", 2, "dns_min_ttl is above dns_max_ttl");
+    cfg_expect_one("[global]\ndns_max_ttl = 10m\ndns_min_ttl = 20m\n", 2,
+                   "dns_min_ttl is above dns_max_ttl");
     cfg_expect_one("[listener l]\nbind = 127.0.0.1:65536\nbackend = b\n" CFG_BACKEND_B, 2,
                    "invalid bind address \"127.0.0.1:65536\"");
     cfg_expect_one("[listener l]\nbind = localhost:80\nbackend = b\n" CFG_BACKEND_B, 2,

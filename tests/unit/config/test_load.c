@@ -29,6 +29,9 @@ static void test_defaults(void **state)
     assert_int_equal(g->shutdown_delay_ms, 0);
     assert_int_equal(g->buffer_size, 16384);
     assert_false(g->has_metrics);
+    assert_int_equal(g->nresolvers, 0);
+    assert_int_equal(g->dns_min_ttl_ms, 1000);
+    assert_int_equal(g->dns_max_ttl_ms, 300000);
 
     assert_int_equal(cfg->nlisteners, 1);
     const struct ferry_listener *l = &cfg->listeners[0];

@@ -109,7 +109,7 @@ static inline struct ferry_gen *fake_gen_build(struct ferry_daemon *d, const cha
     struct ferry_config_errors errs = {0};
     struct ferry_config *cfg = ferry_config_load_string("test.ini", ini, &errs);
     assert_non_null(cfg);
-    struct ferry_gen *g = ferry_gen_build(d, cfg, false, &errs);
+    struct ferry_gen *g = ferry_gen_build(d, cfg, &errs);
     for (size_t i = 0; i < errs.n; i++)
         fprintf(stderr, "%s\n", errs.msgs[i]);
     ferry_config_errors_free(&errs);

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""DNS: server names and `discover` kept current from a real DNS server.
+
+A real dnsmasq runs on a free loopback port with a hosts file (A records,
+TTL 1 s) and SRV records; the test edits them and reloads dnsmasq (SIGHUP
+re-reads the hosts file; SRV records need a restart on the same port) while
+ferryd keeps serving. Backends listen on 127.0.0.2 .. 127.0.0.5 so that DNS
+answers can point at distinct addresses."""
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+
+from ferrytest import (cleanup, connect, free_port, recv_exact, runner, start_backend,
+                       start_ferry, wait_for, web_config)
+
+DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+
+
+def dns_query(port, name, qtype=1, timeout=0.5):
+    """One UDP query to 127.0.0.1:port; the reply's rcode and answer count, or None."""
+    q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\0" + struct.pack(">HH", qtype, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(q, ("127.0.0.1", port))
+        try:
+            r, _ = s.recvfrom(4096)
+        except OSError:
+            return None
+    return r[3] & 0xF, struct.unpack(">H", r[6:8])[0]
+
+
+class Dnsmasq:
+    """dnsmasq on 127.0.0.1:port answering for *.test from a hosts file and SRV lines."""
+
+    def __init__(self, hosts="", srv=(), port=None):
+        self.dir = tempfile.mkdtemp(prefix="ferry-dns-")
+        self.port = port or free_port()
+        self.hosts = os.path.join(self.dir, "hosts")
+        self.set_hosts(hosts)
+        self.srv = list(srv)
+        self.proc = None
+        self.start()
+
+    def set_hosts(self, text):
+        with open(self.hosts + ".tmp", "w") as f:
+            f.write(text)
+        os.chmod(self.hosts + ".tmp", 0o644)
+        os.replace(self.hosts + ".tmp", self.hosts)
+
+    def start(self):
+        args = [DNSMASQ, "--keep-in-foreground", "--log-facility=-", "--conf-file=/dev/null",
+                f"--port={self.port}", "--listen-address=127.0.0.1", "--bind-interfaces",
+                "--no-resolv", "--no-hosts", f"--addn-hosts={self.hosts}", "--local=/test/",
+                "--local-ttl=1", f"--pid-file={self.dir}/pid"]
+        if os.getuid() == 0:
+            args.append("--user=root")
+        args += [f"--srv-host={s}" for s in self.srv]
+        self.log = open(os.path.join(self.dir, "log"), "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.proc.poll() is not None or dns_query(self.port, "probe.test"),
+                 timeout=10, what="dnsmasq answering")
+        if self.proc.poll() is not None:
+            raise AssertionError("dnsmasq exited: " + open(os.path.join(self.dir, "log")).read())
+
+    def reload(self, hosts):
+        self.set_hosts(hosts)
+        self.proc.send_signal(signal.SIGHUP)
+
+    def restart(self, srv=None):
+        self.stop()
+        if srv is not None:
+            self.srv = list(srv)
+        self.start()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        self.proc = None
+
+
+def start_dnsmasq(*a, **kw):
+    d = Dnsmasq(*a, **kw)
+    cleanup(d.stop)
+    return d
+
+
+def labelled(host, label, port=None):
+    return start_backend("label", label=label, host=host, port=port)
+
+
+def who(port):
+    """The label of the backend a new connection through ferry reaches, or None."""
+    try:
+        s = connect(port, timeout=5)
+        s.settimeout(5)
+        b = recv_exact(s, 2)
+        s.close()
+        return b
+    except (OSError, AssertionError):
+        return None
+
+
+def dns_globals(dns):
+    return f"workers = 2\nresolvers = 127.0.0.1:{dns.port}\ndns_min_ttl = 1s\n"
+
+
+def test_a_record_moves_between_backends():
+    bport = free_port()
+    a = labelled("127.0.0.2", b"aa", bport)
+    b = labelled("127.0.0.3", b"bb", bport)
+    dns = start_dnsmasq("127.0.0.2 db.test\n")
+    port = free_port()
+    f = start_ferry(web_config(port, f"server db db.test:{bport}\n",
+                               global_lines=dns_globals(dns)))
+    assert [who(port) for _ in range(4)] == [b"aa"] * 4
+    dns.reload("127.0.0.3 db.test\n")
+    wait_for(lambda: who(port) == b"bb", timeout=15, what="traffic following the A record")
+    assert [who(port) for _ in range(4)] == [b"bb"] * 4
+    s = f.server("app", "db")
+    assert s["state"] == "up" and s["total"] >= 8, s
+    assert "server_address" in f.logtext() and "address=127.0.0.3:" in f.logtext()
+    assert a.accepted >= 4 and b.accepted >= 4
+
+
+def test_name_missing_at_start_appears_later():
+    bport = free_port()
+    labelled("127.0.0.4", b"cc", bport)
+    other = labelled("127.0.0.1", b"ok")
+    dns = start_dnsmasq("")
+    port = free_port()
+    f = start_ferry(web_config(port, f"""
+server later later.test:{bport}
+server fixed 127.0.0.1:{other.port} backup
+""", global_lines=dns_globals(dns)))
+    # ferryd started (SPEC 1): the server waits unresolved, taking no traffic.
+    assert f.server("app", "later")["state"] == "unresolved"
+    assert f.proc.poll() is None
+    text = f.ctl("stats")
+    assert "unresolved" in text, text
+    assert who(port) == b"ok"  # the backup serves meanwhile
+    assert "dns_lookup_failed" in f.logtext()
+    dns.reload("127.0.0.4 later.test\n")
+    wait_for(lambda: f.server("app", "later")["state"] == "up", timeout=15,
+             what="the name resolving")
+    wait_for(lambda: who(port) == b"cc", timeout=5, what="traffic to the resolved server")
+
+
+def test_dns_down_keeps_last_good_address():
+    bport = free_port()
+    labelled("127.0.0.2", b"aa", bport)
+    dns = start_dnsmasq("127.0.0.2 keep.test\n")
+    port = free_port()
+    f = start_ferry(web_config(port, f"server k keep.test:{bport}\n",
+                               global_lines=dns_globals(dns)))
+    assert who(port) == b"aa"
+    dns.stop()
+    # The TTL (1 s) ends, lookups time out: the last good address stays.
+    wait_for(lambda: "dns_lookup_failed" in f.logtext(), timeout=20, what="a failed lookup")
+    assert "kept=last_address" in f.logtext()
+    assert [who(port) for _ in range(3)] == [b"aa"] * 3
+    assert f.server("app", "k")["state"] == "up"
+    # A reload while DNS is down keeps it too (carried over, looked up again).
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in f.logtext() or "reloaded" in f.logtext(),
+             timeout=10, what="reload")
+    assert who(port) == b"aa"
+
+
+def test_check_mode_does_not_resolve():
+    dns_port = free_port()  # nothing answers here
+    port = free_port()
+    d = tempfile.mkdtemp(prefix="ferry-dns-t-")
+    path = os.path.join(d, "ferry.ini")
+    with open(path, "w") as fh:
+        fh.write(web_config(port, "server x nowhere.test:80\n",
+                            global_lines=f"resolvers = 127.0.0.1:{dns_port}").replace(
+                                "@SOCK@", os.path.join(d, "s")))
+    from ferrytest import FERRYD
+    r = subprocess.run([FERRYD, "-t", "-c", path], capture_output=True, timeout=30)
+    assert r.returncode == 0, r
+    assert b"configuration is valid" in r.stdout
+
+
+if __name__ == "__main__":
+    if not os.path.exists(DNSMASQ):
+        print("SKIP: dnsmasq not installed (scripts/deps.sh test installs dnsmasq-base)")
+        sys.exit(77)
+    runner.run(globals())
