@@ -546,6 +546,9 @@ void ferry_config_free(struct ferry_config *cfg)
         free(cfg->backends[i].tls_cert);
         free(cfg->backends[i].tls_cert_key);
         free(cfg->backends[i].tls_sni);
+        free(cfg->backends[i].health_send);
+        free(cfg->backends[i].health_expect);
+        free(cfg->backends[i].health_uri);
     }
     free(cfg->backends);
     free(cfg->path);

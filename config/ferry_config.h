@@ -116,12 +116,27 @@ struct ferry_server {
     struct ferry_addr addr;
     unsigned weight;            /* default 1; 0 allowed = never picked */
     bool backup;
+    unsigned max_connections;   /* 0: no cap (queue when every server is at its cap) */
     int line;
 };
 
 enum ferry_balance { FERRY_BALANCE_ROUNDROBIN, FERRY_BALANCE_LEASTCONN, FERRY_BALANCE_RANDOM,
                      FERRY_BALANCE_SOURCE };
-enum ferry_health { FERRY_HEALTH_OFF, FERRY_HEALTH_TCP, FERRY_HEALTH_TLS };
+enum ferry_health { FERRY_HEALTH_OFF, FERRY_HEALTH_TCP, FERRY_HEALTH_TLS,
+                    FERRY_HEALTH_SEND_EXPECT, FERRY_HEALTH_HTTP };
+
+/* health_status as a set of codes 100..599: bit (code - 100). */
+#define FERRY_STATUS_BITS 500
+struct ferry_status_set {
+    uint64_t bits[(FERRY_STATUS_BITS + 63) / 64];
+};
+static inline bool ferry_status_set_has(const struct ferry_status_set *s, unsigned code)
+{
+    return code >= 100 && code < 600 && (s->bits[(code - 100) / 64] >> ((code - 100) % 64)) & 1;
+}
+
+/* Longest health_send / health_expect once its escapes are decoded. */
+#define FERRY_HEALTH_BYTES_MAX 1024
 
 struct ferry_backend {
     char name[FERRY_NAME_MAX];
@@ -134,6 +149,16 @@ struct ferry_backend {
     enum ferry_health health_check;
     uint64_t health_interval_ms, health_timeout_ms; /* 5s, 2s */
     unsigned health_rise, health_fall;              /* 2, 3 */
+    int health_check_line;
+    char *health_send, *health_expect;             /* decoded bytes; NULL: unset */
+    size_t health_send_len, health_expect_len;
+    char *health_uri;                              /* NULL: "/" */
+    struct ferry_status_set health_status;         /* default 2xx */
+    uint16_t health_port;                          /* 0: the server's port */
+    bool health_send_proxy;
+    uint64_t queue_timeout_ms;                     /* default 5s */
+    unsigned max_queue;                            /* default 1000 */
+    uint64_t slow_start_ms;                        /* default 0: off */
     bool tls;
     bool tls_verify;               /* default on */
     char *tls_ca;                  /* NULL: system store */
@@ -225,6 +250,13 @@ int ferry_parse_uint(const char *s, unsigned long max, unsigned long *out);
 /* allow_host: accept a host name (servers) besides numeric addresses. */
 int ferry_parse_addr(const char *s, bool allow_host, struct ferry_addr *out);
 int ferry_parse_cidr(const char *s, struct ferry_cidr *out);
+/* A string with C escapes (\r \n \t \\ \xHH) into out (cap bytes; the
+ * result may hold NUL bytes: its length goes to *len). -EINVAL on a bad or
+ * unknown escape, -ERANGE when it does not fit. */
+int ferry_parse_escaped(const char *s, char *out, size_t cap, size_t *len);
+/* "200,204", "2xx,3xx" (codes 100-599 and classes 1xx-5xx, comma-separated,
+ * spaces allowed around commas) into *out. */
+int ferry_parse_status_list(const char *s, struct ferry_status_set *out);
 bool ferry_cidr_match(const struct ferry_cidr *c, const struct sockaddr *sa);
 bool ferry_name_valid(const char *s);
 /* True when binding both addresses would clash: the same address, a unix

@@ -4,6 +4,7 @@
 #include "ferry_config_int.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -531,7 +532,7 @@ static const struct key_def listener_keys[] = {
 
 /* ---- [backend NAME] ---- */
 
-/* "weight=N" or "backup" after a server's address. */
+/* "weight=N", "backup" or "max_connections=N" after a server's address. */
 static bool server_option(struct ferry__parse *p, struct ferry_server *s, const char *opt,
                           bool *seen_weight)
 {
@@ -550,10 +551,21 @@ static bool server_option(struct ferry__parse *p, struct ferry_server *s, const 
         *seen_weight = true;
         return true;
     }
-    if (strcmp(opt, "backup") == 0 || strncmp(opt, "weight=", 7) == 0)
+    if (strncmp(opt, "max_connections=", 16) == 0 && s->max_connections == 0) {
+        if (ferry_parse_uint(opt + 16, INT_MAX, &w) < 0 || w == 0) {
+            ferry__err(p, p->lineno, "invalid server max_connections \"%s\": expected a whole "
+                       "number from 1 to %d", opt + 16, INT_MAX);
+            return false;
+        }
+        s->max_connections = (unsigned)w;
+        return true;
+    }
+    if (strcmp(opt, "backup") == 0 || strncmp(opt, "weight=", 7) == 0 ||
+        strncmp(opt, "max_connections=", 16) == 0)
         ferry__err(p, p->lineno, "server option \"%s\" given twice", opt);
     else
-        ferry__err(p, p->lineno, "unknown server option \"%s\": expected weight=N or backup", opt);
+        ferry__err(p, p->lineno, "unknown server option \"%s\": expected weight=N, backup or "
+                   "max_connections=N", opt);
     return false;
 }
 
@@ -561,16 +573,16 @@ static bool server_option(struct ferry__parse *p, struct ferry_server *s, const 
 static bool parse_server(struct ferry__parse *p, const char *v, struct ferry_server *s)
 {
     struct ferry_backend *b = B(p);
-    char *tok[4];
+    char *tok[5];
     size_t n;
     bool ok = false, seen_weight = false;
     const char *why = "";
-    char *copy = tokens(p, v, tok, 4, &n);
+    char *copy = tokens(p, v, tok, 5, &n);
     if (!copy)
         return false;
-    if (n < 2 || n > 4) {
+    if (n < 2 || n > 5) {
         ferry__err(p, p->lineno, "invalid server \"%s\": expected NAME ADDRESS [weight=N] "
-                   "[backup]", v);
+                   "[backup] [max_connections=N]", v);
         goto out;
     }
     if (!check_name(p, "server", tok[0]))
@@ -636,10 +648,94 @@ static void b_retries(struct ferry__parse *p, const char *v)
 
 static void b_health_check(struct ferry__parse *p, const char *v)
 {
-    static const char *const names[] = {"off", "tcp", "tls"};
-    int i = PICK(p, v, names, "off, tcp or tls");
+    static const char *const names[] = {"off", "tcp", "tls", "send-expect", "http"};
+    int i = PICK(p, v, names, "off, tcp, tls, send-expect or http");
     if (i >= 0)
         B(p)->health_check = (enum ferry_health)i;
+    B(p)->health_check_line = p->lineno;
+}
+
+/* health_send / health_expect: C escapes decoded into a fresh buffer. */
+static void set_escaped(struct ferry__parse *p, const char *v, char **dst, size_t *len)
+{
+    char buf[FERRY_HEALTH_BYTES_MAX];
+    size_t n;
+    int rc = ferry_parse_escaped(v, buf, sizeof(buf), &n);
+    if (rc < 0) {
+        bad(p, v, rc == -ERANGE ? "at most 1024 bytes" : "text with the escapes \\r \\n "
+            "\\t \\\\ and \\xHH only");
+        return;
+    }
+    if (n == 0) {
+        bad(p, v, "at least one byte");
+        return;
+    }
+    char *s = malloc(n + 1);
+    if (!s) {
+        p->oom = true;
+        return;
+    }
+    memcpy(s, buf, n);
+    s[n] = '\0';
+    free(*dst);
+    *dst = s;
+    *len = n;
+}
+
+static void b_health_send(struct ferry__parse *p, const char *v)
+{
+    set_escaped(p, v, &B(p)->health_send, &B(p)->health_send_len);
+}
+
+static void b_health_expect(struct ferry__parse *p, const char *v)
+{
+    set_escaped(p, v, &B(p)->health_expect, &B(p)->health_expect_len);
+}
+
+/* An origin-form path: '/' then visible characters, no spaces. */
+static void b_health_uri(struct ferry__parse *p, const char *v)
+{
+    bool ok = v[0] == '/' && strlen(v) <= 1024;
+    for (const char *c = v; ok && *c; c++)
+        ok = isgraph((unsigned char)*c) != 0;
+    if (!ok) {
+        bad(p, v, "a path starting with '/', without spaces, like /primary");
+        return;
+    }
+    set_string(p, v, &B(p)->health_uri);
+}
+
+static void b_health_status(struct ferry__parse *p, const char *v)
+{
+    if (ferry_parse_status_list(v, &B(p)->health_status) < 0)
+        bad(p, v, "a comma list of status codes or classes, like 200,204 or 2xx,3xx");
+}
+
+static void b_health_port(struct ferry__parse *p, const char *v)
+{
+    unsigned port = 0;
+    set_uint(p, v, 1, 65535, &port);
+    B(p)->health_port = (uint16_t)port;
+}
+
+static void b_health_send_proxy(struct ferry__parse *p, const char *v)
+{
+    set_bool(p, v, &B(p)->health_send_proxy);
+}
+
+static void b_queue_timeout(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 1, &B(p)->queue_timeout_ms);
+}
+
+static void b_max_queue(struct ferry__parse *p, const char *v)
+{
+    set_uint(p, v, 0, INT_MAX, &B(p)->max_queue);
+}
+
+static void b_slow_start(struct ferry__parse *p, const char *v)
+{
+    set_duration(p, v, 0, &B(p)->slow_start_ms);
 }
 
 static void b_health_interval(struct ferry__parse *p, const char *v)
@@ -722,6 +818,15 @@ static const struct key_def backend_keys[] = {
     {"tls_cert", false, false, b_tls_cert},
     {"tls_sni", false, false, b_tls_sni},
     {"send_proxy", false, false, b_send_proxy},
+    {"health_send", false, false, b_health_send},
+    {"health_expect", false, false, b_health_expect},
+    {"health_uri", false, false, b_health_uri},
+    {"health_status", false, false, b_health_status},
+    {"health_port", false, false, b_health_port},
+    {"health_send_proxy", false, false, b_health_send_proxy},
+    {"queue_timeout", false, false, b_queue_timeout},
+    {"max_queue", false, false, b_max_queue},
+    {"slow_start", false, false, b_slow_start},
 };
 
 /* Keys that mean something only where their section has tls = on (SPEC 2):
@@ -779,6 +884,8 @@ static void check_tls_keys(struct ferry__parse *p, bool tls, bool health_tls)
 
 _Static_assert(sizeof(listener_keys) / sizeof(listener_keys[0]) <= FERRY__KEYS_MAX,
                "seen[] too small");
+_Static_assert(sizeof(backend_keys) / sizeof(backend_keys[0]) <= FERRY__KEYS_MAX,
+               "seen[] too small");
 
 /* ---- dispatch ---- */
 
@@ -817,6 +924,9 @@ void ferry__backend_defaults(struct ferry_backend *b)
     b->health_timeout_ms = 2000;
     b->health_rise = 2;
     b->health_fall = 3;
+    (void)ferry_parse_status_list("2xx", &b->health_status);
+    b->queue_timeout_ms = 5000;
+    b->max_queue = 1000;
     b->tls_verify = true;
 }
 
@@ -828,6 +938,35 @@ static int seen_at(const struct ferry__parse *p, const struct key_def *keys, siz
         if (strcmp(keys[i].name, name) == 0)
             return p->seen[i];
     return 0;
+}
+
+/* Health keys that need a check type (or send_proxy) to mean anything. */
+static void check_health_keys(struct ferry__parse *p, const struct key_def *keys, size_t n)
+{
+    const struct ferry_backend *b = B(p);
+    static const struct {
+        const char *key;
+        enum ferry_health needs;
+        const char *what;
+    } needs[] = {
+        {"health_send", FERRY_HEALTH_SEND_EXPECT, "send-expect"},
+        {"health_expect", FERRY_HEALTH_SEND_EXPECT, "send-expect"},
+        {"health_uri", FERRY_HEALTH_HTTP, "http"},
+        {"health_status", FERRY_HEALTH_HTTP, "http"},
+    };
+    for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++) {
+        int line = seen_at(p, keys, n, needs[i].key);
+        if (line && b->health_check != needs[i].needs)
+            ferry__err(p, line, "%s has no effect without health_check = %s", needs[i].key,
+                       needs[i].what);
+    }
+    if (b->health_check == FERRY_HEALTH_SEND_EXPECT && !seen_at(p, keys, n, "health_expect"))
+        ferry__err(p, b->health_check_line, "health_check = send-expect needs health_expect");
+    int line = seen_at(p, keys, n, "health_send_proxy");
+    if (line && b->health_send_proxy && !b->send_proxy)
+        ferry__err(p, line, "health_send_proxy has no effect without send_proxy = v1 or v2");
+    if (line && b->health_send_proxy && b->health_check == FERRY_HEALTH_OFF)
+        ferry__err(p, line, "health_send_proxy has no effect without health_check");
 }
 
 /* A bind line with a bad value already has its error: "no bind" is only for
@@ -857,6 +996,7 @@ void ferry__close_section(struct ferry__parse *p)
         if (!seen_at(p, backend_keys, n, "server"))
             ferry__err(p, B(p)->line, "backend \"%s\" has no server", B(p)->name);
         check_tls_keys(p, B(p)->tls, B(p)->health_check == FERRY_HEALTH_TLS);
+        check_health_keys(p, backend_keys, n);
     }
     p->ntls_keys = 0;
     p->tls_bad = false;

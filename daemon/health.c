@@ -1,11 +1,23 @@
 /* ferryd: active health checks.
  *
- * One task per checked server, spread over the workers. Every
- * health_interval it connects (health_check = tcp) and, for `tls`, completes a
- * handshake, all within health_timeout. health_rise successes in a row mark a
- * down server up, health_fall failures in a row mark an up server down. The
- * task ends when its generation is replaced (gen->stop).
+ * One task per checked server, spread over the workers, and their first
+ * checks spread over the interval (a start or a reload never fires every
+ * check at once). Every health_interval a check runs, all of it within
+ * health_timeout:
+ *
+ *   connect (to health_port when set)
+ *   -> PROXY header (health_send_proxy: v1 UNKNOWN / v2 LOCAL, no client)
+ *   -> TLS handshake (health_check = tls, or any check of a tls = on backend)
+ *   -> send (send-expect: health_send; http: GET health_uri HTTP/1.1)
+ *   -> read, bounded (send-expect: until health_expect appears; http: the
+ *      status line only)
+ *
+ * health_rise successes in a row mark a down server up, health_fall failures
+ * in a row mark an up server down. The last result and a failure count go
+ * to the server's stats. The task ends when its generation is replaced
+ * (gen->stop).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,41 +27,84 @@
 #include "asynccore/tls.h"
 #include "daemon.h"
 #include "health.h"
+#include "health_parse.h"
 #include "log.h"
+#include "proxy_proto.h"
 #include "tls_ctx.h"
 
-enum { H_WAIT, H_CONNECT, H_TLS };
+enum { H_WAIT, H_CONNECT, H_PROXY, H_TLS, H_SEND, H_RECV };
+
+/* What a send-expect check reads at most before giving up on the answer. */
+#define HEALTH_READ_MAX (64 * 1024)
+#define HEALTH_RBUF 2048
 
 struct health_task {
     struct ac_future base;
     struct ferry_gen *g;
     struct ferry_backend_rt *b;
     struct ferry_server_rt *s;
-    unsigned worker;  /* the worker it runs on: its view gives the address */
     SSL_CTX *own_ctx; /* for `tls` checks of a backend without tls = on */
     int state;
     struct ac_notified stop;
     struct ac_sleep timer; /* interval, then the check's timeout */
-    struct ac_connect connect;
-    struct ac_tls_handshake hs;
+    union {
+        struct ac_connect connect;
+        struct ac_write_all write;
+        struct ac_tls_handshake hs;
+    } step;
     bool step_live;
     struct ac_stream plain;
     struct ac_tls_stream tls;
+    struct ac_stream *stream; /* plain or &tls.base once connected */
+
+    unsigned worker;              /* the worker it runs on: its view gives the address */
+    struct sockaddr_storage addr; /* the server's address, port health_port */
+    socklen_t addr_len;
+    uint8_t proxy[FERRY_PROXY_HDR_OUT_MAX];
+    size_t proxy_len;              /* 0: no PROXY header */
+    char *request;                 /* http: built once (owned); send-expect: the config's */
+    size_t request_len;
+    bool request_owned;
+
+    char rbuf[HEALTH_RBUF];
+    size_t rlen, rtotal;
+
     unsigned ok_streak, fail_streak;
+    enum ferry_check_result result;
+    int status;
     char reason[200];
 };
 
+static bool uses_tls(const struct health_task *t)
+{
+    return t->b->tls_ctx || t->b->cfg->health_check == FERRY_HEALTH_TLS;
+}
+
+static bool reads_answer(const struct health_task *t)
+{
+    return t->b->cfg->health_check == FERRY_HEALTH_SEND_EXPECT ||
+           t->b->cfg->health_check == FERRY_HEALTH_HTTP;
+}
+
+static void step_drop(struct health_task *t)
+{
+    if (!t->step_live)
+        return;
+    switch (t->state) {
+    case H_CONNECT: ac_future_drop(&t->step.connect.base); break;
+    case H_PROXY:
+    case H_SEND: ac_future_drop(&t->step.write.base); break;
+    case H_TLS: ac_future_drop(&t->step.hs.base); break;
+    }
+    t->step_live = false;
+}
+
 static void end_check(struct health_task *t)
 {
-    if (t->step_live) {
-        if (t->state == H_CONNECT)
-            ac_future_drop(&t->connect.base);
-        else if (t->state == H_TLS)
-            ac_future_drop(&t->hs.base);
-        t->step_live = false;
-    }
+    step_drop(t);
     ac_stream_close(&t->tls.base);
     ac_stream_close(&t->plain);
+    t->stream = NULL;
     ac_future_drop(&t->timer.base);
     ac_sleep_init(&t->timer, t->b->cfg->health_interval_ms);
     t->state = H_WAIT;
@@ -59,6 +114,8 @@ static void record(struct health_task *t, bool ok)
 {
     const struct ferry_backend *bc = t->b->cfg;
     struct ferry_server_stats *st = t->s->stats;
+    int v = ok ? FERRY_CHECK_OK : (int)t->result | t->status << 8;
+    atomic_store_explicit(&st->check, v, memory_order_relaxed);
     if (ok) {
         t->fail_streak = 0;
         if (++t->ok_streak >= bc->health_rise &&
@@ -66,6 +123,7 @@ static void record(struct health_task *t, bool ok)
             ferry_log(FERRY_LOG_INFO, "server up", "server=%s/%s reason=health_check", bc->name,
                       t->s->cfg->name);
     } else {
+        atomic_fetch_add_explicit(&st->check_failures, 1, memory_order_relaxed);
         t->ok_streak = 0;
         if (++t->fail_streak >= bc->health_fall &&
             atomic_exchange(&st->state, FERRY_SERVER_DOWN) != FERRY_SERVER_DOWN)
@@ -75,8 +133,171 @@ static void record(struct health_task *t, bool ok)
     end_check(t);
 }
 
-/* Starts a check at the server's current address; false (and another
- * interval's wait) while its name is not resolved. */
+/* Sets the failure and returns -1 (for poll_check). */
+static int fail(struct health_task *t, enum ferry_check_result r, const char *fmt, const char *arg)
+{
+    t->result = r;
+    snprintf(t->reason, sizeof(t->reason), fmt, arg);
+    return -1;
+}
+
+/* Starts the step of t->state. Returns 0, or -1 when it cannot start. */
+static int start_step(struct health_task *t)
+{
+    switch (t->state) {
+    case H_CONNECT:
+        ac_connect_init(&t->step.connect, (struct sockaddr *)&t->addr, t->addr_len, &t->plain);
+        break;
+    case H_PROXY:
+        ac_write_all_init(&t->step.write, &t->plain, t->proxy, t->proxy_len);
+        break;
+    case H_TLS: {
+        /* A tls = on backend's context carries its CA, verification and
+         * client certificate; a `tls` check of a plain backend only needs
+         * the handshake to complete. */
+        SSL_CTX *ctx = t->b->tls_ctx ? t->b->tls_ctx : t->own_ctx;
+        if (!ctx || ac_tls_stream_wrap(&t->tls, &t->plain, ctx, false) != 0)
+            return fail(t, FERRY_CHECK_TLS, "%s", "tls setup failed");
+        const char *sni = t->b->cfg->tls_sni ? t->b->cfg->tls_sni : t->s->cfg->addr.host;
+        if (ferry_tls_client_prepare(t->tls.ssl, sni, t->b->tls_ctx ? t->b->cfg->tls_verify
+                                                                    : false) != 0)
+            return fail(t, FERRY_CHECK_TLS, "%s", "tls setup failed");
+        ac_tls_handshake_init(&t->step.hs, &t->tls);
+        break;
+    }
+    case H_SEND:
+        ac_write_all_init(&t->step.write, t->stream, t->request, t->request_len);
+        break;
+    default:
+        t->rlen = t->rtotal = 0;
+        return 0; /* H_RECV reads without a future */
+    }
+    t->step_live = true;
+    return 0;
+}
+
+static int next_state(const struct health_task *t)
+{
+    switch (t->state) {
+    case H_CONNECT:
+        if (t->proxy_len)
+            return H_PROXY;
+        /* fall through */
+    case H_PROXY:
+        if (uses_tls(t))
+            return H_TLS;
+        /* fall through */
+    case H_TLS:
+        if (t->request_len)
+            return H_SEND;
+        /* fall through */
+    case H_SEND:
+        if (reads_answer(t))
+            return H_RECV;
+        /* fall through */
+    default:
+        return -1; /* done: passed */
+    }
+}
+
+/* Judges what was read so far. 1 pass, -1 fail, 0 read on. */
+static int judge(struct health_task *t, bool eof)
+{
+    const struct ferry_backend *bc = t->b->cfg;
+    if (bc->health_check == FERRY_HEALTH_HTTP) {
+        int code = ferry_http_status_line(t->rbuf, t->rlen);
+        if (code > 0) {
+            if (ferry_status_set_has(&bc->health_status, (unsigned)code))
+                return 1;
+            t->status = code;
+            t->result = FERRY_CHECK_STATUS;
+            snprintf(t->reason, sizeof(t->reason), "status %d", code);
+            return -1;
+        }
+        if (code < 0 || eof || t->rlen == sizeof(t->rbuf))
+            return fail(t, FERRY_CHECK_EXPECT, "%s", "not an HTTP status line");
+        return 0;
+    }
+    if (ferry_bytes_contain(t->rbuf, t->rlen, bc->health_expect, bc->health_expect_len))
+        return 1;
+    if (eof || t->rtotal >= HEALTH_READ_MAX)
+        return fail(t, FERRY_CHECK_EXPECT, "%s", "expected answer not received");
+    if (t->rlen == sizeof(t->rbuf)) {
+        /* Keep the tail that could still start the expected string. */
+        size_t keep = bc->health_expect_len - 1;
+        memmove(t->rbuf, t->rbuf + t->rlen - keep, keep);
+        t->rlen = keep;
+    }
+    return 0;
+}
+
+static int poll_recv(struct health_task *t, struct ac_context *cx)
+{
+    for (;;) {
+        ssize_t n;
+        if (ac_stream_poll_read(t->stream, cx, t->rbuf + t->rlen, sizeof(t->rbuf) - t->rlen,
+                                &n) == AC_PENDING)
+            return 0;
+        if (n < 0)
+            return fail(t, FERRY_CHECK_REFUSED, "read: %s", strerror((int)-n));
+        t->rlen += (size_t)n;
+        t->rtotal += (size_t)n;
+        int rc = judge(t, n == 0);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* Polls the current step. 1 done, 0 pending, -1 failed (result set). */
+static int poll_step(struct health_task *t, struct ac_context *cx)
+{
+    switch (t->state) {
+    case H_CONNECT:
+        if (ac_future_poll(&t->step.connect.base, cx) == AC_PENDING)
+            return 0;
+        if (t->step.connect.err)
+            return fail(t, FERRY_CHECK_REFUSED, "connect: %s", strerror(-t->step.connect.err));
+        t->stream = &t->plain;
+        return 1;
+    case H_PROXY:
+    case H_SEND:
+        if (ac_future_poll(&t->step.write.base, cx) == AC_PENDING)
+            return 0;
+        if (t->step.write.err)
+            return fail(t, FERRY_CHECK_REFUSED, "send: %s", strerror(-t->step.write.err));
+        return 1;
+    case H_TLS:
+        if (ac_future_poll(&t->step.hs.base, cx) == AC_PENDING)
+            return 0;
+        if (t->step.hs.err)
+            return fail(t, FERRY_CHECK_TLS, "tls: %s", t->step.hs.reason);
+        t->stream = &t->tls.base;
+        return 1;
+    default:
+        return poll_recv(t, cx);
+    }
+}
+
+/* Drives the running check. Returns 1 passed, -1 failed, 0 pending. */
+static int poll_check(struct health_task *t, struct ac_context *cx)
+{
+    for (;;) {
+        int rc = poll_step(t, cx);
+        if (rc <= 0)
+            return rc;
+        step_drop(t);
+        if (t->state == H_RECV)
+            return 1;
+        t->state = next_state(t);
+        if (t->state < 0)
+            return 1;
+        if (start_step(t) < 0)
+            return -1;
+    }
+}
+
+/* Starts a check at the server's current address (port health_port when
+ * set); false (and another interval's wait) while its name is not resolved. */
 static bool start_check(struct health_task *t)
 {
     const struct ferry_view_server *v = ferry_gen_view(
@@ -86,54 +307,18 @@ static bool start_check(struct health_task *t)
         ac_sleep_init(&t->timer, t->b->cfg->health_interval_ms);
         return false;
     }
+    memcpy(&t->addr, &v->addr, v->addr_len);
+    t->addr_len = v->addr_len;
+    uint16_t port = t->b->cfg->health_port;
+    if (port && t->addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&t->addr)->sin_port = htons(port);
+    else if (port && t->addr.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&t->addr)->sin6_port = htons(port);
     ac_sleep_init(&t->timer, t->b->cfg->health_timeout_ms);
-    ac_connect_init(&t->connect, (const struct sockaddr *)&v->addr, v->addr_len, &t->plain);
-    t->step_live = true;
     t->state = H_CONNECT;
+    t->status = 0;
+    start_step(t);
     return true;
-}
-
-static bool start_tls(struct health_task *t)
-{
-    SSL_CTX *ctx = t->b->tls_ctx ? t->b->tls_ctx : t->own_ctx;
-    if (!ctx || ac_tls_stream_wrap(&t->tls, &t->plain, ctx, false) != 0) {
-        snprintf(t->reason, sizeof(t->reason), "tls setup failed");
-        return false;
-    }
-    const char *sni = t->b->cfg->tls_sni ? t->b->cfg->tls_sni : t->s->cfg->addr.host;
-    ferry_tls_client_prepare(t->tls.ssl, sni, t->b->tls_ctx ? t->b->cfg->tls_verify : false);
-    ac_tls_handshake_init(&t->hs, &t->tls);
-    t->step_live = true;
-    t->state = H_TLS;
-    return true;
-}
-
-/* Polls the running check. Returns 1 ok, -1 failed, 0 pending. */
-static int poll_check(struct health_task *t, struct ac_context *cx)
-{
-    if (t->state == H_CONNECT) {
-        if (ac_future_poll(&t->connect.base, cx) == AC_PENDING)
-            return 0;
-        ac_future_drop(&t->connect.base);
-        t->step_live = false;
-        if (t->connect.err) {
-            snprintf(t->reason, sizeof(t->reason), "connect: %s", strerror(-t->connect.err));
-            return -1;
-        }
-        if (t->b->cfg->health_check != FERRY_HEALTH_TLS)
-            return 1;
-        if (!start_tls(t))
-            return -1;
-    }
-    if (ac_future_poll(&t->hs.base, cx) == AC_PENDING)
-        return 0;
-    ac_future_drop(&t->hs.base);
-    t->step_live = false;
-    if (t->hs.err) {
-        snprintf(t->reason, sizeof(t->reason), "tls: %s", t->hs.reason);
-        return -1;
-    }
-    return 1;
 }
 
 static ac_poll_t health_poll(struct ac_future *f, struct ac_context *cx)
@@ -155,7 +340,7 @@ static ac_poll_t health_poll(struct ac_future *f, struct ac_context *cx)
         }
         if (ac_future_poll(&t->timer.base, cx) == AC_PENDING)
             return AC_PENDING;
-        snprintf(t->reason, sizeof(t->reason), "timeout");
+        fail(t, FERRY_CHECK_TIMEOUT, "%s", "timeout");
         record(t, false);
     }
 }
@@ -163,18 +348,15 @@ static ac_poll_t health_poll(struct ac_future *f, struct ac_context *cx)
 static void health_drop(struct ac_future *f)
 {
     struct health_task *t = (struct health_task *)f;
-    if (t->step_live) {
-        if (t->state == H_CONNECT)
-            ac_future_drop(&t->connect.base);
-        else
-            ac_future_drop(&t->hs.base);
-    }
+    step_drop(t);
     ac_stream_close(&t->tls.base);
     ac_stream_close(&t->plain);
     ac_future_drop(&t->timer.base);
     ac_future_drop(&t->stop.base);
     if (t->own_ctx)
         SSL_CTX_free(t->own_ctx);
+    if (t->request_owned)
+        free(t->request);
     ferry_gen_unref(t->g);
 }
 
@@ -182,33 +364,96 @@ static const struct ac_future_vtable health_vt = {health_poll, health_drop};
 
 static void health_free(struct ac_future *f) { free(f); }
 
+/* "GET /primary HTTP/1.1" with Host: the server's host as written (an IPv6
+ * literal in brackets), without the port. */
+static int build_http_request(struct health_task *t)
+{
+    const char *host = t->s->cfg->addr.host;
+    bool v6 = strchr(host, ':') != NULL;
+    const char *uri = t->b->cfg->health_uri ? t->b->cfg->health_uri : "/";
+    size_t cap = strlen(uri) + strlen(host) + 128;
+    t->request = malloc(cap);
+    if (!t->request)
+        return -ENOMEM;
+    int n = snprintf(t->request, cap,
+                     "GET %s HTTP/1.1\r\nHost: %s%s%s\r\nUser-Agent: ferryd-health\r\n"
+                     "Accept: */*\r\nConnection: close\r\n\r\n",
+                     uri, v6 ? "[" : "", host, v6 ? "]" : "");
+    t->request_len = (size_t)n;
+    t->request_owned = true;
+    return 0;
+}
+
+/* Everything a check of this server needs that never changes (its address
+ * may: it is read from the worker's view at each check). */
+static int task_setup(struct health_task *t)
+{
+    const struct ferry_backend *bc = t->b->cfg;
+    if (bc->health_send_proxy && bc->send_proxy) {
+        /* A check has no client: v1 "PROXY UNKNOWN", v2 LOCAL. */
+        int n = bc->send_proxy == 1
+                    ? ferry_proxy_build_v1(NULL, NULL, (char *)t->proxy, sizeof(t->proxy))
+                    : ferry_proxy_build_v2(NULL, NULL, t->proxy, sizeof(t->proxy));
+        if (n < 0)
+            return n;
+        t->proxy_len = (size_t)n;
+    }
+    if (bc->health_check == FERRY_HEALTH_HTTP)
+        return build_http_request(t);
+    if (bc->health_check == FERRY_HEALTH_SEND_EXPECT && bc->health_send) {
+        t->request = bc->health_send;
+        t->request_len = bc->health_send_len;
+    }
+    if (bc->health_check == FERRY_HEALTH_TLS && !t->b->tls_ctx) {
+        t->own_ctx = SSL_CTX_new(TLS_client_method());
+        if (!t->own_ctx)
+            return -ENOMEM;
+        SSL_CTX_set_verify(t->own_ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return 0;
+}
+
+static size_t checked_servers(const struct ferry_gen *g)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g->cfg->nbackends; i++)
+        if (g->backends[i].cfg->health_check != FERRY_HEALTH_OFF)
+            n += g->backends[i].nservers;
+    return n;
+}
+
 int ferry_health_start(struct ferry_gen *g)
 {
     struct ferry_daemon *d = g->d;
-    unsigned next_worker = 0;
+    size_t total = checked_servers(g), k = 0;
     for (size_t i = 0; i < g->cfg->nbackends; i++) {
         struct ferry_backend_rt *b = &g->backends[i];
         if (b->cfg->health_check == FERRY_HEALTH_OFF)
             continue;
-        for (size_t j = 0; j < b->nservers; j++) {
+        for (size_t j = 0; j < b->nservers; j++, k++) {
             struct health_task *t = calloc(1, sizeof(*t));
             if (!t)
                 return -ENOMEM;
             t->base.vt = &health_vt;
-            t->g = ferry_gen_ref(g);
             t->b = b;
             t->s = &b->servers[j];
-            t->worker = next_worker++ % d->nworkers;
-            if (b->cfg->health_check == FERRY_HEALTH_TLS && !b->tls_ctx) {
-                t->own_ctx = SSL_CTX_new(TLS_client_method());
+            int rc = task_setup(t);
+            if (rc < 0) {
+                if (t->request_owned)
+                    free(t->request);
                 if (t->own_ctx)
-                    SSL_CTX_set_verify(t->own_ctx, SSL_VERIFY_NONE, NULL);
+                    SSL_CTX_free(t->own_ctx);
+                free(t);
+                return rc;
             }
+            t->g = ferry_gen_ref(g);
+            t->worker = (unsigned)(k % d->nworkers);
             ac_notified_init(&t->stop, &g->stop);
-            ac_sleep_init(&t->timer, 0); /* first check at once */
+            /* The k-th check of `total` first runs k/total into its interval. */
+            ac_sleep_init(&t->timer, b->cfg->health_interval_ms * k / total);
             t->state = H_WAIT;
-            int rc = ac_spawn(ac_runtime_worker(d->rt, t->worker), &t->base,
-                              health_free);
+            rc = ac_spawn(ac_runtime_worker(d->rt, t->worker), &t->base,
+                          health_free);
             if (rc < 0)
                 return rc;
         }

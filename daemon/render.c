@@ -196,6 +196,9 @@ static void json_server(struct ferry_daemon *d, const struct ferry_server_rt *s,
     ferry_buf_json_str(out, s->addr_text[0] ? s->addr_text : s->cfg->addr.text);
     ferry_buf_puts(out, ", \"state\": ");
     ferry_buf_json_str(out, s->stats ? ferry_server_state_name(s->stats) : "up");
+    char check[32];
+    ferry_buf_puts(out, ", \"check\": ");
+    ferry_buf_json_str(out, s->stats ? ferry_server_check_text(s->stats, check, sizeof(check)) : "-");
     ferry_buf_printf(out,
                      ", \"active\": %llu, \"total\": %llu, \"connect_errors\": %llu, "
                      "\"bytes_in\": %llu, \"bytes_out\": %llu}",
@@ -276,10 +279,10 @@ static void text_listeners(struct ferry_daemon *d, const struct ferry_gen *g, st
 static void text_backends(struct ferry_daemon *d, const struct ferry_gen *g, struct ferry_buf *out)
 {
     struct table t;
-    table_init(&t, 8, "lllrrrrr");
-    static const char *head[] = {"backend/server", "balance/address", "state", "active", "total",
-                                 "connect_errors", "bytes_in", "bytes_out"};
-    for (size_t i = 0; i < 8; i++)
+    table_init(&t, 9, "llllrrrrr");
+    static const char *head[] = {"backend/server", "balance/address", "state", "check", "active",
+                                 "total", "connect_errors", "bytes_in", "bytes_out"};
+    for (size_t i = 0; i < 9; i++)
         table_cell(&t, "%s", head[i]);
     for (size_t i = 0; g && i < g->cfg->nbackends; i++) {
         const struct ferry_backend_rt *b = &g->backends[i];
@@ -288,6 +291,7 @@ static void text_backends(struct ferry_daemon *d, const struct ferry_gen *g, str
             ferry_backend_stats_sum(&d->stats, b->stats, &bt);
         table_cell(&t, "%s", b->cfg->name);
         table_cell(&t, "%s", balance_name(b->cfg->balance));
+        table_cell(&t, "-");
         table_cell(&t, "-");
         table_cell(&t, "%llu", (unsigned long long)bt.active);
         table_cell(&t, "%llu", (unsigned long long)bt.total);
@@ -301,6 +305,9 @@ static void text_backends(struct ferry_daemon *d, const struct ferry_gen *g, str
             table_cell(&t, "  %s", s->cfg->name);
             table_cell(&t, "%s", s->addr_text[0] ? s->addr_text : s->cfg->addr.text);
             table_cell(&t, "%s", s->stats ? ferry_server_state_name(s->stats) : "up");
+            char check[32];
+            table_cell(&t, "%s", s->stats ? ferry_server_check_text(s->stats, check, sizeof(check))
+                                          : "-");
             table_cell(&t, "%llu", (unsigned long long)st.active);
             table_cell(&t, "%llu", (unsigned long long)st.total);
             table_cell(&t, "%llu", (unsigned long long)st.connect_errors);
@@ -418,6 +425,8 @@ static const struct metric server_metrics[] = {
      offsetof(struct ferry_server_totals, bytes_in)},
     {"ferry_server_bytes_out_total", "counter", "Bytes written to the server.",
      offsetof(struct ferry_server_totals, bytes_out)},
+    {"ferry_server_check_failures_total", "counter", "Failed health checks of the server.",
+     offsetof(struct ferry_server_totals, check_failures)},
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))

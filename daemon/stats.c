@@ -118,6 +118,8 @@ struct ferry_server_stats *ferry_stats_server(struct ferry_stats_registry *r, co
         atomic_init(&s->state, FERRY_SERVER_UP); /* servers start up (SPEC 2) */
         atomic_init(&s->disabled, false);
         atomic_init(&s->fail_streak, 0);
+        atomic_init(&s->check, FERRY_CHECK_NONE);
+        atomic_init(&s->check_failures, 0);
         s->next = r->servers;
         r->servers = s;
     }
@@ -164,6 +166,7 @@ void ferry_server_stats_sum(const struct ferry_stats_registry *r,
         out->bytes_in += ferry_ctr_get(&w->bytes_in);
         out->bytes_out += ferry_ctr_get(&w->bytes_out);
     }
+    out->check_failures = atomic_load_explicit(&s->check_failures, memory_order_relaxed);
 }
 
 const char *ferry_server_state_name(const struct ferry_server_stats *s)
@@ -173,4 +176,16 @@ const char *ferry_server_state_name(const struct ferry_server_stats *s)
     if (atomic_load(&s->unresolved))
         return "unresolved";
     return atomic_load(&s->state) == FERRY_SERVER_DOWN ? "down" : "up";
+}
+
+const char *ferry_server_check_text(const struct ferry_server_stats *s, char *buf, size_t len)
+{
+    static const char *const names[] = {"-", "ok", "refused", "timeout", "tls", "expect"};
+    int v = atomic_load_explicit(&s->check, memory_order_relaxed);
+    int r = v & 0xff;
+    if (r == FERRY_CHECK_STATUS)
+        snprintf(buf, len, "status %03d", (v >> 8) % 1000);
+    else
+        snprintf(buf, len, "%s", r < (int)(sizeof(names) / sizeof(names[0])) ? names[r] : "-");
+    return buf;
 }

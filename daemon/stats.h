@@ -74,6 +74,18 @@ struct ferry_server_wstats {
 
 struct ferry_server_totals {
     uint64_t active, total, connect_errors, bytes_in, bytes_out;
+    uint64_t check_failures;
+};
+
+/* The last health check's result ("check" in show stats). */
+enum ferry_check_result {
+    FERRY_CHECK_NONE,    /* "-": no check ran yet, or checks are off */
+    FERRY_CHECK_OK,
+    FERRY_CHECK_REFUSED, /* could not connect, or the connection failed */
+    FERRY_CHECK_TIMEOUT,
+    FERRY_CHECK_TLS,     /* the TLS handshake failed */
+    FERRY_CHECK_EXPECT,  /* the answer lacked health_expect, or was no HTTP status line */
+    FERRY_CHECK_STATUS,  /* an HTTP status not in health_status */
 };
 
 struct ferry_server_stats {
@@ -85,6 +97,8 @@ struct ferry_server_stats {
     _Atomic bool disabled;     /* `disable server` */
     _Atomic bool unresolved;   /* its host name has no address yet (no traffic) */
     _Atomic unsigned fail_streak; /* consecutive connect failures (passive health) */
+    _Atomic int check;         /* enum ferry_check_result | HTTP status << 8 */
+    _Atomic uint64_t check_failures; /* failed health checks since start */
 };
 
 struct ferry_stats_registry {
@@ -112,6 +126,10 @@ void ferry_backend_stats_sum(const struct ferry_stats_registry *r,
                              struct ferry_backend_totals *out);
 void ferry_server_stats_sum(const struct ferry_stats_registry *r,
                             const struct ferry_server_stats *s, struct ferry_server_totals *out);
+
+/* The last check's result as shown in stats: "ok", "status 503", "-"...
+ * into buf (at least 16 bytes). Returns buf. */
+const char *ferry_server_check_text(const struct ferry_server_stats *s, char *buf, size_t len);
 
 /* "up", "down" or "disabled". */
 const char *ferry_server_state_name(const struct ferry_server_stats *s);

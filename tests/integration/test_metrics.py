@@ -23,6 +23,7 @@ SPEC_METRICS = {
     "ferry_server_connect_errors_total": "counter",
     "ferry_server_bytes_in_total": "counter",
     "ferry_server_bytes_out_total": "counter",
+    "ferry_server_check_failures_total": "counter",
 }
 
 

@@ -646,6 +646,43 @@ def test_health_check_tls():
     assert f.server("hc", "plain")["total"] == 0
 
 
+def http_status(code):
+    """Reads an HTTP request over the TLS socket and answers `code`."""
+    def run(s, _b):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        s.sendall(b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n" % code)
+    return run
+
+
+def test_health_checks_over_tls_send_sni():
+    names_ok, names_bad, names_tls = [], [], []
+    ok = start_tls_backend("a-ec.pem", http_status(200), names=names_ok)
+    bad = start_tls_backend("a-ec.pem", http_status(500), names=names_bad)
+    plain_tls = start_tls_backend("a-ec.pem", echo, names=names_tls)
+    port = free_port()
+    hc = "health_interval = 200ms\nhealth_timeout = 2s\nhealth_rise = 1\nhealth_fall = 1"
+    f = start_ferry(GLOBAL + f"\n[listener web]\nbind = 127.0.0.1:{port}\nbackend = web\n"
+                    + backend("web", [("ok", ok.port), ("bad", bad.port)],
+                              hc + f"\nhealth_check = http\ntls = on\ntls_ca = {cert('ca.pem')}"
+                              "\ntls_sni = a.test")
+                    + backend("t", [("s", plain_tls.port)],
+                              hc + f"\nhealth_check = tls\ntls = on\ntls_ca = {cert('ca.pem')}"
+                              "\ntls_sni = a.test"))
+    wait_for(lambda: f.server("web", "bad")["check"] == "status 500", what="bad: status 500")
+    wait_for(lambda: f.server("web", "ok")["check"] == "ok", what="ok: ok")
+    wait_for(lambda: f.server("t", "s")["check"] == "ok", what="tls check ok")
+    assert f.server("web", "bad")["state"] == "down"
+    assert f.server("web", "ok")["state"] == "up"
+    # The checks sent tls_sni.
+    assert names_ok and set(names_ok) == {"a.test"}, names_ok
+    assert names_tls and set(names_tls) == {"a.test"}, names_tls
+
+
 # ---- passthrough (SNI routing without termination) ----
 
 def passthrough_setup(extra=""):

@@ -88,7 +88,7 @@ static void test_bad_values(void **state)
     cfg_expect_one("[listener l]\nbind = 127.0.0.1:80\nbackend = b\nbackend_x = b\n"
                    CFG_BACKEND_B, 4, "unknown key");
     cfg_expect_one("[backend b]\nserver = s 127.0.0.1:1\nbalance = fastest\n", 3, "balance");
-    cfg_expect_one("[backend b]\nserver = s 127.0.0.1:1\nhealth_check = http\n", 3, "health_check");
+    cfg_expect_one("[backend b]\nserver = s 127.0.0.1:1\nhealth_check = smtp\n", 3, "health_check");
     cfg_expect_one("[backend b]\nserver = s 127.0.0.1:1\nsend_proxy = v3\n", 3, "send_proxy");
     cfg_expect_one("[backend b]\nserver = s 127.0.0.1:1\nhealth_rise = 0\n", 3, "health_rise");
     cfg_expect_one("[backend b]\nserver = s 127.0.0.1:1\nretries = 2x\n", 3, "retries");

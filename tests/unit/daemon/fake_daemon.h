@@ -169,6 +169,8 @@ static inline void fake_fill_counters(struct fake *f)
     ferry_ctr_add(&s->bytes_in, 456);
     ferry_ctr_add(&s->bytes_out, 123);
     atomic_store(&g->backends[1].servers[0].stats->state, FERRY_SERVER_DOWN);
+    atomic_store(&g->backends[1].servers[0].stats->check, FERRY_CHECK_STATUS | 503 << 8);
+    atomic_store(&g->backends[1].servers[0].stats->check_failures, 7);
     f->conns[0] = (struct ferry_conn_snapshot){.id = 17, .age_s = 3, .bytes_in = 512,
                                                .bytes_out = 20480};
     snprintf(f->conns[0].listener, sizeof(f->conns[0].listener), "web");

@@ -128,11 +128,12 @@ static void test_stats_json(void **state)
                    "{k: v for k, v in d[\"backends\"][0].items() if k != \"servers\"} == "
                    "{\"name\": \"app\", \"balance\": \"roundrobin\", \"active\": 2, \"total\": 120} and "
                    "d[\"backends\"][0][\"servers\"][0] == {\"name\": \"app1\", \"address\": "
-                   "\"127.0.0.1:9000\", \"state\": \"up\", \"active\": 1, \"total\": 60, "
+                   "\"127.0.0.1:9000\", \"state\": \"up\", \"check\": \"-\", \"active\": 1, \"total\": 60, "
                    "\"connect_errors\": 4, \"bytes_in\": 456, \"bytes_out\": 123} and "
                    "d[\"backends\"][0][\"servers\"][1][\"name\"] == \"app2\" and "
                    "d[\"backends\"][1][\"balance\"] == \"leastconn\" and "
-                   "d[\"backends\"][1][\"servers\"][0][\"state\"] == \"down\""),
+                   "d[\"backends\"][1][\"servers\"][0][\"state\"] == \"down\" and "
+                   "d[\"backends\"][1][\"servers\"][0][\"check\"] == \"status 503\""),
         0);
     free(s);
 }
@@ -257,7 +258,8 @@ static void test_metrics(void **state)
         "ferry_listener_rejected_total", "ferry_listener_bytes_in_total",
         "ferry_listener_bytes_out_total", "ferry_server_up", "ferry_server_connections_active",
         "ferry_server_connections_total", "ferry_server_connect_errors_total",
-        "ferry_server_bytes_in_total", "ferry_server_bytes_out_total"};
+        "ferry_server_bytes_in_total", "ferry_server_bytes_out_total",
+        "ferry_server_check_failures_total"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char want[128];
         snprintf(want, sizeof(want), "# HELP %s ", names[i]);
@@ -272,6 +274,8 @@ static void test_metrics(void **state)
     assert_non_null(
         strstr(s, "\nferry_server_connect_errors_total{backend=\"app\",server=\"app1\"} 4\n"));
     assert_non_null(strstr(s, "\nferry_server_bytes_out_total{backend=\"app\",server=\"app1\"} 123\n"));
+    assert_non_null(
+        strstr(s, "\nferry_server_check_failures_total{backend=\"db\",server=\"db1\"} 7\n"));
     free(s);
     /* A disabled server is not up. */
     atomic_store(&f->d.gen->backends[0].servers[1].stats->disabled, true);
