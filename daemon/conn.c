@@ -62,6 +62,8 @@ struct ferry_conn {
     char *sni;          /* a passed-through ClientHello's server name, or NULL */
     size_t proxy_out_len;
     bool backend_counted, server_counted;
+    bool slot_held;     /* a slot of the server (its max_connections, queue.h) */
+    const char *reason; /* with end=rejected: why (access log) */
 
     struct ac_stream cplain, splain;
     struct ac_tls_stream ctls, stls;
@@ -453,6 +455,15 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
     if (ac_future_poll(&c->u.up.base, cx) == AC_PENDING)
         return AC_PENDING;
     struct ferry_upstream *u = &c->u.up;
+    if (u->qend != FERRY_QUEUE_NONE) {
+        char a[AC_ADDR_STRLEN];
+        bool full = u->qend == FERRY_QUEUE_FULL;
+        ferry_log(FERRY_LOG_INFO, full ? "queue full" : "queue timeout",
+                  "listener=%s client=%s backend=%s", listener_cfg(c)->name,
+                  client_text(c, a, sizeof(a)), c->gen->cfg->backends[c->bidx].name);
+        c->reason = full ? "queue_full" : NULL;
+        return end_with(c, full ? "rejected" : "queue_timeout");
+    }
     if (u->err || !u->stream) {
         if (u->local) /* said once a second by the worker's pressure warning */
             return end_with(c, "connect_failed");
@@ -466,6 +477,8 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
     }
     c->sidx = u->sidx;
     c->ss = u->stream;
+    c->slot_held = u->slot_held; /* passes to the connection with the stream */
+    u->slot_held = false;
     drop_phase(c);
     struct ferry_server_rt *s = &c->gen->backends[c->bidx].servers[c->sidx];
     ferry_ctr_add(&s->stats->w[c->fw->index].total, 1);
@@ -547,11 +560,12 @@ static void log_end(struct ferry_conn *c)
     uint64_t now = ac_clock_now_ms();
     ferry_log(FERRY_LOG_INFO, "conn",
               "id=%llu listener=%s client=%s server=%s duration_ms=%llu bytes_in=%llu "
-              "bytes_out=%llu end=%s",
+              "bytes_out=%llu end=%s%s%s",
               (unsigned long long)c->id, listener_cfg(c)->name,
               client_text(c, a, sizeof(a)), server,
               (unsigned long long)(now - c->start_ms), (unsigned long long)c->acct_in,
-              (unsigned long long)c->acct_out, c->end ? c->end : "drained");
+              (unsigned long long)c->acct_out, c->end ? c->end : "drained",
+              c->reason ? " reason=" : "", c->reason ? c->reason : "");
 }
 
 static void unlist(struct ferry_conn *c)
@@ -590,6 +604,9 @@ static void conn_drop(struct ac_future *f)
         ferry_ctr_sub(&c->gen->backends[c->bidx].stats->w[w].active, 1);
     if (c->server_counted)
         ferry_ctr_sub(&c->gen->backends[c->bidx].servers[c->sidx].stats->w[w].active, 1);
+    if (c->slot_held)
+        ferry_slot_put(&c->gen->backends[c->bidx].servers[c->sidx].stats->slots,
+                       &c->gen->backends[c->bidx].stats->queue);
     if (c->permits.global)
         ac_limit_put(c->permits.global);
     if (c->permits.listener)

@@ -27,7 +27,8 @@ int ferry_daemon_set_server_disabled(struct ferry_daemon *d, const char *backend
             continue;
         for (size_t j = 0; j < b->nservers; j++) {
             if (strcmp(b->servers[j].cfg->name, server) == 0) {
-                atomic_store(&b->servers[j].stats->disabled, disabled);
+                if (atomic_exchange(&b->servers[j].stats->disabled, disabled) && !disabled)
+                    ferry_server_serving_from(b->servers[j].stats, ac_clock_now_ms());
                 ferry_log(FERRY_LOG_INFO, disabled ? "server disabled" : "server enabled",
                           "server=%s/%s", backend, server);
                 rc = 0;

@@ -119,9 +119,12 @@ static void record(struct health_task *t, bool ok)
     if (ok) {
         t->fail_streak = 0;
         if (++t->ok_streak >= bc->health_rise &&
-            atomic_exchange(&st->state, FERRY_SERVER_UP) != FERRY_SERVER_UP)
+            atomic_exchange(&st->state, FERRY_SERVER_UP) != FERRY_SERVER_UP) {
+            ferry_server_serving_from(st, ac_clock_now_ms());
+            ferry_queue_kick(&t->b->stats->queue); /* room for those waiting */
             ferry_log(FERRY_LOG_INFO, "server up", "server=%s/%s reason=health_check", bc->name,
                       t->s->cfg->name);
+        }
     } else {
         atomic_fetch_add_explicit(&st->check_failures, 1, memory_order_relaxed);
         t->ok_streak = 0;

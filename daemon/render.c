@@ -199,6 +199,7 @@ static void json_server(struct ferry_daemon *d, const struct ferry_server_rt *s,
     char check[32];
     ferry_buf_puts(out, ", \"check\": ");
     ferry_buf_json_str(out, s->stats ? ferry_server_check_text(s->stats, check, sizeof(check)) : "-");
+    ferry_buf_printf(out, ", \"max_connections\": %u", s->cfg->max_connections);
     ferry_buf_printf(out,
                      ", \"active\": %llu, \"total\": %llu, \"connect_errors\": %llu, "
                      "\"bytes_in\": %llu, \"bytes_out\": %llu}",
@@ -215,9 +216,10 @@ static void json_backend(struct ferry_daemon *d, const struct ferry_backend_rt *
         ferry_backend_stats_sum(&d->stats, b->stats, &t);
     ferry_buf_puts(out, "{\"name\": ");
     ferry_buf_json_str(out, b->cfg->name);
-    ferry_buf_printf(out, ", \"balance\": \"%s\", \"active\": %llu, \"total\": %llu, \"servers\": [",
+    ferry_buf_printf(out, ", \"balance\": \"%s\", \"active\": %llu, \"total\": %llu, "
+                     "\"queue\": %llu, \"servers\": [",
                      balance_name(b->cfg->balance), (unsigned long long)t.active,
-                     (unsigned long long)t.total);
+                     (unsigned long long)t.total, (unsigned long long)t.queue);
     for (size_t i = 0; i < b->nservers; i++) {
         ferry_buf_puts(out, i ? ", " : "");
         json_server(d, &b->servers[i], out);
@@ -412,6 +414,9 @@ static const struct metric backend_metrics[] = {
      offsetof(struct ferry_backend_totals, active)},
     {"ferry_backend_connections_total", "counter", "Connections forwarded to the backend.",
      offsetof(struct ferry_backend_totals, total)},
+    {"ferry_backend_queue", "gauge",
+     "Connections waiting now for a server slot (every eligible server at max_connections).",
+     offsetof(struct ferry_backend_totals, queue)},
 };
 
 static const struct metric server_metrics[] = {

@@ -55,6 +55,7 @@ void ferry_stats_destroy(struct ferry_stats_registry *r)
     while (r->backends) {
         struct ferry_backend_stats *s = r->backends;
         r->backends = s->next;
+        ferry_queue_destroy(&s->queue);
         free(s->w);
         free(s);
     }
@@ -94,6 +95,12 @@ struct ferry_backend_stats *ferry_stats_backend(struct ferry_stats_registry *r, 
         s = s->next;
     void *w;
     if (!s && (s = node_new(sizeof(*s), sizeof(*s->w), r->nworkers, &w)) != NULL) {
+        if (ferry_queue_init(&s->queue) != 0) {
+            free(w);
+            free(s);
+            pthread_mutex_unlock(&r->lock);
+            return NULL;
+        }
         s->w = w;
         snprintf(s->name, sizeof(s->name), "%s", name);
         s->next = r->backends;
@@ -152,6 +159,7 @@ void ferry_backend_stats_sum(const struct ferry_stats_registry *r,
         out->active += ferry_ctr_get(&s->w[i].active);
         out->total += ferry_ctr_get(&s->w[i].total);
     }
+    out->queue = ferry_queue_len((struct ferry_queue *)&s->queue);
 }
 
 void ferry_server_stats_sum(const struct ferry_stats_registry *r,

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "ferry_config.h"
+#include "queue.h"
 
 typedef _Atomic uint64_t ferry_ctr;
 
@@ -58,12 +59,14 @@ struct ferry_backend_wstats {
 
 struct ferry_backend_totals {
     uint64_t active, total;
+    uint64_t queue; /* waiting now for a server slot */
 };
 
 struct ferry_backend_stats {
     struct ferry_backend_stats *next;
     char name[FERRY_NAME_MAX];
     struct ferry_backend_wstats *w;
+    struct ferry_queue queue; /* connections waiting for a server slot */
 };
 
 enum ferry_server_state { FERRY_SERVER_UP = 0, FERRY_SERVER_DOWN = 1 };
@@ -99,6 +102,8 @@ struct ferry_server_stats {
     _Atomic unsigned fail_streak; /* consecutive connect failures (passive health) */
     _Atomic int check;         /* enum ferry_check_result | HTTP status << 8 */
     _Atomic uint64_t check_failures; /* failed health checks since start */
+    _Atomic unsigned slots;    /* connections held, against max_connections (queue.h) */
+    _Atomic uint64_t serving_since_ms; /* start of slow_start's ramp; 0: none */
 };
 
 struct ferry_stats_registry {
@@ -126,6 +131,13 @@ void ferry_backend_stats_sum(const struct ferry_stats_registry *r,
                              struct ferry_backend_totals *out);
 void ferry_server_stats_sum(const struct ferry_stats_registry *r,
                             const struct ferry_server_stats *s, struct ferry_server_totals *out);
+
+/* The server starts serving now (up after down, enabled, added): the
+ * start of its slow_start ramp. now_ms on ac_clock_now_ms()'s clock. */
+static inline void ferry_server_serving_from(struct ferry_server_stats *s, uint64_t now_ms)
+{
+    atomic_store_explicit(&s->serving_since_ms, now_ms ? now_ms : 1, memory_order_relaxed);
+}
 
 /* The last check's result as shown in stats: "ok", "status 503", "-"...
  * into buf (at least 16 bytes). Returns buf. */

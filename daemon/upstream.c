@@ -19,7 +19,12 @@
 #include "upstream.h"
 #include "worker.h"
 
-enum { UP_PICK, UP_CONNECT, UP_PROXY, UP_TLS, UP_DONE };
+enum { UP_PICK, UP_CONNECT, UP_PROXY, UP_TLS, UP_DONE, UP_QUEUE };
+
+/* pick() found servers to use, but every one is at its max_connections. */
+#define PICK_FULL (-2)
+/* Weights are scaled so that slow_start can ramp a weight of 1 smoothly. */
+#define WEIGHT_SCALE 256u
 
 static void step_drop(struct ferry_upstream *u)
 {
@@ -43,9 +48,66 @@ static void close_streams(struct ferry_upstream *u)
     ac_stream_close(u->plain);
 }
 
-/* Builds the balancer's view of the servers and picks one not tried yet.
- * Without health checks, servers marked down by failures are a last resort,
- * so that a backend whose servers all failed once can recover. */
+/* A server's weight for the balancer: scaled, and during slow_start after
+ * it started serving, ramped from (almost) 0 to full. */
+static unsigned ramped_weight(const struct ferry_backend *bc, struct ferry_server_stats *st,
+                              unsigned weight, uint64_t now)
+{
+    uint64_t w = (uint64_t)weight * WEIGHT_SCALE;
+    uint64_t since = atomic_load_explicit(&st->serving_since_ms, memory_order_relaxed);
+    if (w && bc->slow_start_ms && since && now >= since && now - since < bc->slow_start_ms) {
+        w = w * (now - since) / bc->slow_start_ms;
+        if (w == 0)
+            w = 1;
+    }
+    return (unsigned)w;
+}
+
+/* Servers at their max_connections are not offered to the balancer, but
+ * still keep the backups out: full primaries mean waiting, not overflowing
+ * onto the backups. Returns how many usable servers were full. */
+static size_t drop_full(struct ferry_upstream *u, struct ferry_lb_candidate *c, size_t n)
+{
+    bool primary = false;
+    size_t full = 0;
+    for (size_t i = 0; i < n; i++)
+        primary |= c[i].usable && c[i].weight > 0 && !c[i].backup && !u->tried[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct ferry_server_rt *s = &u->b->servers[i];
+        if (primary && c[i].backup)
+            c[i].usable = false;
+        if (!c[i].usable || c[i].weight == 0 || u->tried[i])
+            continue;
+        unsigned max = s->cfg->max_connections;
+        if (max && atomic_load(&s->stats->slots) >= max) {
+            c[i].usable = false;
+            full++;
+        }
+    }
+    return full;
+}
+
+/* Takes a slot of the picked server; false when it filled up meanwhile. */
+static bool take_slot(struct ferry_upstream *u, int idx)
+{
+    const struct ferry_server_rt *s = &u->b->servers[idx];
+    if (!ferry_slot_take(&s->stats->slots, s->cfg->max_connections))
+        return false;
+    u->slot_held = true;
+    return true;
+}
+
+static void put_slot(struct ferry_upstream *u)
+{
+    if (u->slot_held)
+        ferry_slot_put(&u->b->servers[u->sidx].stats->slots, &u->b->stats->queue);
+    u->slot_held = false;
+}
+
+/* Builds the balancer's view of the servers and picks one not tried yet
+ * with a free slot (taken). Without health checks, servers marked down by
+ * failures are a last resort, so that a backend whose servers all failed
+ * once can recover. Returns the index, -1 (none usable) or PICK_FULL. */
 static int pick(struct ferry_upstream *u)
 {
     struct ferry_backend_rt *b = u->b;
@@ -54,7 +116,9 @@ static int pick(struct ferry_upstream *u)
     if (!c)
         return -1;
     int idx = -1;
-    for (int pass = 0; pass < 2 && idx < 0; pass++) {
+    size_t full = 0;
+    uint64_t now = ac_clock_now_ms();
+    for (int pass = 0; pass < 2 && idx < 0 && full == 0; pass++) {
         if (pass == 1 && b->cfg->health_check != FERRY_HEALTH_OFF)
             break;
         for (size_t i = 0; i < n; i++) {
@@ -62,18 +126,28 @@ static int pick(struct ferry_upstream *u)
             struct ferry_server_totals t;
             ferry_server_stats_sum(&u->g->d->stats, s->stats, &t);
             bool up = atomic_load(&s->stats->state) == FERRY_SERVER_UP;
-            c[i].weight = s->cfg->weight;
+            c[i].weight = ramped_weight(b->cfg, s->stats, s->cfg->weight, now);
             c[i].backup = s->cfg->backup;
             c[i].key = s->key;
             c[i].active = (unsigned)t.active;
             const struct ferry_view_server *v = ferry_gen_view(u->g, u->worker, u->bidx, i);
             c[i].usable = v->addr_len > 0 && !atomic_load(&s->stats->disabled) && (up || pass == 1);
         }
-        idx = ferry_lb_pick(b->cfg->balance, ferry_gen_lb(u->g, u->worker, u->bidx), c, n,
-                            u->tried, u->client_hash);
+        if (u->capped)
+            full = drop_full(u, c, n);
+        /* A server that filled up between the look and the take is out. */
+        for (size_t k = 0; k <= n; k++) {
+            idx = ferry_lb_pick(b->cfg->balance, ferry_gen_lb(u->g, u->worker, u->bidx), c, n,
+                                u->tried, u->client_hash);
+            if (idx < 0 || take_slot(u, idx))
+                break;
+            c[idx].usable = false;
+            full++;
+            idx = -1;
+        }
     }
     free(c);
-    return idx;
+    return idx < 0 && full > 0 ? PICK_FULL : idx;
 }
 
 static void server_failed(struct ferry_upstream *u, int err)
@@ -99,9 +173,11 @@ static void server_ok(struct ferry_upstream *u)
     struct ferry_server_rt *s = &u->b->servers[u->sidx];
     atomic_store(&s->stats->fail_streak, 0);
     if (u->b->cfg->health_check == FERRY_HEALTH_OFF &&
-        atomic_exchange(&s->stats->state, FERRY_SERVER_UP) != FERRY_SERVER_UP)
+        atomic_exchange(&s->stats->state, FERRY_SERVER_UP) != FERRY_SERVER_UP) {
+        ferry_server_serving_from(s->stats, ac_clock_now_ms());
         ferry_log(FERRY_LOG_INFO, "server up", "server=%s/%s reason=connect_succeeded",
                   u->b->cfg->name, s->cfg->name);
+    }
 }
 
 /* Starts the step for the current state. */
@@ -172,6 +248,7 @@ static void attempt_failed(struct ferry_upstream *u, int err, struct ac_context 
 {
     step_drop(u);
     close_streams(u);
+    put_slot(u);
     u->err = err;
     if (ferry_pressure_is_local(err)) {
         struct ferry_worker *fw = &u->g->d->workers[u->worker];
@@ -186,20 +263,86 @@ static void attempt_failed(struct ferry_upstream *u, int err, struct ac_context 
     u->state = UP_PICK;
 }
 
+static void leave_queue(struct ferry_upstream *u)
+{
+    if (!u->queued)
+        return;
+    ferry_queue_leave(&u->b->stats->queue, &u->qw);
+    ac_future_drop(&u->qdeadline.base);
+    u->queued = false;
+}
+
+static ac_poll_t queue_ended(struct ferry_upstream *u, enum ferry_queue_end why)
+{
+    u->qend = why;
+    u->err = why == FERRY_QUEUE_FULL ? -EAGAIN : -ETIMEDOUT;
+    u->reason = why == FERRY_QUEUE_FULL ? "queue full" : "queue timeout";
+    u->sidx = -1;
+    u->state = UP_DONE;
+    return AC_READY;
+}
+
+/* Waiting for a slot: the head of the queue looks when woken. Ready with
+ * *idx (a slot taken, or -1: no server usable any more) in state UP_PICK,
+ * or in state UP_DONE (queue_timeout). */
+static ac_poll_t poll_queue(struct ferry_upstream *u, struct ac_context *cx, int *idx)
+{
+    if (ferry_queue_watch(&u->b->stats->queue, &u->qw, cx->waker)) {
+        int i = pick(u);
+        if (i != PICK_FULL) {
+            leave_queue(u); /* wakes the next one: there may be more room */
+            *idx = i;
+            u->state = UP_PICK;
+            return AC_READY;
+        }
+    }
+    if (ac_future_poll(&u->qdeadline.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    leave_queue(u);
+    return queue_ended(u, FERRY_QUEUE_TIMEOUT);
+}
+
+/* Picks a server with a free slot into *idx (-1: none), or queues when
+ * every eligible one is full (and, to stay first come first served,
+ * whenever others already wait). */
+static ac_poll_t pick_or_queue(struct ferry_upstream *u, struct ac_context *cx, int *idx)
+{
+    *idx = -1;
+    if (u->attempts > u->b->cfg->retries)
+        return AC_READY;
+    *idx = u->capped && ferry_queue_len(&u->b->stats->queue) > 0 ? PICK_FULL : pick(u);
+    if (*idx != PICK_FULL)
+        return AC_READY;
+    if (ferry_queue_join(&u->b->stats->queue, &u->qw, u->b->cfg->max_queue) < 0)
+        return queue_ended(u, FERRY_QUEUE_FULL);
+    u->queued = true;
+    ac_sleep_init(&u->qdeadline, u->b->cfg->queue_timeout_ms);
+    u->state = UP_QUEUE;
+    return poll_queue(u, cx, idx);
+}
+
 static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct ferry_upstream *u = (struct ferry_upstream *)f;
     if (u->state == UP_DONE)
         return AC_READY;
     for (;;) {
-        if (u->state == UP_PICK) {
-            if (u->attempts > u->b->cfg->retries || (u->sidx = pick(u)) < 0) {
+        if (u->state == UP_PICK || u->state == UP_QUEUE) {
+            int idx;
+            ac_poll_t r = u->state == UP_QUEUE ? poll_queue(u, cx, &idx)
+                                               : pick_or_queue(u, cx, &idx);
+            if (r == AC_PENDING)
+                return AC_PENDING;
+            if (u->state == UP_DONE)
+                return AC_READY;
+            if (idx < 0) {
                 if (u->attempts == 0)
                     u->err = -EHOSTUNREACH, u->reason = "no server available";
                 u->sidx = -1;
                 u->state = UP_DONE;
                 return AC_READY;
             }
+            u->sidx = idx;
             u->tried[u->sidx] = true;
             u->attempts++;
             u->state = UP_CONNECT;
@@ -262,7 +405,9 @@ static void upstream_drop(struct ac_future *f)
     if (u->state != UP_DONE || u->stream == NULL) {
         step_drop(u);
         close_streams(u);
+        put_slot(u);
     }
+    leave_queue(u);
     free(u->tried);
     u->tried = NULL;
 }
@@ -285,6 +430,8 @@ void ferry_upstream_init(struct ferry_upstream *u, struct ferry_gen *g, size_t b
     u->sidx = -1;
     u->plain = plain;
     u->tls = tls;
+    for (size_t i = 0; i < u->b->nservers; i++)
+        u->capped |= u->b->servers[i].cfg->max_connections > 0;
     u->tried = calloc(u->b->nservers ? u->b->nservers : 1, sizeof(bool));
     if (!u->tried) { /* out of memory: ready at first poll with the error */
         u->err = -ENOMEM;

@@ -14,9 +14,16 @@
 #include "proxy_proto.h"
 
 
+/* How a wait in the backend queue ended the connection (queue.h). */
+enum ferry_queue_end { FERRY_QUEUE_NONE, FERRY_QUEUE_TIMEOUT, FERRY_QUEUE_FULL };
+
 /* Picks a server, connects under connect_timeout, sends the PROXY header and
  * completes the TLS handshake when the backend asks for them; on failure
- * tries the next server, up to `retries` more times. Output: err (0 or
+ * tries the next server, up to `retries` more times. When every eligible
+ * server is at its max_connections it first waits in the backend's queue
+ * (up to queue_timeout; qend tells a timeout or a full queue). A picked
+ * server's slot is held from the pick; on success it passes to the caller
+ * with the stream (release it with ferry_slot_put). Output: err (0 or
  * -errno of the last attempt), sidx (server index), stream (ready to use;
  * the caller owns it and closes it), reason (for the log). */
 struct ferry_upstream {
@@ -34,6 +41,12 @@ struct ferry_upstream {
     bool *tried;
     struct ac_sleep deadline;
     bool deadline_live;
+    bool capped;              /* some server has max_connections */
+    bool slot_held;           /* a slot of servers[sidx] (queue.h) */
+    bool queued;              /* waiting in the backend queue */
+    struct ferry_queue_waiter qw;
+    struct ac_sleep qdeadline;
+    enum ferry_queue_end qend; /* output */
     union {
         struct ac_connect connect;
         struct ac_write_all proxy;

@@ -24,6 +24,7 @@ SPEC_METRICS = {
     "ferry_server_bytes_in_total": "counter",
     "ferry_server_bytes_out_total": "counter",
     "ferry_server_check_failures_total": "counter",
+    "ferry_backend_queue": "gauge",
 }
 
 

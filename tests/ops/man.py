@@ -40,7 +40,8 @@ LISTENER_KEYS = ["bind", "backend", "tls", "tls_cert", "tls_min_version", "tls_c
 BACKEND_KEYS = ["server", "balance", "connect_timeout", "retries", "health_check",
                 "health_interval", "health_timeout", "health_rise", "health_fall", "tls",
                 "tls_verify", "tls_ca", "tls_sni", "send_proxy", "health_send", "health_expect",
-                "health_uri", "health_status", "health_port", "health_send_proxy"]
+                "health_uri", "health_status", "health_port", "health_send_proxy",
+                "queue_timeout", "max_queue", "slow_start"]
 
 # Words each rendered page must contain (SPEC sections 1 to 5).
 REQUIRED = {
