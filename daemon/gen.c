@@ -34,6 +34,8 @@ static void gen_free(struct ferry_gen *g)
     for (size_t i = 0; g->backends && i < cfg->nbackends; i++) {
         if (g->backends[i].tls_ctx)
             SSL_CTX_free(g->backends[i].tls_ctx);
+        if (g->backends[i].health_tls_ctx)
+            SSL_CTX_free(g->backends[i].health_tls_ctx);
         free(g->backends[i].servers);
     }
     if (g->lb) {
@@ -139,6 +141,11 @@ static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_erro
     if (b->tls) {
         rt->tls_ctx = ferry_tls_client_ctx_new(b, g->cfg->path, errs);
         if (!rt->tls_ctx)
+            failed = -1;
+    } else if (b->health_check == FERRY_HEALTH_TLS && b->tls_cert) {
+        /* A `tls` check presents tls_cert also without tls = on. */
+        rt->health_tls_ctx = ferry_tls_client_ctx_new(b, g->cfg->path, errs);
+        if (!rt->health_tls_ctx)
             failed = -1;
     }
     return failed;

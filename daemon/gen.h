@@ -57,6 +57,7 @@ struct ferry_backend_rt {
     struct ferry_server_rt *servers;
     size_t nservers;
     SSL_CTX *tls_ctx; /* backend tls = on */
+    SSL_CTX *health_tls_ctx; /* health_check = tls with tls_cert, without tls = on */
 };
 
 /* A listener's own max_connections, kept by name across reloads so that

@@ -157,8 +157,10 @@ static int start_step(struct health_task *t)
     case H_TLS: {
         /* A tls = on backend's context carries its CA, verification and
          * client certificate; a `tls` check of a plain backend only needs
-         * the handshake to complete. */
-        SSL_CTX *ctx = t->b->tls_ctx ? t->b->tls_ctx : t->own_ctx;
+         * the handshake to complete (presenting tls_cert when set). */
+        SSL_CTX *ctx = t->b->tls_ctx          ? t->b->tls_ctx
+                       : t->b->health_tls_ctx ? t->b->health_tls_ctx
+                                              : t->own_ctx;
         if (!ctx || ac_tls_stream_wrap(&t->tls, &t->plain, ctx, false) != 0)
             return fail(t, FERRY_CHECK_TLS, "%s", "tls setup failed");
         const char *sni = t->b->cfg->tls_sni ? t->b->cfg->tls_sni : t->s->cfg->addr.host;
@@ -407,7 +409,7 @@ static int task_setup(struct health_task *t)
         t->request = bc->health_send;
         t->request_len = bc->health_send_len;
     }
-    if (bc->health_check == FERRY_HEALTH_TLS && !t->b->tls_ctx) {
+    if (bc->health_check == FERRY_HEALTH_TLS && !t->b->tls_ctx && !t->b->health_tls_ctx) {
         t->own_ctx = SSL_CTX_new(TLS_client_method());
         if (!t->own_ctx)
             return -ENOMEM;

@@ -683,6 +683,35 @@ def test_health_checks_over_tls_send_sni():
     assert names_tls and set(names_tls) == {"a.test"}, names_tls
 
 
+def test_health_checks_present_the_client_certificate():
+    def mtls_server(cns):
+        ctx = server_ctx("a-ec.pem")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cert("ca.pem"))
+
+        def inner(s, _b):
+            cn = dict(x[0] for x in s.getpeercert()["subject"])["commonName"]
+            cns.append(cn)
+            s.sendall(b"CN=%s\n" % cn.encode())
+            while s.recv(4096):
+                pass
+        return start_backend(tls_mode(ctx, inner))
+    cns_tls, cns_se = [], []
+    srv_tls, srv_se = mtls_server(cns_tls), mtls_server(cns_se)
+    port = free_port()
+    hc = "health_interval = 200ms\nhealth_timeout = 2s\nhealth_rise = 1\nhealth_fall = 1\n"
+    client = f"tls_cert = {cert('client.crt')} {cert('client.key')}\ntls_sni = a.test\n"
+    f = start_ferry(GLOBAL + f"\n[listener web]\nbind = 127.0.0.1:{port}\nbackend = t\n"
+                    + backend("t", [("s", srv_tls.port)], hc + client + "health_check = tls")
+                    + backend("se", [("s", srv_se.port)],
+                              hc + client + f"tls = on\ntls_ca = {cert('ca.pem')}\n"
+                              "health_check = send-expect\nhealth_expect = CN=client\\n"))
+    wait_for(lambda: f.server("se", "s")["check"] == "ok", what="send-expect over mTLS ok")
+    wait_for(lambda: cns_tls, what="tls check's client certificate")
+    assert set(cns_tls) == {"client"} and set(cns_se) == {"client"}, (cns_tls, cns_se)
+    wait_for(lambda: f.server("t", "s")["check"] == "ok", what="tls check ok")
+
+
 # ---- passthrough (SNI routing without termination) ----
 
 def passthrough_setup(extra=""):
