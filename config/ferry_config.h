@@ -46,6 +46,11 @@ struct ferry_addr {
 };
 
 enum ferry_log_level { FERRY_LOG_ERROR, FERRY_LOG_WARN, FERRY_LOG_INFO, FERRY_LOG_DEBUG };
+enum ferry_log_target { FERRY_LOG_TO_STDERR, FERRY_LOG_TO_SYSLOG, FERRY_LOG_TO_FILE };
+enum ferry_log_format { FERRY_LOG_LOGFMT, FERRY_LOG_JSON };
+
+/* Longest file path a key may name. */
+#define FERRY_PATH_MAX 1024
 
 struct ferry_global {
     unsigned workers;           /* 0 = auto */
@@ -55,7 +60,13 @@ struct ferry_global {
     unsigned control_mode;      /* default 0660 */
     char user[64], group[64];   /* "" none */
     enum ferry_log_level log_level;
+    enum ferry_log_target log_target; /* `log`, default stderr */
+    char log_path[FERRY_PATH_MAX];   /* FERRY_LOG_TO_FILE */
+    int log_line;
+    enum ferry_log_format log_format; /* default logfmt */
     bool access_log;            /* default on */
+    char access_log_path[FERRY_PATH_MAX]; /* "": access lines go to `log` */
+    int access_log_line;
     uint64_t drain_timeout_ms;  /* default 30s */
     uint64_t shutdown_delay_ms; /* default 0: on stop, serve this long with /ready at 503 */
     size_t buffer_size;         /* default 16k */

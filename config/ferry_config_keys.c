@@ -190,9 +190,49 @@ static void g_log_level(struct ferry__parse *p, const char *v)
         G(p)->log_level = (enum ferry_log_level)i;
 }
 
+/* A log file: any path with a '/' in it (`./ferry.log` for the file next to
+ * the configuration), so that a mistyped keyword never becomes a file. */
+static bool set_log_path(struct ferry__parse *p, const char *v, char *dst, size_t size,
+                         const char *expected)
+{
+    if (!strchr(v, '/') || strlen(v) >= size) {
+        bad(p, v, expected);
+        return false;
+    }
+    snprintf(dst, size, "%s", v);
+    return true;
+}
+
+static void g_log(struct ferry__parse *p, const char *v)
+{
+    G(p)->log_line = p->lineno;
+    if (strcmp(v, "stderr") == 0) {
+        G(p)->log_target = FERRY_LOG_TO_STDERR;
+    } else if (strcmp(v, "syslog") == 0) {
+        G(p)->log_target = FERRY_LOG_TO_SYSLOG;
+    } else if (set_log_path(p, v, G(p)->log_path, sizeof(G(p)->log_path),
+                            "stderr, syslog or a file path with a '/' (like ./ferry.log)")) {
+        G(p)->log_target = FERRY_LOG_TO_FILE;
+    }
+}
+
+static void g_log_format(struct ferry__parse *p, const char *v)
+{
+    static const char *const names[] = {"logfmt", "json"};
+    int i = PICK(p, v, names, "logfmt or json");
+    if (i >= 0)
+        G(p)->log_format = (enum ferry_log_format)i;
+}
+
 static void g_access_log(struct ferry__parse *p, const char *v)
 {
-    set_bool(p, v, &G(p)->access_log);
+    G(p)->access_log_line = p->lineno;
+    G(p)->access_log_path[0] = '\0';
+    if (ferry_parse_bool(v, &G(p)->access_log) == 0)
+        return;
+    if (set_log_path(p, v, G(p)->access_log_path, sizeof(G(p)->access_log_path),
+                     "on, off, or a file path with a '/' (like ./access.log)"))
+        G(p)->access_log = true;
 }
 
 static void g_drain_timeout(struct ferry__parse *p, const char *v)
@@ -266,6 +306,8 @@ static const struct key_def global_keys[] = {
     {"group", false, false, g_group},
     {"log_level", false, false, g_log_level},
     {"access_log", false, false, g_access_log},
+    {"log", false, false, g_log},
+    {"log_format", false, false, g_log_format},
     {"drain_timeout", false, false, g_drain_timeout},
     {"shutdown_delay", false, false, g_shutdown_delay},
     {"buffer_size", false, false, g_buffer_size},

@@ -197,7 +197,7 @@ void ferry_binding_commit(struct ferry_daemon *d, struct ferry_gen *g, struct fe
     while (removed) {
         struct ferry_bound *b = removed;
         removed = b->next;
-        ferry_log(FERRY_LOG_INFO, "listener socket closed", "bind=%s", b->addr);
+        ferry_log(FERRY_LOG_INFO, "listener_closed", "bind=%s", b->addr);
         ferry_bound_close(b, true); /* its accept tasks keep b->gen for the queue */
     }
     for (size_t i = 0; i < f->n; i++)
@@ -210,7 +210,7 @@ void ferry_binding_commit(struct ferry_daemon *d, struct ferry_gen *g, struct fe
     long delta = (long)g->cfg->global.max_connections - (long)d->conn_limit_size;
     ac_limit_adjust(&d->conn_limit, delta);
     d->conn_limit_size = g->cfg->global.max_connections;
-    ferry_log_set_level(g->cfg->global.log_level);
+    ferry_logger_set_level(&d->log, g->cfg->global.log_level);
     ferry_health_start(g);
     if (old) {
         ac_notify_all(&old->stop);

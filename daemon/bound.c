@@ -175,7 +175,7 @@ static ac_poll_t wait_pressure(struct accept_task *t, struct ac_context *cx)
 static void accept_failed(struct accept_task *t, int err)
 {
     if (err != t->last_err)
-        ferry_log(FERRY_LOG_ERROR, "accept failed, retrying", "bind=%s error=\"%s\"", t->b->addr,
+        ferry_log(FERRY_LOG_ERROR, "accept_failed_retrying", "bind=%s error=%s", t->b->addr,
                   strerror(-err));
     t->last_err = err;
 }
@@ -186,7 +186,7 @@ static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
     if (!t->listener_open) {
         int rc = ac_listener_open(&t->l, cx->worker, t->b->fd, false, 0);
         if (rc < 0) {
-            ferry_log(FERRY_LOG_ERROR, "cannot register listener", "bind=%s error=\"%s\"",
+            ferry_log(FERRY_LOG_ERROR, "listener_register_failed", "bind=%s error=%s",
                       t->b->addr, strerror(-rc));
             return AC_READY;
         }

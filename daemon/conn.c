@@ -26,6 +26,7 @@
 #include "balance.h"
 #include "conn.h"
 #include "log.h"
+#include "log_writer.h"
 #include "peek.h"
 #include "proxy_out.h"
 #include "proxy_proto.h"
@@ -58,12 +59,16 @@ struct ferry_conn {
     struct sockaddr_storage client, local;
     socklen_t client_len, local_len;
     const char *end;
+    const char *reason;  /* end=rejected / handshake_failed: why (access log) */
+    char *reason_text;   /* owned copy when the reason is OpenSSL's words */
+    const char *closed_by;
+    uint64_t up_start_ms, connect_ms;
+    unsigned retries;
     uint8_t *proxy_out; /* PROXY header for the server, when sent */
     char *sni;          /* a passed-through ClientHello's server name, or NULL */
     size_t proxy_out_len;
     bool backend_counted, server_counted;
     bool slot_held;     /* a slot of the server (its max_connections, queue.h) */
-    const char *reason; /* with end=rejected: why (access log) */
 
     struct ac_stream cplain, splain;
     struct ac_tls_stream ctls, stls;
@@ -245,6 +250,8 @@ static ac_poll_t end_with(struct ferry_conn *c, const char *end)
         pre_finish(c);
     c->end = end;
     c->phase = P_DONE;
+    if (!c->closed_by && strcmp(end, "closed") != 0 && strcmp(end, "reset") != 0)
+        c->closed_by = "proxy";
     if (strcmp(end, "rejected") == 0 || strcmp(end, "handshake_failed") == 0)
         ferry_ctr_add(&lstats(c)->rejected, 1);
     if (strcmp(end, "handshake_failed") == 0)
@@ -285,7 +292,7 @@ static const char *client_text(struct ferry_conn *c, char *buf, size_t len)
  * Ready with *ok when the bytes parsed; otherwise the connection has ended
  * (drained, or rejected with a log line naming `what`). */
 static ac_poll_t poll_peek(struct ferry_conn *c, struct ac_context *cx, const char *what,
-                           enum ferry_log_level lvl, bool *ok)
+                           bool *ok)
 {
     enum pre_stop why;
     *ok = false;
@@ -295,10 +302,9 @@ static ac_poll_t poll_peek(struct ferry_conn *c, struct ac_context *cx, const ch
         return end_with(c, "drained");
     struct ferry_peek *p = &c->u.pre.peek;
     if (why == PRE_TIMEOUT || p->err) {
-        char a[AC_ADDR_STRLEN];
-        ferry_log(lvl, what, "listener=%s client=%s error=%s", listener_cfg(c)->name,
-                  client_text(c, a, sizeof(a)),
+        ferry_log(FERRY_LOG_DEBUG, what, "id=%llu error=%s", (unsigned long long)c->id,
                   why == PRE_TIMEOUT ? "timeout" : p->err == -EPIPE ? "eof" : "invalid");
+        c->reason = c->phase == P_PROXY ? "bad_proxy" : "bad_hello";
         return end_with(c, "rejected");
     }
     *ok = true;
@@ -308,7 +314,7 @@ static ac_poll_t poll_peek(struct ferry_conn *c, struct ac_context *cx, const ch
 static ac_poll_t phase_proxy(struct ferry_conn *c, struct ac_context *cx)
 {
     bool ok;
-    if (poll_peek(c, cx, "bad PROXY header", FERRY_LOG_WARN, &ok) == AC_PENDING || !ok)
+    if (poll_peek(c, cx, "bad_proxy", &ok) == AC_PENDING || !ok)
         return c->phase == P_DONE ? AC_READY : AC_PENDING;
     struct ferry_peek *p = &c->u.pre.peek;
     if (p->proxy.has_addrs) {
@@ -318,8 +324,10 @@ static ac_poll_t phase_proxy(struct ferry_conn *c, struct ac_context *cx)
         c->local_len = p->proxy.dst_len;
     }
     pre_end(c);
-    if (!allowed(listener_cfg(c), (struct sockaddr *)&c->client))
+    if (!allowed(listener_cfg(c), (struct sockaddr *)&c->client)) {
+        c->reason = "deny";
         return end_with(c, "rejected");
+    }
     c->phase = P_ROUTE;
     return AC_READY;
 }
@@ -333,10 +341,9 @@ static ac_poll_t phase_tls(struct ferry_conn *c, struct ac_context *cx)
         return end_with(c, "drained");
     bool to = why == PRE_TIMEOUT;
     if (to || c->u.pre.hs.err) {
-        char a[AC_ADDR_STRLEN];
-        ferry_log(FERRY_LOG_INFO, "tls handshake failed", "listener=%s client=%s reason=\"%s\"",
-                  listener_cfg(c)->name, client_text(c, a, sizeof(a)),
-                  to ? "timeout" : c->u.pre.hs.reason);
+        c->reason = "timeout";
+        if (!to) /* OpenSSL's words, kept for the conn line */
+            c->reason = c->reason_text = strdup(c->u.pre.hs.reason);
         return end_with(c, "handshake_failed");
     }
     pre_end(c);
@@ -349,7 +356,7 @@ static ac_poll_t phase_tls(struct ferry_conn *c, struct ac_context *cx)
 static ac_poll_t phase_hello(struct ferry_conn *c, struct ac_context *cx)
 {
     bool ok;
-    if (poll_peek(c, cx, "bad ClientHello", FERRY_LOG_INFO, &ok) == AC_PENDING || !ok)
+    if (poll_peek(c, cx, "bad_hello", &ok) == AC_PENDING || !ok)
         return c->phase == P_DONE ? AC_READY : AC_PENDING;
     struct ferry_peek *p = &c->u.pre.peek;
     char name[sizeof(p->hello.server_name)];
@@ -370,8 +377,10 @@ static ac_poll_t phase_route(struct ferry_conn *c, struct ac_context *cx)
     (void)cx;
     if (l->tls) {
         int rc = ac_tls_stream_wrap(&c->ctls, &c->cplain, c->gen->listeners[c->lidx].tls_ctx, true);
-        if (rc < 0)
+        if (rc < 0) {
+            c->reason = "setup failed";
             return end_with(c, "handshake_failed");
+        }
         c->cs = &c->ctls.base;
         c->phase = P_TLS;
         pre_begin(c);
@@ -411,8 +420,7 @@ static int build_proxy_out(struct ferry_conn *c, int version)
 static ac_poll_t start_upstream(struct ferry_conn *c)
 {
     if (c->bidx < 0) {
-        ferry_log(FERRY_LOG_INFO, "no route", "listener=%s id=%llu", listener_cfg(c)->name,
-                  (unsigned long long)c->id);
+        c->reason = "no_route";
         return end_with(c, "rejected");
     }
     const struct ferry_backend *b = &c->gen->cfg->backends[c->bidx];
@@ -422,6 +430,7 @@ static ac_poll_t start_upstream(struct ferry_conn *c)
                         ferry_lb_hash_addr((struct sockaddr *)&c->client), c->proxy_out,
                         c->proxy_out_len, &c->splain, &c->stls);
     c->u_live = true;
+    c->up_start_ms = ac_clock_now_ms();
     struct ferry_backend_wstats *bs = &c->gen->backends[c->bidx].stats->w[c->fw->index];
     ferry_ctr_add(&bs->total, 1);
     ferry_ctr_add(&bs->active, 1);
@@ -458,7 +467,7 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
     if (u->qend != FERRY_QUEUE_NONE) {
         char a[AC_ADDR_STRLEN];
         bool full = u->qend == FERRY_QUEUE_FULL;
-        ferry_log(FERRY_LOG_INFO, full ? "queue full" : "queue timeout",
+        ferry_log(FERRY_LOG_INFO, full ? "queue_full" : "queue_timeout",
                   "listener=%s client=%s backend=%s", listener_cfg(c)->name,
                   client_text(c, a, sizeof(a)), c->gen->cfg->backends[c->bidx].name);
         c->reason = full ? "queue_full" : NULL;
@@ -468,8 +477,10 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
         if (u->local) /* said once a second by the worker's pressure warning */
             return end_with(c, "connect_failed");
         char a[AC_ADDR_STRLEN];
-        ferry_log(FERRY_LOG_WARN, "no server reached",
-                  "listener=%s client=%s backend=%s error=\"%s\"", listener_cfg(c)->name,
+        c->retries = u->attempts > 0 ? u->attempts - 1 : 0;
+        ferry_log(FERRY_LOG_WARN, "no_server_reached",
+                  "id=%llu listener=%s client=%s backend=%s error=%s", (unsigned long long)c->id,
+                  listener_cfg(c)->name,
                   client_text(c, a, sizeof(a)),
                   c->gen->cfg->backends[c->bidx].name,
                   u->reason ? u->reason : strerror(u->err ? -u->err : EIO));
@@ -479,6 +490,8 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
     c->ss = u->stream;
     c->slot_held = u->slot_held; /* passes to the connection with the stream */
     u->slot_held = false;
+    c->retries = u->attempts > 0 ? u->attempts - 1 : 0;
+    c->connect_ms = ac_clock_now_ms() - c->up_start_ms;
     drop_phase(c);
     struct ferry_server_rt *s = &c->gen->backends[c->bidx].servers[c->sidx];
     ferry_ctr_add(&s->stats->w[c->fw->index].total, 1);
@@ -489,10 +502,24 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
     return AC_READY;
 }
 
+/* closed_by: the side whose end (FIN or reset) is seen first. A reset
+ * found writing (EPIPE) is the receiving side's. */
+static void note_closed_by(struct ferry_conn *c)
+{
+    if (c->closed_by)
+        return;
+    const struct ac_copy *ab = &c->u.run.copy.ab, *ba = &c->u.run.copy.ba;
+    if (ab->read_eof || (ab->err && ab->err != -EPIPE) || (ba->err == -EPIPE))
+        c->closed_by = "client";
+    else if (ba->read_eof || ba->err || ab->err)
+        c->closed_by = "server";
+}
+
 static ac_poll_t phase_copy(struct ferry_conn *c, struct ac_context *cx)
 {
     ac_poll_t r = ac_future_poll(&c->u.run.sel.base, cx);
     account(c);
+    note_closed_by(c);
     if (r == AC_PENDING)
         return AC_PENDING;
     switch (c->u.run.sel.winner) {
@@ -515,8 +542,11 @@ static ac_poll_t conn_poll(struct ac_future *f, struct ac_context *cx)
         ac_poll_t r;
         switch (c->phase) {
         case P_START:
-            if (!listener_cfg(c)->accept_proxy && !allowed(listener_cfg(c), (struct sockaddr *)&c->client))
+            if (!listener_cfg(c)->accept_proxy &&
+                !allowed(listener_cfg(c), (struct sockaddr *)&c->client)) {
+                c->reason = "deny";
                 return end_with(c, "rejected");
+            }
             if (listener_cfg(c)->accept_proxy) {
                 c->phase = P_PROXY;
                 pre_begin(c);
@@ -548,24 +578,61 @@ static ac_poll_t conn_poll(struct ac_future *f, struct ac_context *cx)
 
 /* ---- teardown ---- */
 
+/* The TLS facts of the client side, when it was terminated here. */
+static void tls_facts(struct ferry_conn *c, const char **sni, const char **ver,
+                      const char **cipher, char *alpn, size_t alpn_len, char *subject,
+                      size_t subject_len)
+{
+    SSL *ssl = c->ctls.ssl;
+    *sni = c->sni;
+    if (!ssl)
+        return;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name)
+        *sni = name;
+    if (!SSL_is_init_finished(ssl))
+        return;
+    *ver = SSL_get_version(ssl);
+    *cipher = SSL_get_cipher_name(ssl);
+    const unsigned char *a;
+    unsigned an;
+    SSL_get0_alpn_selected(ssl, &a, &an);
+    if (an)
+        snprintf(alpn, alpn_len, "%.*s", (int)an, (const char *)a);
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    if (peer)
+        X509_NAME_oneline(X509_get_subject_name(peer), subject, (int)subject_len);
+}
+
+/* The access-log line (SPEC 5), independent of log_level. Optional fields
+ * are left out when unknown. */
 static void log_end(struct ferry_conn *c)
 {
-    if (!c->gen->cfg->global.access_log || !ferry_log_enabled(FERRY_LOG_INFO))
+    struct ferry_logger *lg = &c->fw->d->log;
+    if (!c->gen->cfg->global.access_log || !ferry_logger_running(lg))
         return;
     char a[AC_ADDR_STRLEN];
     char server[2 * FERRY_NAME_MAX + 2] = "-";
     if (c->server_counted)
         snprintf(server, sizeof(server), "%s/%s", c->gen->cfg->backends[c->bidx].name,
                  c->gen->cfg->backends[c->bidx].servers[c->sidx].name);
+    const char *end = c->end ? c->end : "drained";
+    bool why = strcmp(end, "rejected") == 0 || strcmp(end, "handshake_failed") == 0;
+    const char *sni = NULL, *ver = NULL, *cipher = NULL;
+    char alpn[64] = "", subject[256] = "";
+    tls_facts(c, &sni, &ver, &cipher, alpn, sizeof(alpn), subject, sizeof(subject));
     uint64_t now = ac_clock_now_ms();
-    ferry_log(FERRY_LOG_INFO, "conn",
-              "id=%llu listener=%s client=%s server=%s duration_ms=%llu bytes_in=%llu "
-              "bytes_out=%llu end=%s%s%s",
-              (unsigned long long)c->id, listener_cfg(c)->name,
-              client_text(c, a, sizeof(a)), server,
-              (unsigned long long)(now - c->start_ms), (unsigned long long)c->acct_in,
-              (unsigned long long)c->acct_out, c->end ? c->end : "drained",
-              c->reason ? " reason=" : "", c->reason ? c->reason : "");
+    ferry_logger_log(lg, c->fw->index, FERRY_LOG_SINK_ACCESS, FERRY_LOG_INFO, "conn",
+                     "id=%llu listener=%s client=%s server=%s duration_ms=%llu connect_ms=%llu "
+                     "retries=%u bytes_in=%llu bytes_out=%llu end=%s closed_by=%s ?reason=%s "
+                     "?sni=%s ?tls=%s ?cipher=%s ?alpn=%s ?client_cert=%s",
+                     (unsigned long long)c->id, listener_cfg(c)->name,
+                     client_text(c, a, sizeof(a)), server,
+                     (unsigned long long)(now - c->start_ms), (unsigned long long)c->connect_ms,
+                     c->retries, (unsigned long long)c->acct_in, (unsigned long long)c->acct_out,
+                     end, c->closed_by ? c->closed_by : "proxy",
+                     why ? (c->reason ? c->reason : "-") : "", sni ? sni : "", ver ? ver : "",
+                     cipher ? cipher : "", alpn, subject);
 }
 
 static void unlist(struct ferry_conn *c)
@@ -590,6 +657,7 @@ static void conn_drop(struct ac_future *f)
         if (c->phase == P_PROXY || c->phase == P_TLS || c->phase == P_HELLO)
             pre_finish(c);
     }
+    log_end(c);
     /* A reset from either peer reaches the other as a reset, so a cut-off
      * stream never looks complete (SPEC 5: end=reset). */
     void (*close_fn)(struct ac_stream *) =
@@ -611,8 +679,8 @@ static void conn_drop(struct ac_future *f)
         ac_limit_put(c->permits.global);
     if (c->permits.listener)
         ac_limit_put(c->permits.listener);
-    log_end(c);
     unlist(c);
+    free(c->reason_text);
     free(c->proxy_out);
     free(c->sni);
     ferry_gen_unref(c->gen);
@@ -629,7 +697,7 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
 {
     struct ferry_conn *c = calloc(1, sizeof(*c));
     if (!c || ac_socket_stream_open(&c->cplain, fw->w, fd) != 0) {
-        ferry_log(FERRY_LOG_ERROR, "cannot set up connection", "listener=%s error=\"%s\"",
+        ferry_log(FERRY_LOG_ERROR, "conn_setup_failed", "listener=%s error=%s",
                   g->cfg->listeners[lidx].name, c ? "registration failed" : "out of memory");
         close(fd);
         free(c);

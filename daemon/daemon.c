@@ -29,7 +29,7 @@ int ferry_daemon_set_server_disabled(struct ferry_daemon *d, const char *backend
             if (strcmp(b->servers[j].cfg->name, server) == 0) {
                 if (atomic_exchange(&b->servers[j].stats->disabled, disabled) && !disabled)
                     ferry_server_serving_from(b->servers[j].stats, ac_clock_now_ms());
-                ferry_log(FERRY_LOG_INFO, disabled ? "server disabled" : "server enabled",
+                ferry_log(FERRY_LOG_INFO, disabled ? "server_disabled" : "server_enabled",
                           "server=%s/%s", backend, server);
                 rc = 0;
             }

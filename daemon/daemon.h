@@ -19,6 +19,7 @@
 #include "asynccore/runtime.h"
 #include "asynccore/sync.h"
 #include "ferry_config.h"
+#include "log_writer.h"
 #include "stats.h"
 
 struct ferry_gen;
@@ -57,6 +58,7 @@ struct ferry_daemon {
     double start_unix;                /* wall clock at start (process_start_time_seconds) */
     char *config_abs;                 /* absolute path of the configuration file */
     pid_t pid;
+    struct ferry_logger log;          /* where log lines go (log_writer.h) */
 };
 
 /* Current generation with a reference taken (release with ferry_gen_unref). */

@@ -122,7 +122,7 @@ static void record(struct health_task *t, bool ok)
             atomic_exchange(&st->state, FERRY_SERVER_UP) != FERRY_SERVER_UP) {
             ferry_server_serving_from(st, ac_clock_now_ms());
             ferry_queue_kick(&t->b->stats->queue); /* room for those waiting */
-            ferry_log(FERRY_LOG_INFO, "server up", "server=%s/%s reason=health_check", bc->name,
+            ferry_log(FERRY_LOG_INFO, "server_up", "server=%s/%s reason=health_check", bc->name,
                       t->s->cfg->name);
         }
     } else {
@@ -130,7 +130,7 @@ static void record(struct health_task *t, bool ok)
         t->ok_streak = 0;
         if (++t->fail_streak >= bc->health_fall &&
             atomic_exchange(&st->state, FERRY_SERVER_DOWN) != FERRY_SERVER_DOWN)
-            ferry_log(FERRY_LOG_WARN, "server down", "server=%s/%s reason=\"%s\"", bc->name,
+            ferry_log(FERRY_LOG_WARN, "server_down", "server=%s/%s reason=%s", bc->name,
                       t->s->cfg->name, t->reason);
     }
     end_check(t);

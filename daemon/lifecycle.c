@@ -53,6 +53,7 @@ void ferry_lifecycle_block_signals(sigset_t *set)
     sigaddset(set, SIGHUP);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
@@ -127,6 +128,10 @@ static void cut(struct ferry_daemon *d)
 
 static void on_signal(struct signal_task *t, struct ac_context *cx, int signo)
 {
+    if (signo == SIGUSR1) {
+        ferry_logger_reopen(&t->d->log);
+        return;
+    }
     if (signo == SIGHUP) {
         if (t->stop_state != RUNNING)
             return;
@@ -139,7 +144,7 @@ static void on_signal(struct signal_task *t, struct ac_context *cx, int signo)
         return;
     }
     if (t->stop_state != RUNNING) {
-        ferry_log(FERRY_LOG_INFO, "second stop signal, stopping now", "signal=%d", signo);
+        ferry_log(FERRY_LOG_INFO, "stop_now", "signal=%d", signo);
         cut(t->d);
         ac_runtime_stop(t->d->rt);
         return;
@@ -194,7 +199,7 @@ static ac_poll_t poll_stop(struct signal_task *t, struct ac_context *cx)
             return AC_READY;
         }
         if (t->stop_state == DRAINING && now >= t->cut_at) {
-            ferry_log(FERRY_LOG_INFO, "drain timeout, closing connections", "active=%llu",
+            ferry_log(FERRY_LOG_INFO, "drain_timeout", "active=%llu",
                       (unsigned long long)active_conns(t->d));
             cut(t->d);
             t->stop_state = CUTTING;
@@ -216,7 +221,7 @@ static ac_poll_t signal_poll(struct ac_future *f, struct ac_context *cx)
     if (!t->io.worker) {
         int rc = ac_io_register(cx->worker, t->sfd, 0, &t->io);
         if (rc != 0) {
-            ferry_log(FERRY_LOG_ERROR, "cannot watch signals", "error=\"%s\"", strerror(-rc));
+            ferry_log(FERRY_LOG_ERROR, "signals_failed", "error=%s", strerror(-rc));
             return AC_READY;
         }
     }

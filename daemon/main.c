@@ -91,6 +91,7 @@ static void daemon_free(struct ferry_daemon *d)
 {
     if (d->rt)
         ac_runtime_free(d->rt); /* drops every task: connections log, sockets close */
+    ferry_logger_stop(&d->log); /* writes what the connections logged */
     while (d->bound) {
         struct ferry_bound *b = d->bound;
         d->bound = b->next;
@@ -249,7 +250,6 @@ static int run(const char *path)
         ferry_config_errors_free(&errs);
         return 1;
     }
-    ferry_log_set_level(cfg->global.log_level);
     sigset_t sigs;
     ferry_lifecycle_block_signals(&sigs);
     struct ferry_daemon d;
@@ -258,6 +258,12 @@ static int run(const char *path)
     int status = 2;
     if (daemon_init(&d, path, cfg->global.workers) != 0) {
         fprintf(stderr, "ferryd: cannot start the runtime: %s\n", strerror(errno));
+        ferry_config_free(cfg);
+        goto out;
+    }
+    char lerr[FERRY_PATH_MAX + 256];
+    if (ferry_logger_start(&d.log, &cfg->global, path, d.nworkers, lerr, sizeof(lerr)) != 0) {
+        fprintf(stderr, "%s\n", lerr);
         ferry_config_free(cfg);
         goto out;
     }
@@ -312,10 +318,14 @@ static int run(const char *path)
     char status_line[128];
     ferry_lifecycle_status(&d, status_line, sizeof(status_line));
     ferry_sd_notifyf("READY=1\nSTATUS=%s", status_line);
-    ferry_log(FERRY_LOG_INFO, "started", "version=%s pid=%d workers=%u listeners=%zu config=%s",
-              FERRY_VERSION, (int)d.pid, d.nworkers, g->cfg->nlisteners, path);
+    if (ferry_logger_enabled(&d.log, FERRY_LOG_INFO))
+        ferry_logger_log(&d.log, d.nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "started",
+                         "version=%s pid=%d workers=%u listeners=%zu config=%s", FERRY_VERSION,
+                         (int)d.pid, d.nworkers, g->cfg->nlisteners, path);
     status = ac_runtime_run(d.rt) == 0 ? 0 : 2;
-    ferry_log(FERRY_LOG_INFO, "stopped", "pid=%d", (int)d.pid);
+    if (ferry_logger_enabled(&d.log, FERRY_LOG_INFO))
+        ferry_logger_log(&d.log, d.nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "stopped",
+                         "pid=%d", (int)d.pid);
 out:
     daemon_free(&d);
     if (ctl)

@@ -78,9 +78,9 @@ static ac_poll_t finish(struct ferry_reload *r, int err)
     count(r->d, err == 0);
     if (err) {
         for (size_t i = 0; i < r->errs.n; i++)
-            ferry_log(FERRY_LOG_ERROR, "reload failed", "error=\"%s\"", r->errs.msgs[i]);
+            ferry_log(FERRY_LOG_ERROR, "reload_failed", "error=%s", r->errs.msgs[i]);
     } else {
-        ferry_log(FERRY_LOG_INFO, "configuration reloaded", "config=%s", r->d->config_path);
+        ferry_log(FERRY_LOG_INFO, "reloaded", "config=%s", r->d->config_path);
     }
     ferry_sd_notify("READY=1");
     atomic_store(&r->d->reloading, false);
@@ -91,7 +91,7 @@ static ac_poll_t finish(struct ferry_reload *r, int err)
  * one who asked for the reload (ferryctl reload prints it). */
 static void warn_key(struct ferry_reload *r, const char *key)
 {
-    ferry_log(FERRY_LOG_WARN, "reload keeps the running value until restart", "key=%s", key);
+    ferry_log(FERRY_LOG_WARN, "reload_kept_until_restart", "key=%s", key);
     ferry_config_error_add(&r->warns, r->d->config_path, 0,
                            "%s changed: the running value stays until restart", key);
 }
@@ -110,6 +110,12 @@ static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *ol
         warn_key(r, "metrics");
     if (strcmp(a->user, b->user) != 0 || strcmp(a->group, b->group) != 0)
         warn_key(r, "user");
+    if (a->log_target != b->log_target || strcmp(a->log_path, b->log_path) != 0)
+        warn_key(r, "log");
+    if (a->log_format != b->log_format)
+        warn_key(r, "log_format");
+    if (strcmp(a->access_log_path, b->access_log_path) != 0)
+        warn_key(r, "access_log");
 }
 
 static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)

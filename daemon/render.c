@@ -124,6 +124,7 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
     const char *ok = atomic_load(&d->last_reload_ok) ? "true" : "false";
     const char *state = atomic_load(&d->stopping) ? "stopping" : "ready";
     const char *config = d->config_abs ? d->config_abs : "";
+    unsigned long long log_dropped = ferry_logger_dropped(&d->log);
     if (json) {
         ferry_buf_puts(out, "{\"version\": ");
         ferry_buf_json_str(out, ferry_version());
@@ -135,7 +136,8 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
                          (long)d->pid, uptime, d->nworkers, (unsigned long long)active,
                          (unsigned long long)total, d->conn_limit_size, reloads, failed, last, ok);
         ferry_buf_json_str(out, config);
-        ferry_buf_printf(out, ", \"state\": \"%s\"}\n", state);
+        ferry_buf_printf(out, ", \"state\": \"%s\", \"log_dropped\": %llu}\n", state,
+                         log_dropped);
     } else {
         ferry_buf_printf(out,
                          "version: %s\npid: %ld\nuptime_s: %llu\nworkers: %u\nactive: %llu\n"
@@ -144,6 +146,7 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
                          ferry_version(), (long)d->pid, uptime, d->nworkers,
                          (unsigned long long)active, (unsigned long long)total,
                          d->conn_limit_size, reloads, failed, last, ok, config, state);
+        ferry_buf_printf(out, "log_dropped: %llu\n", log_dropped);
     }
     return done(out);
 }
@@ -586,6 +589,10 @@ int ferry_render_metrics(struct ferry_daemon *d, struct ferry_buf *out)
     ferry_daemon_conn_totals(d, &active, &total);
     metric_head(out, "ferry_connections_active", "gauge", "Client connections open now, all listeners.");
     ferry_buf_printf(out, "ferry_connections_active %llu\n", (unsigned long long)active);
+    metric_head(out, "ferry_log_lines_dropped_total", "counter",
+                "Log lines dropped because the log sink could not keep up.");
+    ferry_buf_printf(out, "ferry_log_lines_dropped_total %llu\n",
+                     (unsigned long long)ferry_logger_dropped(&d->log));
     if (g)
         ferry_gen_unref(g);
     return done(out);

@@ -158,12 +158,12 @@ static void server_failed(struct ferry_upstream *u, int err)
     const struct ferry_view_server *v = ferry_gen_view(u->g, u->worker, u->bidx, (size_t)u->sidx);
     char addr[AC_ADDR_STRLEN];
     ac_addr_format((const struct sockaddr *)&v->addr, v->addr_len, addr, sizeof(addr));
-    ferry_log(FERRY_LOG_WARN, "connect failed", "server=%s/%s address=%s error=\"%s\"",
+    ferry_log(FERRY_LOG_WARN, "connect_failed", "server=%s/%s address=%s error=%s",
               u->b->cfg->name, s->cfg->name, addr, u->reason ? u->reason : strerror(-err));
     if (u->b->cfg->health_check == FERRY_HEALTH_OFF && streak >= u->b->cfg->health_fall) {
         int was = atomic_exchange(&s->stats->state, FERRY_SERVER_DOWN);
         if (was != FERRY_SERVER_DOWN)
-            ferry_log(FERRY_LOG_WARN, "server down", "server=%s/%s reason=connect_failures",
+            ferry_log(FERRY_LOG_WARN, "server_down", "server=%s/%s reason=connect_failures",
                       u->b->cfg->name, s->cfg->name);
     }
 }
@@ -175,7 +175,7 @@ static void server_ok(struct ferry_upstream *u)
     if (u->b->cfg->health_check == FERRY_HEALTH_OFF &&
         atomic_exchange(&s->stats->state, FERRY_SERVER_UP) != FERRY_SERVER_UP) {
         ferry_server_serving_from(s->stats, ac_clock_now_ms());
-        ferry_log(FERRY_LOG_INFO, "server up", "server=%s/%s reason=connect_succeeded",
+        ferry_log(FERRY_LOG_INFO, "server_up", "server=%s/%s reason=connect_succeeded",
                   u->b->cfg->name, s->cfg->name);
     }
 }

@@ -117,7 +117,7 @@ def test_failed_reload_changes_nothing():
     f = start_ferry(cfg([port], b.port))
     f.write_config(cfg([port], b.port) + "\n[backend app]\nserver x 127.0.0.1:1\nbogus = 1\n")
     f.signal(signal.SIGHUP)
-    wait_for(lambda: "reload failed" in f.logtext(), what="reload failure logged")
+    wait_for(lambda: "msg=reload_failed" in f.logtext(), what="reload failure logged")
     assert f.path + ":" in f.logtext()
     s = connect(port)
     s.sendall(b"fine")

@@ -33,7 +33,7 @@ SECTIONS = {
 }
 
 GLOBAL_KEYS = ["workers", "max_connections", "control_socket", "control_mode", "user",
-               "group", "log_level", "access_log", "drain_timeout", "buffer_size", "metrics"]
+               "group", "log_level", "access_log", "log", "log_format", "drain_timeout", "buffer_size", "metrics"]
 LISTENER_KEYS = ["bind", "backend", "tls", "tls_cert", "tls_min_version", "tls_ciphers",
                  "tls_ciphersuites", "tls_alpn", "tls_client_ca", "route", "accept_proxy",
                  "allow", "deny", "max_connections", "idle_timeout", "handshake_timeout"]
@@ -51,8 +51,10 @@ REQUIRED = {
                  "WATCHDOG=1", "NOTIFY_SOCKET", "WATCHDOG_USEC", "LISTEN_FDS", "LISTEN_PID",
                  "LISTEN_FDNAMES", "FileDescriptorName=", "configuration is valid",
                  "cannot bind 127.0.0.1:80: Permission denied",
-                 "info conn id=17 listener=web client=127.0.0.1:51234 server=web/app1",
-                 "duration_ms=1200 bytes_in=512 bytes_out=20480 end=closed",
+                 "level=info msg=conn id=17 listener=web client=127.0.0.1:51234 server=web/app1",
+                 "duration_ms=1200 connect_ms=1 retries=0 bytes_in=512 bytes_out=20480",
+                 "end=closed closed_by=client", "closed_by", "SIGUSR1", "JOURNAL_STREAM",
+                 "log_format = json", "log_dropped", "ferry_log_lines_dropped_total",
                  "closed", "idle_timeout", "connect_failed", "rejected", "handshake_failed",
                  "reset", "drained", "/run/ferry/ferry.sock", "ferry.ini(5)", "ferryctl(8)"],
     "ferryctl.8": ["-s, --socket SOCKET", "-j, --json", "help", "info", "stats", "conns", "metrics",
