@@ -195,12 +195,20 @@ static void g_log_level(struct ferry__parse *p, const char *v)
 static bool set_log_path(struct ferry__parse *p, const char *v, char *dst, size_t size,
                          const char *expected)
 {
-    if (!strchr(v, '/') || strlen(v) >= size) {
+    if (!strchr(v, '/')) {
         bad(p, v, expected);
         return false;
     }
-    snprintf(dst, size, "%s", v);
-    return true;
+    char *abs = ferry__path(p, v); /* relative to the configuration's directory */
+    if (!abs)
+        return false;
+    bool fits = strlen(abs) < size;
+    if (fits)
+        snprintf(dst, size, "%s", abs);
+    else
+        bad(p, v, "a path of fewer than 1024 bytes");
+    free(abs);
+    return fits;
 }
 
 static void g_log(struct ferry__parse *p, const char *v)

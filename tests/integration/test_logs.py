@@ -258,7 +258,7 @@ def test_sigusr1_reopens_moved_files():
     b = start_backend("echo")
     port = free_port()
     f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}",
-                               "log = @DIR@/ferry.log\naccess_log = @DIR@/access.log"),
+                               "log = ./ferry.log\naccess_log = ./access.log"),
                     )
     main, acc = os.path.join(f.dir, "ferry.log"), os.path.join(f.dir, "access.log")
     wait_for(lambda: "msg=started" in read(main), what="started in the log file")
