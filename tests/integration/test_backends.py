@@ -80,7 +80,7 @@ health_fall = 2
     bport = s2.port
     s2.close()
     wait_for(lambda: f.server("app", "b")["state"] == "down", timeout=5, what="b down")
-    assert "msg=server_down" in f.logtext()
+    wait_for(lambda: "msg=server_down" in f.logtext(), what="server_down logged")
     for _ in range(5):
         assert who(port) == b"s1"
     start_backend("label", label=b"s2", port=bport)

@@ -380,7 +380,7 @@ def test_protocol_versions():
     rc, out = s_client(p12, "-servername", "a.test", "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
     assert rc != 0 and "protocol version" in out, out
     wait_for(lambda: f.listener("v12")["handshake_errors"] == 2, what="two handshake errors")
-    assert "unsupported protocol" in f.logtext()
+    wait_for(lambda: "unsupported protocol" in f.logtext(), what="the reason logged")
     # 1.2 and 1.3 on the default listener.
     for v, name in ((ssl.TLSVersion.TLSv1_2, "TLSv1.2"), (ssl.TLSVersion.TLSv1_3, "TLSv1.3")):
         s = tls_connect(p12, "a.test", client_ctx(minv=v, maxv=v))
@@ -591,7 +591,7 @@ def test_origination_verifies_the_server():
         assert lines and "certificate verify failed" in lines[0] and why in lines[0], lines
     for k in ("ok", "ip", "noverify"):
         assert f.server(k, "o")["connect_errors"] == 0
-        assert access_ends(f, k) == ["closed"]
+        wait_for(lambda: access_ends(f, k) == ["closed"], what=f"{k}: access log")
 
 
 def test_termination_and_origination_together():
@@ -633,7 +633,7 @@ def test_health_check_tls():
     time.sleep(0.6)  # several more rounds
     assert f.server("hc", "good")["state"] == "up"
     assert f.server("verified", "good")["state"] == "up"
-    assert "msg=server_down" in f.logtext()
+    wait_for(lambda: "msg=server_down" in f.logtext(), what="server_down logged")
     # A TLS server takes over the port: marked up.
     later.close()
     start_tls_backend("b-ec.pem", port=later_port)
@@ -769,7 +769,7 @@ def test_passthrough_rejects_what_is_not_a_hello():
         assert time.monotonic() - t0 < 4, "closed by the timeout, not at once"
         s.close()
     wait_for(lambda: f.listener("pass")["rejected"] == len(samples), what="all rejected")
-    assert access_ends(f, "pass") == ["rejected"] * len(samples)
+    wait_for(lambda: access_ends(f, "pass") == ["rejected"] * len(samples), what="access log")
     assert all(b.accepted == 0 for b in bs.values())
     # And still serving.
     s = tls_connect(port, "a.test")
