@@ -113,7 +113,7 @@ static void begin_stop(struct signal_task *t, struct ac_context *cx)
         stop_accepting(t, cx);
         return;
     }
-    ferry_log(FERRY_LOG_INFO, "not ready, still accepting until shutdown_delay ends",
+    ferry_log(FERRY_LOG_INFO, "shutdown_delay",
               "active=%llu shutdown_delay_ms=%llu", (unsigned long long)active_conns(d),
               (unsigned long long)delay);
     t->stop_state = DELAYING;
