@@ -1,5 +1,6 @@
 /* ferryd: certificates about to expire (see cert_expiry.h). */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "cert_expiry.h"
@@ -14,19 +15,20 @@
 static void warn(const char *kind, const char *name, const char *path, int64_t not_after,
                  int64_t now)
 {
-    char when[32] = "-", qpath[512];
+    char when[32] = "-";
     time_t t = (time_t)not_after;
     struct tm tm;
     if (gmtime_r(&t, &tm) != NULL)
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    ferry_log_quote(path, qpath, sizeof(qpath));
+    bool lis = strcmp(kind, "listener") == 0;
     if (not_after <= now)
-        ferry_log(FERRY_LOG_WARN, "certificate expired", "%s=%s cert=%s not_after=%s", kind, name,
-                  qpath, when);
+        ferry_log(FERRY_LOG_WARN, "certificate_expired",
+                  "?listener=%s ?backend=%s cert=%s not_after=%s", lis ? name : "",
+                  lis ? "" : name, path, when);
     else
-        ferry_log(FERRY_LOG_WARN, "certificate expires soon",
-                  "%s=%s cert=%s not_after=%s days_left=%lld", kind, name, qpath, when,
-                  (long long)((not_after - now) / DAY_S));
+        ferry_log(FERRY_LOG_WARN, "certificate_expires_soon",
+                  "?listener=%s ?backend=%s cert=%s not_after=%s days_left=%lld", lis ? name : "",
+                  lis ? "" : name, path, when, (long long)((not_after - now) / DAY_S));
 }
 
 unsigned ferry_cert_expiry_check(const struct ferry_gen *g, int64_t now)
