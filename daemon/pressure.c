@@ -45,8 +45,8 @@ void ferry_pressure_hit(struct ferry_pressure *p, uint64_t now_ms, int err, cons
     p->warn_count++;
     if (now_ms < p->warn_next_ms)
         return;
-    ferry_log(FERRY_LOG_WARN, "local resources exhausted, accepting paused",
-              "during=%s error=\"%s\" count=%llu pause_ms=%u", what, strerror(-err),
+    ferry_log(FERRY_LOG_WARN, "accept_paused_no_resources",
+              "during=%s error=%s count=%llu pause_ms=%u", what, strerror(-err),
               (unsigned long long)p->warn_count, p->backoff_ms);
     p->warn_count = 0;
     p->warn_next_ms = now_ms + WARN_EVERY_MS;

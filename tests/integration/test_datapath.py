@@ -119,10 +119,10 @@ health_fall = 2
     srv = f.server("app", "app1")
     assert srv["connect_errors"] == 0, srv
     assert srv["state"] == "up", srv
-    warnings = [l for l in f.logtext().splitlines() if "local resources exhausted" in l]
+    warnings = [l for l in f.logtext().splitlines() if "msg=accept_paused_no_resources" in l]
     assert 1 <= len(warnings) <= 6 and len(warnings) < failed, (failed, warnings)
     assert all("count=" in w for w in warnings), warnings
-    assert not [l for l in f.logtext().splitlines() if "server down" in l]
+    assert not [l for l in f.logtext().splitlines() if "msg=server_down" in l]
     # Descriptors free again: served at once, nothing left behind.
     for i in range(5):
         s = connect(port)
