@@ -250,13 +250,13 @@ server app1 127.0.0.1:{b.port}
     finally:
         subprocess.Popen = orig_popen
     assert f.proc.args[3] == real
-    wait_for(lambda: "accept failed" in f.logtext(), what="accept error logged")
+    wait_for(lambda: "msg=accept_failed_retrying" in f.logtext(), what="accept error logged")
     time.sleep(1.5)  # several back-off rounds
     ls.listen(64)    # the socket ferryd holds listens now
     s = connect(port)
     echo_once(s, b"after")
     s.close()
-    lines = [l for l in f.logtext().splitlines() if "accept failed" in l]
+    lines = [l for l in f.logtext().splitlines() if "msg=accept_failed_retrying" in l]
     assert len(lines) == 1, lines
 
 
