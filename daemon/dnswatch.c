@@ -167,7 +167,7 @@ static void failed(struct watch *w, const char *why, uint64_t now)
     w->due_ms = now + w->backoff_ms;
     if (!w->failing) /* one line when it starts failing, one when it recovers */
         ferry_log(FERRY_LOG_WARN, "dns_lookup_failed",
-                  "server=%s/%s host=%s error=\"%s\" kept=%s retry_ms=%u",
+                  "server=%s/%s host=%s error=%s kept=%s retry_ms=%u",
                   w->g->cfg->backends[w->bidx].name, server_name(w), s->cfg->addr.host, why,
                   s->addr_len ? "last_address" : "unresolved", w->backoff_ms);
     w->failing = true;
@@ -287,7 +287,7 @@ struct ferry_dnswatch *ferry_dnswatch_start(struct ferry_daemon *d, const struct
     dw->rng = (uint64_t)ac_clock_now_ms() * 0x9e3779b97f4a7c15ull | 1;
     dw->dns = ferry_dns_start(d->workers[0].w, gl, &err);
     if (!dw->dns) {
-        ferry_log(FERRY_LOG_ERROR, "dns_unavailable", "error=\"%s\"",
+        ferry_log(FERRY_LOG_ERROR, "dns_unavailable", "error=%s",
                   err < 0 ? strerror(-err) : ares_strerror(err));
         free(dw);
         return NULL;
