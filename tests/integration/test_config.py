@@ -37,7 +37,7 @@ def self_signed(pem):
     os.makedirs(d, exist_ok=True)
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-keyout", pem + ".key", "-out",
-                    pem + ".crt", "-subj", "/CN=cfg.test", "-days", "2"],
+                    pem + ".crt", "-subj", "/CN=cfg.test", "-days", "30"],
                    check=True, capture_output=True, timeout=60)
     with open(pem, "w") as out:
         for part in (".crt", ".key"):
@@ -162,6 +162,22 @@ def test_plaintext_listener_with_tls_keys_is_refused():
                    f"{path}:4: tls_client_ca has no effect without tls = on",
                    f"{path}:8: tls_ca has no effect without tls = on",
                    f"{path}:9: tls_sni has no effect without tls = on or health_check = tls"], out
+
+
+def test_line_too_long_is_an_error_at_its_line():
+    # SPEC 2: a line too long to read whole is an error with its line; the
+    # lines after it are still read (their errors reported in the same run).
+    d = tmpdir()
+    path = os.path.join(d, "ferry.ini")
+    long_value = "A" * 5000
+    write(path, f"[global]\ncontrol_socket =\n[listener l]\nbind = 127.0.0.1:{free_port()}\n"
+                f"tls_ciphers = {long_value}\nbackend = nowhere\n[backend b]\n"
+                f"server s 127.0.0.1:9\n")
+    rc, out, _ = check(path)
+    assert rc == 1
+    assert out == [f"{path}:5: line too long: {len('tls_ciphers = ') + 5000} characters, "
+                   f"at most 4096",
+                   f'{path}:6: unknown backend "nowhere"'], out
 
 
 if __name__ == "__main__":

@@ -4,10 +4,15 @@ only forward-secret AEAD suites unless tls_ciphers says otherwise, and a
 flood of empty TLS records ends the connection without waiting for
 handshake_timeout. Real clients: Python's ssl and a raw socket."""
 import atexit
+import ctypes
+import ctypes.util
+import hashlib
+import hmac
 import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 
@@ -23,7 +28,7 @@ def make_cert(name, kind):
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ec" else \
         ["-newkey", "rsa:2048"]
     subprocess.run(["openssl", "req", "-x509", *key, "-nodes", "-keyout", pem + ".key",
-                    "-out", pem + ".crt", "-subj", "/CN=defaults.test", "-days", "2"],
+                    "-out", pem + ".crt", "-subj", "/CN=defaults.test", "-days", "30"],
                    check=True, capture_output=True, timeout=120)
     with open(pem, "w") as out:
         for part in (".crt", ".key"):
@@ -38,7 +43,7 @@ RSA = make_cert("rsa.pem", "rsa")
 
 def tls_ferry(extra=""):
     port = free_port()
-    b = start_backend()
+    b = start_backend("echo")
     f = start_ferry(web_config(port, f"server s 127.0.0.1:{b.port}",
                                listener_lines=f"tls = on\ntls_cert = {EC}\ntls_cert = {RSA}\n"
                                               f"{extra}"))
@@ -133,6 +138,105 @@ def test_empty_records_interleaved_with_a_trickle():
             break
     assert cut or ended_by_peer(s, 30)
     s.close()
+
+
+# ---- empty records after the handshake ----
+# A TLS 1.3 record with no content is legal; a flood of them must still end.
+# Python's ssl never sends one, so the test encrypts them itself: keys from
+# the client's key log (RFC 8446 7.1/7.3), AES-128-GCM from libcrypto
+# through ctypes.
+
+LIBCRYPTO = ctypes.CDLL(ctypes.util.find_library("crypto") or "libcrypto.so.3")
+LIBCRYPTO.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
+LIBCRYPTO.EVP_aes_128_gcm.restype = ctypes.c_void_p
+LIBCRYPTO.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
+
+
+def aes128gcm(key, nonce, aad, plain):
+    c = LIBCRYPTO
+    ctx = ctypes.c_void_p(c.EVP_CIPHER_CTX_new())
+    out, tag, n = ctypes.create_string_buffer(len(plain) + 16), ctypes.create_string_buffer(16), \
+        ctypes.c_int(0)
+    try:
+        assert c.EVP_EncryptInit_ex(ctx, ctypes.c_void_p(c.EVP_aes_128_gcm()), None, key,
+                                    nonce) == 1
+        assert c.EVP_EncryptUpdate(ctx, None, ctypes.byref(n), aad, len(aad)) == 1
+        assert c.EVP_EncryptUpdate(ctx, out, ctypes.byref(n), plain, len(plain)) == 1
+        used = n.value
+        assert c.EVP_EncryptFinal_ex(ctx, ctypes.byref(out, used), ctypes.byref(n)) == 1
+        assert c.EVP_CIPHER_CTX_ctrl(ctx, 0x10, 16, tag) == 1   # EVP_CTRL_GCM_GET_TAG
+    finally:
+        c.EVP_CIPHER_CTX_free(ctx)
+    return out.raw[:used] + tag.raw
+
+
+def hkdf_expand_label(secret, label, length):
+    full = b"tls13 " + label
+    info = struct.pack(">HB", length, len(full)) + full + b"\x00"
+    out, block, i = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(secret, block + info + bytes([i]), hashlib.sha256).digest()
+        out += block
+        i += 1
+    return out[:length]
+
+
+class RawTls13:
+    """A TLS 1.3 client connection whose later records the test writes itself."""
+
+    def __init__(self, port, keylog):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.keylog_filename = keylog
+        self.tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+        assert self.tls.cipher()[0] == "TLS_AES_128_GCM_SHA256"
+        self.tls.sendall(b"ping")                  # the client's application record 0
+        assert self.tls.recv(4) == b"ping"         # through ferryd and the echo server
+        with open(keylog) as fh:
+            secret = [bytes.fromhex(l.split()[2]) for l in fh
+                      if l.startswith("CLIENT_TRAFFIC_SECRET_0")][-1]
+        self.key = hkdf_expand_label(secret, b"key", 16)
+        self.iv = hkdf_expand_label(secret, b"iv", 12)
+        self.seq = 1
+        self.raw = socket.socket(fileno=os.dup(self.tls.fileno()))
+
+    def send(self, data):
+        """One application data record carrying `data` (b"": an empty one)."""
+        nonce = bytes(a ^ b for a, b in zip(self.iv, self.seq.to_bytes(12, "big")))
+        header = bytes([23, 3, 3, 0, len(data) + 17])   # content, its type, the tag
+        self.raw.sendall(header + aes128gcm(self.key, nonce, header, data + b"\x17"))
+        self.seq += 1
+
+    def close(self):
+        self.raw.close()
+        self.tls.close()
+
+
+def test_empty_record_flood_after_the_handshake():
+    f, port = tls_ferry("tls_ciphersuites = TLS_AES_128_GCM_SHA256\nidle_timeout = 5m\n")
+    keylog = os.path.join(CERTS, "keylog")
+    # The records are right: a few empty ones, then data, are served.
+    c = RawTls13(port, keylog)
+    for _ in range(10):
+        c.send(b"")
+    c.send(b"pong")
+    c.raw.shutdown(socket.SHUT_WR)
+    assert ended_by_peer(c.raw, 30)
+    c.close()
+    wait_for(lambda: [e.get("bytes_in") for e in f.access_log()] == ["8"],
+             what="ping, ten empty records and pong forwarded")
+    # A flood of them ends the connection, long before idle_timeout.
+    c = RawTls13(port, keylog)
+    cut = False
+    try:
+        for _ in range(2000):
+            c.send(b"")
+    except (ConnectionResetError, BrokenPipeError):
+        cut = True
+    assert cut or ended_by_peer(c.raw, 30), "a flood of empty records was not cut"
+    c.close()
 
 
 def test_bad_hello_is_rejected_not_a_handshake_error():
