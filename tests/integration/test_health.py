@@ -3,8 +3,10 @@
 their REST ports), send-expect (right, wrong and silent answers), the PROXY
 header a check sends, the last result in stats and the failure counter."""
 import http.server
+import signal
 import socket
 import threading
+import time
 
 from ferrytest import (web_config, cleanup, connect, free_port, recv_exact, runner, start_backend,
                        start_ferry, wait_for)
@@ -190,6 +192,34 @@ health_interval = 200ms
         wait_for(lambda: f.server("app", "a")["check"] == "ok", timeout=5, what="check ok")
         assert seen[0] == want, (version, seen[0])
         f.stop()
+
+
+def test_checks_spread_over_the_interval_at_start_and_reload():
+    """Eight servers, a 2 s interval: the first checks of a start, and of a
+    reload, do not all arrive at once (no thundering herd)."""
+    n, interval = 8, 2.0
+    times = [[] for _ in range(n)]
+
+    def stamp(i):
+        def handler(c, b):
+            times[i].append(time.monotonic())
+        return handler
+    srvs = [start_backend(stamp(i)) for i in range(n)]
+    port = free_port()
+    servers = "\n".join(f"server s{i} 127.0.0.1:{s.port}" for i, s in enumerate(srvs))
+    conf = web_config(port, servers + "\nhealth_check = tcp\nhealth_interval = 2s\n")
+    f = start_ferry(conf)
+    wait_for(lambda: all(times), timeout=10, what="every server checked")
+    first = [t[0] for t in times]
+    assert max(first) - min(first) >= interval / 3, sorted(first)
+    # A reload starts new checks, spread again.
+    mark = time.monotonic()
+    f.write_config(conf + "retries = 1\n")
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "reload" in f.logtext() and all(any(x > mark + 0.05 for x in t) for t in times),
+             timeout=10, what="checks after the reload")
+    after = [min(x for x in t if x > mark + 0.05) for t in times]
+    assert max(after) - min(after) >= interval / 3, sorted(after)
 
 
 if __name__ == "__main__":
