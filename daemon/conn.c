@@ -464,6 +464,8 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
     if (ac_future_poll(&c->u.up.base, cx) == AC_PENDING)
         return AC_PENDING;
     struct ferry_upstream *u = &c->u.up;
+    if (u->qend == FERRY_QUEUE_DRAINED)
+        return end_with(c, "drained");
     if (u->qend != FERRY_QUEUE_NONE) {
         char a[AC_ADDR_STRLEN];
         bool full = u->qend == FERRY_QUEUE_FULL;

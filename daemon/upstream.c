@@ -269,6 +269,7 @@ static void leave_queue(struct ferry_upstream *u)
         return;
     ferry_queue_leave(&u->b->stats->queue, &u->qw);
     ac_future_drop(&u->qdeadline.base);
+    ac_future_drop(&u->qdrain.base);
     u->queued = false;
 }
 
@@ -276,7 +277,9 @@ static ac_poll_t queue_ended(struct ferry_upstream *u, enum ferry_queue_end why)
 {
     u->qend = why;
     u->err = why == FERRY_QUEUE_FULL ? -EAGAIN : -ETIMEDOUT;
-    u->reason = why == FERRY_QUEUE_FULL ? "queue full" : "queue timeout";
+    u->reason = why == FERRY_QUEUE_FULL      ? "queue full"
+                : why == FERRY_QUEUE_DRAINED ? "stopped while queued"
+                                             : "queue timeout";
     u->sidx = -1;
     u->state = UP_DONE;
     return AC_READY;
@@ -295,6 +298,10 @@ static ac_poll_t poll_queue(struct ferry_upstream *u, struct ac_context *cx, int
             u->state = UP_PICK;
             return AC_READY;
         }
+    }
+    if (ac_future_poll(&u->qdrain.base, cx) == AC_READY) {
+        leave_queue(u);
+        return queue_ended(u, FERRY_QUEUE_DRAINED);
     }
     if (ac_future_poll(&u->qdeadline.base, cx) == AC_PENDING)
         return AC_PENDING;
@@ -317,6 +324,7 @@ static ac_poll_t pick_or_queue(struct ferry_upstream *u, struct ac_context *cx, 
         return queue_ended(u, FERRY_QUEUE_FULL);
     u->queued = true;
     ac_sleep_init(&u->qdeadline, u->b->cfg->queue_timeout_ms);
+    ac_notified_init(&u->qdrain, &u->g->d->workers[u->worker].drain);
     u->state = UP_QUEUE;
     return poll_queue(u, cx, idx);
 }

@@ -15,7 +15,8 @@
 
 
 /* How a wait in the backend queue ended the connection (queue.h). */
-enum ferry_queue_end { FERRY_QUEUE_NONE, FERRY_QUEUE_TIMEOUT, FERRY_QUEUE_FULL };
+enum ferry_queue_end { FERRY_QUEUE_NONE, FERRY_QUEUE_TIMEOUT, FERRY_QUEUE_FULL,
+                       FERRY_QUEUE_DRAINED /* a stop's drain_timeout ended the wait */ };
 
 /* Picks a server, connects under connect_timeout, sends the PROXY header and
  * completes the TLS handshake when the backend asks for them; on failure
@@ -46,6 +47,7 @@ struct ferry_upstream {
     bool queued;              /* waiting in the backend queue */
     struct ferry_queue_waiter qw;
     struct ac_sleep qdeadline;
+    struct ac_notified qdrain; /* the worker's drain signal, while queued */
     enum ferry_queue_end qend; /* output */
     union {
         struct ac_connect connect;

@@ -2,6 +2,7 @@
 """Per-server max_connections and the backend queue (queue_timeout,
 max_queue), and slow_start: real clients, a real ferryd with two workers,
 real servers recording the order they are reached in."""
+import signal
 import socket
 import threading
 import time
@@ -113,6 +114,29 @@ max_queue = 1
     s = client(port, b"n1")
     assert recv_exact(s, 2) == b"n1"
     s.close()
+
+
+def test_stop_cuts_the_queue_at_drain_timeout():
+    order, lock = [], threading.Lock()
+    srv = start_backend(recorder(order, lock))
+    port = free_port()
+    f = start_ferry(web_config(port, f"""
+server s 127.0.0.1:{srv.port} max_connections=1
+queue_timeout = 1h
+""", global_lines="drain_timeout = 300ms"))
+    holder = client(port, b"h1")
+    wait_for(lambda: order == [b"h1"], what="holder served")
+    waiting = client(port, b"w1")
+    wait_for(lambda: backend_of(f)["queue"] == 1, what="w1 queued")
+    t0 = time.monotonic()
+    f.signal(signal.SIGTERM)
+    f.proc.wait(timeout=15)  # an hour's queue_timeout does not hold the stop
+    assert f.proc.returncode == 0
+    assert time.monotonic() - t0 < 10
+    assert closed_by_peer(waiting)
+    holder.close()
+    ends = sorted(e["end"] for e in f.access_log())
+    assert ends == ["drained", "drained"], f.access_log()
 
 
 def label_server(label):
