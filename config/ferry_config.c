@@ -551,6 +551,7 @@ void ferry_config_free(struct ferry_config *cfg)
         free(cfg->backends[i].health_uri);
     }
     free(cfg->backends);
+    free(cfg->global.state_file);
     free(cfg->path);
     free(cfg->dir);
     free(cfg);

@@ -57,6 +57,8 @@ struct ferry_global {
     unsigned max_connections;   /* default 10000 */
     char control_socket[108];   /* "" disables; default /run/ferry/ferry.sock */
     int control_socket_line;    /* 0: the default */
+    char *state_file;           /* NULL: none; absolute (relative to the file's directory) */
+    int state_file_line;
     unsigned control_mode;      /* default 0660 */
     char user[64], group[64];   /* "" none */
     enum ferry_log_level log_level;

@@ -305,6 +305,18 @@ static void g_dns_max_ttl(struct ferry__parse *p, const char *v)
     set_duration(p, v, 1, &G(p)->dns_max_ttl_ms);
 }
 
+/* Where runtime server state is kept across restarts; empty: nowhere. */
+static void g_state_file(struct ferry__parse *p, const char *v)
+{
+    G(p)->state_file_line = p->lineno;
+    if (!v[0]) {
+        free(G(p)->state_file);
+        G(p)->state_file = NULL;
+        return;
+    }
+    ferry__set_path(p, v, &G(p)->state_file);
+}
+
 static const struct key_def global_keys[] = {
     {"workers", false, false, g_workers},
     {"max_connections", false, false, g_max_connections},
@@ -323,6 +335,7 @@ static const struct key_def global_keys[] = {
     {"resolvers", true, false, g_resolvers},
     {"dns_min_ttl", false, false, g_dns_min_ttl},
     {"dns_max_ttl", false, false, g_dns_max_ttl},
+    {"state_file", false, true, g_state_file},
 };
 
 /* ---- [listener NAME] ---- */

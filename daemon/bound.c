@@ -44,6 +44,10 @@ struct accept_task {
     struct ac_sleep pause;          /* the worker's local-resource pause */
     bool pause_armed;
     int last_err;                   /* accept error being retried (logged once) */
+    struct ferry_listener_stats *ls;  /* the listener served, for its gate (as of the
+                                       * last accept: stats outlive generations) */
+    struct ac_acquire gate;
+    bool gate_live;
 };
 
 static void bound_release(struct ferry_bound *b)
@@ -92,6 +96,7 @@ static void hand_over(struct accept_task *t, int fd, struct sockaddr_storage *pe
     }
     struct ferry_permits permits = {.global = t->held_global, .listener = t->held_listener};
     t->held_global = t->held_listener = NULL;
+    t->ls = g->listeners[lidx].stats;
     /* ferry_conn_spawn takes over fd, the reference on g and the permits. */
     ferry_conn_spawn(t->fw, g, lidx, fd, peer, peer_len, permits);
 }
@@ -180,6 +185,38 @@ static void accept_failed(struct accept_task *t, int err)
     t->last_err = err;
 }
 
+/* True while `disable listener` holds the listener this socket serves. */
+static bool listener_disabled(struct accept_task *t)
+{
+    if (!t->ls) {
+        size_t lidx;
+        struct ferry_gen *g = bound_gen(t->d, t->b, &lidx);
+        if (!g)
+            return false;
+        t->ls = g->listeners[lidx].stats;
+        ferry_gen_unref(g);
+    }
+    return atomic_load_explicit(&t->ls->disabled, memory_order_relaxed);
+}
+
+/* Waits at the gate of a disabled listener without accepting: the kernel
+ * queue holds its clients until `enable listener` opens the gate. */
+static ac_poll_t pass_gate(struct accept_task *t, struct ac_context *cx)
+{
+    while (listener_disabled(t)) {
+        if (!t->gate_live) {
+            ac_acquire_init(&t->gate, &t->ls->gate);
+            t->gate_live = true;
+        }
+        if (ac_future_poll(&t->gate.base, cx) == AC_PENDING)
+            return AC_PENDING;
+        ac_future_drop(&t->gate.base);
+        t->gate_live = false;
+        ac_semaphore_release(&t->ls->gate, 1); /* the gate is open: let the next one by */
+    }
+    return AC_READY;
+}
+
 static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct accept_task *t = (struct accept_task *)f;
@@ -199,11 +236,17 @@ static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
         }
         if (wait_pressure(t, cx) == AC_PENDING)
             return AC_PENDING;
+        if (pass_gate(t, cx) == AC_PENDING)
+            return AC_PENDING;
         if (!t->held_global) {
             if (ac_listener_poll_acceptable(&t->l, cx) == AC_PENDING)
                 return AC_PENDING;
             if (take_permits(t, cx) == AC_PENDING)
                 return AC_PENDING;
+        }
+        if (listener_disabled(t)) { /* disabled while we waited for permits */
+            give_back(t);
+            continue;
         }
         int fd;
         struct sockaddr_storage peer;
@@ -227,6 +270,8 @@ static void accept_drop(struct ac_future *f)
     struct accept_task *t = (struct accept_task *)f;
     ac_limit_wait_cancel(&t->wait);
     give_back(t);
+    if (t->gate_live)
+        ac_future_drop(&t->gate.base);
     if (t->pause_armed)
         ac_future_drop(&t->pause.base);
     ac_future_drop(&t->closing.base);

@@ -99,6 +99,7 @@ struct ferry_conn {
         } run;
     } u;
     bool u_live;
+    struct ac_waker self; /* while copying: lets the runtime API wake us (maint) */
 };
 
 /* ---- the idle timer ---- */
@@ -208,6 +209,7 @@ static void drop_phase(struct ferry_conn *c)
     case P_COPY:
         account(c);
         ac_future_drop(&c->u.run.sel.base);
+        ac_waker_drop(&c->self);
         break;
     default:
         break;
@@ -455,6 +457,7 @@ static void start_copy(struct ferry_conn *c, struct ac_context *cx)
     c->u.run.futs[1] = &idle->base;
     c->u.run.futs[2] = &c->u.run.drain.base;
     ac_select_n_init(&c->u.run.sel, c->u.run.futs, 3);
+    c->self = ac_waker_clone(cx->waker);
     c->u_live = true;
     c->phase = P_COPY;
 }
@@ -519,6 +522,10 @@ static void note_closed_by(struct ferry_conn *c)
 
 static ac_poll_t phase_copy(struct ferry_conn *c, struct ac_context *cx)
 {
+    /* An operator put the server in maint: cut (ferry_conn_wake_server). */
+    if (atomic_load_explicit(&c->gen->backends[c->bidx].servers[c->sidx].stats->maint,
+                             memory_order_relaxed))
+        return end_with(c, "maint");
     ac_poll_t r = ac_future_poll(&c->u.run.sel.base, cx);
     account(c);
     note_closed_by(c);
@@ -738,6 +745,15 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
 /* ---- views for the control socket ---- */
 
 struct ferry_conn *ferry_conn_next(const struct ferry_conn *c) { return c->next; }
+
+void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_stats *s)
+{
+    pthread_mutex_lock(&fw->conns_lock);
+    for (struct ferry_conn *c = fw->conns; c; c = c->next)
+        if (c->phase == P_COPY && c->gen->backends[c->bidx].servers[c->sidx].stats == s)
+            ac_waker_wake_by_ref(&c->self);
+    pthread_mutex_unlock(&fw->conns_lock);
+}
 
 void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_conn_snapshot *s)
 {

@@ -23,6 +23,11 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
                       const struct sockaddr_storage *peer, socklen_t peer_len,
                       struct ferry_permits permits);
 
+/* On fw's own thread (a task the runtime API spawns there): wakes each of
+ * fw's connections that is forwarding to a server of stats s, so that it
+ * sees s in maint and ends with end=maint. */
+void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_stats *s);
+
 /* The next connection of a worker's list (worker.c walks it for views). */
 struct ferry_conn *ferry_conn_next(const struct ferry_conn *c);
 /* Copies one connection's facts (readable from another thread while the

@@ -190,10 +190,33 @@ static ac_poll_t poll_reload(struct ctl_client *c, struct ac_context *cx)
     return AC_READY;
 }
 
-static void set_server(struct ferry_daemon *d, const struct ferry_ctl_request *req, bool disabled,
-                       struct ferry_buf *out)
+/* The runtime API: "ok", or why not. */
+static void runtime_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
+                        struct ferry_buf *out)
 {
-    if (ferry_daemon_set_server_disabled(d, req->backend, req->server, disabled) == 0)
+    int rc;
+    switch (req->cmd) {
+    case FERRY_CTL_DISABLE_SERVER:
+        rc = ferry_daemon_set_server_state(d, req->backend, req->server, FERRY_ADMIN_DRAIN);
+        break;
+    case FERRY_CTL_ENABLE_SERVER:
+        rc = ferry_daemon_set_server_state(d, req->backend, req->server, FERRY_ADMIN_READY);
+        break;
+    case FERRY_CTL_SET_SERVER_STATE:
+        rc = ferry_daemon_set_server_state(d, req->backend, req->server, req->state);
+        break;
+    case FERRY_CTL_SET_SERVER_WEIGHT:
+        rc = ferry_daemon_set_server_weight(d, req->backend, req->server, req->weight);
+        break;
+    default: /* listeners */
+        rc = ferry_daemon_set_listener_enabled(d, req->listener,
+                                               req->cmd == FERRY_CTL_ENABLE_LISTENER);
+        if (rc != 0) {
+            ferry_buf_printf(out, "error: no such listener %s\n", req->listener);
+            return;
+        }
+    }
+    if (rc == 0)
         ferry_buf_puts(out, "ok\n");
     else
         ferry_buf_printf(out, "error: no such server %s/%s\n", req->backend, req->server);
@@ -211,8 +234,12 @@ static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *r
     case FERRY_CTL_SHOW_STATS: ferry_render_stats(d, req->json, out); break;
     case FERRY_CTL_SHOW_CONNS: ferry_render_conns(d, req->json, out); break;
     case FERRY_CTL_SHOW_METRICS: ferry_render_metrics(d, out); break;
-    case FERRY_CTL_DISABLE_SERVER: set_server(d, req, true, out); break;
-    case FERRY_CTL_ENABLE_SERVER: set_server(d, req, false, out); break;
+    case FERRY_CTL_DISABLE_SERVER:
+    case FERRY_CTL_ENABLE_SERVER:
+    case FERRY_CTL_SET_SERVER_STATE:
+    case FERRY_CTL_SET_SERVER_WEIGHT:
+    case FERRY_CTL_DISABLE_LISTENER:
+    case FERRY_CTL_ENABLE_LISTENER: runtime_cmd(d, req, out); break;
     case FERRY_CTL_RELOAD:
         ferry_reload_init(&c->reload, d);
         c->reload_live = true;

@@ -12,8 +12,14 @@ const char ferry_ctl_help_text[] =
     "show stats [json]                 listener, backend and server counters\n"
     "show conns [json]                 active connections\n"
     "show metrics                      Prometheus text exposition\n"
-    "disable server BACKEND/SERVER     send no new connections to SERVER\n"
-    "enable server BACKEND/SERVER      let SERVER take new connections again\n"
+    "disable server BACKEND/SERVER     send no new connections to SERVER (state drain)\n"
+    "enable server BACKEND/SERVER      let SERVER take new connections again (state ready)\n"
+    "set server BACKEND/SERVER state ready|drain|maint\n"
+    "                                  drain: no new connections; maint: also cut its own\n"
+    "set server BACKEND/SERVER weight N\n"
+    "                                  weight 0 to 256, until the next reload\n"
+    "disable listener NAME             stop accepting (clients wait in the kernel queue)\n"
+    "enable listener NAME              accept again\n"
     "reload                            re-read the configuration file\n";
 
 #define MAX_WORDS 8
@@ -155,16 +161,81 @@ static int parse_show(const struct words *w, struct ferry_ctl_request *req)
     return -EINVAL;
 }
 
+static int parse_listener_name(const struct words *w, size_t i, struct ferry_ctl_request *req)
+{
+    char sh[48];
+    if (!valid_name(w->w[i], w->len[i])) {
+        set_error(req, "invalid listener name '%s' (names: letters, digits, '_', '.', '-', "
+                       "at most %d characters)", shown(w->w[i], w->len[i], sh), FERRY_NAME_MAX - 1);
+        return -EINVAL;
+    }
+    memcpy(req->listener, w->w[i], w->len[i]);
+    req->listener[w->len[i]] = '\0';
+    return 0;
+}
+
+/* disable|enable server BACKEND/SERVER, disable|enable listener NAME */
 static int parse_server_cmd(const struct words *w, struct ferry_ctl_request *req, bool enable)
 {
+    const char *verb = enable ? "enable" : "disable";
+    if (word_is(w, 1, "listener")) {
+        req->cmd = enable ? FERRY_CTL_ENABLE_LISTENER : FERRY_CTL_DISABLE_LISTENER;
+        if (w->n < 3) {
+            set_error(req, "usage: %s listener NAME", verb);
+            return -EINVAL;
+        }
+        if (parse_listener_name(w, 2, req) != 0)
+            return -EINVAL;
+        return w->n > 3 ? extra_arg(w, 3, req) : 0;
+    }
     req->cmd = enable ? FERRY_CTL_ENABLE_SERVER : FERRY_CTL_DISABLE_SERVER;
     if (w->n < 3 || !word_is(w, 1, "server")) {
-        set_error(req, "usage: %s server BACKEND/SERVER", enable ? "enable" : "disable");
+        set_error(req, "usage: %s server BACKEND/SERVER, %s listener NAME", verb, verb);
         return -EINVAL;
     }
     if (parse_target(w->w[2], w->len[2], req) != 0)
         return -EINVAL;
     return w->n > 3 ? extra_arg(w, 3, req) : 0;
+}
+
+/* set server BACKEND/SERVER state ready|drain|maint, set server B/S weight N */
+static int parse_set(const struct words *w, struct ferry_ctl_request *req)
+{
+    static const char *const states[] = {"ready", "drain", "maint"};
+    char sh[48];
+    req->cmd = FERRY_CTL_SET_SERVER_STATE;
+    if (w->n < 5 || !word_is(w, 1, "server") ||
+        !(word_is(w, 3, "state") || word_is(w, 3, "weight"))) {
+        set_error(req, "usage: set server BACKEND/SERVER state ready|drain|maint, "
+                       "set server BACKEND/SERVER weight N");
+        return -EINVAL;
+    }
+    if (parse_target(w->w[2], w->len[2], req) != 0)
+        return -EINVAL;
+    if (word_is(w, 3, "state")) {
+        size_t k = 0;
+        while (k < 3 && !word_is(w, 4, states[k]))
+            k++;
+        if (k == 3) {
+            set_error(req, "invalid state '%s' (ready, drain or maint)",
+                      shown(w->w[4], w->len[4], sh));
+            return -EINVAL;
+        }
+        req->state = (enum ferry_admin_state)k;
+    } else {
+        req->cmd = FERRY_CTL_SET_SERVER_WEIGHT;
+        unsigned v = 0;
+        size_t i = 0;
+        for (; i < w->len[4] && i < 4 && w->w[4][i] >= '0' && w->w[4][i] <= '9'; i++)
+            v = v * 10 + (unsigned)(w->w[4][i] - '0');
+        if (i == 0 || i != w->len[4] || v > 256) {
+            set_error(req, "invalid weight '%s' (a whole number from 0 to 256)",
+                      shown(w->w[4], w->len[4], sh));
+            return -EINVAL;
+        }
+        req->weight = v;
+    }
+    return w->n > 5 ? extra_arg(w, 5, req) : 0;
 }
 
 /* Removes one final "\n", then one final "\r". */
@@ -209,6 +280,8 @@ int ferry_ctl_parse(const char *line, size_t len, struct ferry_ctl_request *req)
         return parse_show(&w, req);
     if (word_is(&w, 0, "disable") || word_is(&w, 0, "enable"))
         return parse_server_cmd(&w, req, word_is(&w, 0, "enable"));
+    if (word_is(&w, 0, "set"))
+        return parse_set(&w, req);
     char sh[48];
     set_error(req, "unknown command '%s' (try 'help')", shown(w.w[0], w.len[0], sh));
     return -EINVAL;
@@ -257,9 +330,14 @@ static const struct verb verbs[] = {
     {"help", "help", "help", 0, false},
     {"disable", "disable server", "disable BACKEND/SERVER", 1, false},
     {"enable", "enable server", "enable BACKEND/SERVER", 1, false},
+    {"set", "set server", "set BACKEND/SERVER state ready|drain|maint, set BACKEND/SERVER weight N",
+     3, false},
+    {"disable-listener", "disable listener", "disable-listener NAME", 1, false},
+    {"enable-listener", "enable listener", "enable-listener NAME", 1, false},
 };
 
-#define VERB_WORDS "info, stats, conns, metrics, reload, disable, enable, help"
+#define VERB_WORDS "info, stats, conns, metrics, reload, disable, enable, set, disable-listener, " \
+                   "enable-listener, help"
 #define ARGS_MAX 6
 
 int ferry_ctl_from_argv(int argc, char *const argv[], bool json, char *buf, size_t cap,

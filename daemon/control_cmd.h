@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "ferry_config.h"
+#include "stats.h"
 
 /* Longest command line accepted, without its '\n'. */
 #define FERRY_CTL_LINE_MAX 4096
@@ -24,13 +25,20 @@ enum ferry_ctl_cmd {
     FERRY_CTL_DISABLE_SERVER,
     FERRY_CTL_ENABLE_SERVER,
     FERRY_CTL_RELOAD,
+    FERRY_CTL_SET_SERVER_STATE,
+    FERRY_CTL_SET_SERVER_WEIGHT,
+    FERRY_CTL_DISABLE_LISTENER,
+    FERRY_CTL_ENABLE_LISTENER,
 };
 
 struct ferry_ctl_request {
     enum ferry_ctl_cmd cmd;
     bool json;                      /* show info|stats|conns json */
-    char backend[FERRY_NAME_MAX];   /* disable / enable server */
+    char backend[FERRY_NAME_MAX];   /* disable / enable / set server */
     char server[FERRY_NAME_MAX];
+    char listener[FERRY_NAME_MAX];  /* disable / enable listener */
+    enum ferry_admin_state state;   /* set server ... state */
+    unsigned weight;                /* set server ... weight (0 to 256) */
     char error[256];                /* set when parsing fails */
 };
 

@@ -57,6 +57,8 @@ struct ferry_daemon {
     struct ferry_dnswatch *dnsw;      /* name lookups (worker 0 only; NULL: none) */
     double start_unix;                /* wall clock at start (process_start_time_seconds) */
     char *config_abs;                 /* absolute path of the configuration file */
+    pthread_mutex_t state_file_lock;  /* serialises state_file writes */
+    _Atomic uint64_t state_changes;   /* runtime changes since start (state_file) */
     pid_t pid;
     struct ferry_logger log;          /* where log lines go (log_writer.h) */
 };
@@ -64,10 +66,19 @@ struct ferry_daemon {
 /* Current generation with a reference taken (release with ferry_gen_unref). */
 struct ferry_gen *ferry_daemon_gen(struct ferry_daemon *d);
 
-/* `disable server` / `enable server`: 0, or -ENOENT if BACKEND/SERVER is not
- * in the current generation. */
-int ferry_daemon_set_server_disabled(struct ferry_daemon *d, const char *backend,
-                                     const char *server, bool disabled);
+/* ---- the runtime API (daemon.c): each returns 0, or -ENOENT when the
+ * name is not in the current generation. A change is kept in state_file. ---- */
+
+/* `set server B/S state ready|drain|maint` (`disable server` is drain,
+ * `enable server` ready). maint cuts the server's connections (end=maint):
+ * every worker is asked through its inbox. */
+int ferry_daemon_set_server_state(struct ferry_daemon *d, const char *backend,
+                                  const char *server, enum ferry_admin_state state);
+/* `set server B/S weight N`: until the next reload, or kept by state_file. */
+int ferry_daemon_set_server_weight(struct ferry_daemon *d, const char *backend,
+                                   const char *server, unsigned weight);
+/* `disable listener` / `enable listener`: stop / resume accepting. */
+int ferry_daemon_set_listener_enabled(struct ferry_daemon *d, const char *listener, bool enabled);
 
 /* ---- views over every worker's connections (worker.c) ---- */
 

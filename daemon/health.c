@@ -121,6 +121,7 @@ static void record(struct health_task *t, bool ok)
         if (++t->ok_streak >= bc->health_rise &&
             atomic_exchange(&st->state, FERRY_SERVER_UP) != FERRY_SERVER_UP) {
             ferry_server_serving_from(st, ac_clock_now_ms());
+            ferry_server_changed(st);
             ferry_queue_kick(&t->b->stats->queue); /* room for those waiting */
             ferry_log(FERRY_LOG_INFO, "server_up", "server=%s/%s reason=health_check", bc->name,
                       t->s->cfg->name);
@@ -129,9 +130,11 @@ static void record(struct health_task *t, bool ok)
         atomic_fetch_add_explicit(&st->check_failures, 1, memory_order_relaxed);
         t->ok_streak = 0;
         if (++t->fail_streak >= bc->health_fall &&
-            atomic_exchange(&st->state, FERRY_SERVER_DOWN) != FERRY_SERVER_DOWN)
+            atomic_exchange(&st->state, FERRY_SERVER_DOWN) != FERRY_SERVER_DOWN) {
+            ferry_server_changed(st);
             ferry_log(FERRY_LOG_WARN, "server_down", "server=%s/%s reason=%s", bc->name,
                       t->s->cfg->name, t->reason);
+        }
     }
     end_check(t);
 }

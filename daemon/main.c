@@ -25,6 +25,7 @@
 #include "metrics_http.h"
 #include "privs.h"
 #include "sdnotify.h"
+#include "state_file.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"
@@ -66,6 +67,7 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
     atomic_init(&d->last_reload_ok, true);
     atomic_init(&d->last_reload_success, (int64_t)ts.tv_sec);
     pthread_mutex_init(&d->gen_ptr_lock, NULL);
+    pthread_mutex_init(&d->state_file_lock, NULL);
     struct ac_runtime_opts opts = {.workers = workers};
     d->rt = ac_runtime_new(&opts);
     if (!d->config_path || !d->config_abs || !d->rt)
@@ -117,6 +119,7 @@ static void daemon_free(struct ferry_daemon *d)
     ferry_stats_destroy(&d->stats);
     ac_limit_destroy(&d->conn_limit);
     pthread_mutex_destroy(&d->gen_ptr_lock);
+    pthread_mutex_destroy(&d->state_file_lock);
     free(d->config_path);
     free(d->config_abs);
 }
@@ -310,6 +313,7 @@ static int run(const char *path)
     ferry_dnswatch_first_init(&first, d.dnsw, 2000);
     ac_block_on(d.workers[0].w, &first.base);
     ac_future_drop(&first.base);
+    ferry_state_file_load(&d, g); /* before the first connection */
     ferry_binding_commit(&d, g, &fresh);
     if (ferry_lifecycle_start(&d, &sigs) != 0) {
         fprintf(stderr, "ferryd: cannot start: out of resources\n");
@@ -323,6 +327,8 @@ static int run(const char *path)
                          "version=%s pid=%d workers=%u listeners=%zu config=%s", FERRY_VERSION,
                          (int)d.pid, d.nworkers, g->cfg->nlisteners, path);
     status = ac_runtime_run(d.rt) == 0 ? 0 : 2;
+    if (atomic_load(&d.state_changes))
+        ferry_state_file_save(&d); /* the loops stopped: the last word */
     if (ferry_logger_enabled(&d.log, FERRY_LOG_INFO))
         ferry_logger_log(&d.log, d.nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "stopped",
                          "pid=%d", (int)d.pid);

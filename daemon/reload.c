@@ -118,6 +118,12 @@ static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *ol
         warn_key(r, "access_log");
 }
 
+static void reset_weights(struct ferry_daemon *d)
+{
+    for (struct ferry_server_stats *s = d->stats.servers; s; s = s->next)
+        atomic_store(&s->weight, -1);
+}
+
 static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct ferry_reload *r = (struct ferry_reload *)f;
@@ -167,6 +173,8 @@ static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
     }
     ferry_dnswatch_adopt(r->d->dnsw, r->d->gen, g);
     ferry_binding_commit(r->d, g, &fresh);
+    if (!g->cfg->global.state_file)
+        reset_weights(r->d); /* set at runtime "until the next reload" (SPEC 3) */
     return finish(r, 0);
 }
 

@@ -153,6 +153,23 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
 
 /* ---- show stats ---- */
 
+/* False while `disable listener` holds it, or once ferryd stops. */
+static bool accepting(struct ferry_daemon *d, const struct ferry_listener_rt *l)
+{
+    return !atomic_load(&d->stopping) && !(l->stats && atomic_load(&l->stats->disabled));
+}
+
+static unsigned server_weight(const struct ferry_server_rt *s)
+{
+    return s->stats ? ferry_server_weight(s->stats, s->cfg->weight) : s->cfg->weight;
+}
+
+static unsigned long long last_change_s(const struct ferry_server_rt *s)
+{
+    uint64_t now = ac_clock_now_ms(), then = s->stats ? atomic_load(&s->stats->last_change_ms) : now;
+    return now > then ? (now - then) / 1000 : 0;
+}
+
 /* The addresses a listener serves: its sockets' own (under socket
  * activation, the inherited ones), or its bind lines before it has any. */
 static size_t bind_count(const struct ferry_listener_rt *l)
@@ -180,11 +197,12 @@ static void json_listener(struct ferry_daemon *d, const struct ferry_listener_rt
     }
     ferry_buf_printf(out,
                      "], \"tls\": %s, \"active\": %llu, \"total\": %llu, \"rejected\": %llu, "
-                     "\"bytes_in\": %llu, \"bytes_out\": %llu, \"handshake_errors\": %llu}",
+                     "\"bytes_in\": %llu, \"bytes_out\": %llu, \"handshake_errors\": %llu, "
+                     "\"accepting\": %s}",
                      l->cfg->tls ? "true" : "false", (unsigned long long)t.active,
                      (unsigned long long)t.total, (unsigned long long)t.rejected,
                      (unsigned long long)t.bytes_in, (unsigned long long)t.bytes_out,
-                     (unsigned long long)t.handshake_errors);
+                     (unsigned long long)t.handshake_errors, accepting(d, l) ? "true" : "false");
 }
 
 static void json_server(struct ferry_daemon *d, const struct ferry_server_rt *s,
@@ -205,10 +223,12 @@ static void json_server(struct ferry_daemon *d, const struct ferry_server_rt *s,
     ferry_buf_printf(out, ", \"max_connections\": %u", s->cfg->max_connections);
     ferry_buf_printf(out,
                      ", \"active\": %llu, \"total\": %llu, \"connect_errors\": %llu, "
-                     "\"bytes_in\": %llu, \"bytes_out\": %llu}",
+                     "\"bytes_in\": %llu, \"bytes_out\": %llu, \"weight\": %u, \"backup\": %s, "
+                     "\"last_change_s\": %llu}",
                      (unsigned long long)t.active, (unsigned long long)t.total,
                      (unsigned long long)t.connect_errors, (unsigned long long)t.bytes_in,
-                     (unsigned long long)t.bytes_out);
+                     (unsigned long long)t.bytes_out, server_weight(s),
+                     s->cfg->backup ? "true" : "false", last_change_s(s));
 }
 
 static void json_backend(struct ferry_daemon *d, const struct ferry_backend_rt *b,

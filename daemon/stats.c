@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "asynccore/runtime.h"
 #include "stats.h"
 
 int ferry_stats_init(struct ferry_stats_registry *r, unsigned nworkers)
@@ -49,6 +50,7 @@ void ferry_stats_destroy(struct ferry_stats_registry *r)
     while (r->listeners) {
         struct ferry_listener_stats *s = r->listeners;
         r->listeners = s->next;
+        ac_semaphore_destroy(&s->gate);
         free(s->w);
         free(s);
     }
@@ -80,8 +82,15 @@ struct ferry_listener_stats *ferry_stats_listener(struct ferry_stats_registry *r
     if (!s && (s = node_new(sizeof(*s), sizeof(*s->w), r->nworkers, &w)) != NULL) {
         s->w = w;
         snprintf(s->name, sizeof(s->name), "%s", name);
-        s->next = r->listeners;
-        r->listeners = s;
+        atomic_init(&s->disabled, false);
+        if (ac_semaphore_init(&s->gate, 1) != 0) {
+            free(s->w);
+            free(s);
+            s = NULL;
+        } else {
+            s->next = r->listeners;
+            r->listeners = s;
+        }
     }
     pthread_mutex_unlock(&r->lock);
     return s;
@@ -124,6 +133,9 @@ struct ferry_server_stats *ferry_stats_server(struct ferry_stats_registry *r, co
         snprintf(s->name, sizeof(s->name), "%s", name);
         atomic_init(&s->state, FERRY_SERVER_UP); /* servers start up (SPEC 2) */
         atomic_init(&s->disabled, false);
+        atomic_init(&s->maint, false);
+        atomic_init(&s->weight, -1);
+        atomic_init(&s->last_change_ms, ac_clock_now_ms());
         atomic_init(&s->fail_streak, 0);
         atomic_init(&s->check, FERRY_CHECK_NONE);
         atomic_init(&s->check_failures, 0);
@@ -177,8 +189,15 @@ void ferry_server_stats_sum(const struct ferry_stats_registry *r,
     out->check_failures = atomic_load_explicit(&s->check_failures, memory_order_relaxed);
 }
 
+void ferry_server_changed(struct ferry_server_stats *s)
+{
+    atomic_store_explicit(&s->last_change_ms, ac_clock_now_ms(), memory_order_relaxed);
+}
+
 const char *ferry_server_state_name(const struct ferry_server_stats *s)
 {
+    if (atomic_load(&s->maint))
+        return "maint";
     if (atomic_load(&s->disabled))
         return "disabled";
     if (atomic_load(&s->unresolved))

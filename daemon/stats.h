@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "asynccore/sync.h"
 #include "ferry_config.h"
 #include "queue.h"
 
@@ -51,6 +52,11 @@ struct ferry_listener_stats {
     struct ferry_listener_stats *next;
     char name[FERRY_NAME_MAX];
     struct ferry_listener_wstats *w; /* [nworkers] */
+    /* `disable listener`: its accept tasks stop accepting (the kernel queue
+     * holds new clients) and wait at the gate, a semaphore with one permit
+     * while enabled and none while disabled. Kept by name across reloads. */
+    _Atomic bool disabled;
+    struct ac_semaphore gate;
 };
 
 struct ferry_backend_wstats {
@@ -70,6 +76,11 @@ struct ferry_backend_stats {
 };
 
 enum ferry_server_state { FERRY_SERVER_UP = 0, FERRY_SERVER_DOWN = 1 };
+
+/* What an operator sets (`set server ... state`): ready (serving as its
+ * health says), drain (= disabled: no new connections, the active ones go
+ * on) or maint (no new connections, the active ones are cut). */
+enum ferry_admin_state { FERRY_ADMIN_READY, FERRY_ADMIN_DRAIN, FERRY_ADMIN_MAINT };
 
 struct ferry_server_wstats {
     ferry_ctr active, total, connect_errors, bytes_in, bytes_out;
@@ -97,8 +108,11 @@ struct ferry_server_stats {
     char name[FERRY_NAME_MAX];
     struct ferry_server_wstats *w;
     _Atomic int state;         /* enum ferry_server_state */
-    _Atomic bool disabled;     /* `disable server` */
+    _Atomic bool disabled;     /* `disable server`, `set server ... state drain` */
+    _Atomic bool maint;        /* `set server ... state maint` (connections cut) */
     _Atomic bool unresolved;   /* its host name has no address yet (no traffic) */
+    _Atomic int weight;        /* set at runtime; -1: the configured weight */
+    _Atomic uint64_t last_change_ms; /* ac_clock_now_ms() of the last state change */
     _Atomic unsigned fail_streak; /* consecutive connect failures (passive health) */
     _Atomic int check;         /* enum ferry_check_result | HTTP status << 8 */
     _Atomic uint64_t check_failures; /* failed health checks since start */
@@ -143,7 +157,24 @@ static inline void ferry_server_serving_from(struct ferry_server_stats *s, uint6
  * into buf (at least 16 bytes). Returns buf. */
 const char *ferry_server_check_text(const struct ferry_server_stats *s, char *buf, size_t len);
 
-/* "up", "down" or "disabled". */
+/* "maint", "disabled", "down" or "up", in that precedence. */
 const char *ferry_server_state_name(const struct ferry_server_stats *s);
+
+/* The weight balancing uses: the runtime one, else the configured one. */
+static inline unsigned ferry_server_weight(const struct ferry_server_stats *s, unsigned configured)
+{
+    int w = atomic_load_explicit(&s->weight, memory_order_relaxed);
+    return w >= 0 ? (unsigned)w : configured;
+}
+
+/* False while an operator keeps the server out (disabled or maint). */
+static inline bool ferry_server_admitted(const struct ferry_server_stats *s)
+{
+    return !atomic_load_explicit(&s->disabled, memory_order_relaxed) &&
+           !atomic_load_explicit(&s->maint, memory_order_relaxed);
+}
+
+/* Stamps a state change now (for last_change_s). */
+void ferry_server_changed(struct ferry_server_stats *s);
 
 #endif

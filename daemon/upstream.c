@@ -126,12 +126,12 @@ static int pick(struct ferry_upstream *u)
             struct ferry_server_totals t;
             ferry_server_stats_sum(&u->g->d->stats, s->stats, &t);
             bool up = atomic_load(&s->stats->state) == FERRY_SERVER_UP;
-            c[i].weight = ramped_weight(b->cfg, s->stats, s->cfg->weight, now);
+            c[i].weight = ramped_weight(b->cfg, s->stats, ferry_server_weight(s->stats, s->cfg->weight), now);
             c[i].backup = s->cfg->backup;
             c[i].key = s->key;
             c[i].active = (unsigned)t.active;
             const struct ferry_view_server *v = ferry_gen_view(u->g, u->worker, u->bidx, i);
-            c[i].usable = v->addr_len > 0 && !atomic_load(&s->stats->disabled) && (up || pass == 1);
+            c[i].usable = v->addr_len > 0 && ferry_server_admitted(s->stats) && (up || pass == 1);
         }
         if (u->capped)
             full = drop_full(u, c, n);
@@ -162,9 +162,11 @@ static void server_failed(struct ferry_upstream *u, int err)
               u->b->cfg->name, s->cfg->name, addr, u->reason ? u->reason : strerror(-err));
     if (u->b->cfg->health_check == FERRY_HEALTH_OFF && streak >= u->b->cfg->health_fall) {
         int was = atomic_exchange(&s->stats->state, FERRY_SERVER_DOWN);
-        if (was != FERRY_SERVER_DOWN)
+        if (was != FERRY_SERVER_DOWN) {
+            ferry_server_changed(s->stats);
             ferry_log(FERRY_LOG_WARN, "server_down", "server=%s/%s reason=connect_failures",
                       u->b->cfg->name, s->cfg->name);
+        }
     }
 }
 
@@ -175,6 +177,7 @@ static void server_ok(struct ferry_upstream *u)
     if (u->b->cfg->health_check == FERRY_HEALTH_OFF &&
         atomic_exchange(&s->stats->state, FERRY_SERVER_UP) != FERRY_SERVER_UP) {
         ferry_server_serving_from(s->stats, ac_clock_now_ms());
+        ferry_server_changed(s->stats);
         ferry_log(FERRY_LOG_INFO, "server_up", "server=%s/%s reason=connect_succeeded",
                   u->b->cfg->name, s->cfg->name);
     }

@@ -59,6 +59,28 @@ static void test_commands(void **state)
     assert_string_equal(r.backend, "B");
     assert_string_equal(r.server, "S");
     assert_non_null(strstr(ferry_ctl_help_text, "disable server BACKEND/SERVER"));
+    static const char *const states[] = {"ready", "drain", "maint"};
+    for (int k = 0; k < 3; k++) {
+        char line[64];
+        snprintf(line, sizeof(line), "set server web/a1 state %s\n", states[k]);
+        assert_int_equal(parse(line, &r), 0);
+        assert_int_equal(r.cmd, FERRY_CTL_SET_SERVER_STATE);
+        assert_int_equal(r.state, k);
+        assert_string_equal(r.backend, "web");
+        assert_string_equal(r.server, "a1");
+    }
+    assert_int_equal(parse("set server web/a1 weight 0", &r), 0);
+    assert_int_equal(r.cmd, FERRY_CTL_SET_SERVER_WEIGHT);
+    assert_int_equal(r.weight, 0);
+    assert_int_equal(parse("set server web/a1 weight 256", &r), 0);
+    assert_int_equal(r.weight, 256);
+    assert_int_equal(parse("disable listener web-1", &r), 0);
+    assert_int_equal(r.cmd, FERRY_CTL_DISABLE_LISTENER);
+    assert_string_equal(r.listener, "web-1");
+    assert_int_equal(parse("enable listener web", &r), 0);
+    assert_int_equal(r.cmd, FERRY_CTL_ENABLE_LISTENER);
+    assert_non_null(strstr(ferry_ctl_help_text, "set server BACKEND/SERVER weight N"));
+    assert_non_null(strstr(ferry_ctl_help_text, "disable listener NAME"));
     assert_non_null(strstr(ferry_ctl_help_text, "show metrics"));
 }
 
@@ -77,9 +99,27 @@ static void test_errors(void **state)
     bad("show metrics json", "unexpected argument 'json'");
     bad("show info xml", "unexpected argument 'xml'");
     bad("show info json json", "unexpected argument 'json'");
-    bad("disable", "usage: disable server BACKEND/SERVER");
-    bad("disable server", "usage: disable server BACKEND/SERVER");
-    bad("enable backend web/a", "usage: enable server BACKEND/SERVER");
+    bad("disable", "usage: disable server BACKEND/SERVER, disable listener NAME");
+    bad("disable server", "usage: disable server BACKEND/SERVER, disable listener NAME");
+    bad("enable backend web/a", "usage: enable server BACKEND/SERVER, enable listener NAME");
+    bad("disable listener", "usage: disable listener NAME");
+    bad("enable listener a b", "unexpected argument 'b'");
+    bad("enable listener w$b", "invalid listener name 'w$b' (names: letters, digits, '_', '.', "
+                               "'-', at most 63 characters)");
+    const char *set_usage = "usage: set server BACKEND/SERVER state ready|drain|maint, "
+                            "set server BACKEND/SERVER weight N";
+    bad("set", set_usage);
+    bad("set server a/b", set_usage);
+    bad("set server a/b state", set_usage);
+    bad("set server a/b colour red", set_usage);
+    bad("set backend a/b state ready", set_usage);
+    bad("set server a/b state up", "invalid state 'up' (ready, drain or maint)");
+    bad("set server a/b weight 257", "invalid weight '257' (a whole number from 0 to 256)");
+    bad("set server a/b weight -1", "invalid weight '-1' (a whole number from 0 to 256)");
+    bad("set server a/b weight 1x", "invalid weight '1x' (a whole number from 0 to 256)");
+    bad("set server a/b weight 99999999999", "invalid weight '99999999999' (a whole number from 0 to 256)");
+    bad("set server a/b weight 3 now", "unexpected argument 'now'");
+    bad("set server ab state ready", "expected BACKEND/SERVER, got 'ab'");
     bad("disable server web", "expected BACKEND/SERVER, got 'web'");
     bad("disable server web/a extra", "unexpected argument 'extra'");
     const char *inv = "invalid BACKEND/SERVER '%s' (names: letters, digits, '_', '.', '-', at most 63 characters)";
@@ -191,6 +231,14 @@ static void test_ferryctl_mapping(void **state)
     assert_string_equal(buf, "reload\n");
     argv_line(false, buf, sizeof(buf), err, 1, "help");
     assert_string_equal(buf, "help\n");
+    argv_line(false, buf, sizeof(buf), err, 4, "set", "web/app1", "state", "maint");
+    assert_string_equal(buf, "set server web/app1 state maint\n");
+    argv_line(true, buf, sizeof(buf), err, 4, "set", "web/app1", "weight", "3");
+    assert_string_equal(buf, "set server web/app1 weight 3\n");
+    argv_line(false, buf, sizeof(buf), err, 2, "disable-listener", "web");
+    assert_string_equal(buf, "disable listener web\n");
+    argv_line(false, buf, sizeof(buf), err, 2, "enable-listener", "web");
+    assert_string_equal(buf, "enable listener web\n");
     /* Every mapped line parses back. */
     struct ferry_ctl_request r;
     argv_line(true, buf, sizeof(buf), err, 1, "stats");
@@ -230,6 +278,14 @@ static void test_ferryctl_errors(void **state)
     assert_int_equal(argv_line(false, buf, sizeof(buf), err, 2, "disable", "web/a b"), -EINVAL);
     assert_int_equal(argv_line(false, buf, sizeof(buf), err, 2, "disable", "web/a\nreload"), -EINVAL);
     assert_int_equal(argv_line(false, buf, 5, err, 1, "reload"), -ENOSPC);
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 2, "set", "web/a"), -EINVAL);
+    assert_string_equal(err, "usage: set BACKEND/SERVER state ready|drain|maint, "
+                             "set BACKEND/SERVER weight N");
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 4, "set", "web/a", "state", "off"),
+                     -EINVAL);
+    assert_string_equal(err, "invalid state 'off' (ready, drain or maint)");
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 1, "disable-listener"), -EINVAL);
+    assert_string_equal(err, "usage: disable-listener NAME");
 }
 
 int main(void)

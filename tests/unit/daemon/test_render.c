@@ -124,21 +124,53 @@ static void test_stats_json(void **state)
                    "d[\"listeners\"][0] == {\"name\": \"web\", \"binds\": [\"127.0.0.1:8080\", "
                    "\"[::1]:8080\"], \"tls\": False, \"active\": 2, \"total\": 120, "
                    "\"rejected\": 3, \"bytes_in\": 123, \"bytes_out\": 456, "
-                   "\"handshake_errors\": 2} and "
+                   "\"handshake_errors\": 2, \"accepting\": True} and "
                    "d[\"listeners\"][1][\"name\"] == \"sec\" and d[\"listeners\"][1][\"total\"] == 0 and "
                    "len(d[\"backends\"]) == 2 and "
                    "{k: v for k, v in d[\"backends\"][0].items() if k != \"servers\"} == "
                    "{\"name\": \"app\", \"balance\": \"roundrobin\", \"active\": 2, \"total\": 120, "
                    "\"queue\": 0} and "
-                   "d[\"backends\"][0][\"servers\"][0] == {\"name\": \"app1\", \"address\": "
-                   "\"127.0.0.1:9000\", \"state\": \"up\", \"check\": \"-\", \"max_connections\": 0, \"active\": 1, \"total\": 60, "
-                   "\"connect_errors\": 4, \"bytes_in\": 456, \"bytes_out\": 123} and "
+                   "{k: v for k, v in d[\"backends\"][0][\"servers\"][0].items() "
+                   "if k != \"last_change_s\"} == {\"name\": \"app1\", \"address\": "
+                   "\"127.0.0.1:9000\", \"state\": \"up\", \"check\": \"-\", \"max_connections\": 0, "
+                   "\"active\": 1, \"total\": 60, "
+                   "\"connect_errors\": 4, \"bytes_in\": 456, \"bytes_out\": 123, "
+                   "\"weight\": 1, \"backup\": False} and "
+                   "d[\"backends\"][0][\"servers\"][0][\"last_change_s\"] >= 0 and "
                    "d[\"backends\"][0][\"servers\"][1][\"name\"] == \"app2\" and "
                    "d[\"backends\"][1][\"balance\"] == \"leastconn\" and "
                    "d[\"backends\"][1][\"servers\"][0][\"state\"] == \"down\" and "
                    "d[\"backends\"][1][\"servers\"][0][\"check\"] == \"status 503\""),
         0);
     free(s);
+}
+
+/* Runtime state: a weight set, a server in maint, a listener disabled. */
+static void test_stats_json_runtime_state(void **state)
+{
+    struct fake *f = *state;
+    struct ferry_gen *g = f->d.gen;
+    struct ferry_server_stats *app1 = g->backends[0].servers[0].stats;
+    struct ferry_server_stats *app2 = g->backends[0].servers[1].stats;
+    atomic_store(&app1->weight, 7);
+    atomic_store(&app2->maint, true);
+    atomic_store(&app2->disabled, true); /* maint wins */
+    atomic_store(&app2->last_change_ms, ac_clock_now_ms() - 3500);
+    atomic_store(&g->listeners[1].stats->disabled, true);
+    char *s = render(f, ferry_render_stats, true);
+    int rc = json_check(s, "d[\"backends\"][0][\"servers\"][0][\"weight\"] == 7 and "
+                           "d[\"backends\"][0][\"servers\"][1][\"weight\"] == 1 and "
+                           "d[\"backends\"][0][\"servers\"][1][\"state\"] == \"maint\" and "
+                           "3 <= d[\"backends\"][0][\"servers\"][1][\"last_change_s\"] < 60 and "
+                           "d[\"listeners\"][0][\"accepting\"] is True and "
+                           "d[\"listeners\"][1][\"accepting\"] is False");
+    free(s);
+    atomic_store(&app1->weight, -1);
+    atomic_store(&app2->maint, false);
+    atomic_store(&app2->disabled, false);
+    atomic_store(&app2->last_change_ms, ac_clock_now_ms());
+    atomic_store(&g->listeners[1].stats->disabled, false);
+    assert_int_equal(rc, 0);
 }
 
 /* Every line of one table has the same length: the last column is
@@ -334,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_buf_json_escaping),
         cmocka_unit_test(test_info_text),
         cmocka_unit_test(test_info_json),
+        cmocka_unit_test(test_stats_json_runtime_state),
         cmocka_unit_test(test_stats_json),
         cmocka_unit_test(test_stats_text),
         cmocka_unit_test(test_conns),
