@@ -445,6 +445,7 @@ static void start_copy(struct ferry_conn *c, struct ac_context *cx)
     size_t bufsize = c->gen->cfg->global.buffer_size;
     c->last_activity = ac_worker_now_ms(cx->worker);
     ac_copy_bidi_init(&c->u.run.copy, c->cs, c->ss, bufsize);
+    c->u.run.copy.close_after = true; /* conn_drop closes both at once */
     c->u.run.copy.ab.activity = &c->last_activity;
     c->u.run.copy.ba.activity = &c->last_activity;
     struct idle_fut *idle = &c->u.run.idle;

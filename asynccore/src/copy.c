@@ -107,8 +107,13 @@ static ac_poll_t copy_poll(struct ac_future *self, struct ac_context *cx)
             return AC_PENDING;
         if (c->err != 0)
             return AC_READY;
-        if (c->read_eof)
+        if (c->read_eof) {
+            if (c->no_shutdown) {
+                c->shut_done = true;
+                return AC_READY;
+            }
             return pass_eof(c, cx);
+        }
 
         /* A read needs budget for its write too: stopping between them would
          * cost a pending buffer for no reason. */
@@ -169,6 +174,7 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
     c->err = 0;
     c->read_eof = false;
     c->shut_done = false;
+    c->no_shutdown = false;
 }
 
 /* ---- bidirectional ---- */
@@ -177,7 +183,10 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
 static void bidi_step(struct ac_copy_bidi *b, struct ac_copy *c, bool *done, struct ac_copy *other,
                       bool *other_done, struct ac_context *cx)
 {
-    if (*done || ac_future_poll(&c->base, cx) == AC_PENDING)
+    if (*done)
+        return;
+    c->no_shutdown = b->close_after && *other_done;
+    if (ac_future_poll(&c->base, cx) == AC_PENDING)
         return;
     *done = true;
     if (c->err == 0)
@@ -217,5 +226,6 @@ void ac_copy_bidi_init(struct ac_copy_bidi *c, struct ac_stream *a, struct ac_st
     ac_copy_init(&c->ba, b, a, bufsize);
     c->ab_done = false;
     c->ba_done = false;
+    c->close_after = false;
     c->err = 0;
 }

@@ -159,6 +159,11 @@ int ac_listener_open(struct ac_listener *l, struct ac_worker *w, int fd, bool ow
     }
     l->io.fd = fd;
     l->owns_fd = owns_fd;
+    /* Accepted TCP sockets inherit TCP_NODELAY from the listening one (Linux,
+     * the BSDs): set it once here instead of once per connection. Fails on
+     * a Unix socket, which needs nothing. */
+    int one = 1;
+    l->nodelay_inherited = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0;
     return 0;
 }
 
@@ -249,7 +254,8 @@ ac_poll_t ac_listener_poll_accept(struct ac_listener *l, struct ac_context *cx, 
         *peer_len = sizeof(*peer);
         int fd = accept4(l->io.fd, (struct sockaddr *)peer, peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            set_nodelay(fd, peer);
+            if (!l->nodelay_inherited)
+                set_nodelay(fd, peer);
             l->accepted++;
             l->backoff_ms = BACKOFF_MIN_MS;
             *fd_out = fd;
@@ -389,6 +395,12 @@ static ac_poll_t connect_poll(struct ac_future *self, struct ac_context *cx)
         struct ac_ready_event ev;
         if (ac_io_poll_ready(&c->stream->io, cx, AC_DIR_WRITE, &ev) == AC_PENDING)
             return AC_PENDING;
+        /* Plain writability (no error, no hang-up) is only reported once the
+         * connection is established: no system call to ask. */
+        if ((ev.ready & (AC_ERROR | AC_WRITE_CLOSED)) == 0) {
+            c->err = 0; /* the stream now belongs to the caller */
+            return AC_READY;
+        }
         int r = connect_result(c->stream->io.fd);
         if (r < 0)
             return connect_fail(c, r);

@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -138,7 +139,7 @@ int ac_io_register(struct ac_worker *w, int fd, unsigned flags, struct ac_io *io
     return 0;
 }
 
-void ac_io_deregister(struct ac_io *io)
+static void deregister(struct ac_io *io, bool tell_poller)
 {
     if (io == NULL || io->worker == NULL)
         return;
@@ -148,11 +149,28 @@ void ac_io_deregister(struct ac_io *io)
     if (reg == NULL)
         return;
     /* The fd may already be closed (then the kernel dropped it): ignore. */
-    (void)AC__POLLER(del)(w->poller, reg->fd);
+    if (tell_poller)
+        (void)AC__POLLER(del)(w->poller, reg->fd);
     ac_waker_drop(&reg->waker[AC_DIR_READ]);
     ac_waker_drop(&reg->waker[AC_DIR_WRITE]);
     (void)slot_retire(&w->reactor, io->index);
     w->reactor.live--;
+}
+
+void ac_io_deregister(struct ac_io *io) { deregister(io, true); }
+
+/* epoll and kqueue drop a descriptor's registration when it is closed (we
+ * hold the only reference to a connection's socket): no EPOLL_CTL_DEL system
+ * call first. The poll(2) backend keeps its own table and must be told. */
+void ac_io_close(struct ac_io *io, int fd)
+{
+#if defined(AC_REACTOR_POLL)
+    deregister(io, true);
+#else
+    deregister(io, false);
+#endif
+    if (fd >= 0)
+        close(fd);
 }
 
 ac_poll_t ac_io_poll_ready(struct ac_io *io, struct ac_context *cx, enum ac_direction dir,

@@ -38,12 +38,21 @@ static ac_poll_t sock_poll_read(struct ac_stream *s, struct ac_context *cx, void
 
         if (!ac_coop_proceed(cx))
             return AC_PENDING;
+        if (s->eof) {
+            *out = 0;
+            return AC_READY;
+        }
         if (ac_io_poll_ready(&s->io, cx, AC_DIR_READ, &ev) == AC_PENDING)
             return AC_PENDING;
         ssize_t n = read(s->io.fd, buf, len);
         if (n >= 0) {
             if (SHORT_IO_CLEARS && n > 0 && (size_t)n < len)
                 ac_io_clear_ready(&s->io, AC_DIR_READ, ev);
+            /* The peer's FIN was seen before this read and the read did not
+             * fill the buffer: everything before the FIN is consumed, so the
+             * next read would return 0. Spare that system call. */
+            if (n > 0 && (size_t)n < len && (ev.ready & (AC_READ_CLOSED | AC_ERROR)) == AC_READ_CLOSED)
+                s->eof = true;
             *out = n;
             return AC_READY;
         }
@@ -97,9 +106,7 @@ static ac_poll_t sock_poll_shutdown(struct ac_stream *s, struct ac_context *cx, 
 
 static void sock_close(struct ac_stream *s)
 {
-    ac_io_deregister(&s->io);
-    if (s->io.fd >= 0)
-        close(s->io.fd);
+    ac_io_close(&s->io, s->io.fd);
     s->io.fd = -1;
 }
 
@@ -115,6 +122,7 @@ int ac_socket_stream_open(struct ac_stream *s, struct ac_worker *w, int fd)
     s->vt = NULL;
     s->io.worker = NULL;
     s->io.fd = -1;
+    s->eof = false;
     int r = ac_io_register(w, fd, 0, &s->io);
     if (r < 0) {
         s->io.worker = NULL;

@@ -265,11 +265,8 @@ static void tls_close(struct ac_stream *s)
         SSL_free(t->ssl); /* no close_notify here: poll_shutdown sends it */
         t->ssl = NULL;
     }
-    ac_io_deregister(&t->base.io);
-    if (t->base.io.fd >= 0) {
-        close(t->base.io.fd);
-        t->base.io.fd = -1;
-    }
+    ac_io_close(&t->base.io, t->base.io.fd);
+    t->base.io.fd = -1;
 }
 
 static const struct ac_stream_vtable tls_vtable = {

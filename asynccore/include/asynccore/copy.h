@@ -31,6 +31,7 @@ struct ac_copy {
     uint64_t *activity;  /* optional: set to the worker clock at each transfer */
     int err;             /* output: 0 or -errno (read or write side) */
     bool read_eof, shut_done;
+    bool no_shutdown;    /* EOF ends the copy without shutdown(2) (close follows) */
 };
 /* bufsize: 0 means 16 KiB. */
 void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *to, size_t bufsize);
@@ -39,6 +40,9 @@ struct ac_copy_bidi {
     struct ac_future base;
     struct ac_copy ab, ba;
     bool ab_done, ba_done;
+    /* The owner closes both streams as soon as this is ready: the second
+     * EOF is not passed on as a shutdown(2) that the close makes moot. */
+    bool close_after;
     int err; /* output: first error of either direction, 0 if both ended cleanly */
 };
 void ac_copy_bidi_init(struct ac_copy_bidi *c, struct ac_stream *a, struct ac_stream *b,

@@ -49,6 +49,8 @@ struct ac_listener {
     unsigned backoff_ms;  /* current EMFILE back-off */
     struct ac_sleep retry; /* the back-off timer */
     bool retry_armed;
+    bool nodelay_inherited; /* TCP_NODELAY set on the listening socket: accepted
+                               sockets inherit it (no setsockopt per accept) */
     uint64_t accepted;    /* counter */
     uint64_t accept_errors;
 };

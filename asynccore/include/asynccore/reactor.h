@@ -66,6 +66,12 @@ int ac_io_register(struct ac_worker *w, int fd, unsigned flags, struct ac_io *io
  * batch). Does not close fd. Safe on an unregistered io. */
 void ac_io_deregister(struct ac_io *io);
 
+/* Deregisters and closes fd, the registered descriptor, which nothing else
+ * may hold (no dup, no other process): with epoll and kqueue closing it is
+ * the deregistration, so this costs one system call. Safe on an
+ * unregistered io (then only closes fd, if >= 0). */
+void ac_io_close(struct ac_io *io, int fd);
+
 /* Ready if the direction has readiness (for AC_DIR_READ: READABLE,
  * READ_CLOSED or ERROR; for AC_DIR_WRITE: WRITABLE, WRITE_CLOSED or ERROR),
  * filling *ev. Otherwise stores a clone of cx->waker for that direction,

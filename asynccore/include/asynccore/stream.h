@@ -34,6 +34,7 @@ struct ac_stream_vtable {
 struct ac_stream {
     const struct ac_stream_vtable *vt;
     struct ac_io io; /* io.fd is the descriptor; -1 when closed */
+    bool eof;        /* socket streams: the next read is known to return 0 */
 };
 
 static inline ac_poll_t ac_stream_poll_read(struct ac_stream *s, struct ac_context *cx, void *buf,
