@@ -5,6 +5,12 @@
  * attempt counts a connect error on that server, feeds passive health
  * (without health checks, health_fall failures in a row mark it down, one
  * success marks it up) and moves on to a server not tried yet.
+ *
+ * A pick takes a slot of the server (queue.h): servers at their
+ * max_connections are not offered to the balancer, and when every eligible
+ * one is full the connection waits in the backend queue (UP_QUEUE) until a
+ * slot frees, queue_timeout passes or a stop's drain_timeout ends. Weights
+ * are ramped by slow_start after a server starts serving.
  */
 #include <errno.h>
 #include <stdlib.h>
