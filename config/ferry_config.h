@@ -120,6 +120,8 @@ struct ferry_listener {
     struct ferry_cidr *allow, *deny;
     size_t nallow, ndeny;
     unsigned max_connections;   /* 0: only the global cap */
+    unsigned max_connections_per_client; /* 0: no cap */
+    unsigned client_rate;       /* new connections per second per client, 0..65535; 0: no cap */
     uint64_t idle_timeout_ms;   /* default 5m */
     uint64_t handshake_timeout_ms; /* default 10s */
 };

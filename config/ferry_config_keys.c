@@ -564,6 +564,17 @@ static void l_max_connections(struct ferry__parse *p, const char *v)
     set_uint(p, v, 0, INT_MAX, &L(p)->max_connections);
 }
 
+static void l_max_connections_per_client(struct ferry__parse *p, const char *v)
+{
+    set_uint(p, v, 0, INT_MAX, &L(p)->max_connections_per_client);
+}
+
+/* Bounded by the per-second counters of the client tables (16 bits). */
+static void l_client_rate(struct ferry__parse *p, const char *v)
+{
+    set_uint(p, v, 0, 65535, &L(p)->client_rate);
+}
+
 static void l_idle_timeout(struct ferry__parse *p, const char *v)
 {
     set_duration(p, v, 1, &L(p)->idle_timeout_ms);
@@ -589,6 +600,8 @@ static const struct key_def listener_keys[] = {
     {"allow", true, false, l_allow},
     {"deny", true, false, l_deny},
     {"max_connections", false, false, l_max_connections},
+    {"max_connections_per_client", false, false, l_max_connections_per_client},
+    {"client_rate", false, false, l_client_rate},
     {"idle_timeout", false, false, l_idle_timeout},
     {"handshake_timeout", false, false, l_handshake_timeout},
 };

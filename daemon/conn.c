@@ -24,6 +24,7 @@
 #include "asynccore/net.h"
 #include "asynccore/tls.h"
 #include "balance.h"
+#include "client_table.h"
 #include "conn.h"
 #include "log.h"
 #include "log_writer.h"
@@ -66,6 +67,7 @@ struct ferry_conn {
     unsigned retries;
     uint8_t *proxy_out; /* PROXY header for the server, when sent */
     char *sni;          /* a passed-through ClientHello's server name, or NULL */
+    struct ferry_client_slot *client_slot; /* held against max_connections_per_client */
     size_t proxy_out_len;
     bool backend_counted, server_counted;
     bool slot_held;     /* a slot of the server (its max_connections, queue.h) */
@@ -256,6 +258,9 @@ static ac_poll_t end_with(struct ferry_conn *c, const char *end)
         c->closed_by = "proxy";
     if (strcmp(end, "rejected") == 0 || strcmp(end, "handshake_failed") == 0)
         ferry_ctr_add(&lstats(c)->rejected, 1);
+    int why = strcmp(end, "rejected") == 0 ? ferry_reject_reason_of(c->reason) : -1;
+    if (why >= 0)
+        ferry_ctr_add(&lstats(c)->rejected_by[why], 1);
     if (strcmp(end, "handshake_failed") == 0)
         ferry_ctr_add(&lstats(c)->handshake_errors, 1);
     return AC_READY;
@@ -281,6 +286,26 @@ static ac_poll_t poll_pre(struct ferry_conn *c, struct ac_future *step, struct a
         return AC_READY;
     }
     return AC_PENDING;
+}
+
+/* allow/deny, then the per-client caps (client_table.h), once the client's
+ * address is final: false with c->reason set when it is refused. */
+static bool admitted(struct ferry_conn *c)
+{
+    const struct ferry_listener_rt *rt = &c->gen->listeners[c->lidx];
+    if (!allowed(rt->cfg, (struct sockaddr *)&c->client)) {
+        c->reason = "deny";
+        return false;
+    }
+    if (!rt->clients)
+        return true;
+    enum ferry_client_verdict v = ferry_client_admit(
+        rt->clients, (struct sockaddr *)&c->client, rt->cfg->max_connections_per_client,
+        rt->cfg->client_rate, ac_worker_now_ms(c->fw->w), &c->client_slot);
+    if (v == FERRY_CLIENT_OK)
+        return true;
+    c->reason = v == FERRY_CLIENT_LIMIT ? "client_limit" : "client_rate";
+    return false;
 }
 
 /* ---- phases ---- */
@@ -326,10 +351,8 @@ static ac_poll_t phase_proxy(struct ferry_conn *c, struct ac_context *cx)
         c->local_len = p->proxy.dst_len;
     }
     pre_end(c);
-    if (!allowed(listener_cfg(c), (struct sockaddr *)&c->client)) {
-        c->reason = "deny";
+    if (!admitted(c))
         return end_with(c, "rejected");
-    }
     c->phase = P_ROUTE;
     return AC_READY;
 }
@@ -552,11 +575,8 @@ static ac_poll_t conn_poll(struct ac_future *f, struct ac_context *cx)
         ac_poll_t r;
         switch (c->phase) {
         case P_START:
-            if (!listener_cfg(c)->accept_proxy &&
-                !allowed(listener_cfg(c), (struct sockaddr *)&c->client)) {
-                c->reason = "deny";
+            if (!listener_cfg(c)->accept_proxy && !admitted(c))
                 return end_with(c, "rejected");
-            }
             if (listener_cfg(c)->accept_proxy) {
                 c->phase = P_PROXY;
                 pre_begin(c);
@@ -691,6 +711,7 @@ static void conn_drop(struct ac_future *f)
         ac_limit_put(c->permits.listener);
     unlist(c);
     free(c->reason_text);
+    ferry_client_release(c->client_slot);
     free(c->proxy_out);
     free(c->sni);
     ferry_gen_unref(c->gen);

@@ -165,6 +165,14 @@ static int build_listener(struct ferry_gen *g, size_t i, struct ferry_config_err
         if (!rt->limit)
             return -ENOMEM;
     }
+    if (l->max_connections_per_client || l->client_rate) {
+        /* Room for every client that can hold a connection, twice over. */
+        size_t cap = 2 * (size_t)g->cfg->global.max_connections;
+        rt->clients = ferry_stats_listener_clients(&g->d->stats, rt->stats,
+                                                   cap < 1024 ? 1024 : cap);
+        if (!rt->clients)
+            return -ENOMEM;
+    }
     if (l->tls) {
         rt->tls_ctx = ferry_tls_server_ctx_new(l, g->cfg->path, errs);
         if (!rt->tls_ctx)

@@ -74,6 +74,7 @@ struct ferry_listener_rt {
     struct ferry_listener_stats *stats;
     SSL_CTX *tls_ctx;                   /* tls = on */
     struct ferry_listener_limit *limit; /* NULL: no per-listener cap */
+    struct ferry_client_table *clients; /* per-client caps (stats' table); NULL: none */
     struct ferry_bound **bounds;        /* its listening sockets */
     char (*bound_addrs)[256];           /* their addresses, [nbounds]: what `show
                                          * stats` lists (an inherited socket's own) */

@@ -198,11 +198,17 @@ static void json_listener(struct ferry_daemon *d, const struct ferry_listener_rt
     ferry_buf_printf(out,
                      "], \"tls\": %s, \"active\": %llu, \"total\": %llu, \"rejected\": %llu, "
                      "\"bytes_in\": %llu, \"bytes_out\": %llu, \"handshake_errors\": %llu, "
-                     "\"accepting\": %s}",
+                     "\"accepting\": %s",
                      l->cfg->tls ? "true" : "false", (unsigned long long)t.active,
                      (unsigned long long)t.total, (unsigned long long)t.rejected,
                      (unsigned long long)t.bytes_in, (unsigned long long)t.bytes_out,
                      (unsigned long long)t.handshake_errors, accepting(d, l) ? "true" : "false");
+    ferry_buf_puts(out, ", \"rejected_by\": {");
+    for (int k = 0; k < FERRY_REJECT_NREASONS; k++)
+        ferry_buf_printf(out, "%s\"%s\": %llu", k ? ", " : "", ferry_reject_reason_name(k),
+                         (unsigned long long)t.rejected_by[k]);
+    /* Client addresses the per-client caps track (bounded by their table). */
+    ferry_buf_printf(out, "}, \"clients\": %llu}", (unsigned long long)t.clients);
 }
 
 static void json_server(struct ferry_daemon *d, const struct ferry_server_rt *s,

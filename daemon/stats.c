@@ -11,7 +11,25 @@
 #include <string.h>
 
 #include "asynccore/runtime.h"
+#include "client_table.h"
 #include "stats.h"
+
+static const char *const reject_names[FERRY_REJECT_NREASONS] = {
+    "deny", "client_limit", "client_rate", "bad_proxy", "bad_hello", "no_route", "queue_full",
+};
+
+const char *ferry_reject_reason_name(enum ferry_reject_reason r)
+{
+    return (unsigned)r < FERRY_REJECT_NREASONS ? reject_names[r] : "?";
+}
+
+int ferry_reject_reason_of(const char *name)
+{
+    for (int i = 0; name && i < FERRY_REJECT_NREASONS; i++)
+        if (strcmp(reject_names[i], name) == 0)
+            return i;
+    return -1;
+}
 
 int ferry_stats_init(struct ferry_stats_registry *r, unsigned nworkers)
 {
@@ -51,6 +69,7 @@ void ferry_stats_destroy(struct ferry_stats_registry *r)
         struct ferry_listener_stats *s = r->listeners;
         r->listeners = s->next;
         ac_semaphore_destroy(&s->gate);
+        ferry_client_table_free(atomic_load(&s->clients));
         free(s->w);
         free(s);
     }
@@ -159,7 +178,23 @@ void ferry_listener_stats_sum(const struct ferry_stats_registry *r,
         out->bytes_in += ferry_ctr_get(&w->bytes_in);
         out->bytes_out += ferry_ctr_get(&w->bytes_out);
         out->handshake_errors += ferry_ctr_get(&w->handshake_errors);
+        for (int k = 0; k < FERRY_REJECT_NREASONS; k++)
+            out->rejected_by[k] += ferry_ctr_get(&w->rejected_by[k]);
     }
+    struct ferry_client_table *t = atomic_load(&s->clients);
+    out->clients = t ? ferry_client_table_used(t) : 0;
+}
+
+struct ferry_client_table *ferry_stats_listener_clients(struct ferry_stats_registry *r,
+                                                        struct ferry_listener_stats *s,
+                                                        size_t capacity)
+{
+    pthread_mutex_lock(&r->lock);
+    struct ferry_client_table *t = atomic_load(&s->clients);
+    if (!t && (t = ferry_client_table_new(capacity)) != NULL)
+        atomic_store(&s->clients, t);
+    pthread_mutex_unlock(&r->lock);
+    return t;
 }
 
 void ferry_backend_stats_sum(const struct ferry_stats_registry *r,

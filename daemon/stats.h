@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "asynccore/sync.h"
@@ -39,14 +40,37 @@ static inline uint64_t ferry_ctr_get(ferry_ctr *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
+/* Why a connection ended `rejected` (the access log's reason=, the stats'
+ * rejected_by). */
+enum ferry_reject_reason {
+    FERRY_REJECT_DENY,
+    FERRY_REJECT_CLIENT_LIMIT,
+    FERRY_REJECT_CLIENT_RATE,
+    FERRY_REJECT_BAD_PROXY,
+    FERRY_REJECT_BAD_HELLO,
+    FERRY_REJECT_NO_ROUTE,
+    FERRY_REJECT_QUEUE_FULL,
+    FERRY_REJECT_NREASONS
+};
+
+/* "deny", "client_limit", ... */
+const char *ferry_reject_reason_name(enum ferry_reject_reason r);
+/* The reason named `name`, or -1. */
+int ferry_reject_reason_of(const char *name);
+
 /* One worker's slot; aligned so two workers never share a cache line. */
 struct ferry_listener_wstats {
     ferry_ctr active, total, rejected, bytes_in, bytes_out, handshake_errors;
+    ferry_ctr rejected_by[FERRY_REJECT_NREASONS];
 } __attribute__((aligned(64)));
 
 struct ferry_listener_totals {
     uint64_t active, total, rejected, bytes_in, bytes_out, handshake_errors;
+    uint64_t rejected_by[FERRY_REJECT_NREASONS];
+    uint64_t clients;      /* client addresses tracked (per-client caps), 0 without */
 };
+
+struct ferry_client_table;
 
 struct ferry_listener_stats {
     struct ferry_listener_stats *next;
@@ -57,7 +81,12 @@ struct ferry_listener_stats {
      * while enabled and none while disabled. Kept by name across reloads. */
     _Atomic bool disabled;
     struct ac_semaphore gate;
+    /* max_connections_per_client / client_rate: created by the first
+     * generation that needs it (under the registry lock), kept by name
+     * across reloads like the counters; NULL until then. */
+    struct ferry_client_table *_Atomic clients;
 };
+
 
 struct ferry_backend_wstats {
     ferry_ctr active, total;
@@ -136,6 +165,12 @@ struct ferry_listener_stats *ferry_stats_listener(struct ferry_stats_registry *r
 struct ferry_backend_stats *ferry_stats_backend(struct ferry_stats_registry *r, const char *name);
 struct ferry_server_stats *ferry_stats_server(struct ferry_stats_registry *r, const char *backend,
                                               const char *name);
+
+/* The listener's client table, created with `capacity` slots if it has none
+ * yet; NULL on allocation failure. */
+struct ferry_client_table *ferry_stats_listener_clients(struct ferry_stats_registry *r,
+                                                        struct ferry_listener_stats *s,
+                                                        size_t capacity);
 
 void ferry_listener_stats_sum(const struct ferry_stats_registry *r,
                               const struct ferry_listener_stats *s,

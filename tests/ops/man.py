@@ -36,7 +36,8 @@ GLOBAL_KEYS = ["workers", "max_connections", "control_socket", "control_mode", "
                "group", "log_level", "access_log", "log", "log_format", "drain_timeout", "buffer_size", "metrics"]
 LISTENER_KEYS = ["bind", "backend", "tls", "tls_cert", "tls_min_version", "tls_ciphers",
                  "tls_ciphersuites", "tls_alpn", "tls_client_ca", "route", "accept_proxy",
-                 "allow", "deny", "max_connections", "idle_timeout", "handshake_timeout"]
+                 "allow", "deny", "max_connections", "max_connections_per_client", "client_rate",
+                 "idle_timeout", "handshake_timeout"]
 BACKEND_KEYS = ["server", "balance", "connect_timeout", "retries", "health_check",
                 "health_interval", "health_timeout", "health_rise", "health_fall", "tls",
                 "tls_verify", "tls_ca", "tls_sni", "send_proxy", "health_send", "health_expect",

@@ -159,6 +159,8 @@ static inline void fake_fill_counters(struct fake *f)
     ferry_ctr_add(&w0->bytes_in, 123);
     ferry_ctr_add(&w0->bytes_out, 456);
     ferry_ctr_add(&w1->rejected, 3);
+    ferry_ctr_add(&w1->rejected_by[FERRY_REJECT_DENY], 1);
+    ferry_ctr_add(&w1->rejected_by[FERRY_REJECT_CLIENT_LIMIT], 2);
     ferry_ctr_add(&w1->handshake_errors, 2);
     ferry_ctr_add(&g->backends[0].stats->w[0].active, 2);
     ferry_ctr_add(&g->backends[0].stats->w[0].total, 120);
