@@ -177,6 +177,7 @@ void ferry_binding_commit(struct ferry_daemon *d, struct ferry_gen *g, struct fe
             struct ferry_gen *prev = b->gen;
             b->gen = ferry_gen_ref(g);
             b->lidx = lidx;
+            atomic_fetch_add_explicit(&b->gen_version, 1, memory_order_release);
             b->prev_gen = prev; /* released below, outside the lock */
             pp = &b->next;
         } else {

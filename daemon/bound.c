@@ -48,6 +48,9 @@ struct accept_task {
                                        * last accept: stats outlive generations) */
     struct ac_acquire gate;
     bool gate_live;
+    struct ferry_gen *gen;          /* cached b->gen (a reference) and its lidx */
+    size_t lidx;
+    unsigned gen_version;           /* b->gen_version the cache was taken at */
 };
 
 static void bound_release(struct ferry_bound *b)
@@ -65,14 +68,25 @@ static void bound_release(struct ferry_bound *b)
     free(b);
 }
 
-/* Which listener of which generation this socket serves right now. */
-static struct ferry_gen *bound_gen(struct ferry_daemon *d, struct ferry_bound *b, size_t *lidx)
+/* Which listener of which generation this socket serves right now
+ * (borrowed: the task holds the reference). Refreshed only when a reload
+ * changed it: one atomic load per accept, the lock only after a reload. */
+static struct ferry_gen *bound_gen(struct accept_task *t, size_t *lidx)
 {
-    pthread_mutex_lock(&d->gen_ptr_lock);
-    struct ferry_gen *g = b->gen ? ferry_gen_ref(b->gen) : NULL;
-    *lidx = b->lidx;
-    pthread_mutex_unlock(&d->gen_ptr_lock);
-    return g;
+    struct ferry_bound *b = t->b;
+    unsigned v = atomic_load_explicit(&b->gen_version, memory_order_acquire);
+    if (!t->gen || v != t->gen_version) {
+        pthread_mutex_lock(&t->d->gen_ptr_lock);
+        struct ferry_gen *g = b->gen ? ferry_gen_ref(b->gen) : NULL;
+        t->lidx = b->lidx;
+        t->gen_version = atomic_load_explicit(&b->gen_version, memory_order_relaxed);
+        pthread_mutex_unlock(&t->d->gen_ptr_lock);
+        if (t->gen)
+            ferry_gen_unref(t->gen);
+        t->gen = g;
+    }
+    *lidx = t->lidx;
+    return t->gen;
 }
 
 static void give_back(struct accept_task *t)
@@ -88,12 +102,13 @@ static void hand_over(struct accept_task *t, int fd, struct sockaddr_storage *pe
                       socklen_t peer_len)
 {
     size_t lidx;
-    struct ferry_gen *g = bound_gen(t->d, t->b, &lidx);
+    struct ferry_gen *g = bound_gen(t, &lidx);
     if (!g) {
         close(fd);
         give_back(t);
         return;
     }
+    ferry_gen_ref(g);
     struct ferry_permits permits = {.global = t->held_global, .listener = t->held_listener};
     t->held_global = t->held_listener = NULL;
     t->ls = g->listeners[lidx].stats;
@@ -124,10 +139,8 @@ static ac_poll_t serve_queue(struct accept_task *t, struct ac_context *cx)
 static struct ac_limit *listener_limit(struct accept_task *t)
 {
     size_t lidx;
-    struct ferry_gen *g = bound_gen(t->d, t->b, &lidx);
+    struct ferry_gen *g = bound_gen(t, &lidx);
     struct ferry_listener_limit *lim = g ? g->listeners[lidx].limit : NULL;
-    if (g)
-        ferry_gen_unref(g);
     return lim ? &lim->lim : NULL;
 }
 
@@ -190,11 +203,10 @@ static bool listener_disabled(struct accept_task *t)
 {
     if (!t->ls) {
         size_t lidx;
-        struct ferry_gen *g = bound_gen(t->d, t->b, &lidx);
+        struct ferry_gen *g = bound_gen(t, &lidx);
         if (!g)
             return false;
         t->ls = g->listeners[lidx].stats;
-        ferry_gen_unref(g);
     }
     return atomic_load_explicit(&t->ls->disabled, memory_order_relaxed);
 }
@@ -277,6 +289,8 @@ static void accept_drop(struct ac_future *f)
     ac_future_drop(&t->closing.base);
     if (t->listener_open)
         ac_listener_close(&t->l);
+    if (t->gen)
+        ferry_gen_unref(t->gen);
     bound_release(t->b);
 }
 

@@ -24,6 +24,7 @@ struct ferry_bound {
     struct ferry_gen *gen;   /* generation serving it (guarded by gen_ptr_lock) */
     struct ferry_gen *prev_gen; /* replaced one, released after the swap */
     size_t lidx;             /* its listener's index in gen */
+    _Atomic unsigned gen_version; /* bumped (under the lock) when gen/lidx change */
     struct ac_notify closing;
     bool serve_queue;        /* closing by reload: accept what is queued first */
     _Atomic unsigned tasks;  /* accept tasks alive; the last one closes fd */
