@@ -153,9 +153,16 @@ static inline bool ferry_status_set_has(const struct ferry_status_set *s, unsign
 /* Longest health_send / health_expect once its escapes are decoded. */
 #define FERRY_HEALTH_BYTES_MAX 1024
 
+/* discover = dns HOST:PORT | srv _SERVICE._PROTO.NAME */
+enum ferry_discover { FERRY_DISCOVER_NONE, FERRY_DISCOVER_DNS, FERRY_DISCOVER_SRV };
+
 struct ferry_backend {
     char name[FERRY_NAME_MAX];
     int line;
+    enum ferry_discover discover;
+    char discover_name[256];       /* HOST (dns) or the SRV name */
+    uint16_t discover_port;        /* dns only */
+    int discover_line;
     struct ferry_server *servers;
     size_t nservers;
     enum ferry_balance balance;

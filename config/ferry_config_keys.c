@@ -704,6 +704,42 @@ static void b_server(struct ferry__parse *p, const char *v)
     b->servers[b->nservers++] = s;
 }
 
+/* discover = dns HOST:PORT | srv _SERVICE._PROTO.NAME */
+static void b_discover(struct ferry__parse *p, const char *v)
+{
+    struct ferry_backend *b = B(p);
+    char *tok[3];
+    size_t n;
+    char *copy = tokens(p, v, tok, 3, &n);
+    if (!copy)
+        return;
+    struct ferry_addr a;
+    const char *why = "HOST:PORT";
+    if (n == 2 && strcmp(tok[0], "dns") == 0) {
+        if (ferry__parse_addr(tok[1], true, &a, &why) < 0 || a.kind != FERRY_ADDR_INET ||
+            a.resolved || a.port == 0)
+            ferry__err(p, p->lineno, "invalid discover address \"%s\": expected HOST:PORT with "
+                       "a host name", tok[1]);
+        else {
+            b->discover = FERRY_DISCOVER_DNS;
+            snprintf(b->discover_name, sizeof(b->discover_name), "%s", a.host);
+            b->discover_port = a.port;
+        }
+    } else if (n == 2 && strcmp(tok[0], "srv") == 0) {
+        if (tok[1][0] != '_' || !strchr(tok[1], '.') || !ferry__hostname_valid(tok[1], 253))
+            ferry__err(p, p->lineno, "invalid SRV name \"%s\": expected _SERVICE._PROTO.NAME",
+                       tok[1]);
+        else {
+            b->discover = FERRY_DISCOVER_SRV;
+            snprintf(b->discover_name, sizeof(b->discover_name), "%s", tok[1]);
+        }
+    } else {
+        bad(p, v, "dns HOST:PORT or srv _SERVICE._PROTO.NAME");
+    }
+    b->discover_line = p->lineno;
+    free(copy);
+}
+
 static void b_balance(struct ferry__parse *p, const char *v)
 {
     static const char *const names[] = {"roundrobin", "leastconn", "random", "source"};
@@ -880,6 +916,7 @@ static void b_send_proxy(struct ferry__parse *p, const char *v)
 
 static const struct key_def backend_keys[] = {
     {"server", true, false, b_server},
+    {"discover", false, false, b_discover},
     {"balance", false, false, b_balance},
     {"connect_timeout", false, false, b_connect_timeout},
     {"retries", false, false, b_retries},
@@ -1069,8 +1106,9 @@ void ferry__close_section(struct ferry__parse *p)
             ferry__err(p, line, "dns_min_ttl is above dns_max_ttl");
     } else if (p->sect == FERRY__SECT_BACKEND) {
         const size_t n = sizeof(backend_keys) / sizeof(backend_keys[0]);
-        if (!seen_at(p, backend_keys, n, "server"))
-            ferry__err(p, B(p)->line, "backend \"%s\" has no server", B(p)->name);
+        if (!seen_at(p, backend_keys, n, "server") && !seen_at(p, backend_keys, n, "discover"))
+            ferry__err(p, B(p)->line, "backend \"%s\" has no server (and no discover)",
+                       B(p)->name);
         check_tls_keys(p, B(p)->tls, B(p)->health_check == FERRY_HEALTH_TLS);
         check_health_keys(p, backend_keys, n);
     }

@@ -645,7 +645,7 @@ static void log_end(struct ferry_conn *c)
     char server[2 * FERRY_NAME_MAX + 2] = "-";
     if (c->server_counted)
         snprintf(server, sizeof(server), "%s/%s", c->gen->cfg->backends[c->bidx].name,
-                 c->gen->cfg->backends[c->bidx].servers[c->sidx].name);
+                 c->gen->backends[c->bidx].servers[c->sidx].cfg->name);
     const char *end = c->end ? c->end : "drained";
     bool why = strcmp(end, "rejected") == 0 || strcmp(end, "handshake_failed") == 0;
     const char *sni = NULL, *ver = NULL, *cipher = NULL;

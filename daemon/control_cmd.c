@@ -105,6 +105,18 @@ static bool valid_name(const char *s, size_t n)
     return true;
 }
 
+/* A server name may also be a discovered server's ADDRESS:PORT
+ * ("10.0.0.7:80", "[2001:db8::7]:80"). */
+static bool valid_server_name(const char *s, size_t n)
+{
+    if (n == 0 || n >= FERRY_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!name_char(s[i]) && s[i] != ':' && s[i] != '[' && s[i] != ']')
+            return false;
+    return true;
+}
+
 /* "BACKEND/SERVER" into the request. */
 static int parse_target(const char *s, size_t n, struct ferry_ctl_request *req)
 {
@@ -115,9 +127,10 @@ static int parse_target(const char *s, size_t n, struct ferry_ctl_request *req)
         return -EINVAL;
     }
     size_t bl = (size_t)(slash - s), sl = n - bl - 1;
-    if (!valid_name(s, bl) || !valid_name(slash + 1, sl)) {
+    if (!valid_name(s, bl) || !valid_server_name(slash + 1, sl)) {
         set_error(req, "invalid BACKEND/SERVER '%s' (names: letters, digits, '_', '.', '-', "
-                       "at most %d characters)", shown(s, n, sh), FERRY_NAME_MAX - 1);
+                       "at most %d characters; discovered servers: ADDRESS:PORT)",
+                  shown(s, n, sh), FERRY_NAME_MAX - 1);
         return -EINVAL;
     }
     memcpy(req->backend, s, bl);

@@ -1,6 +1,7 @@
 /* ferryd: keeping server addresses current from DNS (see dnswatch.h).
  *
- * One watch per server given by host name, per adopted generation. The
+ * One watch per server given by host name and one per backend with
+ * `discover`, per adopted generation. The
  * resolver's task calls tick() when the earliest watch is due; tick starts
  * due lookups (at most DW_INFLIGHT at once, the rest wait their turn) and
  * forgets watches of generations that were replaced. An answer moves the
@@ -14,19 +15,25 @@
 #include <string.h>
 
 #include "asynccore/runtime.h"
+#include "discover.h"
 #include "dnswatch.h"
 #include "log.h"
+#include "view.h"
 
 #define DW_INFLIGHT 16          /* lookups running at once */
 #define DW_RETRY_MIN_MS 1000    /* after a failure: 1 s, doubling ... */
 #define DW_RETRY_MAX_MS 30000   /* ... up to 30 s */
 #define DW_SPREAD_MS 20         /* adoption: one name every 20 ms at most */
 
+enum watch_kind { W_HOST, W_DISCOVER };
+
 struct watch {
     struct watch *next;
     struct ferry_dnswatch *dw;
     struct ferry_gen *g;        /* reference */
-    size_t bidx, sidx;
+    enum watch_kind kind;
+    size_t bidx, sidx;          /* W_HOST: the server */
+    struct ferry_discovered *ds;  /* W_DISCOVER: the backend's discovered servers */
     uint64_t due_ms;
     unsigned backoff_ms;
     bool inflight, dead, answered, failing;
@@ -54,83 +61,33 @@ static uint64_t rng_next(struct ferry_dnswatch *dw)
 
 static void watch_free(struct watch *w)
 {
+    free(w->ds);
     ferry_gen_unref(w->g);
     free(w);
 }
 
-static const char *server_name(const struct watch *w)
-{
-    return w->g->backends[w->bidx].servers[w->sidx].cfg->name;
-}
-
-/* ---- sending an address to every worker's view ---- */
-
-struct view_set {
-    _Atomic unsigned refs;
-    struct ferry_gen *g;
-    size_t bidx, sidx;
-    struct ferry_view_server v;
+/* What a log line names: server=BACKEND/SERVER and the host of a server
+ * watch, or backend=BACKEND and the discover name of a backend's (the other
+ * key stays empty, and an empty `?key=` is left out). */
+struct who {
+    char server[2 * FERRY_NAME_MAX + 2];
+    const char *backend;
+    const char *host;
 };
 
-struct view_task {
-    struct ac_future base;
-    struct view_set *vs;
-};
-
-static void view_set_unref(struct view_set *vs)
+static void describe(const struct watch *w, struct who *who)
 {
-    if (atomic_fetch_sub(&vs->refs, 1) == 1) {
-        ferry_gen_unref(vs->g);
-        free(vs);
+    const struct ferry_backend *bc = &w->g->cfg->backends[w->bidx];
+    if (w->kind == W_HOST) {
+        const struct ferry_server *c = w->g->backends[w->bidx].servers[w->sidx].cfg;
+        snprintf(who->server, sizeof(who->server), "%s/%s", bc->name, c->name);
+        who->backend = "";
+        who->host = c->addr.host;
+    } else {
+        who->server[0] = '\0';
+        who->backend = bc->name;
+        who->host = bc->discover_name;
     }
-}
-
-static ac_poll_t view_task_poll(struct ac_future *f, struct ac_context *cx)
-{
-    struct view_task *t = (struct view_task *)f;
-    struct view_set *vs = t->vs;
-    *ferry_gen_view(vs->g, ac_worker_index(cx->worker), vs->bidx, vs->sidx) = vs->v;
-    return AC_READY;
-}
-
-static void view_task_drop(struct ac_future *f)
-{
-    struct view_task *t = (struct view_task *)f;
-    if (t->vs)
-        view_set_unref(t->vs);
-    t->vs = NULL;
-}
-
-static void view_task_free(struct ac_future *f) { free(f); }
-
-static const struct ac_future_vtable view_task_vt = {view_task_poll, view_task_drop};
-
-/* Every worker applies the address on its own loop. */
-static void broadcast(struct ferry_daemon *d, struct ferry_gen *g, size_t bidx, size_t sidx,
-                      const struct ferry_view_server *v)
-{
-    struct view_set *vs = calloc(1, sizeof(*vs));
-    if (!vs) {
-        ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=dns_update");
-        return;
-    }
-    atomic_init(&vs->refs, 1);
-    vs->g = ferry_gen_ref(g);
-    vs->bidx = bidx;
-    vs->sidx = sidx;
-    vs->v = *v;
-    for (unsigned i = 0; i < d->nworkers; i++) {
-        struct view_task *t = calloc(1, sizeof(*t));
-        if (!t) {
-            ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=dns_update");
-            continue;
-        }
-        t->base.vt = &view_task_vt;
-        atomic_fetch_add(&vs->refs, 1);
-        t->vs = vs;
-        ac_spawn(ac_runtime_worker(d->rt, i), &t->base, view_task_free); /* drops on failure */
-    }
-    view_set_unref(vs);
 }
 
 /* ---- answers ---- */
@@ -157,43 +114,76 @@ static const struct ferry_dns_record *choose(const struct ferry_server_rt *s,
     return a->n ? &a->rec[0] : NULL;
 }
 
+/* A failure keeps what was known (the last address, the last set). */
 static void failed(struct watch *w, const char *why, uint64_t now)
 {
-    struct ferry_dnswatch *dw = w->dw;
-    struct ferry_server_rt *s = &w->g->backends[w->bidx].servers[w->sidx];
     w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : DW_RETRY_MIN_MS;
     if (w->backoff_ms > DW_RETRY_MAX_MS)
         w->backoff_ms = DW_RETRY_MAX_MS;
     w->due_ms = now + w->backoff_ms;
-    if (!w->failing) /* one line when it starts failing, one when it recovers */
+    if (!w->failing) { /* one line when it starts failing, one when it recovers */
+        struct who who;
+        describe(w, &who);
+        const char *kept = w->kind == W_DISCOVER ? "last_set"
+                           : w->g->backends[w->bidx].servers[w->sidx].addr_len ? "last_address"
+                                                                               : "unresolved";
         ferry_log(FERRY_LOG_WARN, "dns_lookup_failed",
-                  "server=%s/%s host=%s error=%s kept=%s retry_ms=%u",
-                  w->g->cfg->backends[w->bidx].name, server_name(w), s->cfg->addr.host, why,
-                  s->addr_len ? "last_address" : "unresolved", w->backoff_ms);
+                  "?server=%s ?backend=%s host=%s error=%s kept=%s retry_ms=%u", who.server,
+                  who.backend, who.host, why, kept, w->backoff_ms);
+    }
     w->failing = true;
-    (void)dw;
 }
 
-static void apply(struct watch *w, const struct ferry_dns_answer *a, uint64_t now)
+/* A good answer: next lookup when its TTL ends (clamped, spread). */
+static void succeeded(struct watch *w, const struct ferry_dns_answer *a, uint64_t now)
 {
     struct ferry_dnswatch *dw = w->dw;
-    struct ferry_server_rt *s = &w->g->backends[w->bidx].servers[w->sidx];
-    const struct ferry_dns_record *r = choose(s, a);
-    if (!r) {
-        failed(w, "no address", now);
-        return;
-    }
-    uint64_t ttl = (uint64_t)a->ttl_s * 1000;
+    uint64_t ttl = a->ttl_s == UINT32_MAX ? dw->max_ttl_ms : (uint64_t)a->ttl_s * 1000;
     if (ttl < dw->min_ttl_ms)
         ttl = dw->min_ttl_ms;
     if (ttl > dw->max_ttl_ms)
         ttl = dw->max_ttl_ms;
     w->due_ms = now + ttl + rng_next(dw) % (ttl / 10 + 1);
     w->backoff_ms = 0;
-    if (w->failing)
-        ferry_log(FERRY_LOG_INFO, "dns_lookup_recovered", "server=%s/%s host=%s",
-                  w->g->cfg->backends[w->bidx].name, server_name(w), s->cfg->addr.host);
+    if (w->failing) {
+        struct who who;
+        describe(w, &who);
+        ferry_log(FERRY_LOG_INFO, "dns_lookup_recovered", "?server=%s ?backend=%s host=%s",
+                  who.server, who.backend, who.host);
+    }
     w->failing = false;
+}
+
+static void apply_discover(struct watch *w, const struct ferry_dns_answer *a, uint64_t now,
+                           bool live)
+{
+    struct ferry_sset_want *want = calloc(FERRY_DISCOVER_MAX, sizeof(*want));
+    if (!want) {
+        failed(w, "out of memory", now);
+        return;
+    }
+    bool srv = w->g->cfg->backends[w->bidx].discover == FERRY_DISCOVER_SRV;
+    size_t n = ferry_sset_wanted(a->rec, a->n, srv, want, FERRY_DISCOVER_MAX);
+    if (n == 0) {
+        /* An empty answer empties nothing: a backend never loses its last
+         * servers to a transient NXDOMAIN. */
+        failed(w, "no address", now);
+    } else {
+        succeeded(w, a, now);
+        ferry_discover_apply(w->ds, want, n, now, live);
+    }
+    free(want);
+}
+
+static void apply(struct watch *w, const struct ferry_dns_answer *a, uint64_t now)
+{
+    struct ferry_server_rt *s = &w->g->backends[w->bidx].servers[w->sidx];
+    const struct ferry_dns_record *r = choose(s, a);
+    if (!r) {
+        failed(w, "no address", now);
+        return;
+    }
+    succeeded(w, a, now);
     if (s->addr_len == r->sa_len && memcmp(&s->addr, &r->sa, r->sa_len) == 0)
         return;
     memcpy(&s->addr, &r->sa, r->sa_len);
@@ -201,12 +191,12 @@ static void apply(struct watch *w, const struct ferry_dns_answer *a, uint64_t no
     char text[AC_ADDR_STRLEN];
     ac_addr_format((const struct sockaddr *)&r->sa, r->sa_len, text, sizeof(text));
     ferry_log(FERRY_LOG_INFO, "server_address", "server=%s/%s host=%s address=%s",
-              w->g->cfg->backends[w->bidx].name, server_name(w), s->cfg->addr.host, text);
+              w->g->cfg->backends[w->bidx].name, s->cfg->name, s->cfg->addr.host, text);
     struct ferry_view_server v;
     memset(&v, 0, sizeof(v));
     memcpy(&v.addr, &r->sa, r->sa_len);
     v.addr_len = r->sa_len;
-    broadcast(dw->d, w->g, w->bidx, w->sidx, &v);
+    ferry_view_publish(w->g, w->bidx, w->sidx, &v, true);
     atomic_store(&s->stats->unresolved, false);
 }
 
@@ -222,6 +212,8 @@ static void answered(void *arg, const struct ferry_dns_answer *a)
     if (!w->dead) {
         if (a->status)
             failed(w, a->err, now);
+        else if (w->kind == W_DISCOVER)
+            apply_discover(w, a, now, true);
         else
             apply(w, a, now);
     }
@@ -233,10 +225,19 @@ static void answered(void *arg, const struct ferry_dns_answer *a)
 
 static void start_lookup(struct ferry_dnswatch *dw, struct watch *w)
 {
-    const struct ferry_server_rt *s = &w->g->backends[w->bidx].servers[w->sidx];
+    const struct ferry_backend *bc = &w->g->cfg->backends[w->bidx];
     w->inflight = true;
     dw->inflight++;
-    if (ferry_dns_lookup_host(dw->dns, s->cfg->addr.host, s->cfg->addr.port, answered, w) != 0) {
+    int rc;
+    if (w->kind == W_HOST) {
+        const struct ferry_server_rt *s = &w->g->backends[w->bidx].servers[w->sidx];
+        rc = ferry_dns_lookup_host(dw->dns, s->cfg->addr.host, s->cfg->addr.port, answered, w);
+    } else if (bc->discover == FERRY_DISCOVER_DNS) {
+        rc = ferry_dns_lookup_host(dw->dns, bc->discover_name, bc->discover_port, answered, w);
+    } else {
+        rc = ferry_dns_lookup_srv(dw->dns, bc->discover_name, answered, w);
+    }
+    if (rc != 0) {
         w->inflight = false;
         dw->inflight--;
         w->due_ms = ferry_dns_now_ms(dw->dns) + DW_RETRY_MIN_MS;
@@ -324,11 +325,62 @@ static void carry_over(struct ferry_gen *old, struct ferry_gen *g, size_t i, siz
     }
     memcpy(&s->addr, &p->addr, p->addr_len);
     s->addr_len = p->addr_len;
-    for (unsigned w = 0; w < g->d->nworkers; w++) {
-        struct ferry_view_server *v = ferry_gen_view(g, w, i, j);
-        memcpy(&v->addr, &p->addr, p->addr_len);
-        v->addr_len = p->addr_len;
+    struct ferry_view_server v;
+    memset(&v, 0, sizeof(v));
+    memcpy(&v.addr, &p->addr, p->addr_len);
+    v.addr_len = p->addr_len;
+    ferry_view_publish(g, i, j, &v, false);
+}
+
+/* The discovered servers the old generation lists for the same backend and
+ * discover line, given to g before it serves. */
+static void carry_over_discovered(struct ferry_dnswatch *dw, struct ferry_gen *old,
+                                  struct watch *nw, uint64_t now)
+{
+    const struct ferry_backend *bc = &nw->g->cfg->backends[nw->bidx];
+    for (struct watch *w = dw->watches; w; w = w->next) {
+        if (w->g != old || w->kind != W_DISCOVER)
+            continue;
+        const struct ferry_backend *ob = &old->cfg->backends[w->bidx];
+        if (strcmp(ob->name, bc->name) != 0 || ob->discover != bc->discover ||
+            strcmp(ob->discover_name, bc->discover_name) != 0 ||
+            ob->discover_port != bc->discover_port)
+            continue;
+        struct ferry_sset_want *want = calloc(FERRY_DISCOVER_MAX, sizeof(*want));
+        if (!want)
+            return;
+        size_t n = ferry_discover_listed(w->ds, want, FERRY_DISCOVER_MAX);
+        if (n)
+            ferry_discover_apply(nw->ds, want, n, now, false);
+        free(want);
+        return;
     }
+}
+
+static struct watch *add_watch(struct ferry_dnswatch *dw, struct ferry_gen *g,
+                               enum watch_kind kind, size_t bidx, size_t sidx, uint64_t due)
+{
+    struct watch *w = calloc(1, sizeof(*w));
+    if (w && kind == W_DISCOVER) {
+        w->ds = malloc(sizeof(*w->ds));
+        if (w->ds)
+            ferry_discover_init(w->ds, g, bidx);
+    }
+    if (!w || (kind == W_DISCOVER && !w->ds)) {
+        free(w);
+        ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=dns_watch");
+        return NULL;
+    }
+    w->dw = dw;
+    w->g = ferry_gen_ref(g);
+    w->kind = kind;
+    w->bidx = bidx;
+    w->sidx = sidx;
+    w->due_ms = due;
+    w->next = dw->watches;
+    dw->watches = w;
+    dw->first_pending++;
+    return w;
 }
 
 void ferry_dnswatch_adopt(struct ferry_dnswatch *dw, struct ferry_gen *old, struct ferry_gen *g)
@@ -345,27 +397,23 @@ void ferry_dnswatch_adopt(struct ferry_dnswatch *dw, struct ferry_gen *old, stru
         ferry_log(FERRY_LOG_WARN, "dns_resolvers_rejected", "config=%s", g->cfg->path);
     uint64_t now = ferry_dns_now_ms(dw->dns), k = 0;
     for (size_t i = 0; i < g->cfg->nbackends; i++) {
-        struct ferry_backend_rt *b = &g->backends[i];
-        for (size_t j = 0; j < b->nservers; j++) {
-            if (b->servers[j].cfg->addr.kind != FERRY_ADDR_INET || b->servers[j].cfg->addr.resolved)
+        const struct ferry_backend *bc = &g->cfg->backends[i];
+        for (size_t j = 0; j < bc->nservers; j++) {
+            if (bc->servers[j].addr.kind != FERRY_ADDR_INET || bc->servers[j].addr.resolved)
                 continue;
             carry_over(old, g, i, j);
-            struct watch *w = calloc(1, sizeof(*w));
-            if (!w) {
-                ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=dns_watch");
-                continue;
-            }
-            w->dw = dw;
-            w->g = ferry_gen_ref(g);
-            w->bidx = i;
-            w->sidx = j;
             /* Spread: the first names at once, then one every DW_SPREAD_MS. */
-            w->due_ms = now + (k < DW_INFLIGHT ? 0 : (k - DW_INFLIGHT + 1) * DW_SPREAD_MS);
+            add_watch(dw, g, W_HOST, i, j,
+                      now + (k < DW_INFLIGHT ? 0 : (k - DW_INFLIGHT + 1) * DW_SPREAD_MS));
             k++;
-            w->next = dw->watches;
-            dw->watches = w;
-            dw->first_pending++;
         }
+        if (bc->discover == FERRY_DISCOVER_NONE)
+            continue;
+        struct watch *w = add_watch(dw, g, W_DISCOVER, i, 0,
+                                    now + (k < DW_INFLIGHT ? 0 : (k - DW_INFLIGHT + 1) * DW_SPREAD_MS));
+        k++;
+        if (w)
+            carry_over_discovered(dw, old, w, now);
     }
     ferry_dns_set_tick(dw->dns, tick, dw, now);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "balance.h"
+#include "serverset.h"
 #include "daemon.h"
 #include "gen.h"
 #include "log.h"
@@ -113,10 +114,11 @@ static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_erro
     struct ferry_backend_rt *rt = &g->backends[i];
     rt->cfg = b;
     rt->stats = ferry_stats_backend(&g->d->stats, b->name);
-    rt->servers = calloc(b->nservers ? b->nservers : 1, sizeof(*rt->servers));
+    rt->cap = b->nservers + (b->discover != FERRY_DISCOVER_NONE ? FERRY_DISCOVER_MAX : 0);
+    rt->servers = calloc(rt->cap ? rt->cap : 1, sizeof(*rt->servers));
     if (!rt->stats || !rt->servers)
         return -ENOMEM;
-    rt->nservers = b->nservers;
+    atomic_init(&rt->nservers, b->nservers);
     int failed = 0;
     for (size_t j = 0; j < b->nservers; j++) {
         struct ferry_server_rt *s = &rt->servers[j];
@@ -129,7 +131,7 @@ static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_erro
     }
     for (unsigned w = 0; w < g->d->nworkers; w++) {
         struct ferry_backend_view *v = &g->views[(size_t)w * g->cfg->nbackends + i];
-        v->s = calloc(b->nservers ? b->nservers : 1, sizeof(*v->s));
+        v->s = calloc(rt->cap ? rt->cap : 1, sizeof(*v->s));
         if (!v->s)
             return -ENOMEM;
         v->n = b->nservers;
@@ -207,7 +209,7 @@ struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *c
         else if (rc != 0 && failed == 0)
             failed = -1;
         for (unsigned w = 0; w < d->nworkers; w++)
-            if (ferry_lb_state_init(&g->lb[w * cfg->nbackends + i], cfg->backends[i].nservers,
+            if (ferry_lb_state_init(&g->lb[w * cfg->nbackends + i], g->backends[i].cap,
                                     ((uint64_t)w << 32) ^ (uint64_t)(uintptr_t)g ^ i) != 0)
                 failed = -ENOMEM;
     }
@@ -221,6 +223,11 @@ struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *c
         return NULL;
     }
     return g;
+}
+
+struct ferry_backend_view *ferry_gen_views(struct ferry_gen *g, unsigned worker, size_t bidx)
+{
+    return &g->views[(size_t)worker * g->cfg->nbackends + bidx];
 }
 
 struct ferry_view_server *ferry_gen_view(struct ferry_gen *g, unsigned worker, size_t bidx,

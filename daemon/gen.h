@@ -36,26 +36,40 @@ struct ferry_server_rt {
     socklen_t addr_len;           /* 0: not resolved yet */
     char addr_text[256];          /* as written (a host name stays a name) */
     uint64_t key;                 /* ferry_lb_server_key(name): source hashing */
+    struct ferry_server own;      /* cfg of a discovered server (cfg points here) */
+    _Atomic bool unlisted;        /* discovered, then left the answer: not shown,
+                                   * no new connections, its own ones run on */
 };
+
+/* False for a discovered server that left its answer (stats and metrics skip it). */
+static inline bool ferry_server_listed(const struct ferry_server_rt *s)
+{
+    return !atomic_load_explicit(&s->unlisted, memory_order_acquire);
+}
 
 /* One worker's view of a server: the address its new connections go to.
  * Written only on that worker (updates arrive through its inbox), so
  * picking and connecting take no lock. */
 struct ferry_view_server {
     struct sockaddr_storage addr;
-    socklen_t addr_len;           /* 0: unresolved: never picked */
+    socklen_t addr_len;           /* 0: unresolved or departed: never picked */
+    bool dynamic;                 /* discovered: weight and backup below */
+    bool backup;
+    unsigned weight;
 };
 
 struct ferry_backend_view {
-    struct ferry_view_server *s;  /* [backend's nservers] */
-    size_t n;
+    struct ferry_view_server *s;  /* [backend's cap] */
+    size_t n;                     /* servers this worker knows of */
 };
 
 struct ferry_backend_rt {
     const struct ferry_backend *cfg;
     struct ferry_backend_stats *stats;
-    struct ferry_server_rt *servers;
-    size_t nservers;
+    struct ferry_server_rt *servers;  /* [cap] */
+    _Atomic size_t nservers;          /* in use: configured, then discovered ones
+                                       * (grows on the resolver's worker only) */
+    size_t cap;                       /* configured + FERRY_DISCOVER_MAX with discover */
     SSL_CTX *tls_ctx; /* backend tls = on */
     SSL_CTX *health_tls_ctx; /* health_check = tls with tls_cert, without tls = on */
 };
@@ -94,7 +108,8 @@ struct ferry_gen {
 };
 
 struct ferry_gen *ferry_gen_ref(struct ferry_gen *g);
-/* Worker `worker`'s view of server sidx of backend bidx. */
+/* Worker `worker`'s view of backend bidx, and of its server sidx. */
+struct ferry_backend_view *ferry_gen_views(struct ferry_gen *g, unsigned worker, size_t bidx);
 struct ferry_view_server *ferry_gen_view(struct ferry_gen *g, unsigned worker, size_t bidx,
                                          size_t sidx);
 void ferry_gen_unref(struct ferry_gen *g);

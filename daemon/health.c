@@ -430,6 +430,42 @@ static size_t checked_servers(const struct ferry_gen *g)
     return n;
 }
 
+/* One check task for server sidx of backend bidx on `worker`, its first
+ * check first_ms from now. */
+static int start_task(struct ferry_gen *g, size_t bidx, size_t sidx, unsigned worker,
+                      uint64_t first_ms)
+{
+    struct ferry_backend_rt *b = &g->backends[bidx];
+    struct health_task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->base.vt = &health_vt;
+    t->b = b;
+    t->s = &b->servers[sidx];
+    int rc = task_setup(t);
+    if (rc < 0) {
+        if (t->request_owned)
+            free(t->request);
+        if (t->own_ctx)
+            SSL_CTX_free(t->own_ctx);
+        free(t);
+        return rc;
+    }
+    t->g = ferry_gen_ref(g);
+    t->worker = worker;
+    ac_notified_init(&t->stop, &g->stop);
+    ac_sleep_init(&t->timer, first_ms);
+    t->state = H_WAIT;
+    return ac_spawn(ac_runtime_worker(g->d->rt, t->worker), &t->base, health_free);
+}
+
+int ferry_health_start_server(struct ferry_gen *g, size_t bidx, size_t sidx)
+{
+    if (g->backends[bidx].cfg->health_check == FERRY_HEALTH_OFF)
+        return 0;
+    return start_task(g, bidx, sidx, (unsigned)((bidx + sidx) % g->d->nworkers), 0);
+}
+
 int ferry_health_start(struct ferry_gen *g)
 {
     struct ferry_daemon *d = g->d;
@@ -438,30 +474,11 @@ int ferry_health_start(struct ferry_gen *g)
         struct ferry_backend_rt *b = &g->backends[i];
         if (b->cfg->health_check == FERRY_HEALTH_OFF)
             continue;
-        for (size_t j = 0; j < b->nservers; j++, k++) {
-            struct health_task *t = calloc(1, sizeof(*t));
-            if (!t)
-                return -ENOMEM;
-            t->base.vt = &health_vt;
-            t->b = b;
-            t->s = &b->servers[j];
-            int rc = task_setup(t);
-            if (rc < 0) {
-                if (t->request_owned)
-                    free(t->request);
-                if (t->own_ctx)
-                    SSL_CTX_free(t->own_ctx);
-                free(t);
-                return rc;
-            }
-            t->g = ferry_gen_ref(g);
-            t->worker = (unsigned)(k % d->nworkers);
-            ac_notified_init(&t->stop, &g->stop);
+        size_t n = b->nservers;
+        for (size_t j = 0; j < n; j++, k++) {
             /* The k-th check of `total` first runs k/total into its interval. */
-            ac_sleep_init(&t->timer, b->cfg->health_interval_ms * k / total);
-            t->state = H_WAIT;
-            rc = ac_spawn(ac_runtime_worker(d->rt, t->worker), &t->base,
-                          health_free);
+            int rc = start_task(g, i, j, (unsigned)(k % d->nworkers),
+                                b->cfg->health_interval_ms * k / total);
             if (rc < 0)
                 return rc;
         }

@@ -249,8 +249,12 @@ static void json_backend(struct ferry_daemon *d, const struct ferry_backend_rt *
                      "\"queue\": %llu, \"servers\": [",
                      balance_name(b->cfg->balance), (unsigned long long)t.active,
                      (unsigned long long)t.total, (unsigned long long)t.queue);
+    bool first = true;
     for (size_t i = 0; i < b->nservers; i++) {
-        ferry_buf_puts(out, i ? ", " : "");
+        if (!ferry_server_listed(&b->servers[i]))
+            continue;
+        ferry_buf_puts(out, first ? "" : ", ");
+        first = false;
         json_server(d, &b->servers[i], out);
     }
     ferry_buf_puts(out, "]}");
@@ -330,6 +334,8 @@ static void text_backends(struct ferry_daemon *d, const struct ferry_gen *g, str
             table_cell(&t, "-");
         for (size_t j = 0; j < b->nservers; j++) {
             const struct ferry_server_rt *s = &b->servers[j];
+            if (!ferry_server_listed(s))
+                continue;
             struct ferry_server_totals st = {0};
             if (s->stats)
                 ferry_server_stats_sum(&d->stats, s->stats, &st);
@@ -545,6 +551,8 @@ static void metrics_servers(struct ferry_daemon *d, const struct ferry_gen *g,
         const struct ferry_backend_rt *b = &g->backends[i];
         for (size_t j = 0; j < b->nservers; j++) {
             const struct ferry_server_rt *s = &b->servers[j];
+            if (!ferry_server_listed(s))
+                continue;
             bool up = !s->stats || strcmp(ferry_server_state_name(s->stats), "up") == 0;
             server_labels(out, "ferry_server_up", b, s);
             ferry_buf_printf(out, "%d\n", up ? 1 : 0);
@@ -556,6 +564,8 @@ static void metrics_servers(struct ferry_daemon *d, const struct ferry_gen *g,
         for (size_t i = 0; i < nb; i++) {
             const struct ferry_backend_rt *b = &g->backends[i];
             for (size_t j = 0; j < b->nservers; j++) {
+                if (!ferry_server_listed(&b->servers[j]))
+                    continue;
                 struct ferry_server_totals t = {0};
                 if (b->servers[j].stats)
                     ferry_server_stats_sum(&d->stats, b->servers[j].stats, &t);

@@ -117,7 +117,8 @@ static void put_slot(struct ferry_upstream *u)
 static int pick(struct ferry_upstream *u)
 {
     struct ferry_backend_rt *b = u->b;
-    size_t n = b->nservers;
+    const struct ferry_backend_view *view = ferry_gen_views(u->g, u->worker, u->bidx);
+    size_t n = view->n; /* this worker's servers: discovered ones arrive by inbox */
     struct ferry_lb_candidate *c = calloc(n ? n : 1, sizeof(*c));
     if (!c)
         return -1;
@@ -128,16 +129,20 @@ static int pick(struct ferry_upstream *u)
         if (pass == 1 && b->cfg->health_check != FERRY_HEALTH_OFF)
             break;
         for (size_t i = 0; i < n; i++) {
+            const struct ferry_view_server *v = &view->s[i];
+            memset(&c[i], 0, sizeof(c[i]));
+            if (v->addr_len == 0)
+                continue; /* unresolved or departed: not a candidate */
             struct ferry_server_rt *s = &b->servers[i];
             struct ferry_server_totals t;
             ferry_server_stats_sum(&u->g->d->stats, s->stats, &t);
             bool up = atomic_load(&s->stats->state) == FERRY_SERVER_UP;
-            c[i].weight = ramped_weight(b->cfg, s->stats, ferry_server_weight(s->stats, s->cfg->weight), now);
-            c[i].backup = s->cfg->backup;
+            unsigned weight = v->dynamic ? v->weight : s->cfg->weight;
+            c[i].weight = ramped_weight(b->cfg, s->stats, ferry_server_weight(s->stats, weight), now);
+            c[i].backup = v->dynamic ? v->backup : s->cfg->backup;
             c[i].key = s->key;
             c[i].active = (unsigned)t.active;
-            const struct ferry_view_server *v = ferry_gen_view(u->g, u->worker, u->bidx, i);
-            c[i].usable = v->addr_len > 0 && ferry_server_admitted(s->stats) && (up || pass == 1);
+            c[i].usable = ferry_server_admitted(s->stats) && (up || pass == 1);
         }
         if (u->capped)
             full = drop_full(u, c, n);
@@ -449,7 +454,7 @@ void ferry_upstream_init(struct ferry_upstream *u, struct ferry_gen *g, size_t b
     u->tls = tls;
     for (size_t i = 0; i < u->b->nservers; i++)
         u->capped |= u->b->servers[i].cfg->max_connections > 0;
-    u->tried = calloc(u->b->nservers ? u->b->nservers : 1, sizeof(bool));
+    u->tried = calloc(u->b->cap ? u->b->cap : 1, sizeof(bool));
     if (!u->tried) { /* out of memory: ready at first poll with the error */
         u->err = -ENOMEM;
         u->reason = "out of memory";

@@ -181,6 +181,91 @@ def test_dns_down_keeps_last_good_address():
     assert who(port) == b"aa"
 
 
+def servers(f, backend="app"):
+    for b in f.stats()["backends"]:
+        if b["name"] == backend:
+            return {s["name"]: s for s in b["servers"]}
+    raise AssertionError(f"no backend {backend}")
+
+
+def test_discover_a_records_as_servers():
+    bport = free_port()
+    for i in (2, 3, 4):
+        labelled(f"127.0.0.{i}", b"s%d" % i, bport)
+    hosts3 = "".join(f"127.0.0.{i} svc.test\n" for i in (2, 3, 4))
+    dns = start_dnsmasq(hosts3)
+    port = free_port()
+    f = start_ferry(web_config(port, f"discover = dns svc.test:{bport}\n",
+                               global_lines=dns_globals(dns).replace("workers = 2", "workers = 1")))
+    names = {f"127.0.0.{i}:{bport}" for i in (2, 3, 4)}
+    wait_for(lambda: set(servers(f)) == names, timeout=10, what="three discovered servers")
+    got = [who(port) for _ in range(30)]
+    assert sorted(set(got)) == [b"s2", b"s3", b"s4"] and got.count(b"s4") == 10, got
+    # Hold a connection on 127.0.0.4, then remove its record: the server
+    # takes no new connections, the held one runs on.
+    held = None
+    for _ in range(6):
+        c = connect(port)
+        if recv_exact(c, 2) == b"s4":
+            held = c
+            break
+        c.close()
+    assert held is not None
+    total4 = servers(f)[f"127.0.0.4:{bport}"]["total"]
+    dns.reload("127.0.0.2 svc.test\n127.0.0.3 svc.test\n")
+    wait_for(lambda: f"127.0.0.4:{bport}" not in servers(f), timeout=15,
+             what="the removed record's server leaving")
+    got = [who(port) for _ in range(20)]
+    assert b"s4" not in got and got.count(b"s2") == 10, got
+    held.sendall(b"still here")
+    assert recv_exact(held, 10) == b"still here"
+    held.close()
+    assert "server_departed" in f.logtext()
+    # It comes back under the same name, with its counters.
+    dns.reload(hosts3)
+    wait_for(lambda: f"127.0.0.4:{bport}" in servers(f), timeout=15, what="the record returning")
+    assert servers(f)[f"127.0.0.4:{bport}"]["total"] >= total4
+    wait_for(lambda: who(port) == b"s4", timeout=5, what="traffic to the returned server")
+    # DNS down: the last good set stays.
+    dns.stop()
+    wait_for(lambda: "kept=last_set" in f.logtext(), timeout=20, what="a failed discover lookup")
+    assert set(servers(f)) == names
+    assert sorted(set(who(port) for _ in range(9))) == [b"s2", b"s3", b"s4"]
+    # A reload while DNS is down carries the discovered servers over.
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded" in f.logtext(), timeout=10, what="reload")
+    assert set(servers(f)) == names
+    assert sorted(set(who(port) for _ in range(9))) == [b"s2", b"s3", b"s4"]
+
+
+def test_discover_srv_weights_and_backup():
+    pa, pb, pc = free_port(), free_port(), free_port()
+    labelled("127.0.0.2", b"w1", pa)
+    labelled("127.0.0.2", b"w3", pb)  # same address, another port: another server
+    labelled("127.0.0.4", b"bk", pc)
+    srv = [f"_app._tcp.srv.test,a.test,{pa},10,1", f"_app._tcp.srv.test,a.test,{pb},10,3",
+           f"_app._tcp.srv.test,c.test,{pc},20,5"]
+    dns = start_dnsmasq("127.0.0.2 a.test\n127.0.0.4 c.test\n", srv=srv)
+    port = free_port()
+    f = start_ferry(web_config(port, "discover = srv _app._tcp.srv.test\n",
+                               global_lines=dns_globals(dns).replace("workers = 2", "workers = 1")))
+    names = {f"127.0.0.2:{pa}", f"127.0.0.2:{pb}", f"127.0.0.4:{pc}"}
+    wait_for(lambda: set(servers(f)) == names, timeout=10, what="three SRV servers")
+    got = [who(port) for _ in range(40)]
+    assert got.count(b"w1") == 10 and got.count(b"w3") == 30, got  # weights 1:3, no backup
+    # The priority-20 record is a backup: it serves once the others are out.
+    f.ctl("disable", f"app/127.0.0.2:{pa}")
+    f.ctl("disable", f"app/127.0.0.2:{pb}")
+    assert [who(port) for _ in range(3)] == [b"bk"] * 3
+    f.ctl("enable", f"app/127.0.0.2:{pa}")
+    f.ctl("enable", f"app/127.0.0.2:{pb}")
+    # A record removed (dnsmasq restarted on the same port with two of them).
+    dns.restart(srv=srv[1:])
+    wait_for(lambda: set(servers(f)) == names - {f"127.0.0.2:{pa}"}, timeout=15,
+             what="the removed SRV record's server leaving")
+    assert [who(port) for _ in range(4)] == [b"w3"] * 4
+
+
 def test_check_mode_does_not_resolve():
     dns_port = free_port()  # nothing answers here
     port = free_port()

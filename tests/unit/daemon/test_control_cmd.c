@@ -122,7 +122,7 @@ static void test_errors(void **state)
     bad("set server ab state ready", "expected BACKEND/SERVER, got 'ab'");
     bad("disable server web", "expected BACKEND/SERVER, got 'web'");
     bad("disable server web/a extra", "unexpected argument 'extra'");
-    const char *inv = "invalid BACKEND/SERVER '%s' (names: letters, digits, '_', '.', '-', at most 63 characters)";
+    const char *inv = "invalid BACKEND/SERVER '%s' (names: letters, digits, '_', '.', '-', at most 63 characters; discovered servers: ADDRESS:PORT)";
     const char *targets[] = {"web/", "/a", "web/a/b", "w$b/a", "web/a;rm", "web/é"};
     for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
         char line[128], want[256];
@@ -135,6 +135,12 @@ static void test_errors(void **state)
             assert_string_equal(r.error, want);
         }
     }
+    /* A discovered server is named ADDRESS:PORT. */
+    struct ferry_ctl_request dr;
+    assert_int_equal(parse("disable server web/[2001:db8::7]:80", &dr), 0);
+    assert_string_equal(dr.server, "[2001:db8::7]:80");
+    assert_int_equal(parse("disable server web/10.0.0.7:80", &dr), 0);
+    assert_string_equal(dr.server, "10.0.0.7:80");
     bad("a b c d e f g h i", "too many arguments");
     bad("show info\rjson", "invalid character 0x0d in command");
     bad("show info\n\n", "invalid character 0x0a in command");
