@@ -180,5 +180,26 @@ def test_line_too_long_is_an_error_at_its_line():
                    f'{path}:6: unknown backend "nowhere"'], out
 
 
+# ---- documentation matches the binary ----
+
+def test_ferryctl_man_page_lists_every_metric():
+    # Issue 8: ferryctl(8) listed only part of the metrics. Every metric the
+    # real ferryd exports (with a TLS listener, so certificate metrics too)
+    # is named in the page.
+    d = tmpdir()
+    self_signed(os.path.join(d, "a.pem"))
+    mport = free_port()
+    f = start_ferry(f"[global]\ncontrol_socket = @SOCK@\nmetrics = 127.0.0.1:{mport}\n"
+                    f"[listener l]\nbind = 127.0.0.1:{free_port()}\ntls = on\n"
+                    f"tls_cert = {d}/a.pem\nbackend = b\n[backend b]\nserver s 127.0.0.1:9\n")
+    text = f.ctl("metrics")
+    names = sorted({l.split()[2] for l in text.splitlines() if l.startswith("# TYPE ")})
+    assert len(names) >= 20, names
+    with open(os.path.join(SOURCE, "man", "ferryctl.8")) as fh:
+        page = fh.read().replace("\\-", "-")
+    missing = [n for n in names if n not in page]
+    assert not missing, f"not in ferryctl(8): {missing}"
+
+
 if __name__ == "__main__":
     runner.run(globals())
