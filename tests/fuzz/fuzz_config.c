@@ -37,6 +37,11 @@ static const struct fuzz_seed seeds[] = {
     FUZZ_SEED("[listener x]\nbind = unix:/tmp/x.sock\ntls = on\ntls_cert = /nonexistent.pem\n"
               "tls_min_version = 1.3\nbackend = y\n[backend y]\nserver s *:80\n"),
     FUZZ_SEED("; comment\n# comment\n[global]\nmetrics = 127.0.0.1:9100\n"),
+    FUZZ_SEED("[listener l]\nbind = 127.0.0.1:1\nbackend = b\naccept_proxy = on\n"
+              "max_connections_per_client = 10\nclient_rate = 100\n"
+              "[backend b]\nserver s 127.0.0.1:2 weight=2 max_connections=5\nsend_proxy = v2\n"
+              "health_check = http\nhealth_uri = /primary\nhealth_status = 200,3xx\n"
+              "queue_timeout = 1s\nmax_queue = 10\nslow_start = 30s\n"),
 };
 
 const struct fuzz_seed *fuzz_seeds(size_t *n)

@@ -21,6 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 static const struct fuzz_seed seeds[] = {
     FUZZ_SEED("show stats json\n"), FUZZ_SEED("disable server web/app1\n"),
     FUZZ_SEED("help\r\n"), FUZZ_SEED("reload\n"), FUZZ_SEED("show conns\n"),
+    FUZZ_SEED("set server web/app1 state maint\n"), FUZZ_SEED("set server web/app1 weight 256\n"),
+    FUZZ_SEED("add server web app3 127.0.0.1:9003 weight=2 backup max_connections=10\n"),
+    FUZZ_SEED("del server web/app3\n"), FUZZ_SEED("disable listener web\n"),
 };
 
 const struct fuzz_seed *fuzz_seeds(size_t *n)
