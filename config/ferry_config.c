@@ -528,6 +528,7 @@ static void free_listener(struct ferry_listener *l)
     free(l->tls_ciphersuites);
     free(l->tls_alpn);
     free(l->tls_client_ca);
+    free(l->tls_ticket_keys);
     free(l->routes);
     free(l->allow);
     free(l->deny);

@@ -113,6 +113,8 @@ struct ferry_listener {
     int tls_min_version;        /* 0x0303 (1.2) or 0x0304 (1.3) */
     char *tls_ciphers, *tls_ciphersuites, *tls_alpn, *tls_client_ca; /* NULL: unset */
     int tls_client_ca_line;
+    char *tls_ticket_keys;      /* NULL: a random key per process */
+    int tls_ticket_keys_line;
     int tls_ciphers_line, tls_ciphersuites_line, tls_alpn_line; /* 0: unset */
     struct ferry_route *routes;
     size_t nroutes;

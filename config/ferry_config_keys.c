@@ -468,6 +468,12 @@ static void l_tls_alpn(struct ferry__parse *p, const char *v)
     L(p)->tls_alpn_line = p->lineno;
 }
 
+static void l_tls_ticket_keys(struct ferry__parse *p, const char *v)
+{
+    ferry__set_path(p, v, &L(p)->tls_ticket_keys);
+    L(p)->tls_ticket_keys_line = p->lineno;
+}
+
 static void l_tls_client_ca(struct ferry__parse *p, const char *v)
 {
     ferry__set_path(p, v, &L(p)->tls_client_ca);
@@ -595,6 +601,7 @@ static const struct key_def listener_keys[] = {
     {"tls_ciphersuites", false, false, l_tls_ciphersuites},
     {"tls_alpn", false, false, l_tls_alpn},
     {"tls_client_ca", false, false, l_tls_client_ca},
+    {"tls_ticket_keys", false, false, l_tls_ticket_keys},
     {"route", true, false, l_route},
     {"accept_proxy", false, false, l_accept_proxy},
     {"allow", true, false, l_allow},

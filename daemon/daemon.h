@@ -61,6 +61,7 @@ struct ferry_daemon {
     _Atomic uint64_t state_changes;   /* runtime changes since start (state_file) */
     pid_t pid;
     struct ferry_logger log;          /* where log lines go (log_writer.h) */
+    unsigned char ticket_key[80];     /* random, for listeners without tls_ticket_keys */
 };
 
 /* Current generation with a reference taken (release with ferry_gen_unref). */

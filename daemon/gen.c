@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "gen.h"
 #include "log.h"
+#include "ticket_keys.h"
 #include "tls_ctx.h"
 
 struct ferry_gen *ferry_gen_ref(struct ferry_gen *g)
@@ -179,6 +180,10 @@ static int build_listener(struct ferry_gen *g, size_t i, struct ferry_config_err
         rt->tls_ctx = ferry_tls_server_ctx_new(l, g->cfg->path, errs);
         if (!rt->tls_ctx)
             return -1;
+        /* Tickets stay valid across reloads: one random key per process. */
+        if (!l->tls_ticket_keys &&
+            ferry_ticket_keys_install(rt->tls_ctx, ferry_ticket_keys_from_raw(g->d->ticket_key)) != 0)
+            return -ENOMEM;
     }
     return 0;
 }

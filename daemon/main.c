@@ -6,6 +6,7 @@
  * until a stop signal. Exit 2 for any start-up failure.
  */
 #include <errno.h>
+#include <openssl/rand.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,8 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
     clock_gettime(CLOCK_REALTIME, &ts);
     d->start_unix = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     atomic_init(&d->last_reload_ok, true);
+    if (RAND_bytes(d->ticket_key, sizeof(d->ticket_key)) != 1)
+        return -ENOMEM;
     atomic_init(&d->last_reload_success, (int64_t)ts.tv_sec);
     pthread_mutex_init(&d->gen_ptr_lock, NULL);
     pthread_mutex_init(&d->state_file_lock, NULL);

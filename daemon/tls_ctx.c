@@ -14,11 +14,13 @@
  * the client's signature algorithms allow.
  *
  * Sessions: stateless tickets only (no server-side cache to grow or lock),
- * with keys OpenSSL draws at random per SSL_CTX, i.e. per listener and per
- * configuration generation, and a session id context hashed from what makes
+ * with the keys of tls_ticket_keys (shared by a fleet, see ticket_keys.h) or
+ * else one random key per process (installed by the generation builder, so
+ * tickets survive reloads), and a session id context hashed from what makes
  * a listener's rules, so a session never resumes on another listener.
  */
 #include "tls_ctx.h"
+#include "ticket_keys.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -471,6 +473,18 @@ static void setup_sessions(struct build *b, SSL_CTX *ctx, const struct ferry_lis
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 }
 
+/* tls_ticket_keys: the file's keys replace OpenSSL's random ones. */
+static void setup_ticket_keys(struct build *b, SSL_CTX *ctx, const struct ferry_listener *l)
+{
+    char why[256];
+    int line = l->tls_ticket_keys_line > 0 ? l->tls_ticket_keys_line : l->line;
+    struct ferry_ticket_keys *keys = ferry_ticket_keys_load(l->tls_ticket_keys, why, sizeof(why));
+    if (keys == NULL)
+        build_error(b, line, "cannot use tls_ticket_keys %s: %s", l->tls_ticket_keys, why);
+    else if (ferry_ticket_keys_install(ctx, keys) != 0)
+        build_error(b, line, "cannot use tls_ticket_keys %s: out of memory", l->tls_ticket_keys);
+}
+
 SSL_CTX *ferry_tls_server_ctx_new(const struct ferry_listener *l, const char *cfg_path,
                                   struct ferry_config_errors *errs)
 {
@@ -501,6 +515,8 @@ SSL_CTX *ferry_tls_server_ctx_new(const struct ferry_listener *l, const char *cf
     if (l->tls_client_ca != NULL)
         setup_client_ca(&b, ctx, l);
     setup_sessions(&b, ctx, l);
+    if (l->tls_ticket_keys != NULL)
+        setup_ticket_keys(&b, ctx, l);
     ERR_clear_error();
     if (b.failed) {
         SSL_CTX_free(ctx);
