@@ -34,10 +34,13 @@ static void bad(struct ferry__parse *p, const char *v, const char *expected)
 
 /* ---- typed helpers ---- */
 
-static void set_bool(struct ferry__parse *p, const char *v, bool *dst)
+/* False (after reporting it) when v is not a boolean. */
+static bool set_bool(struct ferry__parse *p, const char *v, bool *dst)
 {
-    if (ferry_parse_bool(v, dst) < 0)
-        bad(p, v, "on, off, yes, no, true or false");
+    if (ferry_parse_bool(v, dst) == 0)
+        return true;
+    bad(p, v, "on, off, yes, no, true or false");
+    return false;
 }
 
 static void set_uint(struct ferry__parse *p, const char *v, unsigned min, unsigned max,
@@ -377,8 +380,7 @@ static void l_backend(struct ferry__parse *p, const char *v)
 
 static void l_tls(struct ferry__parse *p, const char *v)
 {
-    p->tls_bad = ferry_parse_bool(v, &L(p)->tls) < 0;
-    set_bool(p, v, &L(p)->tls);
+    p->tls_bad = !set_bool(p, v, &L(p)->tls);
 }
 
 /* "CERT [KEY]": the certificate chain, and its key in the same file or in
@@ -879,8 +881,7 @@ static void b_health_fall(struct ferry__parse *p, const char *v)
 
 static void b_tls(struct ferry__parse *p, const char *v)
 {
-    p->tls_bad = ferry_parse_bool(v, &B(p)->tls) < 0;
-    set_bool(p, v, &B(p)->tls);
+    p->tls_bad = !set_bool(p, v, &B(p)->tls);
 }
 
 static void b_tls_verify(struct ferry__parse *p, const char *v)
