@@ -84,7 +84,7 @@ struct ferry_conn {
     union {
         struct {
             struct ac_sleep deadline;
-            struct ac_notified drain; /* a stop's drain_timeout ended: give up */
+            struct ac_local_notified drain; /* a stop's drain_timeout ended: give up */
             bool deadline_live, step_live;
             union {
                 struct ferry_peek peek;
@@ -95,7 +95,7 @@ struct ferry_conn {
         struct {
             struct ac_copy_bidi copy;
             struct idle_fut idle;
-            struct ac_notified drain;
+            struct ac_local_notified drain;
             struct ac_future *futs[3];
             struct ac_select_n sel;
         } run;
@@ -224,7 +224,7 @@ static void pre_begin(struct ferry_conn *c)
     if (!c->u.pre.deadline_live) {
         ac_sleep_init_deadline(&c->u.pre.deadline,
                                c->start_ms + listener_cfg(c)->handshake_timeout_ms);
-        ac_notified_init(&c->u.pre.drain, &c->fw->drain);
+        ac_local_notified_init(&c->u.pre.drain, &c->fw->drain);
         c->u.pre.deadline_live = true;
     }
     c->u_live = true;
@@ -476,7 +476,7 @@ static void start_copy(struct ferry_conn *c, struct ac_context *cx)
     idle->activity = &c->last_activity;
     idle->idle_ms = listener_cfg(c)->idle_timeout_ms;
     ac_sleep_init(&idle->sleep, idle->idle_ms);
-    ac_notified_init(&c->u.run.drain, &c->fw->drain);
+    ac_local_notified_init(&c->u.run.drain, &c->fw->drain);
     c->u.run.futs[0] = &c->u.run.copy.base;
     c->u.run.futs[1] = &idle->base;
     c->u.run.futs[2] = &c->u.run.drain.base;

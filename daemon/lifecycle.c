@@ -27,6 +27,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "sdnotify.h"
+#include "worker.h"
 
 #define HEARTBEAT_MS 250
 #define STOP_POLL_MS 50
@@ -123,7 +124,8 @@ static void begin_stop(struct signal_task *t, struct ac_context *cx)
 static void cut(struct ferry_daemon *d)
 {
     for (unsigned i = 0; i < d->nworkers; i++)
-        ac_notify_all(&d->workers[i].drain);
+        if (ferry_worker_cut(&d->workers[i]) < 0)
+            ferry_log(FERRY_LOG_ERROR, "cannot cut connections", "worker=%u", i);
 }
 
 static void on_signal(struct signal_task *t, struct ac_context *cx, int signo)

@@ -338,7 +338,7 @@ static ac_poll_t pick_or_queue(struct ferry_upstream *u, struct ac_context *cx, 
         return queue_ended(u, FERRY_QUEUE_FULL);
     u->queued = true;
     ac_sleep_init(&u->qdeadline, u->b->cfg->queue_timeout_ms);
-    ac_notified_init(&u->qdrain, &u->g->d->workers[u->worker].drain);
+    ac_local_notified_init(&u->qdrain, &u->g->d->workers[u->worker].drain);
     u->state = UP_QUEUE;
     return poll_queue(u, cx, idx);
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "asynccore/local_notify.h"
 #include "asynccore/net.h"
 #include "asynccore/timer.h"
 #include "asynccore/tls.h"
@@ -47,7 +48,7 @@ struct ferry_upstream {
     bool queued;              /* waiting in the backend queue */
     struct ferry_queue_waiter qw;
     struct ac_sleep qdeadline;
-    struct ac_notified qdrain; /* the worker's drain signal, while queued */
+    struct ac_local_notified qdrain; /* the worker's drain signal, while queued */
     enum ferry_queue_end qend; /* output */
     union {
         struct ac_connect connect;

@@ -11,6 +11,7 @@
 
 #include "asynccore/combinators.h"
 #include "asynccore/limit.h"
+#include "asynccore/local_notify.h"
 #include "asynccore/runtime.h"
 #include "asynccore/sync.h"
 #include "asynccore/timer.h"
@@ -649,6 +650,39 @@ static void test_limit_threads(void **state)
     ac_limit_destroy(&sh.l);
 }
 
+/* ---- local notify ---- */
+
+static void test_local_notify(void **state)
+{
+    (void)state;
+    struct ac_local_notify n;
+    struct cwaker c1, c2;
+    struct ac_waker w1, w2;
+    cw_init(&c1);
+    cw_init(&c2);
+    struct ac_context cx1 = cw_context(&c1, &w1), cx2 = cw_context(&c2, &w2);
+    struct ac_local_notified a, b, late;
+
+    ac_local_notify_init(&n);
+    ac_local_notified_init(&a, &n);
+    ac_local_notified_init(&b, &n);
+    assert_int_equal(ac_future_poll(&a.base, &cx1), AC_PENDING);
+    assert_int_equal(ac_future_poll(&a.base, &cx1), AC_PENDING); /* listed once */
+    assert_int_equal(ac_future_poll(&b.base, &cx2), AC_PENDING);
+    ac_future_drop(&b.base); /* a dropped waiter leaves the list */
+    ac_local_notify_all(&n);
+    assert_int_equal(atomic_load(&c1.wakes), 1);
+    assert_int_equal(atomic_load(&c2.wakes), 0);
+    assert_int_equal(ac_future_poll(&a.base, &cx1), AC_READY);
+    ac_future_drop(&a.base);
+    ac_local_notified_init(&late, &n); /* sticky: ready at once */
+    assert_int_equal(ac_future_poll(&late.base, &cx2), AC_READY);
+    ac_future_drop(&late.base);
+    assert_null(n.waiters);
+    assert_balanced(&c1);
+    assert_balanced(&c2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -666,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_semaphore_on_worker),
         cmocka_unit_test(test_limit_take_put_wait),
         cmocka_unit_test(test_limit_threads),
+        cmocka_unit_test(test_local_notify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
