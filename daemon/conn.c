@@ -630,8 +630,12 @@ static void tls_facts(struct ferry_conn *c, const char **sni, const char **ver,
     if (an)
         snprintf(alpn, alpn_len, "%.*s", (int)an, (const char *)a);
     X509 *peer = SSL_get0_peer_certificate(ssl);
-    if (peer)
-        X509_NAME_oneline(X509_get_subject_name(peer), subject, (int)subject_len);
+    BIO *bio = peer ? BIO_new(BIO_s_mem()) : NULL;
+    if (bio && X509_NAME_print_ex(bio, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0) {
+        int n = BIO_read(bio, subject, (int)subject_len - 1); /* "CN=client,O=Example" */
+        subject[n > 0 ? n : 0] = '\0';
+    }
+    BIO_free(bio);
 }
 
 /* The access-log line (SPEC 5), independent of log_level. Optional fields

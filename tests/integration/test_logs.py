@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -233,6 +234,18 @@ def test_hostile_sni_and_tls_fields():
     bad = [e for e in f.access_log() if e["end"] == "handshake_failed"][0]
     assert bad["closed_by"] == "proxy" and "protocol" in bad["reason"], bad
     assert not [l for l in text.splitlines() if "handshake" in l and "msg=conn" not in l], text
+    # A client certificate's subject (RFC 2253).
+    mport = free_port()
+    m = start_ferry(web_config(mport, f"server app1 127.0.0.1:{b.port}", "",
+                               f"tls = on\ntls_cert = {os.path.join(certs, 'a-ec.pem')}\n"
+                               f"tls_client_ca = {os.path.join(certs, 'ca.pem')}"))
+    client = os.path.join(certs, "client.pem")
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{mport}", "-servername",
+                        "a.test", "-cert", client, "-key", client], input=b"hi",
+                       capture_output=True, timeout=20)
+    wait_for(lambda: m.access_log(), what="mTLS access line")
+    e = m.access_log()[0]
+    assert e["end"] == "closed" and e["client_cert"] == "CN=client" and e["sni"] == "a.test", (e, r.stderr)
 
 
 def test_warn_level_keeps_access_log_in_its_own_file():
@@ -278,18 +291,86 @@ def test_sigusr1_reopens_moved_files():
 
 
 def test_syslog_datagrams():
-    # A stand-in for /dev/log is not possible without root; when the real one
-    # exists, ferryd must start and keep serving with log = syslog.
-    if not os.path.exists("/dev/log"):
-        print("skip: no /dev/log")
-        return
+    """log = syslog: one datagram a line to /dev/log, `<PRI>ferryd[PID]: `
+    (facility daemon) then the line with ts=. Where no syslog daemon owns
+    /dev/log and we may create it, the test listens there itself; otherwise
+    it only checks that ferryd starts and serves."""
     b = start_backend("echo")
     port = free_port()
-    f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}", "log = syslog"),
-                    check=False)
-    wait_for(lambda: os.path.exists(f.sock_path) or f.proc.poll() is not None, what="start")
-    assert f.proc.poll() is None, f.logtext()
-    echo_once(port)
+    rx = None
+    if not os.path.exists("/dev/log") and os.access("/dev", os.W_OK):
+        rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        rx.bind("/dev/log")
+        rx.settimeout(10)
+
+        def unbind():
+            rx.close()
+            os.unlink("/dev/log")
+        cleanup(unbind)
+    if rx is None and not os.path.exists("/dev/log"):
+        print("skip: no /dev/log and cannot create it")
+        return
+    f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}\n"
+                               f"server gone 127.0.0.1:{free_port()}", "log = syslog"))
+    for _ in range(3):
+        echo_once(port)
+    if rx is None:
+        return
+    got = []
+    while not any(b" msg=conn " in g for g in got) or not any(b"msg=connect_failed" in g for g in got):
+        got.append(rx.recv(8192))
+    pid = f.proc.pid
+    for g in got:
+        m = re.match(rb"<(\d+)>ferryd\[(\d+)\]: (.*)$", g, re.S)
+        assert m and int(m.group(2)) == pid, g
+        line = m.group(3).decode()
+        assert "\n" not in line and TS.match(line), g
+        level = parse_logfmt(line)["level"]
+        assert int(m.group(1)) == 3 * 8 + {"error": 3, "warn": 4, "info": 6, "debug": 7}[level], g
+    assert f.logtext() == "", f.logtext()  # nothing on stderr
+
+
+def test_closed_by_server_and_reset():
+    def bye(c, _):
+        c.recv(16)
+        c.sendall(b"bye")
+        c.close()  # FIN first, from the server
+
+    def rst(c, _):
+        c.recv(16)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # RST
+    b1, b2 = start_backend(bye), start_backend(rst)
+    p1, p2 = free_port(), free_port()
+    f = start_ferry(f"""
+[global]
+control_socket = @SOCK@
+[listener bye]
+bind = 127.0.0.1:{p1}
+backend = bye
+[listener rst]
+bind = 127.0.0.1:{p2}
+backend = rst
+[backend bye]
+server s 127.0.0.1:{b1.port}
+[backend rst]
+server s 127.0.0.1:{b2.port}
+""")
+    s = connect(p1)
+    s.sendall(b"hi")
+    assert recv_exact(s, 3) == b"bye"
+    time.sleep(0.2)
+    s.close()
+    s = connect(p2)
+    s.sendall(b"hi")
+    try:
+        s.recv(16)
+    except OSError:
+        pass
+    s.close()
+    wait_for(lambda: len(f.access_log()) == 2, what="two access lines")
+    by = {e["listener"]: (e["end"], e["closed_by"]) for e in f.access_log()}
+    assert by == {"bye": ("closed", "server"), "rst": ("reset", "server")}, by
 
 
 def many_clients(port, n, threads=8):
