@@ -125,7 +125,7 @@ static void cut(struct ferry_daemon *d)
 {
     for (unsigned i = 0; i < d->nworkers; i++)
         if (ferry_worker_cut(&d->workers[i]) < 0)
-            ferry_log(FERRY_LOG_ERROR, "cannot cut connections", "worker=%u", i);
+            ferry_log(FERRY_LOG_ERROR, "cut_failed", "worker=%u", i);
 }
 
 static void on_signal(struct signal_task *t, struct ac_context *cx, int signo)
