@@ -373,6 +373,8 @@ static ac_poll_t phase_tls(struct ferry_conn *c, struct ac_context *cx)
     }
     pre_end(c);
     pre_finish(c);
+    ferry_hist_observe(&lstats(c)->handshake, FERRY_HIST_SHORT,
+                       ac_worker_now_ms(cx->worker) - c->start_ms);
     c->bidx = route(listener_cfg(c), ac_tls_servername(&c->ctls));
     c->phase = P_UPSTREAM;
     return AC_READY;
@@ -523,6 +525,7 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
     c->connect_ms = ac_clock_now_ms() - c->up_start_ms;
     drop_phase(c);
     struct ferry_server_rt *s = &c->gen->backends[c->bidx].servers[c->sidx];
+    ferry_hist_observe(&s->stats->w[c->fw->index].connect, FERRY_HIST_SHORT, c->connect_ms);
     ferry_ctr_add(&s->stats->w[c->fw->index].total, 1);
     ferry_ctr_add(&s->stats->w[c->fw->index].active, 1);
     c->server_counted = true;
@@ -702,6 +705,7 @@ static void conn_drop(struct ac_future *f)
     close_fn(&c->splain);
     unsigned w = c->fw->index;
     ferry_ctr_sub(&lstats(c)->active, 1);
+    ferry_hist_observe(&lstats(c)->session, FERRY_HIST_SESSION, ac_clock_now_ms() - c->start_ms);
     if (c->backend_counted)
         ferry_ctr_sub(&c->gen->backends[c->bidx].stats->w[w].active, 1);
     if (c->server_counted)

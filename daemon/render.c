@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "procstat.h"
 #include "render.h"
 #include "tls_ctx.h"
 
@@ -576,6 +577,144 @@ static void metrics_servers(struct ferry_daemon *d, const struct ferry_gen *g,
     }
 }
 
+/* One histogram series: cumulative buckets, sum and count, in seconds.
+ * labels: the series' labels already rendered ("listener=\"web\""). */
+static void hist_series(struct ferry_buf *out, const char *name, const char *labels,
+                        const struct ferry_hist_totals *h, enum ferry_hist_kind kind)
+{
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= FERRY_HIST_BOUNDS; i++) {
+        cum += h->bucket[i];
+        if (i < FERRY_HIST_BOUNDS)
+            ferry_buf_printf(out, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels,
+                             (double)ferry_hist_bounds_ms[kind][i] / 1000.0, (unsigned long long)cum);
+        else
+            ferry_buf_printf(out, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels,
+                             (unsigned long long)cum);
+    }
+    ferry_buf_printf(out, "%s_sum{%s} %.3f\n%s_count{%s} %llu\n", name, labels,
+                     (double)h->sum_ms / 1000.0, name, labels, (unsigned long long)cum);
+}
+
+/* labels for one listener, or one backend/server, rendered into buf. */
+static const char *labels_of(struct ferry_buf *buf, const char *k1, const char *v1, const char *k2,
+                             const char *v2)
+{
+    ferry_buf_reset(buf);
+    label(buf, k1, v1, true);
+    if (k2)
+        label(buf, k2, v2, false);
+    return buf->data ? buf->data : "";
+}
+
+/* Limits, rejections by reason and the listener histograms. */
+static void metrics_listener_more(struct ferry_daemon *d, const struct ferry_gen *g,
+                                  struct ferry_buf *out)
+{
+    size_t n = g ? g->cfg->nlisteners : 0;
+    metric_head(out, "ferry_listener_max_connections", "gauge",
+                "The listener's own max_connections (0: only the global cap).");
+    for (size_t i = 0; i < n; i++) {
+        ferry_buf_puts(out, "ferry_listener_max_connections{");
+        label(out, "listener", g->cfg->listeners[i].name, true);
+        ferry_buf_printf(out, "} %u\n", g->cfg->listeners[i].max_connections);
+    }
+    struct ferry_listener_totals *t = calloc(n ? n : 1, sizeof(*t));
+    struct ferry_buf lb;
+    ferry_buf_init(&lb);
+    if (!t) {
+        out->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (g->listeners[i].stats)
+            ferry_listener_stats_sum(&d->stats, g->listeners[i].stats, &t[i]);
+    metric_head(out, "ferry_listener_rejected_by_reason_total", "counter",
+                "Connections ended end=rejected, by reason.");
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < FERRY_REJECT_NREASONS; k++) {
+            ferry_buf_puts(out, "ferry_listener_rejected_by_reason_total{");
+            label(out, "listener", g->cfg->listeners[i].name, true);
+            label(out, "reason", ferry_reject_reason_name(k), false);
+            ferry_buf_printf(out, "} %llu\n", (unsigned long long)t[i].rejected_by[k]);
+        }
+    metric_head(out, "ferry_listener_handshake_seconds", "histogram",
+                "Time from accept to the end of a successful TLS handshake.");
+    for (size_t i = 0; i < n; i++)
+        hist_series(out, "ferry_listener_handshake_seconds",
+                    labels_of(&lb, "listener", g->cfg->listeners[i].name, NULL, NULL),
+                    &t[i].handshake, FERRY_HIST_SHORT);
+    metric_head(out, "ferry_listener_session_seconds", "histogram",
+                "Duration of client connections, from accept to close.");
+    for (size_t i = 0; i < n; i++)
+        hist_series(out, "ferry_listener_session_seconds",
+                    labels_of(&lb, "listener", g->cfg->listeners[i].name, NULL, NULL),
+                    &t[i].session, FERRY_HIST_SESSION);
+    if (lb.oom)
+        out->oom = true;
+    ferry_buf_free(&lb);
+    free(t);
+}
+
+/* Weight, one state series per state, and the connect-time histogram. */
+static void metrics_server_more(struct ferry_daemon *d, const struct ferry_gen *g,
+                                struct ferry_buf *out)
+{
+    static const char *const states[] = {"up", "down", "disabled", "maint", "unresolved"};
+    size_t nb = g ? g->cfg->nbackends : 0;
+    metric_head(out, "ferry_server_weight", "gauge",
+                "The weight balancing uses (set at runtime, else configured).");
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < g->backends[i].nservers; j++) {
+            server_labels(out, "ferry_server_weight", &g->backends[i], &g->backends[i].servers[j]);
+            ferry_buf_printf(out, "%u\n", server_weight(&g->backends[i].servers[j]));
+        }
+    metric_head(out, "ferry_server_state", "gauge",
+                "1 for the server's current state (up, down, disabled, maint, unresolved), 0 for "
+                "the others.");
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < g->backends[i].nservers; j++) {
+            const struct ferry_server_rt *s = &g->backends[i].servers[j];
+            const char *now = s->stats ? ferry_server_state_name(s->stats) : "up";
+            for (size_t k = 0; k < NELEM(states); k++) {
+                ferry_buf_puts(out, "ferry_server_state{");
+                label(out, "backend", g->backends[i].cfg->name, true);
+                label(out, "server", s->cfg->name, false);
+                label(out, "state", states[k], false);
+                ferry_buf_printf(out, "} %d\n", strcmp(now, states[k]) == 0);
+            }
+        }
+    metric_head(out, "ferry_server_connect_seconds", "histogram",
+                "Time to establish a connection to the server (TCP, and TLS when on).");
+    struct ferry_buf lb;
+    ferry_buf_init(&lb);
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < g->backends[i].nservers; j++) {
+            const struct ferry_server_rt *s = &g->backends[i].servers[j];
+            struct ferry_server_totals t = {0};
+            if (s->stats)
+                ferry_server_stats_sum(&d->stats, s->stats, &t);
+            hist_series(out, "ferry_server_connect_seconds",
+                        labels_of(&lb, "backend", g->backends[i].cfg->name, "server", s->cfg->name),
+                        &t.connect, FERRY_HIST_SHORT);
+        }
+    if (lb.oom)
+        out->oom = true;
+    ferry_buf_free(&lb);
+}
+
+static void metrics_process(struct ferry_daemon *d, struct ferry_buf *out)
+{
+    metric_head(out, "ferry_max_connections", "gauge",
+                "The global max_connections: client connections held at once, all listeners.");
+    ferry_buf_printf(out, "ferry_max_connections %u\n", d->conn_limit_size);
+    metric_head(out, "ferry_build_info", "gauge", "Always 1; the version of ferryd as a label.");
+    ferry_buf_puts(out, "ferry_build_info{");
+    label(out, "version", ferry_version(), true);
+    ferry_buf_puts(out, "} 1\n");
+    ferry_procstat_render(d->start_unix, out);
+}
+
 static void metrics_reloads(struct ferry_daemon *d, struct ferry_buf *out)
 {
     metric_head(out, "ferry_reloads_total", "counter", "Successful configuration reloads.");
@@ -618,7 +757,9 @@ int ferry_render_metrics(struct ferry_daemon *d, struct ferry_buf *out)
     struct ferry_gen *g = ferry_daemon_gen(d);
     metrics_listeners(d, g, out);
     metrics_backends(d, g, out);
+    metrics_listener_more(d, g, out);
     metrics_servers(d, g, out);
+    metrics_server_more(d, g, out);
     metrics_certs(g, out);
     metrics_reloads(d, out);
     uint64_t active, total;
@@ -629,6 +770,7 @@ int ferry_render_metrics(struct ferry_daemon *d, struct ferry_buf *out)
                 "Log lines dropped because the log sink could not keep up.");
     ferry_buf_printf(out, "ferry_log_lines_dropped_total %llu\n",
                      (unsigned long long)ferry_logger_dropped(&d->log));
+    metrics_process(d, out);
     if (g)
         ferry_gen_unref(g);
     return done(out);

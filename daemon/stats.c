@@ -31,6 +31,19 @@ int ferry_reject_reason_of(const char *name)
     return -1;
 }
 
+const uint64_t ferry_hist_bounds_ms[2][FERRY_HIST_BOUNDS] = {
+    [FERRY_HIST_SHORT] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000},
+    [FERRY_HIST_SESSION] = {10, 100, 500, 1000, 5000, 10000, 30000, 60000, 300000, 900000,
+                            1800000, 3600000},
+};
+
+static void hist_add(struct ferry_hist_totals *out, struct ferry_hist *h)
+{
+    for (size_t i = 0; i <= FERRY_HIST_BOUNDS; i++)
+        out->bucket[i] += ferry_ctr_get(&h->bucket[i]);
+    out->sum_ms += ferry_ctr_get(&h->sum_ms);
+}
+
 int ferry_stats_init(struct ferry_stats_registry *r, unsigned nworkers)
 {
     memset(r, 0, sizeof(*r));
@@ -180,6 +193,8 @@ void ferry_listener_stats_sum(const struct ferry_stats_registry *r,
         out->handshake_errors += ferry_ctr_get(&w->handshake_errors);
         for (int k = 0; k < FERRY_REJECT_NREASONS; k++)
             out->rejected_by[k] += ferry_ctr_get(&w->rejected_by[k]);
+        hist_add(&out->handshake, &w->handshake);
+        hist_add(&out->session, &w->session);
     }
     struct ferry_client_table *t = atomic_load(&s->clients);
     out->clients = t ? ferry_client_table_used(t) : 0;
@@ -220,6 +235,7 @@ void ferry_server_stats_sum(const struct ferry_stats_registry *r,
         out->connect_errors += ferry_ctr_get(&w->connect_errors);
         out->bytes_in += ferry_ctr_get(&w->bytes_in);
         out->bytes_out += ferry_ctr_get(&w->bytes_out);
+        hist_add(&out->connect, &w->connect);
     }
     out->check_failures = atomic_load_explicit(&s->check_failures, memory_order_relaxed);
 }

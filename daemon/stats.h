@@ -58,15 +58,48 @@ const char *ferry_reject_reason_name(enum ferry_reject_reason r);
 /* The reason named `name`, or -1. */
 int ferry_reject_reason_of(const char *name);
 
+/* ---- histograms: fixed buckets, per-worker counters, summed on render ---- */
+
+/* Upper bounds of the buckets in milliseconds, then +Inf. Two sets: short
+ * waits (connect, handshake) and whole sessions. */
+#define FERRY_HIST_BOUNDS 12
+enum ferry_hist_kind { FERRY_HIST_SHORT, FERRY_HIST_SESSION };
+extern const uint64_t ferry_hist_bounds_ms[2][FERRY_HIST_BOUNDS];
+
+/* One worker's histogram: non-cumulative bucket counts (the last is +Inf)
+ * and the sum of the observations in milliseconds. */
+struct ferry_hist {
+    ferry_ctr bucket[FERRY_HIST_BOUNDS + 1];
+    ferry_ctr sum_ms;
+};
+
+/* Records one observation (single writer: the owning worker; no allocation). */
+static inline void ferry_hist_observe(struct ferry_hist *h, enum ferry_hist_kind k, uint64_t ms)
+{
+    size_t i = 0;
+    while (i < FERRY_HIST_BOUNDS && ms > ferry_hist_bounds_ms[k][i])
+        i++;
+    ferry_ctr_add(&h->bucket[i], 1);
+    ferry_ctr_add(&h->sum_ms, ms);
+}
+
+struct ferry_hist_totals {
+    uint64_t bucket[FERRY_HIST_BOUNDS + 1];
+    uint64_t sum_ms;
+};
+
+
 /* One worker's slot; aligned so two workers never share a cache line. */
 struct ferry_listener_wstats {
     ferry_ctr active, total, rejected, bytes_in, bytes_out, handshake_errors;
     ferry_ctr rejected_by[FERRY_REJECT_NREASONS];
+    struct ferry_hist handshake, session;
 } __attribute__((aligned(64)));
 
 struct ferry_listener_totals {
     uint64_t active, total, rejected, bytes_in, bytes_out, handshake_errors;
     uint64_t rejected_by[FERRY_REJECT_NREASONS];
+    struct ferry_hist_totals handshake, session;
     uint64_t clients;      /* client addresses tracked (per-client caps), 0 without */
 };
 
@@ -113,10 +146,12 @@ enum ferry_admin_state { FERRY_ADMIN_READY, FERRY_ADMIN_DRAIN, FERRY_ADMIN_MAINT
 
 struct ferry_server_wstats {
     ferry_ctr active, total, connect_errors, bytes_in, bytes_out;
+    struct ferry_hist connect;
 } __attribute__((aligned(64)));
 
 struct ferry_server_totals {
     uint64_t active, total, connect_errors, bytes_in, bytes_out;
+    struct ferry_hist_totals connect;
     uint64_t check_failures;
 };
 

@@ -243,7 +243,7 @@ static void test_conns(void **state)
  * *_active and ferry_server_up, counters for *_total. */
 static void assert_exposition(const char *text)
 {
-    char helped[64][64], typed[64][64];
+    char helped[128][64], typed[128][64];
     size_t nh = 0, nt = 0, samples = 0;
     const char *p = text;
     while (*p) {
@@ -264,6 +264,9 @@ static void assert_exposition(const char *text)
                 assert_string_equal(type, "counter");
             if (strcmp(name, "ferry_server_up") == 0)
                 assert_string_equal(type, "gauge");
+            if (ln > 8 && strcmp(name + ln - 8, "_seconds") == 0 && strstr(name, "timestamp") == NULL &&
+                strncmp(name, "process_", 8) != 0 && strstr(name, "not_after") == NULL)
+                assert_string_equal(type, "histogram");
             strcpy(typed[nt++], name);
         } else {
             assert_true(line[0] != '#' && line[0] != '\0');
@@ -271,6 +274,16 @@ static void assert_exposition(const char *text)
             assert_true(k < sizeof(name));
             memcpy(name, line, k);
             name[k] = '\0';
+            /* A histogram's samples are NAME_bucket, NAME_sum, NAME_count. */
+            static const char *const sfx[] = {"_bucket", "_sum", "_count"};
+            for (size_t x = 0; x < 3; x++) {
+                size_t ln = strlen(name), ls = strlen(sfx[x]);
+                bool hist = false;
+                for (size_t i = 0; i < nt; i++)
+                    hist |= strncmp(typed[i], name, ln - ls) == 0 && typed[i][ln - ls] == '\0';
+                if (ln > ls && strcmp(name + ln - ls, sfx[x]) == 0 && hist)
+                    name[ln - ls] = '\0';
+            }
             bool h = false, t = false;
             for (size_t i = 0; i < nh; i++)
                 h |= strcmp(helped[i], name) == 0;
@@ -280,10 +293,59 @@ static void assert_exposition(const char *text)
                 fail_msg("no HELP/TYPE before %s", line);
             samples++;
         }
-        assert_true(nh < 64 && nt < 64);
+        assert_true(nh < 128 && nt < 128);
     }
     assert_int_equal(nh, nt);
     assert_true(samples > 0);
+}
+
+/* Histograms, rejections by reason, states, weights and limits. */
+static void test_metrics_more(void **state)
+{
+    struct fake *f = *state;
+    struct ferry_gen *g = f->d.gen;
+    struct ferry_listener_wstats *w = &g->listeners[0].stats->w[1];
+    ferry_hist_observe(&w->handshake, FERRY_HIST_SHORT, 3);
+    ferry_hist_observe(&w->handshake, FERRY_HIST_SHORT, 700);
+    ferry_hist_observe(&w->handshake, FERRY_HIST_SHORT, 99999);
+    ferry_hist_observe(&g->backends[0].servers[0].stats->w[0].connect, FERRY_HIST_SHORT, 0);
+    ferry_ctr_add(&w->rejected_by[FERRY_REJECT_DENY], 2);
+    ferry_ctr_add(&w->rejected_by[FERRY_REJECT_QUEUE_FULL], 1);
+    atomic_store(&g->backends[0].servers[1].stats->weight, 9);
+    char *s = render_metrics(f);
+    assert_exposition(s);
+    static const char *want[] = {
+        "\nferry_listener_handshake_seconds_bucket{listener=\"web\",le=\"0.001\"} 0\n",
+        "\nferry_listener_handshake_seconds_bucket{listener=\"web\",le=\"0.005\"} 1\n",
+        "\nferry_listener_handshake_seconds_bucket{listener=\"web\",le=\"1\"} 2\n",
+        "\nferry_listener_handshake_seconds_bucket{listener=\"web\",le=\"5\"} 2\n",
+        "\nferry_listener_handshake_seconds_bucket{listener=\"web\",le=\"+Inf\"} 3\n",
+        "\nferry_listener_handshake_seconds_sum{listener=\"web\"} 100.702\n",
+        "\nferry_listener_handshake_seconds_count{listener=\"web\"} 3\n",
+        "\nferry_listener_session_seconds_count{listener=\"sec\"} 0\n",
+        "\nferry_server_connect_seconds_bucket{backend=\"app\",server=\"app1\",le=\"0.001\"} 1\n",
+        "\nferry_listener_rejected_by_reason_total{listener=\"web\",reason=\"deny\"} 3\n",
+        "\nferry_listener_rejected_by_reason_total{listener=\"web\",reason=\"queue_full\"} 1\n",
+        "\nferry_listener_rejected_by_reason_total{listener=\"sec\",reason=\"deny\"} 0\n",
+        "\nferry_server_state{backend=\"db\",server=\"db1\",state=\"down\"} 1\n",
+        "\nferry_server_state{backend=\"db\",server=\"db1\",state=\"up\"} 0\n",
+        "\nferry_server_state{backend=\"app\",server=\"app1\",state=\"maint\"} 0\n",
+        "\nferry_server_weight{backend=\"app\",server=\"app2\"} 9\n",
+        "\nferry_server_weight{backend=\"app\",server=\"app1\"} 1\n",
+        "\nferry_listener_max_connections{listener=\"web\"} 0\n",
+        "\nferry_max_connections 500\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!strstr(s, want[i]))
+            fail_msg("missing:%s", want[i]);
+    free(s);
+    char *j = render(f, ferry_render_stats, true);
+    int rc = json_check(j, "d[\"listeners\"][0][\"rejected_by\"][\"deny\"] == 3 and "
+                           "d[\"listeners\"][0][\"rejected_by\"][\"queue_full\"] == 1 and "
+                           "d[\"listeners\"][0][\"rejected_by\"][\"no_route\"] == 0");
+    free(j);
+    atomic_store(&g->backends[0].servers[1].stats->weight, -1);
+    assert_int_equal(rc, 0);
 }
 
 static void test_metrics(void **state)
@@ -297,7 +359,14 @@ static void test_metrics(void **state)
         "ferry_listener_bytes_out_total", "ferry_server_up", "ferry_server_connections_active",
         "ferry_server_connections_total", "ferry_server_connect_errors_total",
         "ferry_server_bytes_in_total", "ferry_server_bytes_out_total",
-        "ferry_server_check_failures_total"};
+        "ferry_server_check_failures_total", "ferry_server_weight", "ferry_server_state",
+        "ferry_listener_max_connections", "ferry_listener_rejected_by_reason_total",
+        "ferry_max_connections", "ferry_connections_active", "ferry_server_connect_seconds",
+        "ferry_listener_handshake_seconds", "ferry_listener_session_seconds", "ferry_build_info",
+        "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+        "process_max_fds", "process_start_time_seconds", "ferry_reloads_total",
+        "ferry_reloads_failed_total", "ferry_config_last_reload_successful",
+        "ferry_config_last_reload_success_timestamp_seconds"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char want[128];
         snprintf(want, sizeof(want), "# HELP %s ", names[i]);
@@ -376,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_escaping_of_odd_names),
         cmocka_unit_test(test_no_generation),
+        cmocka_unit_test(test_metrics_more), /* last: its counters stay */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
