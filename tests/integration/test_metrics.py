@@ -58,14 +58,43 @@ def parse_exposition(text):
         m = SAMPLE.match(line)
         assert m, f"line {n}: not a sample: {line!r}"
         name, labels, value = m.group(1), m.group(2) or "", m.group(3)
-        assert name == current, f"line {n}: sample {name} outside its family {current}"
+        suffix = ""
+        if current and families[current]["type"] == "histogram":
+            suffix = name[len(current):]
+            assert name.startswith(current) and suffix in ("_bucket", "_sum", "_count"), \
+                f"line {n}: sample {name} outside its histogram {current}"
+        else:
+            assert name == current, f"line {n}: sample {name} outside its family {current}"
         float(value)
         key = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', labels)))
+        if suffix:
+            key = (suffix,) + key
+            name = current
         assert key not in families[name]["samples"], f"line {n}: duplicate series"
         families[name]["samples"][key] = float(value)
     for name, fam in families.items():
         assert fam["type"], f"{name} has no TYPE"
+        if fam["type"] == "histogram":
+            check_histogram(name, fam["samples"])
     return families
+
+
+def check_histogram(name, samples):
+    """Buckets cumulative in le order, +Inf equal to _count, per series."""
+    series = {}
+    for key, v in samples.items():
+        labels = tuple(kv for kv in key[1:] if kv[0] != "le")
+        le = dict(key[1:]).get("le")
+        series.setdefault(labels, {"buckets": [], "count": None})
+        if key[0] == "_bucket":
+            series[labels]["buckets"].append((float(le), v))
+        elif key[0] == "_count":
+            series[labels]["count"] = v
+    for labels, s in series.items():
+        b = sorted(s["buckets"])
+        assert b and b[-1][0] == float("inf"), f"{name}{labels}: no +Inf bucket"
+        assert all(x[1] <= y[1] for x, y in zip(b, b[1:])), f"{name}{labels}: not cumulative"
+        assert b[-1][1] == s["count"], f"{name}{labels}: +Inf bucket != _count"
 
 
 def get(port, path, method="GET"):
