@@ -233,7 +233,8 @@ static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct accept_task *t = (struct accept_task *)f;
     if (!t->listener_open) {
-        int rc = ac_listener_open(&t->l, cx->worker, t->b->fd, false, 0);
+        /* EPOLLEXCLUSIVE: one connection wakes one worker, not all of them. */
+        int rc = ac_listener_open(&t->l, cx->worker, t->b->fd, false, AC_REG_EXCLUSIVE);
         if (rc < 0) {
             ferry_log(FERRY_LOG_ERROR, "listener_register_failed", "bind=%s error=%s",
                       t->b->addr, strerror(-rc));
