@@ -215,5 +215,35 @@ slow_start = {int(ramp)}s
           "in the first third of its ramp")
 
 
+def test_slow_start_after_enable_and_maint():
+    a = start_backend(label_server(b"aa"))
+    b = start_backend(label_server(b"bb"))
+    port = free_port()
+    ramp = 9.0
+    f = start_ferry(web_config(port, f"""
+server a 127.0.0.1:{a.port}
+server b 127.0.0.1:{b.port}
+slow_start = {int(ramp)}s
+""", global_lines="workers = 1"))
+
+    def who():
+        s = connect(port)
+        r = recv_exact(s, 2)
+        s.close()
+        return r
+
+    for off, on in ((("disable", "app/b"), ("enable", "app/b")),
+                    (("set", "app/b", "state", "maint"), ("set", "app/b", "state", "ready"))):
+        assert f.ctl(*off).strip() == "ok"
+        assert {who() for _ in range(4)} == {b"aa"}
+        assert f.ctl(*on).strip() == "ok"
+        t0 = time.monotonic()
+        early = []
+        while time.monotonic() - t0 < ramp / 3 and len(early) < 200:
+            early.append(who())
+        assert len(early) >= 20, len(early)
+        assert early.count(b"bb") / len(early) < 0.25, (on, early.count(b"bb"), len(early))
+
+
 if __name__ == "__main__":
     runner.run(globals())
