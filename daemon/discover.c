@@ -99,6 +99,8 @@ static bool take_slot(struct ferry_discovered *ds, size_t k, const struct ferry_
         ds->nbook = k + 1;
         atomic_store_explicit(&b->nservers, ds->base + k + 1, memory_order_release);
     }
+    if (live) /* a server added while serving: slow_start ramps it in */
+        ferry_server_serving_from(st, ac_clock_now_ms());
     publish(ds, k, w, live);
     if (fresh && live && ferry_health_start_server(ds->g, ds->bidx, ds->base + k) < 0)
         ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=health_check");

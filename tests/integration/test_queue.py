@@ -245,5 +245,37 @@ slow_start = {int(ramp)}s
         assert early.count(b"bb") / len(early) < 0.25, (on, early.count(b"bb"), len(early))
 
 
+def test_slow_start_ramps_a_discovered_server():
+    from test_dns import DNSMASQ, dns_globals, start_dnsmasq
+    import os
+    if not os.path.exists(DNSMASQ):
+        print("dnsmasq not installed: discovered servers not tried")
+        return
+    bport = free_port()
+    start_backend("label", label=b"s2", host="127.0.0.2", port=bport)
+    start_backend("label", label=b"s3", host="127.0.0.3", port=bport)
+    dns = start_dnsmasq("127.0.0.2 svc.test\n")
+    port = free_port()
+    ramp = 9.0
+    f = start_ferry(web_config(port, f"discover = dns svc.test:{bport}\nslow_start = {int(ramp)}s\n",
+                               global_lines=dns_globals(dns).replace("workers = 2", "workers = 1")))
+    names = lambda: {s["name"] for s in backend_of(f)["servers"]}
+    wait_for(lambda: names() == {f"127.0.0.2:{bport}"}, timeout=10, what="first server")
+
+    def who():
+        s = connect(port)
+        r = recv_exact(s, 2)
+        s.close()
+        return r
+    dns.reload("127.0.0.2 svc.test\n127.0.0.3 svc.test\n")
+    wait_for(lambda: f"127.0.0.3:{bport}" in names(), timeout=15, what="second server added")
+    t0 = time.monotonic()
+    early = []
+    while time.monotonic() - t0 < ramp / 3 and len(early) < 200:
+        early.append(who())
+    assert len(early) >= 20, len(early)
+    assert early.count(b"s3") / len(early) < 0.25, (early.count(b"s3"), len(early))
+
+
 if __name__ == "__main__":
     runner.run(globals())
