@@ -8,7 +8,7 @@ import stat
 import subprocess
 import tempfile
 
-from ferrytest import (FERRYD, connect, free_port, recv_exact, runner, start_backend,
+from ferrytest import (FERRYCTL, FERRYD, connect, free_port, recv_exact, runner, start_backend,
                        start_ferry, wait_for)
 
 
@@ -56,6 +56,62 @@ server app1 127.0.0.1:{b.port}
     c = connect(port)
     c.sendall(b"still serving")
     assert recv_exact(c, 13) == b"still serving"
+    c.close()
+
+
+def test_reload_fails_on_a_key_unreadable_after_the_drop():
+    # `ferryd -t` runs as root and reads the key; the running ferryd (nobody)
+    # cannot: ferryctl reload, the unit's ExecReload=, must say so and fail.
+    if os.geteuid() != 0:
+        print("skipped: needs root")
+        return
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    b = start_backend("echo")
+    port, tport = free_port(), free_port()
+    base = f"""
+[global]
+control_socket = @SOCK@
+user = nobody
+group = {group}
+[listener web]
+bind = 127.0.0.1:{port}
+backend = app
+[backend app]
+server app1 127.0.0.1:{b.port}
+"""
+    f = start_ferry(base, pre_start=lambda d: os.chmod(d, 0o755))
+    pem = os.path.join(f.dir, "secret.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", pem, "-out", pem + ".crt",
+                    "-subj", "/CN=priv.test", "-days", "30"], check=True, capture_output=True,
+                   timeout=60)
+    with open(pem) as fh:
+        key = fh.read()
+    with open(pem + ".crt") as fh:
+        crt = fh.read()
+    with open(pem, "w") as fh:
+        fh.write(crt + key)
+    os.chmod(pem, 0o600)  # root's only
+    new = base + f"""
+[listener tls]
+bind = 127.0.0.1:{tport}
+tls = on
+tls_cert = {pem}
+backend = app
+"""
+    f.write_config(new)
+    assert subprocess.run([FERRYD, "-t", "-c", f.path], capture_output=True).returncode == 0
+    r = subprocess.run([FERRYCTL, "-s", f.sock_path, "reload"], capture_output=True, timeout=30)
+    assert r.returncode == 1, r
+    out = r.stdout.decode()
+    line = new.splitlines().index(f"tls_cert = {pem}") + 1
+    assert out.startswith(f"error: {f.path}:{line}: ") and pem in out, out
+    info = f.ctl("info", json_out=True)
+    assert info["reloads_failed"] == 1 and info["last_reload_ok"] is False, info
+    c = connect(port)
+    c.sendall(b"still")
+    assert recv_exact(c, 5) == b"still"
     c.close()
 
 
