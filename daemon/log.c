@@ -503,10 +503,12 @@ void ferry_vlog(enum ferry_log_level lvl, const char *msg, const char *kv_fmt, v
 {
     unsigned ring;
     struct ferry_logger *lg = current_logger(&ring);
-    if (lg)
-        ferry_logger_vlog(lg, ring, FERRY_LOG_SINK_MAIN, lvl, msg, kv_fmt, ap);
-    else
+    if (lg) {
+        if (ferry_logger_enabled(lg, lvl))
+            ferry_logger_vlog(lg, ring, FERRY_LOG_SINK_MAIN, lvl, msg, kv_fmt, ap);
+    } else {
         vlog_stderr(lvl, msg, kv_fmt, ap);
+    }
 }
 
 void ferry_log(enum ferry_log_level lvl, const char *msg, const char *kv_fmt, ...)

@@ -259,6 +259,10 @@ def test_warn_level_keeps_access_log_in_its_own_file():
     acc = os.path.join(f.dir, "access.log")
     wait_for(lambda: len(conn_lines(read(acc))) == 4, what="four access lines")
     wait_for(lambda: "msg=connect_failed" in f.logtext(), what="a warning in the main log")
+    f.signal(signal.SIGHUP)  # msg=reloaded is info: not written at warn
+    wait_for(lambda: f.ctl("info").find("reloads: 1") >= 0, what="reloaded")
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: f.ctl("info").find("reloads: 2") >= 0, what="reloaded twice")
     text = f.logtext()
     assert "msg=conn " not in text and "level=info" not in text, text
     lines = conn_lines(read(acc))
