@@ -71,6 +71,7 @@ struct ferry_global {
     int access_log_line;
     uint64_t drain_timeout_ms;  /* default 30s */
     uint64_t shutdown_delay_ms; /* default 0: on stop, serve this long with /ready at 503 */
+    bool tls_watch;             /* default on: reload when a TLS file changes */
     size_t buffer_size;         /* default 16k */
     bool has_metrics;
     struct ferry_addr metrics;  /* HOST:PORT */

@@ -251,6 +251,11 @@ static void g_drain_timeout(struct ferry__parse *p, const char *v)
     set_duration(p, v, 0, &G(p)->drain_timeout_ms);
 }
 
+static void g_tls_watch(struct ferry__parse *p, const char *v)
+{
+    set_bool(p, v, &G(p)->tls_watch);
+}
+
 static void g_shutdown_delay(struct ferry__parse *p, const char *v)
 {
     set_duration(p, v, 0, &G(p)->shutdown_delay_ms);
@@ -333,6 +338,7 @@ static const struct key_def global_keys[] = {
     {"log_format", false, false, g_log_format},
     {"drain_timeout", false, false, g_drain_timeout},
     {"shutdown_delay", false, false, g_shutdown_delay},
+    {"tls_watch", false, false, g_tls_watch},
     {"buffer_size", false, false, g_buffer_size},
     {"metrics", false, false, g_metrics},
     {"resolvers", true, false, g_resolvers},
@@ -1020,6 +1026,7 @@ void ferry__global_defaults(struct ferry_global *g)
     g->log_level = FERRY_LOG_INFO;
     g->access_log = true;
     g->drain_timeout_ms = 30000;
+    g->tls_watch = true;
     g->buffer_size = 16 * 1024;
     g->dns_min_ttl_ms = 1000;
     g->dns_max_ttl_ms = 5 * 60 * 1000;

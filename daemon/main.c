@@ -26,6 +26,7 @@
 #include "metrics_http.h"
 #include "privs.h"
 #include "sdnotify.h"
+#include "tls_watch.h"
 #include "state_file.h"
 
 #ifndef FERRY_VERSION
@@ -321,6 +322,10 @@ static int run(const char *path)
         fprintf(stderr, "ferryd: cannot start: out of resources\n");
         goto out;
     }
+    int werr = 0;
+    struct ferry_tls_watch *watch = ferry_tls_watch_start(&d, &werr);
+    if (!watch)
+        fprintf(stderr, "ferryd: cannot watch TLS files (tls_watch): %s\n", strerror(-werr));
     char status_line[128];
     ferry_lifecycle_status(&d, status_line, sizeof(status_line));
     ferry_sd_notifyf("READY=1\nSTATUS=%s", status_line);
@@ -329,6 +334,7 @@ static int run(const char *path)
                          "version=%s pid=%d workers=%u listeners=%zu config=%s", FERRY_VERSION,
                          (int)d.pid, d.nworkers, g->cfg->nlisteners, path);
     status = ac_runtime_run(d.rt) == 0 ? 0 : 2;
+    ferry_tls_watch_stop(watch); /* before the runtime it hands work to goes */
     if (atomic_load(&d.state_changes))
         ferry_state_file_save(&d); /* the loops stopped: the last word */
     if (ferry_logger_enabled(&d.log, FERRY_LOG_INFO))
