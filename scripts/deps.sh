@@ -6,7 +6,7 @@ what=${1:-build}
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libinih-dev libcmocka-dev libc-ares-dev openssl)
 case "$what" in
   run)   pkgs+=(python3 netcat-openbsd curl) ;;
-  test)  pkgs+=(python3 gcovr socat mandoc man-db systemd iproute2 procps strace dnsmasq-base prometheus) ;;
+  test)  pkgs+=(python3 gcovr socat mandoc man-db systemd iproute2 procps strace dnsmasq-base prometheus python3-yaml) ;;
   bench) pkgs+=(python3 haproxy nginx-light libnginx-mod-stream hitch wrk socat) ;;
 esac
 missing=()
