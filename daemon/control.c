@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "addserver.h"
 #include "control.h"
 #include "control_cmd.h"
 #include "render.h"
@@ -222,6 +223,21 @@ static void runtime_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *
         ferry_buf_printf(out, "error: no such server %s/%s\n", req->backend, req->server);
 }
 
+/* add server / del server: "ok", or why not. */
+static void server_set_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
+                           struct ferry_buf *out)
+{
+    char err[256];
+    int rc = req->cmd == FERRY_CTL_ADD_SERVER
+                 ? ferry_daemon_add_server(d, req->backend, req->server, &req->addr, req->weight,
+                                           req->backup, req->max_connections, err, sizeof(err))
+                 : ferry_daemon_del_server(d, req->backend, req->server, err, sizeof(err));
+    if (rc == 0)
+        ferry_buf_puts(out, "ok\n");
+    else
+        ferry_buf_printf(out, "error: %s\n", err);
+}
+
 /* Everything but reload answers at once. */
 static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *req,
                          struct ac_context *cx)
@@ -240,6 +256,8 @@ static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *r
     case FERRY_CTL_SET_SERVER_WEIGHT:
     case FERRY_CTL_DISABLE_LISTENER:
     case FERRY_CTL_ENABLE_LISTENER: runtime_cmd(d, req, out); break;
+    case FERRY_CTL_ADD_SERVER:
+    case FERRY_CTL_DEL_SERVER: server_set_cmd(d, req, out); break;
     case FERRY_CTL_RELOAD:
         ferry_reload_init(&c->reload, d);
         c->reload_live = true;

@@ -20,6 +20,9 @@ const char ferry_ctl_help_text[] =
     "                                  weight 0 to 256, until the next reload\n"
     "disable listener NAME             stop accepting (clients wait in the kernel queue)\n"
     "enable listener NAME              accept again\n"
+    "add server BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N]\n"
+    "                                  a server (numeric IP:PORT) until the next reload\n"
+    "del server BACKEND/SERVER         remove a disabled or maint server without connections\n"
     "reload                            re-read the configuration file\n";
 
 #define MAX_WORDS 8
@@ -251,6 +254,84 @@ static int parse_set(const struct words *w, struct ferry_ctl_request *req)
     return w->n > 5 ? extra_arg(w, 5, req) : 0;
 }
 
+/* One option of add server: weight=N, backup, max_connections=N. */
+static int add_option(const char *o, size_t n, struct ferry_ctl_request *req, unsigned *seen)
+{
+    char sh[48], num[16];
+    unsigned long v;
+    if (n == 6 && memcmp(o, "backup", 6) == 0 && !(*seen & 1)) {
+        *seen |= 1;
+        req->backup = true;
+        return 0;
+    }
+    bool weight = n > 7 && memcmp(o, "weight=", 7) == 0 && !(*seen & 2);
+    bool maxc = n > 16 && memcmp(o, "max_connections=", 16) == 0 && !(*seen & 4);
+    size_t skip = weight ? 7 : 16;
+    if ((weight || maxc) && n - skip < sizeof(num)) {
+        memcpy(num, o + skip, n - skip);
+        num[n - skip] = '\0';
+        if (ferry_parse_uint(num, weight ? 256 : 2147483647ul, &v) == 0 && (weight || v > 0)) {
+            *seen |= weight ? 2 : 4;
+            if (weight)
+                req->weight = (unsigned)v;
+            else
+                req->max_connections = (unsigned)v;
+            return 0;
+        }
+    }
+    set_error(req, "invalid server option '%s' (weight=0..256, backup, max_connections=N; "
+                   "each at most once)", shown(o, n, sh));
+    return -EINVAL;
+}
+
+/* add server BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N] */
+static int parse_add(const struct words *w, struct ferry_ctl_request *req)
+{
+    char sh[48], text[64];
+    req->cmd = FERRY_CTL_ADD_SERVER;
+    req->weight = 1;
+    if (w->n < 5 || w->n > 8 || !word_is(w, 1, "server")) {
+        set_error(req, "usage: add server BACKEND NAME ADDRESS [weight=N] [backup] "
+                       "[max_connections=N]");
+        return -EINVAL;
+    }
+    if (!valid_name(w->w[2], w->len[2]) || !valid_name(w->w[3], w->len[3])) {
+        set_error(req, "invalid name '%s %s' (names: letters, digits, '_', '.', '-', at most %d "
+                       "characters)", shown(w->w[2], w->len[2], sh), "...", FERRY_NAME_MAX - 1);
+        return -EINVAL;
+    }
+    memcpy(req->backend, w->w[2], w->len[2]);
+    req->backend[w->len[2]] = '\0';
+    memcpy(req->server, w->w[3], w->len[3]);
+    req->server[w->len[3]] = '\0';
+    if (w->len[4] >= sizeof(text) ||
+        (memcpy(text, w->w[4], w->len[4]), text[w->len[4]] = '\0',
+         ferry_parse_addr(text, false, &req->addr) != 0) ||
+        req->addr.kind != FERRY_ADDR_INET || req->addr.port == 0) {
+        set_error(req, "invalid server address '%s' (a numeric IPV4:PORT or [IPV6]:PORT)",
+                  shown(w->w[4], w->len[4], sh));
+        return -EINVAL;
+    }
+    unsigned seen = 0;
+    for (size_t i = 5; i < w->n; i++)
+        if (add_option(w->w[i], w->len[i], req, &seen) != 0)
+            return -EINVAL;
+    return 0;
+}
+
+/* del server BACKEND/SERVER */
+static int parse_del(const struct words *w, struct ferry_ctl_request *req)
+{
+    req->cmd = FERRY_CTL_DEL_SERVER;
+    if (w->n < 3 || !word_is(w, 1, "server")) {
+        set_error(req, "usage: del server BACKEND/SERVER");
+        return -EINVAL;
+    }
+    if (parse_target(w->w[2], w->len[2], req) != 0)
+        return -EINVAL;
+    return w->n > 3 ? extra_arg(w, 3, req) : 0;
+}
+
 /* Removes one final "\n", then one final "\r". */
 static size_t strip_eol(const char *line, size_t len)
 {
@@ -295,6 +376,10 @@ int ferry_ctl_parse(const char *line, size_t len, struct ferry_ctl_request *req)
         return parse_server_cmd(&w, req, word_is(&w, 0, "enable"));
     if (word_is(&w, 0, "set"))
         return parse_set(&w, req);
+    if (word_is(&w, 0, "add"))
+        return parse_add(&w, req);
+    if (word_is(&w, 0, "del"))
+        return parse_del(&w, req);
     char sh[48];
     set_error(req, "unknown command '%s' (try 'help')", shown(w.w[0], w.len[0], sh));
     return -EINVAL;
@@ -330,8 +415,8 @@ bool ferry_ctl_answers_ok(enum ferry_ctl_cmd cmd)
 /* ferryctl's words: COMMAND and how many arguments follow it. */
 struct verb {
     const char *word, *line, *usage;
-    int nargs;
-    bool json; /* the daemon answers in JSON itself ("... json") */
+    int nargs;     /* < 0: from -nargs up to ARGS_MAX - 1 */
+    bool json;     /* the daemon answers in JSON itself ("... json") */
 };
 
 static const struct verb verbs[] = {
@@ -347,11 +432,14 @@ static const struct verb verbs[] = {
      3, false},
     {"disable-listener", "disable listener", "disable-listener NAME", 1, false},
     {"enable-listener", "enable listener", "enable-listener NAME", 1, false},
+    {"add", "add server", "add BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N]", -3,
+     false},
+    {"del", "del server", "del BACKEND/SERVER", 1, false},
 };
 
 #define VERB_WORDS "info, stats, conns, metrics, reload, disable, enable, set, disable-listener, " \
-                   "enable-listener, help"
-#define ARGS_MAX 6
+                   "enable-listener, add, del, help"
+#define ARGS_MAX 7
 
 int ferry_ctl_from_argv(int argc, char *const argv[], bool json, char *buf, size_t cap,
                         char *err, size_t errcap)
@@ -376,7 +464,7 @@ int ferry_ctl_from_argv(int argc, char *const argv[], bool json, char *buf, size
         return ctl_err(err, errcap, "unknown command '%s' (" VERB_WORDS ")", args[0]);
     if (nargs - 1 > v->nargs && v->nargs == 0)
         return ctl_err(err, errcap, "unexpected argument '%s'", args[1]);
-    if (nargs - 1 != v->nargs)
+    if (v->nargs < 0 ? nargs - 1 < -v->nargs : nargs - 1 != v->nargs)
         return ctl_err(err, errcap, "usage: %s", v->usage);
     size_t n = 0;
     int w = snprintf(buf, cap, "%s", v->line);

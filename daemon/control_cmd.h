@@ -29,6 +29,8 @@ enum ferry_ctl_cmd {
     FERRY_CTL_SET_SERVER_WEIGHT,
     FERRY_CTL_DISABLE_LISTENER,
     FERRY_CTL_ENABLE_LISTENER,
+    FERRY_CTL_ADD_SERVER,           /* add server BACKEND NAME ADDRESS [options] */
+    FERRY_CTL_DEL_SERVER,           /* del server BACKEND/SERVER */
 };
 
 struct ferry_ctl_request {
@@ -38,7 +40,10 @@ struct ferry_ctl_request {
     char server[FERRY_NAME_MAX];
     char listener[FERRY_NAME_MAX];  /* disable / enable listener */
     enum ferry_admin_state state;   /* set server ... state */
-    unsigned weight;                /* set server ... weight (0 to 256) */
+    unsigned weight;                /* set server ... weight (0 to 256); add server (default 1) */
+    struct ferry_addr addr;         /* add server: numeric IP:PORT */
+    bool backup;                    /* add server ... backup */
+    unsigned max_connections;       /* add server ... max_connections=N (0: none) */
     char error[256];                /* set when parsing fails */
 };
 

@@ -16,7 +16,6 @@ void ferry_discover_init(struct ferry_discovered *ds, struct ferry_gen *g, size_
     memset(ds, 0, sizeof(*ds));
     ds->g = g;
     ds->bidx = bidx;
-    ds->base = g->cfg->backends[bidx].nservers;
 }
 
 /* A departed server's slot may take another name once nothing can still
@@ -33,7 +32,7 @@ static void mark_reusable(struct ferry_discovered *ds, uint64_t now)
             continue;
         struct ferry_server_totals t;
         ferry_server_stats_sum(&ds->g->d->stats,
-                               ds->g->backends[ds->bidx].servers[ds->base + k].stats, &t);
+                               ds->g->backends[ds->bidx].servers[ds->sidx[k]].stats, &t);
         bk->reusable = t.active == 0;
     }
 }
@@ -50,59 +49,79 @@ static void publish(struct ferry_discovered *ds, size_t k, const struct ferry_ss
         v.weight = w->weight;
         v.backup = w->backup;
     }
-    ferry_view_publish(ds->g, ds->bidx, ds->base + k, &v, live);
+    ferry_view_publish(ds->g, ds->bidx, ds->sidx[k], &v, live);
 }
 
-/* Gives slot k to a new server. false when its counters cannot be had. */
+bool ferry_server_fill(struct ferry_gen *g, size_t bidx, size_t sidx, const char *name,
+                       const struct sockaddr_storage *sa, socklen_t sa_len, unsigned weight,
+                       bool backup, unsigned max_connections, int line)
+{
+    struct ferry_backend_rt *b = &g->backends[bidx];
+    struct ferry_server_rt *s = &b->servers[sidx];
+    struct ferry_server_stats *st = ferry_stats_server(&g->d->stats, b->cfg->name, name);
+    if (!st) {
+        ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=server");
+        return false;
+    }
+    struct ferry_server *c = &s->own;
+    memset(c, 0, sizeof(*c));
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->addr.kind = FERRY_ADDR_INET;
+    const void *ip = sa->ss_family == AF_INET
+                         ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                         : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+    inet_ntop(sa->ss_family, ip, c->addr.host, sizeof(c->addr.host));
+    c->addr.port = ntohs(sa->ss_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
+                                                  : ((const struct sockaddr_in6 *)sa)->sin6_port);
+    snprintf(c->addr.text, sizeof(c->addr.text), sa->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+             c->addr.host, (unsigned)c->addr.port);
+    c->addr.resolved = true;
+    memcpy(&c->addr.sa, sa, sa_len);
+    c->addr.sa_len = sa_len;
+    c->weight = weight;
+    c->backup = backup;
+    c->max_connections = max_connections;
+    c->line = line;
+    s->cfg = c;
+    s->stats = st;
+    s->key = ferry_lb_server_key(name);
+    snprintf(s->addr_text, sizeof(s->addr_text), "%s", c->addr.text);
+    memcpy(&s->addr, sa, sa_len);
+    s->addr_len = sa_len;
+    atomic_store_explicit(&s->unlisted, false, memory_order_release);
+    if (sidx == atomic_load(&b->nservers))
+        atomic_store_explicit(&b->nservers, sidx + 1, memory_order_release);
+    return true;
+}
+
+/* Gives slot k to a new server (a new backend slot when k is new). */
 static bool take_slot(struct ferry_discovered *ds, size_t k, const struct ferry_sset_want *w,
                       bool live)
 {
     struct ferry_backend_rt *b = &ds->g->backends[ds->bidx];
-    struct ferry_server_rt *s = &b->servers[ds->base + k];
-    struct ferry_server_stats *st = ferry_stats_server(&ds->g->d->stats, b->cfg->name, w->name);
-    if (!st) {
-        ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=discovered_server");
-        return false;
-    }
     bool fresh = k >= ds->nbook;
-    struct ferry_server *c = &s->own;
-    memset(c, 0, sizeof(*c));
-    snprintf(c->name, sizeof(c->name), "%s", w->name);
-    c->addr.kind = FERRY_ADDR_INET;
-    snprintf(c->addr.text, sizeof(c->addr.text), "%s", w->name);
-    void *ip = w->sa.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&w->sa)->sin_addr
-                                          : (void *)&((struct sockaddr_in6 *)&w->sa)->sin6_addr;
-    inet_ntop(w->sa.ss_family, ip, c->addr.host, sizeof(c->addr.host));
-    c->addr.port = ntohs(w->sa.ss_family == AF_INET
-                             ? ((const struct sockaddr_in *)&w->sa)->sin_port
-                             : ((const struct sockaddr_in6 *)&w->sa)->sin6_port);
-    c->addr.resolved = true;
-    memcpy(&c->addr.sa, &w->sa, w->sa_len);
-    c->addr.sa_len = w->sa_len;
-    c->weight = w->weight;
-    c->backup = w->backup;
-    c->line = b->cfg->discover_line;
-    s->cfg = c;
-    s->stats = st;
-    s->key = ferry_lb_server_key(w->name);
-    snprintf(s->addr_text, sizeof(s->addr_text), "%s", w->name);
-    memcpy(&s->addr, &w->sa, w->sa_len);
-    s->addr_len = w->sa_len;
-    atomic_store_explicit(&s->unlisted, false, memory_order_release);
+    if (fresh) {
+        size_t idx = atomic_load(&b->nservers);
+        if (idx >= b->cap)
+            return false;
+        ds->sidx[k] = idx;
+    }
+    if (!ferry_server_fill(ds->g, ds->bidx, ds->sidx[k], w->name, &w->sa, w->sa_len, w->weight,
+                           w->backup, 0, b->cfg->discover_line))
+        return false;
     struct ferry_sset_slot *bk = &ds->book[k];
     memset(bk, 0, sizeof(*bk));
     snprintf(bk->name, sizeof(bk->name), "%s", w->name);
     bk->used = bk->listed = true;
     bk->weight = w->weight;
     bk->backup = w->backup;
-    if (fresh) {
+    if (fresh)
         ds->nbook = k + 1;
-        atomic_store_explicit(&b->nservers, ds->base + k + 1, memory_order_release);
-    }
     if (live) /* a server added while serving: slow_start ramps it in */
-        ferry_server_serving_from(st, ac_clock_now_ms());
+        ferry_server_serving_from(ds->g->backends[ds->bidx].servers[ds->sidx[k]].stats,
+                                  ac_clock_now_ms());
     publish(ds, k, w, live);
-    if (fresh && live && ferry_health_start_server(ds->g, ds->bidx, ds->base + k) < 0)
+    if (fresh && live && ferry_health_start_server(ds->g, ds->bidx, ds->sidx[k]) < 0)
         ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=health_check");
     return true;
 }
@@ -112,7 +131,7 @@ static void act(struct ferry_discovered *ds, const struct ferry_sset_action *a,
 {
     struct ferry_backend_rt *b = &ds->g->backends[ds->bidx];
     struct ferry_sset_slot *bk = &ds->book[a->slot];
-    struct ferry_server_rt *s = &b->servers[ds->base + a->slot];
+    struct ferry_server_rt *s = &b->servers[ds->sidx[a->slot]];
     const struct ferry_sset_want *w = a->op == FERRY_SSET_UNLIST ? NULL : &want[a->want];
     switch (a->op) {
     case FERRY_SSET_NEW:
@@ -175,7 +194,7 @@ size_t ferry_discover_listed(const struct ferry_discovered *ds, struct ferry_sse
         const struct ferry_sset_slot *bk = &ds->book[k];
         if (!bk->used || !bk->listed)
             continue;
-        const struct ferry_server_rt *s = &ds->g->backends[ds->bidx].servers[ds->base + k];
+        const struct ferry_server_rt *s = &ds->g->backends[ds->bidx].servers[ds->sidx[k]];
         struct ferry_sset_want *w = &out[n++];
         memset(w, 0, sizeof(*w));
         snprintf(w->name, sizeof(w->name), "%s", bk->name);

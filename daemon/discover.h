@@ -20,7 +20,7 @@
 struct ferry_discovered {
     struct ferry_gen *g;       /* not a reference: the owner holds one */
     size_t bidx;
-    size_t base;               /* index of the first discovered server */
+    size_t sidx[FERRY_DISCOVER_MAX]; /* each slot's index among the backend's servers */
     struct ferry_sset_slot book[FERRY_DISCOVER_MAX];
     uint64_t gone_ms[FERRY_DISCOVER_MAX];
     size_t nbook;
@@ -34,6 +34,14 @@ void ferry_discover_init(struct ferry_discovered *ds, struct ferry_gen *g, size_
  * written directly, health checks started with the generation). */
 void ferry_discover_apply(struct ferry_discovered *ds, const struct ferry_sset_want *want,
                           size_t n, uint64_t now_ms, bool live);
+
+/* Fills server sidx of backend bidx (a slot past the configured ones, not
+ * visible yet) as a server named `name` at sa, counters found by name, and
+ * makes it count in b->nservers when it is the next one. Worker of the
+ * resolver only. false when its counters cannot be had. */
+bool ferry_server_fill(struct ferry_gen *g, size_t bidx, size_t sidx, const char *name,
+                       const struct sockaddr_storage *sa, socklen_t sa_len, unsigned weight,
+                       bool backup, unsigned max_connections, int line);
 
 /* The servers listed now, as wanted entries (carried over by a reload).
  * Returns the count (at most max). */

@@ -115,7 +115,8 @@ static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_erro
     struct ferry_backend_rt *rt = &g->backends[i];
     rt->cfg = b;
     rt->stats = ferry_stats_backend(&g->d->stats, b->name);
-    rt->cap = b->nservers + (b->discover != FERRY_DISCOVER_NONE ? FERRY_DISCOVER_MAX : 0);
+    rt->cap = b->nservers + (b->discover != FERRY_DISCOVER_NONE ? FERRY_DISCOVER_MAX : 0) +
+              FERRY_ADDED_MAX;
     rt->servers = calloc(rt->cap ? rt->cap : 1, sizeof(*rt->servers));
     if (!rt->stats || !rt->servers)
         return -ENOMEM;

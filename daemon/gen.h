@@ -37,8 +37,10 @@ struct ferry_server_rt {
     char addr_text[256];          /* as written (a host name stays a name) */
     uint64_t key;                 /* ferry_lb_server_key(name): source hashing */
     struct ferry_server own;      /* cfg of a discovered server (cfg points here) */
-    _Atomic bool unlisted;        /* discovered, then left the answer: not shown,
-                                   * no new connections, its own ones run on */
+    _Atomic bool unlisted;        /* discovered, then left the answer (or deleted
+                                   * by `del server`): not shown, no new
+                                   * connections, its own ones run on */
+    bool added;                   /* by `add server` (worker 0 only) */
 };
 
 /* False for a discovered server that left its answer (stats and metrics skip it). */
@@ -69,7 +71,9 @@ struct ferry_backend_rt {
     struct ferry_server_rt *servers;  /* [cap] */
     _Atomic size_t nservers;          /* in use: configured, then discovered ones
                                        * (grows on the resolver's worker only) */
-    size_t cap;                       /* configured + FERRY_DISCOVER_MAX with discover */
+    size_t cap;                       /* configured + FERRY_DISCOVER_MAX with discover
+                                       * + FERRY_ADDED_MAX */
+    size_t nadded;                    /* slots taken by `add server` (worker 0 only) */
     SSL_CTX *tls_ctx; /* backend tls = on */
     SSL_CTX *health_tls_ctx; /* health_check = tls with tls_cert, without tls = on */
 };

@@ -26,6 +26,8 @@
 
 /* Slots of discovered servers per backend (listed and departed together). */
 #define FERRY_DISCOVER_MAX 256
+/* Servers `add server` may add to a backend between two reloads. */
+#define FERRY_ADDED_MAX 16
 
 /* One server an answer asks for. */
 struct ferry_sset_want {

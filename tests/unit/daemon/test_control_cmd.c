@@ -253,6 +253,51 @@ static void test_ferryctl_mapping(void **state)
     assert_true(r.json);
 }
 
+/* add server / del server (dns engineer's rows). */
+static void test_add_del_server(void **state)
+{
+    (void)state;
+    struct ferry_ctl_request r;
+    assert_int_equal(parse("add server web app9 127.0.0.1:8080", &r), 0);
+    assert_int_equal(r.cmd, FERRY_CTL_ADD_SERVER);
+    assert_string_equal(r.backend, "web");
+    assert_string_equal(r.server, "app9");
+    assert_string_equal(r.addr.text, "127.0.0.1:8080");
+    assert_int_equal(r.weight, 1);
+    assert_false(r.backup);
+    assert_int_equal(r.max_connections, 0);
+    assert_int_equal(parse("add server web a [::1]:80 max_connections=5 backup weight=0", &r), 0);
+    assert_int_equal(r.weight, 0);
+    assert_true(r.backup);
+    assert_int_equal(r.max_connections, 5);
+    ok("del server web/app9", FERRY_CTL_DEL_SERVER, false);
+    bad("add server web a", "usage: add server BACKEND NAME ADDRESS [weight=N] [backup] "
+                            "[max_connections=N]");
+    bad("add server web a localhost:80",
+        "invalid server address 'localhost:80' (a numeric IPV4:PORT or [IPV6]:PORT)");
+    bad("add server web a 127.0.0.1:80 weight=257",
+        "invalid server option 'weight=257' (weight=0..256, backup, max_connections=N; each at "
+        "most once)");
+    bad("add server web a 127.0.0.1:80 backup backup",
+        "invalid server option 'backup' (weight=0..256, backup, max_connections=N; each at most "
+        "once)");
+    bad("add server web a 127.0.0.1:80 max_connections=0",
+        "invalid server option 'max_connections=0' (weight=0..256, backup, max_connections=N; "
+        "each at most once)");
+    bad("del server web", "expected BACKEND/SERVER, got 'web'");
+    bad("del web/a", "usage: del server BACKEND/SERVER");
+    char buf[256], err[200];
+    argv_line(false, buf, sizeof(buf), err, 4, "add", "web", "a", "127.0.0.1:80");
+    assert_string_equal(buf, "add server web a 127.0.0.1:80\n");
+    argv_line(false, buf, sizeof(buf), err, 7, "add", "web", "a", "127.0.0.1:80", "weight=2",
+              "backup", "max_connections=3");
+    assert_string_equal(buf, "add server web a 127.0.0.1:80 weight=2 backup max_connections=3\n");
+    argv_line(false, buf, sizeof(buf), err, 2, "del", "web/a");
+    assert_string_equal(buf, "del server web/a\n");
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 3, "add", "web", "a"), -EINVAL);
+    assert_non_null(strstr(err, "usage: add BACKEND NAME ADDRESS"));
+}
+
 static void test_ferryctl_errors(void **state)
 {
     (void)state;
@@ -300,7 +345,7 @@ int main(void)
         cmocka_unit_test(test_commands),         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_names_length),     cmocka_unit_test(test_nul_and_binary),
         cmocka_unit_test(test_line_length),      cmocka_unit_test(test_ferryctl_mapping),
-        cmocka_unit_test(test_ferryctl_errors),
+        cmocka_unit_test(test_ferryctl_errors),  cmocka_unit_test(test_add_del_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
