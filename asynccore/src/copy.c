@@ -4,12 +4,17 @@
  * scratch buffer and written straight to the destination within the same
  * poll. Only what the destination does not take at once is kept, in a buffer
  * allocated for the occasion and freed as soon as it has been written out.
+ *
+ * The splice mode (plain sockets on both sides) moves bytes socket -> pipe ->
+ * socket without copying them; the pipe is borrowed from the worker's pool
+ * for as long as it holds bytes, so an idle copy holds no pipe either.
  */
 #include "asynccore/copy.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "asynccore/runtime.h"
 
@@ -21,9 +26,22 @@ static void note_activity(struct ac_copy *c, struct ac_context *cx)
         *c->activity = ac_worker_now_ms(cx->worker);
 }
 
+/* Returns the lent pipe to the running worker's pool (closed if it still
+ * holds bytes). Futures are dropped on their worker's thread; off it (no
+ * current worker) the pipe is closed. */
+static void pipe_give_back(struct ac_copy *c)
+{
+    if (c->pipe.rfd >= 0) {
+        struct ac_worker *w = ac_worker_current();
+        ac_pipe_put(w != NULL ? ac_worker_pipe_pool(w) : NULL, &c->pipe, c->in_pipe);
+    }
+    c->in_pipe = 0;
+}
+
 static ac_poll_t copy_fail(struct ac_copy *c, int err)
 {
     c->err = err;
+    pipe_give_back(c);
     free(c->buf);
     c->buf = NULL;
     c->pos = c->end = 0;
@@ -62,7 +80,7 @@ static ac_poll_t flush_pending(struct ac_copy *c, struct ac_context *cx)
         copy_fail(c, (int)n);
         return AC_READY;
     }
-    c->pos += (size_t)n;
+    c->pos += (uint32_t)n;
     if (c->pos < c->end)
         return AC_PENDING;
     free(c->buf);
@@ -80,7 +98,7 @@ static int keep_rest(struct ac_copy *c, const unsigned char *rest, size_t len)
         return -ENOMEM;
     memcpy(c->buf, rest, len);
     c->pos = 0;
-    c->end = len;
+    c->end = (uint32_t)len; /* len < bufsize */
     return 0;
 }
 
@@ -98,10 +116,8 @@ static ac_poll_t pass_eof(struct ac_copy *c, struct ac_context *cx)
     return AC_READY;
 }
 
-static ac_poll_t copy_poll(struct ac_future *self, struct ac_context *cx)
+static ac_poll_t buffer_poll(struct ac_copy *c, struct ac_context *cx)
 {
-    struct ac_copy *c = (struct ac_copy *)self;
-
     for (;;) {
         if (flush_pending(c, cx) == AC_PENDING)
             return AC_PENDING;
@@ -146,9 +162,160 @@ static ac_poll_t copy_poll(struct ac_future *self, struct ac_context *cx)
     }
 }
 
+/* ---- splice mode ---- */
+
+/* splice(2) refused the descriptors after bytes entered the pipe: they move
+ * into the pending buffer and the copy goes on as a buffer copy. Returns 0
+ * or -errno. */
+static int splice_fall_back(struct ac_copy *c)
+{
+    c->splice = false;
+    if (c->in_pipe == 0) {
+        pipe_give_back(c);
+        return 0;
+    }
+    c->buf = malloc(c->in_pipe);
+    if (c->buf == NULL)
+        return -ENOMEM;
+    c->pos = c->end = 0;
+    while (c->end < c->in_pipe) {
+        ssize_t n = read(c->pipe.rfd, c->buf + c->end, c->in_pipe - c->end);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            return n < 0 ? -errno : -EIO;
+        }
+        c->end += (uint32_t)n;
+    }
+    c->in_pipe = 0;
+    pipe_give_back(c);
+    return 0;
+}
+
+/* Writes the pipe's bytes to `to`. Ready when the pipe is empty (and given
+ * back) or on an error (c->err set), Pending otherwise. */
+static ac_poll_t splice_out(struct ac_copy *c, struct ac_context *cx)
+{
+    while (c->in_pipe > 0) {
+        struct ac_ready_event ev;
+
+        if (!ac_coop_proceed(cx))
+            return AC_PENDING;
+        if (ac_io_poll_ready(&c->to->io, cx, AC_DIR_WRITE, &ev) == AC_PENDING)
+            return AC_PENDING;
+        ssize_t n = ac_splice_move(c->pipe.rfd, c->to->io.fd, c->in_pipe);
+        if (n == -EAGAIN) {
+            ac_io_clear_ready(&c->to->io, AC_DIR_WRITE, ev);
+            continue;
+        }
+        if (n == -EINVAL) {
+            int r = splice_fall_back(c);
+            if (r < 0)
+                copy_fail(c, r);
+            return AC_READY;
+        }
+        if (n <= 0) {
+            copy_fail(c, n < 0 ? (int)n : -EPIPE);
+            return AC_READY;
+        }
+        c->in_pipe -= (uint32_t)n;
+        c->bytes += (uint64_t)n;
+        note_activity(c, cx);
+    }
+    pipe_give_back(c);
+    return AC_READY;
+}
+
+/* Reads from `from` into a pooled pipe. Ready with *n (bytes, 0 on EOF, or
+ * -errno), Pending when nothing is there (the pipe is back in the pool). */
+static ac_poll_t splice_in(struct ac_copy *c, struct ac_context *cx, ssize_t *n)
+{
+    for (;;) {
+        struct ac_ready_event ev;
+
+        if (!ac_coop_proceed(cx))
+            return AC_PENDING;
+        if (c->from->eof) {
+            *n = 0;
+            return AC_READY;
+        }
+        if (ac_io_poll_ready(&c->from->io, cx, AC_DIR_READ, &ev) == AC_PENDING)
+            return AC_PENDING;
+        if (c->pipe.rfd < 0) {
+            int r = ac_pipe_get(ac_worker_pipe_pool(cx->worker), &c->pipe);
+            if (r < 0) {
+                *n = r;
+                return AC_READY;
+            }
+        }
+        *n = ac_splice_move(c->from->io.fd, c->pipe.wfd, AC_SPLICE_CHUNK);
+        if (*n > 0) {
+            c->in_pipe = (uint32_t)*n; /* at most AC_SPLICE_CHUNK */
+            return AC_READY;
+        }
+        pipe_give_back(c); /* empty: an idle copy holds no pipe */
+        if (*n == -EAGAIN) {
+            ac_io_clear_ready(&c->from->io, AC_DIR_READ, ev);
+            continue;
+        }
+        return AC_READY;
+    }
+}
+
+/* The splice copy loop. Returns as copy_poll does; with c->splice cleared
+ * (fallback) the caller goes on with the buffer copy. */
+static ac_poll_t splice_poll(struct ac_copy *c, struct ac_context *cx)
+{
+    for (;;) {
+        if (splice_out(c, cx) == AC_PENDING)
+            return AC_PENDING;
+        if (c->err != 0 || !c->splice)
+            return AC_READY;
+        if (c->read_eof) {
+            if (c->no_shutdown) {
+                c->shut_done = true;
+                return AC_READY;
+            }
+            return pass_eof(c, cx);
+        }
+        if (cx->budget < 2) { /* as in copy_poll: a read needs its write */
+            cx->budget = 0;
+            (void)ac_coop_proceed(cx);
+            return AC_PENDING;
+        }
+        ssize_t n;
+        if (splice_in(c, cx, &n) == AC_PENDING)
+            return AC_PENDING;
+        if (n == -EINVAL || n == -ENOSYS) {
+            c->splice = false; /* not a spliceable descriptor: buffer copy */
+            return AC_READY;
+        }
+        if (n < 0)
+            return copy_fail(c, (int)n);
+        if (n == 0)
+            c->read_eof = true;
+        else
+            note_activity(c, cx);
+    }
+}
+
+static ac_poll_t copy_poll(struct ac_future *self, struct ac_context *cx)
+{
+    struct ac_copy *c = (struct ac_copy *)self;
+
+    if (c->splice) {
+        ac_poll_t r = splice_poll(c, cx);
+        if (c->splice || r == AC_PENDING || c->err != 0)
+            return r;
+    }
+    return buffer_poll(c, cx);
+}
+
 static void copy_drop(struct ac_future *self)
 {
     struct ac_copy *c = (struct ac_copy *)self;
+
+    pipe_give_back(c); /* bytes still in it close it rather than pool it */
 
     free(c->buf);
     c->buf = NULL;
@@ -166,7 +333,7 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
     c->base.vt = &copy_vt;
     c->from = from;
     c->to = to;
-    c->bufsize = bufsize;
+    c->bufsize = (uint32_t)bufsize; /* <= AC_SCRATCH_SIZE */
     c->buf = NULL;
     c->pos = c->end = 0;
     c->bytes = 0;
@@ -175,6 +342,15 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
     c->read_eof = false;
     c->shut_done = false;
     c->no_shutdown = false;
+    c->splice = false;
+    c->pipe.rfd = c->pipe.wfd = -1;
+    c->in_pipe = 0;
+}
+
+bool ac_copy_use_splice(struct ac_copy *c)
+{
+    c->splice = ac_splice_possible(c->from, c->to);
+    return c->splice;
 }
 
 /* ---- bidirectional ---- */
@@ -228,4 +404,11 @@ void ac_copy_bidi_init(struct ac_copy_bidi *c, struct ac_stream *a, struct ac_st
     c->ba_done = false;
     c->close_after = false;
     c->err = 0;
+}
+
+bool ac_copy_bidi_use_splice(struct ac_copy_bidi *b)
+{
+    bool ab = ac_copy_use_splice(&b->ab);
+    bool ba = ac_copy_use_splice(&b->ba);
+    return ab && ba;
 }

@@ -13,6 +13,7 @@
 #include "asynccore/future.h"
 #include "asynccore/reactor.h"
 #include "asynccore/runtime.h"
+#include "asynccore/splice.h"
 #include "asynccore/waker.h"
 #include "poller.h"
 #include "timer_wheel.h"
@@ -113,6 +114,7 @@ struct ac_worker {
     atomic_size_t task_count;
     void *data;
     unsigned char *scratch;
+    struct ac_pipe_pool pipes; /* idle pipes for splice (asynccore/splice.h) */
     pthread_t thread;
     int loop_rc;
     struct ac__poll_event events[AC__EVENTS_MAX];

@@ -134,6 +134,8 @@ int ac_socket_stream_open(struct ac_stream *s, struct ac_worker *w, int fd)
     return 0;
 }
 
+bool ac_stream_is_socket(const struct ac_stream *s) { return s != NULL && s->vt == &sock_vt; }
+
 void ac_stream_close(struct ac_stream *s)
 {
     if (s == NULL || s->vt == NULL)

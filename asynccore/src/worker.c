@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "asynccore/copy.h"
+#include "asynccore/splice.h"
 #include "internal.h"
 
 /* The worker whose loop runs on this thread. */
@@ -291,6 +292,7 @@ void ac__worker_free(struct ac_worker *w)
     ac__wheel_clear(&w->wheel);
     ac__reactor_destroy(&w->reactor);
     AC__POLLER(free)(w->poller);
+    ac_pipe_pool_clear(&w->pipes);
     free(w->scratch);
     w->magic = AC__DEAD_MAGIC;
     free(w);

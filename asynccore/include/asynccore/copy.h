@@ -7,6 +7,13 @@
  * allocate a buffer (bufsize) for the remainder, and it frees that buffer as
  * soon as it is drained. So an idle proxied connection costs no buffer memory.
  *
+ * With splice enabled (ac_copy_use_splice) and both streams plain sockets,
+ * bytes go socket -> pipe -> socket through splice(2) and never enter user
+ * space; the pipe comes from the worker's pool only while bytes are in
+ * flight (asynccore/splice.h). Counting, activity, EOF, errors and the
+ * cooperative budget behave as in the buffer copy, which remains the
+ * fallback (TLS or other stream kinds, splice refused with EINVAL).
+ *
  * ac_copy_bidi runs two copies (a->b and b->a) and is ready when both
  * directions have ended (EOF passed on, or an error). An error in one
  * direction (reset) ends both.
@@ -19,22 +26,33 @@
 #include <stdint.h>
 
 #include "asynccore/future.h"
+#include "asynccore/splice.h"
 #include "asynccore/stream.h"
 
 struct ac_copy {
     struct ac_future base;
     struct ac_stream *from, *to;
-    size_t bufsize;
     unsigned char *buf; /* pending bytes not yet written; NULL when none */
-    size_t pos, end;
     uint64_t bytes;      /* output: bytes written to `to` (running count) */
     uint64_t *activity;  /* optional: set to the worker clock at each transfer */
+    /* 32-bit sizes (at most AC_SCRATCH_SIZE or a pipe's worth) keep the
+     * struct, part of every idle connection, as small as before splice. */
+    uint32_t bufsize;
+    uint32_t pos, end;
+    uint32_t in_pipe;    /* bytes read into the pipe, not yet written */
+    struct ac_pipe pipe; /* lent by the worker's pool while in_pipe > 0 */
     int err;             /* output: 0 or -errno (read or write side) */
     bool read_eof, shut_done;
     bool no_shutdown;    /* EOF ends the copy without shutdown(2) (close follows) */
+    bool splice;         /* zero-copy mode (ac_copy_use_splice) */
 };
 /* bufsize: 0 means 16 KiB. */
 void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *to, size_t bufsize);
+
+/* Switches c to splice(2) if both its streams are plain sockets (else it
+ * stays a buffer copy). Call after init, before the first poll. Returns
+ * whether splice is used. */
+bool ac_copy_use_splice(struct ac_copy *c);
 
 struct ac_copy_bidi {
     struct ac_future base;
@@ -47,6 +65,9 @@ struct ac_copy_bidi {
 };
 void ac_copy_bidi_init(struct ac_copy_bidi *c, struct ac_stream *a, struct ac_stream *b,
                        size_t bufsize);
+
+/* ac_copy_use_splice on both directions. */
+bool ac_copy_bidi_use_splice(struct ac_copy_bidi *b);
 
 /* Size of each worker's scratch buffer (the largest bufsize a copy may use). */
 #define AC_SCRATCH_SIZE (256u * 1024u)

@@ -58,6 +58,9 @@ void ac_stream_close(struct ac_stream *s);
  * an orderly end, so that a peer's reset can be passed on as one. No
  * close_notify on TLS streams. No-op on a closed stream. */
 void ac_stream_abort(struct ac_stream *s);
+/* True for a plain socket stream (ac_socket_stream_open), false for TLS or
+ * any other stream kind. */
+bool ac_stream_is_socket(const struct ac_stream *s);
 static inline int ac_stream_fd(const struct ac_stream *s) { return s->vt ? s->io.fd : -1; }
 
 /* Wraps a connected non-blocking socket (TCP or Unix) and registers it with w.
