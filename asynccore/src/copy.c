@@ -242,9 +242,10 @@ static ac_poll_t splice_in(struct ac_copy *c, struct ac_context *cx, ssize_t *n)
         if (ac_io_poll_ready(&c->from->io, cx, AC_DIR_READ, &ev) == AC_PENDING)
             return AC_PENDING;
         if (c->pipe.rfd < 0) {
-            int r = ac_pipe_get(ac_worker_pipe_pool(cx->worker), &c->pipe);
-            if (r < 0) {
-                *n = r;
+            /* No pipe to be had (descriptors or memory short, EMFILE):
+             * the buffer copy needs none, so it takes over. */
+            if (ac_pipe_get(ac_worker_pipe_pool(cx->worker), &c->pipe) < 0) {
+                *n = -EINVAL;
                 return AC_READY;
             }
         }

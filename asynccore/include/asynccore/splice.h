@@ -9,7 +9,8 @@
  *   next user must find it empty.
  * - Splice applies only between two plain socket streams; ac_splice_possible()
  *   says so. Where it does not apply, or splice(2) refuses a descriptor
- *   (EINVAL), ac_copy falls back to its buffer copy.
+ *   (EINVAL), or no pipe can be made (EMFILE: each pooled pipe holds two
+ *   descriptors), ac_copy falls back to its buffer copy.
  * - splice(2) into a socket whose peer is gone may raise SIGPIPE (it has no
  *   MSG_NOSIGNAL): a process that splices must ignore SIGPIPE (ferryd does).
  * - Outside Linux the pool is always empty and ac_splice_possible() is false.
