@@ -103,7 +103,9 @@ health_fall = 2
         clients.append(s)
         s.sendall(b"c")
     served = failed = 0
+    deadline = time.monotonic() + 10  # one wait shared by all, not 10 s each
     for s in clients:
+        s.settimeout(max(0.2, deadline - time.monotonic()))
         try:
             got = s.recv(1)
         except OSError:
@@ -119,6 +121,8 @@ health_fall = 2
     srv = f.server("app", "app1")
     assert srv["connect_errors"] == 0, srv
     assert srv["state"] == "up", srv
+    # Log lines are written by the log thread, after the fact: wait for the first.
+    wait_for(lambda: "msg=accept_paused_no_resources" in f.logtext(), what="warning logged")
     warnings = [l for l in f.logtext().splitlines() if "msg=accept_paused_no_resources" in l]
     assert 1 <= len(warnings) <= 6 and len(warnings) < failed, (failed, warnings)
     assert all("count=" in w for w in warnings), warnings

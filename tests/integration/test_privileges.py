@@ -40,6 +40,8 @@ backend = app
 [backend app]
 server app1 127.0.0.1:{b.port}
 """, pre_start=lambda d: os.chmod(d, 0o755))
+    # The control socket is created before the drop: wait for the drop to end.
+    wait_for(lambda: status_fields(f.proc.pid).get("NoNewPrivs") == "1", what="privilege drop")
     st = status_fields(f.proc.pid)
     uids = st["Uid"].split()
     gids = st["Gid"].split()
@@ -148,7 +150,8 @@ server app1 127.0.0.1:{b.port}
         wait_for(lambda: os.path.exists(f"{d}/s.sock") or p.poll() is not None, timeout=15,
                  what="ferryd up")
         assert p.poll() is None, p.stdout.read()
-        assert status_fields(p.pid)["NoNewPrivs"] == "1"
+        # The control socket exists before the drop ends: wait for it.
+        wait_for(lambda: status_fields(p.pid).get("NoNewPrivs") == "1", what="no_new_privs")
         c = connect(port)
         c.sendall(b"as nobody")
         assert recv_exact(c, 9) == b"as nobody"
