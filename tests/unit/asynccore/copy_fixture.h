@@ -1,0 +1,126 @@
+/* Fixtures shared by the copy and splice tests: deterministic bytes with a
+ * running checksum, a stream pair that drains slowly, and a peer thread that
+ * sends or receives a checksummed stream. Include after io_fixture.h. */
+#ifndef COPY_FIXTURE_H
+#define COPY_FIXTURE_H
+
+
+/* Deterministic bytes and a running checksum. */
+static unsigned char pattern(uint64_t i, unsigned seed)
+{
+    uint64_t x = (i + 1) * 0x9e3779b97f4a7c15ull + seed;
+    return (unsigned char)(x >> 56);
+}
+
+static uint64_t sum_add(uint64_t sum, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sum = (sum ^ p[i]) * 0x100000001b3ull;
+    return sum;
+}
+
+/* ---- connected streams ---- */
+
+/* A stream_pair that drains slowly: small send buffer on our side and small
+ * receive buffer on the peer's, so a copy into it keeps a remainder. */
+static void lagging_pair(struct ac_worker *w, struct ac_stream *s, int *peer, int size)
+{
+    int ours;
+
+    tcp_pair(&ours, peer, size);
+    assert_int_equal(setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+    assert_int_equal(ac_socket_stream_open(s, w, ours), 0);
+}
+
+/* ---- peer threads ---- */
+
+/* Writes `len` pattern bytes (in chunks) then optionally shuts down, then
+ * optionally reads until EOF. */
+struct peer {
+    pthread_t tid;
+    int fd;
+    unsigned seed;
+    size_t send_len;
+    long delay_before_read_ms;
+    bool shut_after_send;
+    bool read_first;      /* read until EOF first, then send */
+    bool read_after;      /* after sending, read until EOF */
+    uint64_t sent_sum, recv_sum;
+    size_t recv_len;
+    atomic_bool done_reading;
+    atomic_bool shut_now; /* for the idle test: shutdown when set */
+};
+
+static void peer_send(struct peer *p)
+{
+    unsigned char buf[8192];
+    size_t off = 0;
+    uint64_t sum = 0xcbf29ce484222325ull;
+
+    while (off < p->send_len) {
+        size_t n = p->send_len - off < sizeof(buf) ? p->send_len - off : sizeof(buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern(off + i, p->seed);
+        size_t w = 0;
+        while (w < n) {
+            ssize_t r = send(p->fd, buf + w, n - w, MSG_NOSIGNAL);
+            if (r <= 0)
+                return;
+            w += (size_t)r;
+        }
+        sum = sum_add(sum, buf, n);
+        off += n;
+    }
+    p->sent_sum = sum;
+    if (p->shut_after_send)
+        shutdown(p->fd, SHUT_WR);
+}
+
+static void peer_recv(struct peer *p)
+{
+    unsigned char buf[8192];
+    uint64_t sum = 0xcbf29ce484222325ull;
+
+    sleep_ms(p->delay_before_read_ms);
+    for (;;) {
+        ssize_t n = read(p->fd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        sum = sum_add(sum, buf, (size_t)n);
+        p->recv_len += (size_t)n;
+    }
+    p->recv_sum = sum;
+    atomic_store(&p->done_reading, true);
+}
+
+static void *peer_main(void *arg)
+{
+    struct peer *p = arg;
+
+    if (p->read_first)
+        peer_recv(p);
+    if (p->send_len > 0)
+        peer_send(p);
+    if (p->read_after)
+        peer_recv(p);
+    return NULL;
+}
+
+static void peer_start(struct peer *p)
+{
+    atomic_init(&p->done_reading, false);
+    atomic_init(&p->shut_now, false);
+    assert_int_equal(pthread_create(&p->tid, NULL, peer_main, p), 0);
+}
+
+static uint64_t expected_sum(size_t len, unsigned seed)
+{
+    uint64_t sum = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char b = pattern(i, seed);
+        sum = sum_add(sum, &b, 1);
+    }
+    return sum;
+}
+
+#endif
