@@ -76,10 +76,8 @@ struct ferry_conn {
     struct ac_tls_stream ctls, stls;
     struct ac_stream *cs, *ss;
 
-    /* Bytes accounted into the stats so far, and what `show conns` reads. */
+    /* Bytes accounted into the stats so far (also what `show conns` shows). */
     uint64_t acct_in, acct_out;
-    _Atomic uint64_t snap_in, snap_out;
-    _Atomic(struct ferry_server_rt *) srv;
 
     union {
         struct {
@@ -184,8 +182,6 @@ static void account(struct ferry_conn *c)
     ferry_ctr_add(&ss->bytes_in, dout);
     c->acct_in = in;
     c->acct_out = out;
-    atomic_store_explicit(&c->snap_in, in, memory_order_relaxed);
-    atomic_store_explicit(&c->snap_out, out, memory_order_relaxed);
 }
 
 static void drop_phase(struct ferry_conn *c)
@@ -531,7 +527,6 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
     ferry_ctr_add(&s->stats->w[c->fw->index].total, 1);
     ferry_ctr_add(&s->stats->w[c->fw->index].active, 1);
     c->server_counted = true;
-    atomic_store(&c->srv, s);
     start_copy(c, cx);
     return AC_READY;
 }
@@ -674,17 +669,18 @@ static void log_end(struct ferry_conn *c)
                      cipher ? cipher : "", alpn, subject);
 }
 
+/* The worker's list is its own: linked and unlinked on its thread only (or
+ * by ac_runtime_free once every loop stopped), read by conns_view.c's task
+ * on the same thread. */
 static void unlist(struct ferry_conn *c)
 {
     struct ferry_worker *fw = c->fw;
-    pthread_mutex_lock(&fw->conns_lock);
     if (c->prev)
         c->prev->next = c->next;
     else
         fw->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    pthread_mutex_unlock(&fw->conns_lock);
 }
 
 static void conn_drop(struct ac_future *f)
@@ -765,12 +761,11 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
     struct ferry_listener_wstats *ls = lstats(c);
     ferry_ctr_add(&ls->total, 1);
     ferry_ctr_add(&ls->active, 1);
-    pthread_mutex_lock(&fw->conns_lock);
+    assert(ac_worker_current() == fw->w); /* the list is this thread's alone */
     c->next = fw->conns;
     if (fw->conns)
         fw->conns->prev = c;
     fw->conns = c;
-    pthread_mutex_unlock(&fw->conns_lock);
     ac_spawn(fw->w, &c->base, conn_free); /* on failure the task drops and frees it */
 }
 
@@ -780,11 +775,9 @@ struct ferry_conn *ferry_conn_next(const struct ferry_conn *c) { return c->next;
 
 void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_stats *s)
 {
-    pthread_mutex_lock(&fw->conns_lock);
     for (struct ferry_conn *c = fw->conns; c; c = c->next)
         if (c->phase == P_COPY && c->gen->backends[c->bidx].servers[c->sidx].stats == s)
             ac_waker_wake_by_ref(&c->self);
-    pthread_mutex_unlock(&fw->conns_lock);
 }
 
 void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_conn_snapshot *s)
@@ -792,13 +785,12 @@ void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_
     s->id = c->id;
     snprintf(s->listener, sizeof(s->listener), "%s", c->gen->cfg->listeners[c->lidx].name);
     ac_addr_format((struct sockaddr *)&c->client, c->client_len, s->client, sizeof(s->client));
-    struct ferry_server_rt *srv = atomic_load(&c->srv);
-    if (srv)
+    if (c->server_counted)
         snprintf(s->server, sizeof(s->server), "%s/%s", c->gen->cfg->backends[c->bidx].name,
-                 srv->cfg->name);
+                 c->gen->backends[c->bidx].servers[c->sidx].cfg->name);
     else
         snprintf(s->server, sizeof(s->server), "-");
     s->age_s = now > c->start_ms ? (now - c->start_ms) / 1000 : 0;
-    s->bytes_in = atomic_load_explicit(&c->snap_in, memory_order_relaxed);
-    s->bytes_out = atomic_load_explicit(&c->snap_out, memory_order_relaxed);
+    s->bytes_in = c->acct_in;
+    s->bytes_out = c->acct_out;
 }

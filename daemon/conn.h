@@ -28,10 +28,11 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
  * sees s in maint and ends with end=maint. */
 void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_stats *s);
 
-/* The next connection of a worker's list (worker.c walks it for views). */
+/* The next connection of a worker's list (worker.c walks it for views, on
+ * the worker's own thread). */
 struct ferry_conn *ferry_conn_next(const struct ferry_conn *c);
-/* Copies one connection's facts (readable from another thread while the
- * list's lock is held). now: ac_clock_now_ms(). */
+/* Copies one connection's facts, on its worker's thread (the fields are
+ * that thread's alone). now: ac_clock_now_ms(). */
 void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_conn_snapshot *s);
 
 #endif

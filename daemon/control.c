@@ -17,6 +17,7 @@
 #include "addserver.h"
 #include "control.h"
 #include "control_cmd.h"
+#include "conns_view.h"
 #include "render.h"
 #include "reqserver.h"
 
@@ -146,6 +147,8 @@ struct ctl_client {
     struct ferry_rs_client rs; /* first: reqserver allocates and frees us */
     struct ferry_reload reload;
     bool reload_live;
+    struct ferry_conns_view conns; /* `show conns`: the workers' answers */
+    bool conns_live, conns_json;
 };
 
 static size_t line_complete(const char *buf, size_t len)
@@ -168,6 +171,10 @@ static void client_drop(struct ferry_rs_client *rs)
         ferry_reload_free_msgs(&c->reload);
         c->reload_live = false;
     }
+    if (c->conns_live) {
+        ac_future_drop(&c->conns.base);
+        c->conns_live = false;
+    }
 }
 
 static ac_poll_t poll_reload(struct ctl_client *c, struct ac_context *cx)
@@ -188,6 +195,20 @@ static ac_poll_t poll_reload(struct ctl_client *c, struct ac_context *cx)
     ac_future_drop(&c->reload.base);
     ferry_reload_free_msgs(&c->reload);
     c->reload_live = false;
+    return AC_READY;
+}
+
+/* `show conns`: every worker lists its own connections (conns_view.h). */
+static ac_poll_t poll_conns(struct ctl_client *c, struct ac_context *cx)
+{
+    if (ac_future_poll(&c->conns.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    if (c->conns.err != 0)
+        ferry_buf_puts(&c->rs.out, "error: out of memory\n");
+    else
+        ferry_render_conns(c->conns.conns, c->conns.n, c->conns_json, &c->rs.out);
+    ac_future_drop(&c->conns.base);
+    c->conns_live = false;
     return AC_READY;
 }
 
@@ -238,7 +259,7 @@ static void server_set_cmd(struct ferry_daemon *d, const struct ferry_ctl_reques
         ferry_buf_printf(out, "error: %s\n", err);
 }
 
-/* Everything but reload answers at once. */
+/* Everything but reload and show conns answers at once. */
 static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *req,
                          struct ac_context *cx)
 {
@@ -248,7 +269,11 @@ static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *r
     case FERRY_CTL_HELP: ferry_buf_puts(out, ferry_ctl_help_text); break;
     case FERRY_CTL_SHOW_INFO: ferry_render_info(d, req->json, out); break;
     case FERRY_CTL_SHOW_STATS: ferry_render_stats(d, req->json, out); break;
-    case FERRY_CTL_SHOW_CONNS: ferry_render_conns(d, req->json, out); break;
+    case FERRY_CTL_SHOW_CONNS:
+        ferry_conns_view_init(&c->conns, d, FERRY_CONNS_VIEW_WAIT_MS);
+        c->conns_live = true;
+        c->conns_json = req->json;
+        return poll_conns(c, cx);
     case FERRY_CTL_SHOW_METRICS: ferry_render_metrics(d, out); break;
     case FERRY_CTL_DISABLE_SERVER:
     case FERRY_CTL_ENABLE_SERVER:
@@ -274,6 +299,8 @@ static ac_poll_t respond(struct ferry_rs_client *rs, struct ac_context *cx)
     struct ferry_ctl_request req;
     if (c->reload_live)
         r = poll_reload(c, cx);
+    else if (c->conns_live)
+        r = poll_conns(c, cx);
     else if (rs->overflow)
         ferry_buf_printf(&rs->out, "error: line too long (at most %d bytes)\n", FERRY_CTL_LINE_MAX);
     else if (memchr(rs->req, '\0', rs->req_len))

@@ -81,12 +81,14 @@ int ferry_daemon_set_server_weight(struct ferry_daemon *d, const char *backend,
 /* `disable listener` / `enable listener`: stop / resume accepting. */
 int ferry_daemon_set_listener_enabled(struct ferry_daemon *d, const char *listener, bool enabled);
 
-/* ---- views over every worker's connections (worker.c) ---- */
+/* ---- views over every worker's connections (worker.c, conns_view.c) ---- */
 
 /* Totals over every worker: active and total connections. */
 void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t *total);
 
-/* A copy of one active connection's facts, for `show conns`. */
+/* A copy of one active connection's facts, for `show conns`: made by the
+ * connection's worker on its own thread (ferry_worker_conns) and gathered
+ * through the workers' inboxes (conns_view.h). */
 struct ferry_conn_snapshot {
     uint64_t id;
     char listener[FERRY_NAME_MAX];
@@ -95,8 +97,5 @@ struct ferry_conn_snapshot {
     uint64_t age_s;
     uint64_t bytes_in, bytes_out;        /* as seen from the client side */
 };
-/* Snapshot of all active connections (malloc'd array; caller frees). */
-int ferry_daemon_snapshot_conns(struct ferry_daemon *d, struct ferry_conn_snapshot **out,
-                                size_t *n);
 
 #endif

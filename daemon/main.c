@@ -87,7 +87,6 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
         fw->index = i;
         fw->w = ac_runtime_worker(d->rt, i);
         ac_local_notify_init(&fw->drain);
-        pthread_mutex_init(&fw->conns_lock, NULL);
         ac_worker_set_data(fw->w, fw);
     }
     return 0;
@@ -105,9 +104,6 @@ static void daemon_free(struct ferry_daemon *d)
     }
     if (d->gen)
         ferry_gen_unref(d->gen);
-    for (unsigned i = 0; d->workers && i < d->nworkers; i++) {
-        pthread_mutex_destroy(&d->workers[i].conns_lock);
-    }
     while (d->limits) {
         struct ferry_listener_limit *l = d->limits;
         d->limits = l->next;

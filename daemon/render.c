@@ -374,13 +374,9 @@ int ferry_render_stats(struct ferry_daemon *d, bool json, struct ferry_buf *out)
 
 /* ---- show conns ---- */
 
-int ferry_render_conns(struct ferry_daemon *d, bool json, struct ferry_buf *out)
+int ferry_render_conns(const struct ferry_conn_snapshot *v, size_t n, bool json,
+                       struct ferry_buf *out)
 {
-    struct ferry_conn_snapshot *v = NULL;
-    size_t n = 0;
-    int rc = ferry_daemon_snapshot_conns(d, &v, &n);
-    if (rc != 0)
-        return rc;
     if (json) {
         ferry_buf_puts(out, "{\"conns\": [");
         for (size_t i = 0; i < n; i++) {
@@ -415,7 +411,6 @@ int ferry_render_conns(struct ferry_daemon *d, bool json, struct ferry_buf *out)
         table_print(&t, out);
         table_free(&t);
     }
-    free(v);
     return done(out);
 }
 

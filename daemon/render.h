@@ -2,7 +2,8 @@
  *
  * Each function appends one complete answer, ending with a newline, to `out`
  * and returns 0, or -ENOMEM (out->oom is then set too). They read the current
- * generation and the stats registry; they may be called from any thread.
+ * generation and the stats registry (`show conns` what it is given); they
+ * may be called from any thread.
  */
 #ifndef FERRY_RENDER_H
 #define FERRY_RENDER_H
@@ -16,8 +17,10 @@
 int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out);
 /* `show stats`: an aligned table, or the JSON of SPEC 3. */
 int ferry_render_stats(struct ferry_daemon *d, bool json, struct ferry_buf *out);
-/* `show conns`: one line per active connection, or {"conns": [...]}. */
-int ferry_render_conns(struct ferry_daemon *d, bool json, struct ferry_buf *out);
+/* `show conns`: one line per connection of v[0..n), or {"conns": [...]}.
+ * The copies come from the workers (conns_view.h). */
+int ferry_render_conns(const struct ferry_conn_snapshot *v, size_t n, bool json,
+                       struct ferry_buf *out);
 /* `show metrics` and GET /metrics: Prometheus text exposition 0.0.4. */
 int ferry_render_metrics(struct ferry_daemon *d, struct ferry_buf *out);
 

@@ -1,6 +1,7 @@
-/* ferryd: views over every worker's connections, for the control socket. */
+/* ferryd: what other threads ask of a worker, through its inbox: its drain
+ * signal set, its connections listed (for conns_view.c). */
+#include <assert.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 
 #include "asynccore/runtime.h"
@@ -47,29 +48,23 @@ void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t
     }
 }
 
-int ferry_daemon_snapshot_conns(struct ferry_daemon *d, struct ferry_conn_snapshot **out,
-                                size_t *n)
+int ferry_worker_conns(struct ferry_worker *fw, struct ferry_conn_snapshot **out, size_t *n)
 {
-    size_t cap = 64, len = 0;
-    struct ferry_conn_snapshot *v = malloc(cap * sizeof(*v));
+    assert(ac_worker_current() == fw->w); /* the list is this thread's alone */
+    *out = NULL;
+    *n = 0;
+    size_t len = 0;
+    for (struct ferry_conn *c = fw->conns; c; c = ferry_conn_next(c))
+        len++;
+    if (len == 0)
+        return 0;
+    struct ferry_conn_snapshot *v = malloc(len * sizeof(*v));
     if (!v)
         return -ENOMEM;
     uint64_t now = ac_clock_now_ms();
-    for (unsigned w = 0; w < d->nworkers; w++) {
-        struct ferry_worker *fw = &d->workers[w];
-        pthread_mutex_lock(&fw->conns_lock);
-        for (struct ferry_conn *c = fw->conns; c; c = ferry_conn_next(c)) {
-            if (len == cap) {
-                struct ferry_conn_snapshot *nv = realloc(v, 2 * cap * sizeof(*v));
-                if (!nv)
-                    break;
-                v = nv;
-                cap *= 2;
-            }
-            ferry_conn_snapshot(c, now, &v[len++]);
-        }
-        pthread_mutex_unlock(&fw->conns_lock);
-    }
+    size_t i = 0;
+    for (struct ferry_conn *c = fw->conns; c; c = ferry_conn_next(c))
+        ferry_conn_snapshot(c, now, &v[i++]);
     *out = v;
     *n = len;
     return 0;

@@ -1,13 +1,16 @@
 /* ferryd: the daemon's state on one event-loop thread.
  *
  * struct ferry_worker is what a worker's data path touches: its loop, its
- * connection list and its drain signal.
+ * connection list and its drain signal. The list and the signal are the
+ * worker's alone (no lock): other threads reach them through its inbox, by
+ * spawning a small task on it (ferry_worker_cut, conns_view.c, the maint cut
+ * of daemon.c).
  */
 #ifndef FERRY_WORKER_H
 #define FERRY_WORKER_H
 
-#include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "asynccore/runtime.h"
@@ -17,14 +20,14 @@
 
 struct ferry_daemon;
 struct ferry_conn;
+struct ferry_conn_snapshot;
 
 struct ferry_worker {
     struct ferry_daemon *d;
     struct ac_worker *w;
     unsigned index;
     struct ac_local_notify drain; /* set on stop (ferry_worker_cut): connections end */
-    pthread_mutex_t conns_lock;   /* guards the list below (taken by show conns) */
-    struct ferry_conn *conns;     /* active connections on this worker */
+    struct ferry_conn *conns;     /* active connections (this worker's thread only) */
     _Atomic uint64_t alive_ms;    /* last heartbeat of this loop (watchdog) */
     struct ferry_pressure pressure; /* local resources ran out: accepting pauses */
 };
@@ -32,5 +35,10 @@ struct ferry_worker {
 /* Sets fw's drain signal from any thread: a message through its inbox (the
  * signal itself is the worker's own, lock-free). Returns 0 or -errno. */
 int ferry_worker_cut(struct ferry_worker *fw);
+
+/* On fw's own thread: a copy of each of its connections' facts, newest
+ * first (malloc'd array in *out, NULL when there is none; the caller frees
+ * it). Returns 0 or -ENOMEM. */
+int ferry_worker_conns(struct ferry_worker *fw, struct ferry_conn_snapshot **out, size_t *n);
 
 #endif

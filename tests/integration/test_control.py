@@ -3,6 +3,7 @@
 control clients."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -249,6 +250,143 @@ def test_ferryctl_usage_errors_are_one_line():
         assert r.stdout == b"", (args, r.stdout)
     r = ctl_raw(f, "--json", "frob")
     assert r.returncode == 2 and "unknown command 'frob'" in json.loads(r.stdout)["error"], r
+
+
+def epoll_conns(pid, port):
+    """Which event loop holds each of ferryd's connections accepted on port:
+    {epoll fd: set of client ports}, read from /proc (each worker has its own
+    epoll instance; its fdinfo lists the descriptors registered with it).
+    Empty with the poll(2) reactor."""
+    inode_client = {}
+    for line in open(f"/proc/{pid}/net/tcp").read().splitlines()[1:]:
+        cols = line.split()
+        local, remote, inode = cols[1], cols[2], cols[9]
+        if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) != 0:
+            inode_client[inode] = int(remote.split(":")[1], 16)
+    fd_client, epolls = {}, []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inode_client:
+            fd_client[int(fd)] = inode_client[target[8:-1]]
+        elif target == "anon_inode:[eventpoll]":
+            epolls.append(fd)
+    loops = {}
+    for ep in epolls:
+        with open(f"/proc/{pid}/fdinfo/{ep}") as fh:
+            tfds = {int(l.split()[1]) for l in fh if l.startswith("tfd:")}
+        held = {fd_client[t] for t in tfds if t in fd_client}
+        if held:
+            loops[ep] = held
+    return loops
+
+
+def test_show_conns_lists_every_workers_connections():
+    """workers = 2: each worker lists its own connections (asked through its
+    inbox) and `show conns` merges them all, with each one's own bytes."""
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}\n",
+                               global_lines="workers = 2"))
+    held = {}
+    # Bursts of clients until both event loops hold some (bounded).
+    for burst in range(12):
+        new = [connect(port) for _ in range(6)]
+        for s in new:
+            n = 1 + len(held)
+            s.sendall(b"x" * n)
+            held[s.getsockname()[1]] = (s, n)
+        for s in new:
+            n = held[s.getsockname()[1]][1]
+            assert recv_exact(s, n) == b"x" * n
+        loops = epoll_conns(f.proc.pid, port)
+        if len(loops) >= 2 or (not loops and len(held) >= 16):
+            break
+    if loops:  # epoll: the connections really are on two workers
+        assert len(loops) == 2, loops
+        assert set().union(*loops.values()) == set(held), (loops, sorted(held))
+    wait_for(lambda: f.listener("web")["active"] == len(held), what="all connections counted")
+    conns = f.ctl("conns", json_out=True)["conns"]
+    got = {int(c["client"].rsplit(":", 1)[1]): c for c in conns}
+    assert set(got) == set(held), (sorted(got), sorted(held))
+    assert len(conns) == len(held) and len({c["id"] for c in conns}) == len(held)
+    for cport, (_, n) in held.items():
+        c = got[cport]
+        assert c["listener"] == "web" and c["server"] == "app/app1", c
+        assert c["bytes_in"] == n and c["bytes_out"] == n, (c, n)
+    text = f.ctl("conns").splitlines()
+    assert text[0].split() == ["id", "listener", "client", "server", "age_s", "bytes_in",
+                               "bytes_out"], text[0]
+    assert sorted(int(l.split()[0]) for l in text[1:]) == sorted(c["id"] for c in conns)
+    for s, _ in held.values():
+        s.close()
+    wait_for(lambda: f.ctl("conns", json_out=True)["conns"] == [], what="list emptied")
+
+
+def test_show_conns_through_a_stop():
+    """`show conns` while ferryd drains lists the connections still running;
+    asked over and over until ferryd exits (drain, cut, exit), every request
+    ends with an answer or a closed socket, never a hang."""
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}\n",
+                               global_lines="workers = 2\ndrain_timeout = 5s"))
+    held = []
+    for i in range(4):
+        s = connect(port)
+        s.sendall(b"h" * (i + 1))
+        assert recv_exact(s, i + 1) == b"h" * (i + 1)
+        held.append(s)
+    outcomes = {"answer": 0, "gone": 0, "hung": 0, "bad": []}
+
+    def ask_until_exit():
+        deadline = time.monotonic() + 60
+        for _ in range(5000):
+            if f.proc.poll() is not None or time.monotonic() > deadline:
+                return
+            try:
+                out = f.command(b"show conns json\n", timeout=10)
+            except socket.timeout:
+                outcomes["hung"] += 1
+                continue
+            except OSError:  # the socket is gone: ferryd is exiting
+                outcomes["gone"] += 1
+                time.sleep(0.01)
+                continue
+            if out == "":
+                outcomes["gone"] += 1
+                continue
+            try:
+                json.loads(out)["conns"]
+                outcomes["answer"] += 1
+            except (ValueError, KeyError):
+                outcomes["bad"].append(out)
+            time.sleep(0.01)
+
+    th = threading.Thread(target=ask_until_exit)
+    th.start()
+    try:
+        f.signal(signal.SIGTERM)
+        wait_for(lambda: "msg=stopping" in f.logtext(), what="drain began")
+        assert f.ctl("info", json_out=True)["state"] == "stopping"
+        conns = f.ctl("conns", json_out=True)["conns"]
+        mine = {s.getsockname()[1]: i + 1 for i, s in enumerate(held)}
+        assert {int(c["client"].rsplit(":", 1)[1]): c["bytes_in"] for c in conns} == mine, conns
+        # Still serving while draining; the worker shows the new byte count.
+        held[0].sendall(b"more")
+        assert recv_exact(held[0], 4) == b"more"
+        wait_for(lambda: any(c["bytes_in"] == 5 for c in f.ctl("conns", json_out=True)["conns"]),
+                 what="bytes seen by show conns")
+        assert f.proc.wait(30) == 0  # the drain timeout cut the rest
+    finally:
+        th.join(90)
+    assert not th.is_alive()
+    assert outcomes["hung"] == 0 and outcomes["bad"] == [], outcomes
+    assert outcomes["answer"] >= 1, outcomes
+    for s in held:
+        s.close()
 
 
 if __name__ == "__main__":

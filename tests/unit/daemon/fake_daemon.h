@@ -1,8 +1,10 @@
 /* A fake daemon for the unit tests of the control socket and the renderers.
  *
  * Generations are the production ones (gen.c, daemon.c); only what needs
- * running workers is faked: the connection views of worker.c and the reload
- * future of reload.c, so that render.c and control.c are tested alone.
+ * real connections or listeners is faked: a worker's list of its
+ * connections (worker.c; the gathering through the inboxes, conns_view.c,
+ * is the real one) and the reload future of reload.c, so that render.c and
+ * control.c are tested alone.
  * Included by exactly one file of each test executable.
  */
 #ifndef FAKE_DAEMON_H
@@ -17,9 +19,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "asynccore/runtime.h"
 #include "daemon.h"
 #include "gen.h"
 #include "reload.h"
+#include "worker.h"
 
 struct fake {
     struct ferry_daemon d; /* first: the fake functions cast back */
@@ -42,15 +46,18 @@ void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t
     }
 }
 
-int ferry_daemon_snapshot_conns(struct ferry_daemon *d, struct ferry_conn_snapshot **out,
-                                size_t *n)
+/* A worker's own connections: conns[k] lives on worker k % nworkers. Runs
+ * on that worker's thread, as the real one does (conns_view.c asks). */
+int ferry_worker_conns(struct ferry_worker *fw, struct ferry_conn_snapshot **out, size_t *n)
 {
-    struct fake *f = fake_of(d);
+    struct fake *f = fake_of(fw->d);
+    assert_ptr_equal(ac_worker_current(), fw->w);
     *out = malloc((f->nconns + 1) * sizeof(**out));
     if (!*out)
         return -ENOMEM;
-    memcpy(*out, f->conns, f->nconns * sizeof(**out));
-    *n = f->nconns;
+    *n = 0;
+    for (size_t k = fw->index; k < f->nconns; k += f->d.nworkers)
+        (*out)[(*n)++] = f->conns[k];
     return 0;
 }
 
@@ -118,7 +125,7 @@ static inline struct ferry_gen *fake_gen_build(struct ferry_daemon *d, const cha
 }
 
 /* A daemon with nworkers counter slots, the generation of fake_ini, and
- * (when rt is not NULL) a runtime. */
+ * (when rt is not NULL) a runtime and its workers' ferry_worker. */
 static inline void fake_init(struct fake *f, unsigned nworkers, struct ac_runtime *rt)
 {
     memset(f, 0, sizeof(*f));
@@ -134,12 +141,22 @@ static inline void fake_init(struct fake *f, unsigned nworkers, struct ac_runtim
     pthread_mutex_init(&d->gen_ptr_lock, NULL);
     assert_int_equal(ferry_stats_init(&d->stats, nworkers), 0);
     d->gen = fake_gen_build(d, fake_ini);
+    if (!rt)
+        return;
+    d->workers = calloc(nworkers, sizeof(*d->workers));
+    assert_non_null(d->workers);
+    for (unsigned i = 0; i < nworkers; i++) {
+        d->workers[i].d = d;
+        d->workers[i].index = i;
+        d->workers[i].w = ac_runtime_worker(rt, i);
+    }
 }
 
 static inline void fake_destroy(struct fake *f)
 {
     ferry_gen_unref(f->d.gen);
     ferry_stats_destroy(&f->d.stats);
+    free(f->d.workers);
     pthread_mutex_destroy(&f->d.gen_ptr_lock);
     free(f->d.config_path);
     free(f->d.config_abs);
