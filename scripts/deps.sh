@@ -7,7 +7,7 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libinih-dev libcmock
 case "$what" in
   run)   pkgs+=(python3 netcat-openbsd curl) ;;
   test)  pkgs+=(python3 gcovr socat mandoc man-db systemd iproute2 procps strace dnsmasq-base prometheus python3-yaml) ;;
-  bench) pkgs+=(python3 haproxy nginx-light libnginx-mod-stream hitch wrk socat) ;;
+  bench) pkgs+=(python3 haproxy nginx-light libnginx-mod-stream hitch wrk socat iperf3 strace valgrind procps) ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import (ROOT, Contender, bench_setup, children, free_port, rss_kib,  # noqa: E402
+from benchlib import (ROOT, Contender, bench_setup, children, free_port, rss_kib,  # noqa: E402
                          start_ferryd, start_haproxy, wait_port)
 
 
