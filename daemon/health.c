@@ -12,6 +12,11 @@
  *   -> read, bounded (send-expect: until health_expect appears; http: the
  *      status line only)
  *
+ * Each step runs in an ac_under_deadline borrowing the check's ac_deadline
+ * (armed at the check's start, disarmed at its end): a finished step is
+ * dropped alone, and when health_timeout passes the step under way is
+ * dropped and the check fails with "timeout".
+ *
  * health_rise successes in a row mark a down server up, health_fall failures
  * in a row mark an up server down. The last result and a failure count go
  * to the server's stats. The task ends when its generation is replaced
@@ -22,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "asynccore/deadline.h"
 #include "asynccore/net.h"
 #include "asynccore/timer.h"
 #include "asynccore/tls.h"
@@ -46,13 +52,15 @@ struct health_task {
     SSL_CTX *own_ctx; /* for `tls` checks of a backend without tls = on */
     int state;
     struct ac_notified stop;
-    struct ac_sleep timer; /* interval, then the check's timeout */
+    struct ac_sleep wait;        /* H_WAIT: until the next check (vt NULL otherwise) */
+    struct ac_deadline timeout;  /* during a check: its health_timeout */
     union {
         struct ac_connect connect;
         struct ac_write_all write;
         struct ac_tls_handshake hs;
+        struct ac_read read;
     } step;
-    bool step_live;
+    struct ac_under_deadline under; /* the current step under `timeout` (vt NULL: none) */
     struct ac_stream plain;
     struct ac_tls_stream tls;
     struct ac_stream *stream; /* plain or &tls.base once connected */
@@ -86,27 +94,20 @@ static bool reads_answer(const struct health_task *t)
            t->b->cfg->health_check == FERRY_HEALTH_HTTP;
 }
 
-static void step_drop(struct health_task *t)
+/* Releases what a check holds: its step, its deadline, its connection. */
+static void check_drop(struct health_task *t)
 {
-    if (!t->step_live)
-        return;
-    switch (t->state) {
-    case H_CONNECT: ac_future_drop(&t->step.connect.base); break;
-    case H_PROXY:
-    case H_SEND: ac_future_drop(&t->step.write.base); break;
-    case H_TLS: ac_future_drop(&t->step.hs.base); break;
-    }
-    t->step_live = false;
+    ac_future_drop(&t->under.base);
+    ac_deadline_disarm(&t->timeout);
+    ac_stream_close(&t->tls.base);
+    ac_stream_close(&t->plain);
+    t->stream = NULL;
 }
 
 static void end_check(struct health_task *t)
 {
-    step_drop(t);
-    ac_stream_close(&t->tls.base);
-    ac_stream_close(&t->plain);
-    t->stream = NULL;
-    ac_future_drop(&t->timer.base);
-    ac_sleep_init(&t->timer, t->b->cfg->health_interval_ms);
+    check_drop(t);
+    ac_sleep_init(&t->wait, t->b->cfg->health_interval_ms);
     t->state = H_WAIT;
 }
 
@@ -147,15 +148,19 @@ static int fail(struct health_task *t, enum ferry_check_result r, const char *fm
     return -1;
 }
 
-/* Starts the step of t->state. Returns 0, or -1 when it cannot start. */
+/* Starts the step of t->state under the check's deadline. Returns 0, or -1
+ * when it cannot start. */
 static int start_step(struct health_task *t)
 {
+    struct ac_future *step;
     switch (t->state) {
     case H_CONNECT:
         ac_connect_init(&t->step.connect, (struct sockaddr *)&t->addr, t->addr_len, &t->plain);
+        step = &t->step.connect.base;
         break;
     case H_PROXY:
         ac_write_all_init(&t->step.write, &t->plain, t->proxy, t->proxy_len);
+        step = &t->step.write.base;
         break;
     case H_TLS: {
         /* A tls = on backend's context carries its CA, verification and
@@ -171,16 +176,19 @@ static int start_step(struct health_task *t)
                                                                     : false) != 0)
             return fail(t, FERRY_CHECK_TLS, "%s", "tls setup failed");
         ac_tls_handshake_init(&t->step.hs, &t->tls);
+        step = &t->step.hs.base;
         break;
     }
     case H_SEND:
         ac_write_all_init(&t->step.write, t->stream, t->request, t->request_len);
+        step = &t->step.write.base;
         break;
-    default:
-        t->rlen = t->rtotal = 0;
-        return 0; /* H_RECV reads without a future */
+    default: /* H_RECV: one read at a time, judged after each */
+        ac_read_init(&t->step.read, t->stream, t->rbuf + t->rlen, sizeof(t->rbuf) - t->rlen);
+        step = &t->step.read.base;
+        break;
     }
-    t->step_live = true;
+    ac_under_deadline_init(&t->under, step, &t->timeout);
     return 0;
 }
 
@@ -239,66 +247,57 @@ static int judge(struct health_task *t, bool eof)
     return 0;
 }
 
-static int poll_recv(struct health_task *t, struct ac_context *cx)
-{
-    for (;;) {
-        ssize_t n;
-        if (ac_stream_poll_read(t->stream, cx, t->rbuf + t->rlen, sizeof(t->rbuf) - t->rlen,
-                                &n) == AC_PENDING)
-            return 0;
-        if (n < 0)
-            return fail(t, FERRY_CHECK_REFUSED, "read: %s", strerror((int)-n));
-        t->rlen += (size_t)n;
-        t->rtotal += (size_t)n;
-        int rc = judge(t, n == 0);
-        if (rc != 0)
-            return rc;
-    }
-}
-
-/* Polls the current step. 1 done, 0 pending, -1 failed (result set). */
-static int poll_step(struct health_task *t, struct ac_context *cx)
+/* What the finished step (not timed out) came to. 1 done, 0 (H_RECV) read
+ * on, -1 failed (result set). */
+static int step_result(struct health_task *t)
 {
     switch (t->state) {
     case H_CONNECT:
-        if (ac_future_poll(&t->step.connect.base, cx) == AC_PENDING)
-            return 0;
         if (t->step.connect.err)
             return fail(t, FERRY_CHECK_REFUSED, "connect: %s", strerror(-t->step.connect.err));
         t->stream = &t->plain;
         return 1;
     case H_PROXY:
     case H_SEND:
-        if (ac_future_poll(&t->step.write.base, cx) == AC_PENDING)
-            return 0;
         if (t->step.write.err)
             return fail(t, FERRY_CHECK_REFUSED, "send: %s", strerror(-t->step.write.err));
         return 1;
     case H_TLS:
-        if (ac_future_poll(&t->step.hs.base, cx) == AC_PENDING)
-            return 0;
         if (t->step.hs.err)
             return fail(t, FERRY_CHECK_TLS, "tls: %s", t->step.hs.reason);
         t->stream = &t->tls.base;
         return 1;
-    default:
-        return poll_recv(t, cx);
+    default: {
+        ssize_t n = t->step.read.n;
+        if (n < 0)
+            return fail(t, FERRY_CHECK_REFUSED, "read: %s", strerror((int)-n));
+        t->rlen += (size_t)n;
+        t->rtotal += (size_t)n;
+        return judge(t, n == 0);
+    }
     }
 }
 
-/* Drives the running check. Returns 1 passed, -1 failed, 0 pending. */
+/* Drives the running check. Returns 1 passed, -1 failed (timeout
+ * included), 0 pending. */
 static int poll_check(struct health_task *t, struct ac_context *cx)
 {
     for (;;) {
-        int rc = poll_step(t, cx);
-        if (rc <= 0)
-            return rc;
-        step_drop(t);
-        if (t->state == H_RECV)
-            return 1;
-        t->state = next_state(t);
-        if (t->state < 0)
-            return 1;
+        if (ac_future_poll(&t->under.base, cx) == AC_PENDING)
+            return 0;
+        if (t->under.timed_out) /* the step is dropped already */
+            return fail(t, FERRY_CHECK_TIMEOUT, "%s", "timeout");
+        int rc = step_result(t);
+        ac_future_drop(&t->under.base); /* the deadline stays for the next step */
+        if (rc < 0)
+            return -1;
+        if (rc > 0) {
+            if (t->state == H_RECV)
+                return 1;
+            t->state = next_state(t);
+            if (t->state < 0)
+                return 1;
+        }
         if (start_step(t) < 0)
             return -1;
     }
@@ -310,9 +309,9 @@ static bool start_check(struct health_task *t)
 {
     const struct ferry_view_server *v = ferry_gen_view(
         t->g, t->worker, (size_t)(t->b - t->g->backends), (size_t)(t->s - t->b->servers));
-    ac_future_drop(&t->timer.base);
+    ac_future_drop(&t->wait.base);
     if (v->addr_len == 0) {
-        ac_sleep_init(&t->timer, t->b->cfg->health_interval_ms);
+        ac_sleep_init(&t->wait, t->b->cfg->health_interval_ms);
         return false;
     }
     memcpy(&t->addr, &v->addr, v->addr_len);
@@ -322,10 +321,11 @@ static bool start_check(struct health_task *t)
         ((struct sockaddr_in *)&t->addr)->sin_port = htons(port);
     else if (port && t->addr.ss_family == AF_INET6)
         ((struct sockaddr_in6 *)&t->addr)->sin6_port = htons(port);
-    ac_sleep_init(&t->timer, t->b->cfg->health_timeout_ms);
+    ac_deadline_arm_in(&t->timeout, t->b->cfg->health_timeout_ms);
     t->state = H_CONNECT;
     t->status = 0;
-    start_step(t);
+    t->rlen = t->rtotal = 0;
+    (void)start_step(t); /* a connect always starts */
     return true;
 }
 
@@ -336,30 +336,23 @@ static ac_poll_t health_poll(struct ac_future *f, struct ac_context *cx)
         if (ac_future_poll(&t->stop.base, cx) == AC_READY)
             return AC_READY;
         if (t->state == H_WAIT) {
-            if (ac_future_poll(&t->timer.base, cx) == AC_PENDING)
+            if (ac_future_poll(&t->wait.base, cx) == AC_PENDING)
                 return AC_PENDING;
             if (!start_check(t))
                 continue;
         }
         int rc = poll_check(t, cx);
-        if (rc != 0) {
-            record(t, rc > 0);
-            continue;
-        }
-        if (ac_future_poll(&t->timer.base, cx) == AC_PENDING)
+        if (rc == 0)
             return AC_PENDING;
-        fail(t, FERRY_CHECK_TIMEOUT, "%s", "timeout");
-        record(t, false);
+        record(t, rc > 0);
     }
 }
 
 static void health_drop(struct ac_future *f)
 {
     struct health_task *t = (struct health_task *)f;
-    step_drop(t);
-    ac_stream_close(&t->tls.base);
-    ac_stream_close(&t->plain);
-    ac_future_drop(&t->timer.base);
+    check_drop(t);
+    ac_future_drop(&t->wait.base);
     ac_future_drop(&t->stop.base);
     if (t->own_ctx)
         SSL_CTX_free(t->own_ctx);
@@ -454,7 +447,8 @@ static int start_task(struct ferry_gen *g, size_t bidx, size_t sidx, unsigned wo
     t->g = ferry_gen_ref(g);
     t->worker = worker;
     ac_notified_init(&t->stop, &g->stop);
-    ac_sleep_init(&t->timer, first_ms);
+    ac_sleep_init(&t->wait, first_ms);
+    ac_deadline_init(&t->timeout);
     t->state = H_WAIT;
     return ac_spawn(ac_runtime_worker(g->d->rt, t->worker), &t->base, health_free);
 }

@@ -1,10 +1,17 @@
-/* ferryd: a tiny one-request-per-connection server (see reqserver.h). */
+/* ferryd: a tiny one-request-per-connection server (see reqserver.h).
+ *
+ * A client's one deadline (an ac_deadline it owns) bounds each stage in
+ * turn: armed with read_timeout_ms for the request, moved to
+ * write_timeout_ms for the answer and to LINGER_MS for the drain, disarmed
+ * when the client is dropped. The accept task's pause after a failure is a
+ * deadline too, armed only while pausing. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "asynccore/deadline.h"
 #include "asynccore/net.h"
 #include "reqserver.h"
 
@@ -64,15 +71,11 @@ static ac_poll_t poll_send(struct ac_io *io, struct ac_context *cx, const void *
 
 enum { C_INIT, C_READ, C_RESPOND, C_WRITE, C_LINGER, C_DONE };
 
-/* Pending I/O: Ready (true) if the deadline passed meanwhile. */
+/* Pending I/O: true if the stage's deadline passed meanwhile (else the
+ * task is woken when it passes). */
 static bool timed_out(struct ferry_rs_client *c, struct ac_context *cx)
 {
-    return ac_future_poll(&c->timer.base, cx) == AC_READY;
-}
-
-static void set_deadline(struct ferry_rs_client *c, uint64_t ms)
-{
-    ac_sleep_reset(&c->timer, ac_clock_now_ms() + ms);
+    return ac_deadline_poll(&c->deadline, cx) == AC_READY;
 }
 
 static int client_init(struct ferry_rs_client *c, struct ac_context *cx)
@@ -82,8 +85,7 @@ static int client_init(struct ferry_rs_client *c, struct ac_context *cx)
         return -1;
     c->registered = true;
     c->req[0] = '\0';
-    ac_sleep_init(&c->timer, c->ops->read_timeout_ms);
-    c->timer_live = true;
+    ac_deadline_arm_in(&c->deadline, c->ops->read_timeout_ms);
     return 0;
 }
 
@@ -146,7 +148,7 @@ static ac_poll_t client_write(struct ferry_rs_client *c, struct ac_context *cx)
     /* Answer sent: end our side, then let the client's leftovers drain so
      * that closing does not reset the connection under the answer. */
     shutdown(c->fd, SHUT_WR);
-    set_deadline(c, LINGER_MS);
+    ac_deadline_arm_in(&c->deadline, LINGER_MS);
     c->state = C_LINGER;
     return AC_READY;
 }
@@ -184,7 +186,7 @@ static ac_poll_t client_poll(struct ac_future *f, struct ac_context *cx)
         case C_RESPOND:
             r = c->ops->respond(c, cx);
             if (r == AC_READY) {
-                set_deadline(c, c->ops->write_timeout_ms);
+                ac_deadline_arm_in(&c->deadline, c->ops->write_timeout_ms);
                 c->state = C_WRITE;
             }
             break;
@@ -207,8 +209,7 @@ static void client_drop(struct ac_future *f)
     struct ferry_rs_client *c = (struct ferry_rs_client *)f;
     if (c->ops->client_drop)
         c->ops->client_drop(c);
-    if (c->timer_live)
-        ac_future_drop(&c->timer.base);
+    ac_deadline_disarm(&c->deadline);
     if (c->registered)
         ac_io_deregister(&c->io);
     close(c->fd);
@@ -233,8 +234,7 @@ struct rs_accept {
     bool open;
     struct ac_acquire acq;
     bool acq_live, have_permit;
-    struct ac_sleep retry;
-    bool retry_live;
+    struct ac_deadline retry; /* armed while pausing after a failure */
 };
 
 static void spawn_client(struct rs_accept *a, struct ac_context *cx, int fd)
@@ -251,26 +251,22 @@ static void spawn_client(struct rs_accept *a, struct ac_context *cx, int fd)
     c->sem = a->sem;
     c->fd = fd;
     c->state = C_INIT;
+    ac_deadline_init(&c->deadline);
     ferry_buf_init(&c->out);
     ac_spawn(cx->worker, &c->base, client_dealloc); /* on failure it is dropped: permit back */
 }
 
 /* Waits a moment before trying again (registration or accept failures). */
-static void start_retry(struct rs_accept *a)
-{
-    ac_sleep_init(&a->retry, RETRY_MS);
-    a->retry_live = true;
-}
+static void start_retry(struct rs_accept *a) { ac_deadline_arm_in(&a->retry, RETRY_MS); }
 
 static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct rs_accept *a = (struct rs_accept *)f;
     for (unsigned batch = 0;; batch++) {
-        if (a->retry_live) {
-            if (ac_future_poll(&a->retry.base, cx) == AC_PENDING)
+        if (ac_deadline_armed(&a->retry)) {
+            if (ac_deadline_poll(&a->retry, cx) == AC_PENDING)
                 return AC_PENDING;
-            ac_future_drop(&a->retry.base);
-            a->retry_live = false;
+            ac_deadline_disarm(&a->retry);
         }
         if (!a->open) {
             if (ac_listener_open(&a->l, cx->worker, a->fd, true, 0) != 0) {
@@ -311,8 +307,7 @@ static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
 static void accept_drop(struct ac_future *f)
 {
     struct rs_accept *a = (struct rs_accept *)f;
-    if (a->retry_live)
-        ac_future_drop(&a->retry.base);
+    ac_deadline_disarm(&a->retry);
     if (a->acq_live)
         ac_future_drop(&a->acq.base);
     if (a->have_permit)
@@ -340,5 +335,6 @@ int ferry_rs_spawn(struct ac_worker *w, int fd, const struct ferry_rs_ops *ops, 
     a->arg = arg;
     a->sem = sem;
     a->fd = fd;
+    ac_deadline_init(&a->retry);
     return ac_spawn(w, &a->base, accept_dealloc);
 }

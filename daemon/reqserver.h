@@ -16,10 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "asynccore/deadline.h"
 #include "asynccore/reactor.h"
 #include "asynccore/runtime.h"
 #include "asynccore/sync.h"
-#include "asynccore/timer.h"
 #include "buf.h"
 
 struct ferry_rs_client;
@@ -55,8 +55,7 @@ struct ferry_rs_client {
     size_t req_len; /* bytes read; when complete, the request's length */
     bool overflow;  /* max_request bytes and still no complete request */
     bool eof;       /* the client ended its side before a complete request */
-    struct ac_sleep timer;
-    bool timer_live;
+    struct ac_deadline deadline; /* the current stage's: read, write, linger */
     struct ferry_buf out;
     size_t written;
     size_t lingered;

@@ -1,7 +1,10 @@
 /* ferryd: picking a server and connecting to it, with retries.
  *
  * One attempt = connect, then the PROXY header (it precedes TLS on the wire),
- * then the TLS handshake, all under one connect_timeout deadline. A failed
+ * then the TLS handshake, all under one connect_timeout deadline: each step
+ * runs in an ac_under_deadline borrowing the attempt's ac_deadline, so a
+ * finished step is dropped alone and the next one gets what is left of the
+ * budget; the deadline is disarmed when the attempt ends. A failed
  * attempt counts a connect error on that server, feeds passive health
  * (without health checks, health_fall failures in a row mark it down, one
  * success marks it up) and moves on to a server not tried yet.
@@ -32,20 +35,15 @@ enum { UP_PICK, UP_CONNECT, UP_PROXY, UP_TLS, UP_DONE, UP_QUEUE };
 /* Weights are scaled so that slow_start can ramp a weight of 1 smoothly. */
 #define WEIGHT_SCALE 256u
 
-static void step_drop(struct ferry_upstream *u)
+/* Drops the current step (with its I/O interest), if any; the deadline
+ * it ran under stays armed for the next step. */
+static void step_drop(struct ferry_upstream *u) { ac_future_drop(&u->under.base); }
+
+/* The attempt is over: its step and its connect_timeout go. */
+static void attempt_end(struct ferry_upstream *u)
 {
-    if (u->step_live) {
-        switch (u->state) {
-        case UP_CONNECT: ac_future_drop(&u->step.connect.base); break;
-        case UP_PROXY: ac_future_drop(&u->step.proxy.base); break;
-        case UP_TLS: ac_future_drop(&u->step.hs.base); break;
-        }
-        u->step_live = false;
-    }
-    if (u->deadline_live) {
-        ac_future_drop(&u->deadline.base);
-        u->deadline_live = false;
-    }
+    step_drop(u);
+    ac_deadline_disarm(&u->deadline);
 }
 
 static void close_streams(struct ferry_upstream *u)
@@ -194,17 +192,20 @@ static void server_ok(struct ferry_upstream *u)
     }
 }
 
-/* Starts the step for the current state. */
-static int start_step(struct ferry_upstream *u, struct ac_context *cx)
+/* Starts the step for the current state, under the attempt's deadline. */
+static int start_step(struct ferry_upstream *u)
 {
     struct ferry_server_rt *s = &u->b->servers[u->sidx];
     const struct ferry_view_server *v = ferry_gen_view(u->g, u->worker, u->bidx, (size_t)u->sidx);
+    struct ac_future *step;
     switch (u->state) {
     case UP_CONNECT:
         ac_connect_init(&u->step.connect, (const struct sockaddr *)&v->addr, v->addr_len, u->plain);
+        step = &u->step.connect.base;
         break;
     case UP_PROXY:
         ac_write_all_init(&u->step.proxy, u->plain, u->proxy_hdr, u->proxy_len);
+        step = &u->step.proxy.base;
         break;
     case UP_TLS: {
         int rc = ac_tls_stream_wrap(u->tls, u->plain, u->b->tls_ctx, false);
@@ -214,29 +215,32 @@ static int start_step(struct ferry_upstream *u, struct ac_context *cx)
         if (ferry_tls_client_prepare(u->tls->ssl, sni, u->b->cfg->tls_verify) != 0)
             return -ENOMEM;
         ac_tls_handshake_init(&u->step.hs, u->tls);
+        step = &u->step.hs.base;
         break;
     }
+    default:
+        return -EINVAL; /* not a step */
     }
-    (void)cx;
-    u->step_live = true;
+    ac_under_deadline_init(&u->under, step, &u->deadline);
     return 0;
 }
 
-/* Polls the current step. Returns 1 when done, 0 pending, <0 failure. */
+/* Polls the current step. Returns 1 when done, 0 pending, <0 failure
+ * (-ETIMEDOUT when connect_timeout passed: the step is dropped then). */
 static int poll_step(struct ferry_upstream *u, struct ac_context *cx)
 {
+    if (ac_future_poll(&u->under.base, cx) == AC_PENDING)
+        return 0;
+    if (u->under.timed_out) {
+        u->reason = "connect timeout";
+        return -ETIMEDOUT;
+    }
     switch (u->state) {
     case UP_CONNECT:
-        if (ac_future_poll(&u->step.connect.base, cx) == AC_PENDING)
-            return 0;
         return u->step.connect.err ? u->step.connect.err : 1;
     case UP_PROXY:
-        if (ac_future_poll(&u->step.proxy.base, cx) == AC_PENDING)
-            return 0;
         return u->step.proxy.err ? u->step.proxy.err : 1;
     default:
-        if (ac_future_poll(&u->step.hs.base, cx) == AC_PENDING)
-            return 0;
         if (u->step.hs.err) {
             snprintf(u->reason_buf, sizeof(u->reason_buf), "tls: %s", u->step.hs.reason);
             u->reason = u->reason_buf;
@@ -260,7 +264,7 @@ static int next_state(struct ferry_upstream *u)
  * other servers are not tried (they would fail the same way). */
 static void attempt_failed(struct ferry_upstream *u, int err, struct ac_context *cx)
 {
-    step_drop(u);
+    attempt_end(u);
     close_streams(u);
     put_slot(u);
     u->err = err;
@@ -282,7 +286,7 @@ static void leave_queue(struct ferry_upstream *u)
     if (!u->queued)
         return;
     ferry_queue_leave(&u->b->stats->queue, &u->qw);
-    ac_future_drop(&u->qdeadline.base);
+    ac_deadline_disarm(&u->deadline); /* its queue_timeout */
     ac_future_drop(&u->qdrain.base);
     u->queued = false;
 }
@@ -317,7 +321,7 @@ static ac_poll_t poll_queue(struct ferry_upstream *u, struct ac_context *cx, int
         leave_queue(u);
         return queue_ended(u, FERRY_QUEUE_DRAINED);
     }
-    if (ac_future_poll(&u->qdeadline.base, cx) == AC_PENDING)
+    if (ac_deadline_poll(&u->deadline, cx) == AC_PENDING)
         return AC_PENDING;
     leave_queue(u);
     return queue_ended(u, FERRY_QUEUE_TIMEOUT);
@@ -337,7 +341,7 @@ static ac_poll_t pick_or_queue(struct ferry_upstream *u, struct ac_context *cx, 
     if (ferry_queue_join(&u->b->stats->queue, &u->qw, u->b->cfg->max_queue) < 0)
         return queue_ended(u, FERRY_QUEUE_FULL);
     u->queued = true;
-    ac_sleep_init(&u->qdeadline, u->b->cfg->queue_timeout_ms);
+    ac_deadline_arm_in(&u->deadline, u->b->cfg->queue_timeout_ms);
     ac_local_notified_init(&u->qdrain, &u->g->d->workers[u->worker].drain);
     u->state = UP_QUEUE;
     return poll_queue(u, cx, idx);
@@ -368,9 +372,8 @@ static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
             u->tried[u->sidx] = true;
             u->attempts++;
             u->state = UP_CONNECT;
-            ac_sleep_init(&u->deadline, u->b->cfg->connect_timeout_ms);
-            u->deadline_live = true;
-            int rc = start_step(u, cx);
+            ac_deadline_arm_in(&u->deadline, u->b->cfg->connect_timeout_ms);
+            int rc = start_step(u);
             if (rc < 0) {
                 attempt_failed(u, rc, cx);
                 if (u->state == UP_DONE)
@@ -379,32 +382,18 @@ static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
             }
         }
         int rc = poll_step(u, cx);
-        if (rc == 0) {
-            if (ac_future_poll(&u->deadline.base, cx) == AC_PENDING)
-                return AC_PENDING;
-            u->reason = "connect timeout";
-            attempt_failed(u, -ETIMEDOUT, cx);
-            continue;
-        }
+        if (rc == 0)
+            return AC_PENDING;
         if (rc < 0) {
             attempt_failed(u, rc, cx);
             if (u->state == UP_DONE)
                 return AC_READY;
             continue;
         }
-        if (u->step_live) {
-            /* Keep the deadline; drop only the finished step. */
-            bool dl = u->deadline_live;
-            u->deadline_live = false;
-            step_drop(u);
-            u->deadline_live = dl;
-        }
+        step_drop(u); /* the next step runs under the same deadline */
         u->state = next_state(u);
         if (u->state == UP_DONE) {
-            if (u->deadline_live) {
-                ac_future_drop(&u->deadline.base);
-                u->deadline_live = false;
-            }
+            ac_deadline_disarm(&u->deadline);
             u->stream = u->b->tls_ctx ? &u->tls->base : u->plain;
             u->err = 0;
             u->reason = NULL;
@@ -412,7 +401,7 @@ static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
             ferry_pressure_ok(&u->g->d->workers[u->worker].pressure);
             return AC_READY;
         }
-        rc = start_step(u, cx);
+        rc = start_step(u);
         if (rc < 0) {
             attempt_failed(u, rc, cx);
             if (u->state == UP_DONE)
@@ -424,8 +413,8 @@ static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
 static void upstream_drop(struct ac_future *f)
 {
     struct ferry_upstream *u = (struct ferry_upstream *)f;
+    attempt_end(u);
     if (u->state != UP_DONE || u->stream == NULL) {
-        step_drop(u);
         close_streams(u);
         put_slot(u);
     }
@@ -440,8 +429,9 @@ void ferry_upstream_init(struct ferry_upstream *u, struct ferry_gen *g, size_t b
                          unsigned worker, uint32_t client_hash, const uint8_t *proxy_hdr,
                          size_t proxy_len, struct ac_stream *plain, struct ac_tls_stream *tls)
 {
-    memset(u, 0, sizeof(*u));
+    memset(u, 0, sizeof(*u)); /* also: no step under way (under.base.vt NULL) */
     u->base.vt = &upstream_vt;
+    ac_deadline_init(&u->deadline);
     u->g = g;
     u->bidx = bidx;
     u->b = &g->backends[bidx];

@@ -6,9 +6,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "asynccore/deadline.h"
 #include "asynccore/local_notify.h"
 #include "asynccore/net.h"
-#include "asynccore/timer.h"
 #include "asynccore/tls.h"
 #include "daemon.h"
 #include "gen.h"
@@ -41,13 +41,14 @@ struct ferry_upstream {
     int state;
     unsigned attempts;
     bool *tried;
-    struct ac_sleep deadline;
-    bool deadline_live;
+    /* The current wait's budget, owned here and disarmed when the wait
+     * ends: queue_timeout while queued, connect_timeout during an attempt
+     * (the two never overlap). Steps borrow it through `under`. */
+    struct ac_deadline deadline;
     bool capped;              /* some server has max_connections */
     bool slot_held;           /* a slot of servers[sidx] (queue.h) */
     bool queued;              /* waiting in the backend queue */
     struct ferry_queue_waiter qw;
-    struct ac_sleep qdeadline;
     struct ac_local_notified qdrain; /* the worker's drain signal, while queued */
     enum ferry_queue_end qend; /* output */
     union {
@@ -55,7 +56,7 @@ struct ferry_upstream {
         struct ac_write_all proxy;
         struct ac_tls_handshake hs;
     } step;
-    bool step_live;
+    struct ac_under_deadline under; /* the current step under `deadline` (vt NULL: none) */
 
     struct ac_stream *plain;  /* caller's storage for the socket */
     struct ac_tls_stream *tls; /* caller's storage for TLS over it */

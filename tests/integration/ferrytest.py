@@ -383,3 +383,23 @@ def start_backend(*a, **kw):
     b = Backend(*a, **kw)
     cleanup(b.close)
     return b
+
+
+def start_stuck_listener(host="127.0.0.1"):
+    """A port whose connects hang: a listener with a backlog of 0 that never
+    accepts, its accept queue filled by one connection of ours, so the kernel
+    drops further SYNs (the client retransmits until it gives up). Returns
+    the port."""
+    ls = socket.socket()
+    ls.bind((host, 0))
+    ls.listen(0)
+    filler = socket.create_connection((host, ls.getsockname()[1]), timeout=10)
+    cleanup(filler.close)
+    cleanup(ls.close)
+    return ls.getsockname()[1]
+
+
+def mute(c, _b):
+    """A Backend handler that reads whatever comes and never answers."""
+    while c.recv(4096):
+        pass

@@ -5,7 +5,7 @@ import socket
 import time
 
 from ferrytest import (web_config, connect, free_port, recv_all, recv_exact, runner, start_backend,
-                       start_ferry, wait_for)
+                       start_ferry, start_stuck_listener, wait_for)
 
 
 def who(port):
@@ -48,6 +48,43 @@ retries = 2
     # Passive health: health_fall (3) failures in a row mark it down.
     assert dead_stats["state"] == "down", dead_stats
     assert f.server("app", "alive")["total"] == 6
+
+
+def connect_timeouts(f, server):
+    return [e for e in f.events("connect_failed")
+            if e.get("server") == server and e.get("error") == "connect timeout"]
+
+
+def test_connect_timeout_then_the_next_server():
+    """A server whose connects hang: each attempt on it ends at
+    connect_timeout (logged, counted against it) and the next server serves.
+    Without another server to try, the connection ends connect_failed."""
+    stuck = start_stuck_listener()
+    (alive,) = labelled(1)
+    port = free_port()
+    f = start_ferry(web_config(port, f"""
+server stuck 127.0.0.1:{stuck}
+server alive 127.0.0.1:{alive.port}
+connect_timeout = 300ms
+retries = 1
+""", global_lines="workers = 1"))
+    for _ in range(4):
+        assert who(port) == b"s1"  # within the client's 10 s: never hangs
+    assert f.server("app", "stuck")["connect_errors"] >= 1
+    wait_for(lambda: connect_timeouts(f, "app/stuck"), what="connect timeout logged")
+    assert f.server("app", "alive")["total"] == 4
+    f.stop()
+
+    port = free_port()
+    f = start_ferry(web_config(port, f"server stuck 127.0.0.1:{stuck}\nconnect_timeout = 300ms\n"
+                               "retries = 1"))
+    s = connect(port)
+    assert recv_all(s) == b""
+    s.close()
+    wait_for(lambda: f.access_log(), what="access log")
+    e = f.access_log()[0]
+    assert e["end"] == "connect_failed", e
+    wait_for(lambda: connect_timeouts(f, "app/stuck"), what="connect timeout logged")
 
 
 def test_all_refused_is_connect_failed():

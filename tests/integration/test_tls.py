@@ -19,8 +19,8 @@ import threading
 import time
 import warnings
 
-from ferrytest import (FERRYD, closed_by_peer, connect, free_port, recv_exact, runner,
-                       start_backend, start_ferry, wait_for)
+from ferrytest import (FERRYD, closed_by_peer, connect, free_port, mute, recv_exact, runner,
+                       start_backend, start_ferry, start_stuck_listener, wait_for)
 
 MiB = 1 << 20
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # ssl.TLSVersion.TLSv1_1
@@ -610,6 +610,29 @@ def test_termination_and_origination_together():
     wait_for(lambda: f.server("o", "s")["bytes_out"] == len(data) + 8, what="server bytes")
 
 
+def test_connect_timeout_spans_the_server_handshake():
+    """connect_timeout bounds the whole attempt, TLS handshake included: a
+    server that accepts TCP but never answers the ClientHello fails the
+    attempt at connect_timeout, and the next server serves."""
+    silent = start_backend(mute)
+    good = start_tls_backend("a-ec.pem")
+    port = free_port()
+    f = start_ferry(GLOBAL + f"\n[listener web]\nbind = 127.0.0.1:{port}\nbackend = o\n"
+                    + backend("o", [("silent", silent.port), ("good", good.port)],
+                              f"tls = on\ntls_ca = {cert('ca.pem')}\ntls_sni = a.test\n"
+                              "connect_timeout = 300ms\nretries = 1"))
+    for _ in range(4):
+        s = connect(port)  # plain in, TLS out: the echo comes back decrypted
+        s.sendall(b"ping")
+        assert recv_exact(s, 4) == b"ping"
+        s.close()
+    assert silent.accepted >= 1  # its TCP connect succeeded: the handshake timed out
+    assert f.server("o", "silent")["connect_errors"] >= 1
+    wait_for(lambda: any(e.get("server") == "o/silent" and e.get("error") == "connect timeout"
+                         for e in f.events("connect_failed")), what="connect timeout logged")
+    assert f.server("o", "good")["total"] == 4
+
+
 # ---- health checks ----
 
 def test_health_check_tls():
@@ -644,6 +667,32 @@ def test_health_check_tls():
         assert peer_der(s) in (der("a-ec.pem"), der("b-ec.pem"))
         s.close()
     assert f.server("hc", "plain")["total"] == 0
+
+
+def test_health_timeout_spans_connect_and_handshake():
+    """A check's health_timeout bounds all of it: a connect that hangs, and a
+    server that accepts but never answers the ClientHello, are both marked
+    down with check "timeout"; a TLS server next to them stays up."""
+    stuck = start_stuck_listener()
+    silent = start_backend(mute)
+    good = start_tls_backend("a-ec.pem")
+    port = free_port()
+    hc = "health_check = tls\nhealth_interval = 200ms\nhealth_timeout = 300ms\n" \
+         "health_rise = 1\nhealth_fall = 1"
+    f = start_ferry(GLOBAL + f"\n[listener web]\nbind = 127.0.0.1:{port}\nbackend = hc\n"
+                    + backend("hc", [("stuck", stuck), ("silent", silent.port),
+                                     ("good", good.port)], hc))
+    for name in ("stuck", "silent"):
+        wait_for(lambda: f.server("hc", name)["check"] == "timeout", timeout=5,
+                 what=f"{name}: timeout")
+        assert f.server("hc", name)["state"] == "down"
+    wait_for(lambda: f.server("hc", "good")["check"] == "ok", timeout=5, what="good: ok")
+    assert f.server("hc", "good")["state"] == "up"
+    # Every timed-out check closed its connection: none piles up.
+    wait_for(lambda: silent.accepted >= 3, timeout=5, what="three checks of silent")
+    with silent.lock:
+        open_conns = sum(1 for c in silent.conns if c.fileno() != -1)
+    assert open_conns <= 2, open_conns
 
 
 def http_status(code):
