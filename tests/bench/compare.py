@@ -52,27 +52,28 @@ import benchlib as bl  # noqa: E402
 
 IDLE_TARGET = 1.6 * 1024  # bytes per idle plain connection
 
-# key: (title, format, reference contender, lower is better)
+# key: (title, format, reference contender of the ratios)
 MEASURES = collections.OrderedDict([
     ("sys_short", ("system calls per short connection (strace -f -c, wrk -c20, Connection: close)",
-                   "{:.2f}", "haproxy", True)),
+                   "{:.2f}", "haproxy")),
     ("sys_ka", ("system calls per kept-alive request (strace -f -c, wrk -c20)",
-                "{:.2f}", "haproxy", True)),
+                "{:.2f}", "haproxy")),
     ("conn_cpu", ("new connections per proxy CPU-second (wrk -c50, Connection: close)",
-                  "{:.0f}", "haproxy", False)),
-    ("conn_rate", ("new connections per second, wall clock (same runs)", "{:.0f}", "haproxy", False)),
-    ("p99_short", ("p99 latency of short connections, ms (same runs)", "{:.2f}", "haproxy", True)),
-    ("req_cpu", ("kept-alive requests per proxy CPU-second (wrk -c100)", "{:.0f}", "haproxy", False)),
-    ("req_rate", ("kept-alive requests per second, wall clock (same runs)", "{:.0f}", "haproxy", False)),
-    ("p99_ka", ("p99 latency of kept-alive requests, ms (same runs)", "{:.2f}", "haproxy", True)),
-    ("bulk1", ("bulk Gbit/s, iperf3 1 stream", "{:.2f}", "haproxy-splice", False)),
-    ("bulk8", ("bulk Gbit/s, iperf3 8 streams (-P 8)", "{:.2f}", "haproxy-splice", False)),
+                  "{:.0f}", "haproxy")),
+    ("conn_rate", ("new connections per second, wall clock (same runs)", "{:.0f}", "haproxy")),
+    ("p99_short", ("p99 latency of short connections, ms (same runs)", "{:.2f}", "haproxy")),
+    ("req_cpu", ("kept-alive requests per proxy CPU-second (wrk -c100)", "{:.0f}", "haproxy")),
+    ("req_rate", ("kept-alive requests per second, wall clock (same runs)", "{:.0f}", "haproxy")),
+    ("p99_ka", ("p99 latency of kept-alive requests, ms (same runs)", "{:.2f}", "haproxy")),
+    ("bulk1", ("bulk Gbit/s, iperf3 1 stream", "{:.2f}", "haproxy-splice")),
+    ("bulk8", ("bulk Gbit/s, iperf3 8 streams (-P 8)", "{:.2f}", "haproxy-splice")),
     ("idle", ("idle memory per plain connection, bytes (RSS growth / connections held)",
-              "{:.0f}", "haproxy", True)),
+              "{:.0f}", "haproxy")),
     ("scale", ("connections per second, proxy pinned (taskset), wrk -t2 -c100 Connection: close",
-               "{:.0f}", None, False)),
-    ("cg_short", ("user-space instructions per short connection (callgrind)", "{:.0f}", "haproxy", True)),
-    ("cg_ka", ("user-space instructions per kept-alive request (callgrind)", "{:.0f}", "haproxy", True)),
+               "{:.0f}", None)),
+    ("scale_p99", ("p99 latency of the same pinned runs, ms", "{:.2f}", None)),
+    ("cg_short", ("user-space instructions per short connection (callgrind)", "{:.0f}", "haproxy")),
+    ("cg_ka", ("user-space instructions per kept-alive request (callgrind)", "{:.0f}", "haproxy")),
 ])
 
 # (label, measure, kind, comparison, threshold); kind "ratio" is ferryd / the
@@ -93,7 +94,6 @@ TARGETS = [
     ("connection rate workers=auto / workers=1, ferryd pinned", "scale", "scale", ">=", 1.6),
 ]
 
-PROXIES = ["ferryd", "haproxy", "haproxy-splice", "nginx-stream"]
 GROUPS = ["syscalls", "rates", "bulk", "idle", "scale", "callgrind"]
 
 
@@ -188,12 +188,33 @@ def expand_cores(spec):
 
 def line(res, measure, rnd, names, note=""):
     ref = MEASURES[measure][2]
-    vals = "  ".join(f"{n} {fmt(measure, res.row(measure, n)[rnd])}" for n in names
-                     if n in res.values[measure])
+    vals = "  ".join(f"{n} {fmt(measure, res.row(measure, n)[rnd])}"
+                     for n in res.values[measure] if n in names)  # first round's order
     ratio = ""
     if ref and "ferryd" in res.values[measure] and ref in res.values[measure]:
         ratio = f"  | ferryd/{ref} {fmt_ratio(res.ratios(measure, 'ferryd', ref)[rnd])}"
     say(f"  [r{rnd + 1}] {measure:9} {vals}{ratio}{note}")
+
+
+def taken(rnd, c, what, fn):
+    """fn()'s result, or None (and a line saying why) if the measurement
+    failed. A proxy that exited is fatal: its figures would mean nothing."""
+    try:
+        return fn()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        say(f"  [r{rnd + 1}] {c.name} {what}: failed: {str(e).strip()[:300]}")
+        return None
+    finally:
+        if c.proc is not None and c.proc.poll() is not None:
+            raise RuntimeError(f"{c.name} exited with status {c.proc.returncode} "
+                               f"during {what} (round {rnd + 1})")
+
+
+def per_request(served_counts):
+    if served_counts is None or not served_counts[0]:
+        return None, ""
+    served, counts = served_counts
+    return sum(counts.values()) / served, bl.top_calls(counts, served)
 
 
 def round_syscalls(res, rnd, order, args, breakdown):
@@ -201,16 +222,16 @@ def round_syscalls(res, rnd, order, args, breakdown):
     for c in order:
         if not c.proc:
             continue
-        bl.drive_short(c.port, 20)  # warm-up: first connections allocate
-        bl.drive_keepalive(c.port, 20)
-        pids = c.pids()
-        s_n, s_calls = bl.strace_counts(
-            pids, lambda: bl.wrk(c.port, args.strace_seconds, 20, True)["requests"])
-        k_n, k_calls = bl.strace_counts(
-            pids, lambda: bl.wrk(c.port, args.strace_seconds, 20, False)["requests"])
-        res.put("sys_short", c.name, rnd, sum(s_calls.values()) / s_n)
-        res.put("sys_ka", c.name, rnd, sum(k_calls.values()) / k_n)
-        breakdown[c.name] = (bl.top_calls(s_calls, s_n), bl.top_calls(k_calls, k_n))
+        if taken(rnd, c, "warm-up", lambda: (bl.drive_short(c.port, 20),
+                                             bl.drive_keepalive(c.port, 20))) is None:
+            continue  # first connections allocate
+        short = per_request(taken(rnd, c, "strace, short", lambda: bl.strace_counts(
+            c.pids(), lambda: bl.wrk(c.port, args.strace_seconds, 20, True)["requests"])))
+        ka = per_request(taken(rnd, c, "strace, kept-alive", lambda: bl.strace_counts(
+            c.pids(), lambda: bl.wrk(c.port, args.strace_seconds, 20, False)["requests"])))
+        res.put("sys_short", c.name, rnd, short[0])
+        res.put("sys_ka", c.name, rnd, ka[0])
+        breakdown[c.name] = (short[1], ka[1])
     line(res, "sys_short", rnd, names)
     line(res, "sys_ka", rnd, names)
 
@@ -220,7 +241,9 @@ def round_rates(res, rnd, order, args):
     for close, conns, cpu_m, rate_m, p99_m in ((True, 50, "conn_cpu", "conn_rate", "p99_short"),
                                                (False, 100, "req_cpu", "req_rate", "p99_ka")):
         for c in order:
-            r = bl.wrk_cpu(c, args.seconds, conns, close)
+            r = taken(rnd, c, "wrk", lambda: bl.wrk_cpu(c, args.seconds, conns, close))
+            if r is None:
+                continue
             if r["errors"]:
                 errors.append(f"{c.name} {'short' if close else 'kept-alive'}: {r['errors']} errors")
             if r["cpu_s"] is not None:
@@ -237,7 +260,8 @@ def round_rates(res, rnd, order, args):
 def round_bulk(res, rnd, order, args):
     for streams, m in ((1, "bulk1"), (8, "bulk8")):
         for c in order:
-            res.put(m, c.name, rnd, bl.iperf(c.bulk_port, args.seconds, streams))
+            res.put(m, c.name, rnd, taken(rnd, c, f"iperf3 -P {streams}",
+                                          lambda: bl.iperf(c.bulk_port, args.seconds, streams)))
         line(res, m, rnd, [c.name for c in order])
 
 
@@ -246,7 +270,7 @@ def round_idle(res, rnd, order, args, procs, tmp, http):
     for name in names:
         c = start_one(procs, tmp, args, name, http)
         try:
-            res.put("idle", name, rnd, bl.idle_memory(c, args.idle))
+            res.put("idle", name, rnd, taken(rnd, c, "idle", lambda: bl.idle_memory(c, args.idle)))
         finally:
             procs.stop(c.proc)
     line(res, "idle", rnd, names, f"  (over {args.idle} held)")
@@ -255,11 +279,16 @@ def round_idle(res, rnd, order, args, procs, tmp, http):
 def round_scale(res, rnd, scale, args):
     order = scale[rnd % len(scale):] + scale[:rnd % len(scale)]
     for c in order:
-        res.put("scale", c.name, rnd, bl.wrk(c.port, args.seconds, 100, True, threads=2)["rate"])
+        r = taken(rnd, c, "wrk", lambda: bl.wrk(c.port, args.seconds, 100, True, threads=2))
+        res.put("scale", c.name, rnd, r["rate"] if r else None)
+        res.put("scale_p99", c.name, rnd, r["p99_ms"] if r else None)
     vals = "  ".join(f"{c.name} {fmt('scale', res.row('scale', c.name)[rnd])}" for c in scale)
     ratios = "  ".join(f"{label} {fmt_ratio(res.ratios('scale', a, b)[rnd])}"
                        for label, a, b in res.scale_ratios if a in res.values["scale"])
     say(f"  [r{rnd + 1}] scale     {vals}  | {ratios}")
+    p99 = "  ".join(f"{c.name} {fmt('scale_p99', res.row('scale_p99', c.name)[rnd])}"
+                    for c in scale)
+    say(f"  [r{rnd + 1}] scale_p99 {p99}")
 
 
 # ---------------------------------------------------------------- callgrind
@@ -318,7 +347,7 @@ def dumped_ir(out, before):
 def table(res, measure, md):
     """Rows: contenders, per-round values, median, x reference; then the
     per-round ratio rows."""
-    title, _, ref, _ = MEASURES[measure]
+    title, _, ref = MEASURES[measure]
     rows = res.values[measure]
     if not any(v is not None for r in rows.values() for v in r):
         return []
@@ -515,3 +544,5 @@ if __name__ == "__main__":
         sys.exit(main())
     except KeyboardInterrupt:
         sys.exit("interrupted; every process started was stopped")
+    except RuntimeError as e:
+        sys.exit(f"error: {e}; every process started was stopped")
