@@ -467,8 +467,9 @@ static void start_copy(struct ferry_conn *c, struct ac_context *cx)
     c->last_activity = ac_worker_now_ms(cx->worker);
     ac_copy_bidi_init(&c->u.run.copy, c->cs, c->ss, bufsize);
     c->u.run.copy.close_after = true; /* conn_drop closes both at once */
-    /* Plain on both sides: zero copy through a pooled pipe (TLS: buffers). */
-    (void)ac_copy_bidi_use_splice(&c->u.run.copy);
+    /* Plain on both sides: bulk data goes zero copy through a pooled pipe,
+     * small messages through the buffer copy, cheaper for them (TLS: buffers). */
+    (void)ac_copy_bidi_splice_auto(&c->u.run.copy);
     c->u.run.copy.ab.activity = &c->last_activity;
     c->u.run.copy.ba.activity = &c->last_activity;
     struct idle_fut *idle = &c->u.run.idle;

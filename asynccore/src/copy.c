@@ -159,6 +159,12 @@ static ac_poll_t buffer_poll(struct ac_copy *c, struct ac_context *cx)
             /* write_some stopped on Pending: the waker is already arranged. */
             return AC_PENDING;
         }
+        if (c->splice_auto && (uint32_t)n == c->bufsize) {
+            /* A full buffer: bulk data, more is waiting. Nothing is pending,
+             * so the order of bytes is kept; copy_poll goes on splicing. */
+            c->splice = true;
+            return AC_READY;
+        }
     }
 }
 
@@ -170,6 +176,7 @@ static ac_poll_t buffer_poll(struct ac_copy *c, struct ac_context *cx)
 static int splice_fall_back(struct ac_copy *c)
 {
     c->splice = false;
+    c->splice_auto = false;
     if (c->in_pipe == 0) {
         pipe_give_back(c);
         return 0;
@@ -272,6 +279,13 @@ static ac_poll_t splice_poll(struct ac_copy *c, struct ac_context *cx)
             return AC_PENDING;
         if (c->err != 0 || !c->splice)
             return AC_READY;
+        if (c->splice_small) {
+            /* Auto mode, the pipe drained after a small splice: small
+             * messages are cheaper through the buffer copy. */
+            c->splice_small = false;
+            c->splice = false;
+            return AC_READY;
+        }
         if (c->read_eof) {
             if (c->no_shutdown) {
                 c->shut_done = true;
@@ -289,27 +303,38 @@ static ac_poll_t splice_poll(struct ac_copy *c, struct ac_context *cx)
             return AC_PENDING;
         if (n == -EINVAL || n == -ENOSYS) {
             c->splice = false; /* not a spliceable descriptor: buffer copy */
+            c->splice_auto = false;
             return AC_READY;
         }
         if (n < 0)
             return copy_fail(c, (int)n);
-        if (n == 0)
+        if (n == 0) {
             c->read_eof = true;
-        else
+        } else {
             note_activity(c, cx);
+            c->splice_small = c->splice_auto && (uint32_t)n < c->bufsize;
+        }
     }
 }
 
+/* The two modes hand over to each other: splice_poll returns Ready with
+ * c->splice cleared (fallback, or auto mode after a small splice), and
+ * buffer_poll returns Ready with c->splice set (auto mode after a full read).
+ * Neither hands over with bytes pending, so the order of bytes is kept. */
 static ac_poll_t copy_poll(struct ac_future *self, struct ac_context *cx)
 {
     struct ac_copy *c = (struct ac_copy *)self;
 
-    if (c->splice) {
-        ac_poll_t r = splice_poll(c, cx);
-        if (c->splice || r == AC_PENDING || c->err != 0)
+    for (;;) {
+        if (c->splice) {
+            ac_poll_t r = splice_poll(c, cx);
+            if (c->splice || r == AC_PENDING || c->err != 0)
+                return r;
+        }
+        ac_poll_t r = buffer_poll(c, cx);
+        if (!c->splice || r == AC_PENDING || c->err != 0)
             return r;
     }
-    return buffer_poll(c, cx);
 }
 
 static void copy_drop(struct ac_future *self)
@@ -344,6 +369,8 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
     c->shut_done = false;
     c->no_shutdown = false;
     c->splice = false;
+    c->splice_auto = false;
+    c->splice_small = false;
     c->pipe.rfd = c->pipe.wfd = -1;
     c->in_pipe = 0;
 }
@@ -352,6 +379,13 @@ bool ac_copy_use_splice(struct ac_copy *c)
 {
     c->splice = ac_splice_possible(c->from, c->to);
     return c->splice;
+}
+
+bool ac_copy_splice_auto(struct ac_copy *c)
+{
+    c->splice = false;
+    c->splice_auto = ac_splice_possible(c->from, c->to);
+    return c->splice_auto;
 }
 
 /* ---- bidirectional ---- */
@@ -411,5 +445,12 @@ bool ac_copy_bidi_use_splice(struct ac_copy_bidi *b)
 {
     bool ab = ac_copy_use_splice(&b->ab);
     bool ba = ac_copy_use_splice(&b->ba);
+    return ab && ba;
+}
+
+bool ac_copy_bidi_splice_auto(struct ac_copy_bidi *b)
+{
+    bool ab = ac_copy_splice_auto(&b->ab);
+    bool ba = ac_copy_splice_auto(&b->ba);
     return ab && ba;
 }

@@ -7,7 +7,8 @@
  * allocate a buffer (bufsize) for the remainder, and it frees that buffer as
  * soon as it is drained. So an idle proxied connection costs no buffer memory.
  *
- * With splice enabled (ac_copy_use_splice) and both streams plain sockets,
+ * With splice enabled (ac_copy_use_splice, or ac_copy_splice_auto for bulk
+ * transfers only) and both streams plain sockets,
  * bytes go socket -> pipe -> socket through splice(2) and never enter user
  * space; the pipe comes from the worker's pool only while bytes are in
  * flight (asynccore/splice.h). Counting, activity, EOF, errors and the
@@ -42,9 +43,12 @@ struct ac_copy {
     uint32_t in_pipe;    /* bytes read into the pipe, not yet written */
     struct ac_pipe pipe; /* lent by the worker's pool while in_pipe > 0 */
     int err;             /* output: 0 or -errno (read or write side) */
-    bool read_eof, shut_done;
-    bool no_shutdown;    /* EOF ends the copy without shutdown(2) (close follows) */
-    bool splice;         /* zero-copy mode (ac_copy_use_splice) */
+    /* Bit-fields: the flags share one word of every idle connection. */
+    bool read_eof : 1, shut_done : 1;
+    bool no_shutdown : 1; /* EOF ends the copy without shutdown(2) (close follows) */
+    bool splice : 1;      /* zero-copy mode now (ac_copy_use_splice) */
+    bool splice_auto : 1; /* switch between the modes by read size (ac_copy_splice_auto) */
+    bool splice_small : 1; /* auto: the last splice was small; buffer copy once drained */
 };
 /* bufsize: 0 means 16 KiB. */
 void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *to, size_t bufsize);
@@ -53,6 +57,17 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
  * stays a buffer copy). Call after init, before the first poll. Returns
  * whether splice is used. */
 bool ac_copy_use_splice(struct ac_copy *c);
+
+/* Splices only while the traffic is bulk (HAProxy's splice-auto): the copy
+ * starts as a buffer copy, switches to splice(2) after a read that fills the
+ * whole buffer, and back to the buffer copy once a splice moved less than a
+ * buffer's worth. Small messages (requests and responses) then cost one
+ * read(2) and one write(2) each, as cheap as the kernel makes them, where
+ * splice costs two splices into and out of a pipe plus the one that finds
+ * the socket empty (a short splice does not prove the socket drained: the
+ * pipe may have been full). Call after init, before the first poll. Returns
+ * whether splice may be used (both streams plain sockets). */
+bool ac_copy_splice_auto(struct ac_copy *c);
 
 struct ac_copy_bidi {
     struct ac_future base;
@@ -68,6 +83,8 @@ void ac_copy_bidi_init(struct ac_copy_bidi *c, struct ac_stream *a, struct ac_st
 
 /* ac_copy_use_splice on both directions. */
 bool ac_copy_bidi_use_splice(struct ac_copy_bidi *b);
+/* ac_copy_splice_auto on both directions. */
+bool ac_copy_bidi_splice_auto(struct ac_copy_bidi *b);
 
 /* Size of each worker's scratch buffer (the largest bufsize a copy may use). */
 #define AC_SCRATCH_SIZE (256u * 1024u)

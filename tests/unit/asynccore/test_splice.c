@@ -1,5 +1,6 @@
 /* asynccore splice copy: data larger than a pipe with checksums, half-close
- * passed on both ways, a peer's reset, and the pipe pool (lent only while
+ * passed on both ways, a peer's reset, auto mode (splice for bulk data only,
+ * small messages through the buffer copy), and the pipe pool (lent only while
  * bytes are in flight, reused, never handed back with bytes in it, bounded). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -129,8 +130,9 @@ static void test_splice_8mib_half_close(void **state)
     close(pb);
 }
 
-/* Both directions spliced at once, each half-closed in turn. */
-static void test_splice_bidi_half_close_each_way(void **state)
+/* Both directions spliced at once, each half-closed in turn (always, or
+ * in auto mode, where bulk data switches to splice). */
+static void bidi_half_close_each_way(void **state, bool auto_mode)
 {
     struct fixture *f = *state;
     struct ac_stream sa, sb;
@@ -148,7 +150,10 @@ static void test_splice_bidi_half_close_each_way(void **state)
     peer_start(&pb_);
 
     ac_copy_bidi_init(&bc, &sa, &sb, 4096);
-    assert_true(ac_copy_bidi_use_splice(&bc));
+    if (auto_mode)
+        assert_true(ac_copy_bidi_splice_auto(&bc));
+    else
+        assert_true(ac_copy_bidi_use_splice(&bc));
     assert_int_equal(ac_block_on(f->w, &bc.base), 0);
     assert_int_equal(bc.err, 0);
     assert_int_equal(bc.ab.bytes, 8 * MIB);
@@ -164,6 +169,170 @@ static void test_splice_bidi_half_close_each_way(void **state)
     assert_true(pb_.recv_sum == expected_sum(8 * MIB, 2));
     assert_int_equal(pa_.recv_len, 1 * MIB);
     assert_true(pa_.recv_sum == expected_sum(1 * MIB, 3));
+    ac_stream_close(&sa);
+    ac_stream_close(&sb);
+    close(pa);
+    close(pb);
+}
+
+static void test_splice_bidi_half_close_each_way(void **state)
+{
+    bidi_half_close_each_way(state, false);
+}
+
+static void test_splice_auto_bidi_half_close_each_way(void **state)
+{
+    bidi_half_close_each_way(state, true);
+}
+
+/* ---- auto mode: splice for bulk data only ---- */
+
+/* Ping-pong of small messages across two stream pairs: a's peer sends,
+ * b's peer answers, `rounds` times, then both shut down. */
+struct pingpong {
+    pthread_t tid;
+    int pa, pb;
+    unsigned rounds;
+    size_t len;
+    bool ok;
+};
+
+static bool read_n(int fd, unsigned char *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0)
+            return false;
+        got += (size_t)r;
+    }
+    return true;
+}
+
+static void *pingpong_main(void *arg)
+{
+    struct pingpong *p = arg;
+    unsigned char msg[512], got[512];
+
+    p->ok = p->len <= sizeof(msg);
+    for (unsigned i = 0; p->ok && i < p->rounds; i++) {
+        for (size_t k = 0; k < p->len; k++)
+            msg[k] = pattern(i * p->len + k, 9);
+        p->ok = send(p->pa, msg, p->len, MSG_NOSIGNAL) == (ssize_t)p->len &&
+                read_n(p->pb, got, p->len) && memcmp(msg, got, p->len) == 0;
+        msg[0] ^= 0xff; /* the answer differs from the question */
+        p->ok = p->ok && send(p->pb, msg, p->len, MSG_NOSIGNAL) == (ssize_t)p->len &&
+                read_n(p->pa, got, p->len) && memcmp(msg, got, p->len) == 0;
+    }
+    shutdown(p->pa, SHUT_WR);
+    shutdown(p->pb, SHUT_WR);
+    return NULL;
+}
+
+/* Requests and answers smaller than the buffer never take a pipe: each costs
+ * one read(2) and one write(2), not three splices. */
+static void test_splice_auto_small_messages_take_no_pipe(void **state)
+{
+    struct fixture *f = *state;
+    struct ac_pipe_pool *pool = ac_worker_pipe_pool(f->w);
+    struct ac_stream sa, sb;
+    struct ac_copy_bidi bc;
+    struct pingpong pp = {.rounds = 200, .len = 300};
+
+    ac_pipe_pool_clear(pool);
+    unsigned long made = pool->made;
+    stream_pair(f->w, &sa, &pp.pa, 0);
+    stream_pair(f->w, &sb, &pp.pb, 0);
+    assert_int_equal(pthread_create(&pp.tid, NULL, pingpong_main, &pp), 0);
+    ac_copy_bidi_init(&bc, &sa, &sb, 0);
+    assert_true(ac_copy_bidi_splice_auto(&bc));
+    assert_int_equal(ac_block_on(f->w, &bc.base), 0);
+    pthread_join(pp.tid, NULL);
+    assert_true(pp.ok);
+    assert_int_equal(bc.err, 0);
+    assert_int_equal(bc.ab.bytes, 200 * 300);
+    assert_int_equal(bc.ba.bytes, 200 * 300);
+    assert_false(bc.ab.splice);
+    assert_false(bc.ba.splice);
+    assert_int_equal(pool->made, made); /* not one pipe */
+    assert_int_equal(pool->n_out, 0);
+    ac_future_drop(&bc.base);
+    ac_stream_close(&sa);
+    ac_stream_close(&sb);
+    close(pp.pa);
+    close(pp.pb);
+}
+
+/* Bulk, then a pause, then small messages: sends `bulk` pattern bytes, then
+ * `nsmall` messages of `small` bytes 10 ms apart, then shuts down. */
+struct bulk_then_small {
+    pthread_t tid;
+    int fd;
+    size_t bulk, small;
+    unsigned nsmall;
+};
+
+static void *bulk_then_small_main(void *arg)
+{
+    struct bulk_then_small *b = arg;
+    unsigned char buf[8192];
+    size_t off = 0, total = b->bulk + b->small * b->nsmall;
+
+    while (off < total) {
+        size_t n = off < b->bulk ? b->bulk - off : b->small;
+        if (n > sizeof(buf))
+            n = sizeof(buf);
+        if (off == b->bulk)
+            sleep_ms(100); /* the copy finds the source empty, in splice mode */
+        else if (off > b->bulk)
+            sleep_ms(10);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern(off + i, 11);
+        if (send(b->fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
+            break;
+        off += n;
+    }
+    shutdown(b->fd, SHUT_WR);
+    return NULL;
+}
+
+/* Bulk data switches to splice (bytes sit in a pipe, none in a buffer of the
+ * copy's own), the small messages after it switch back to the buffer copy;
+ * every byte arrives in order. */
+static void test_splice_auto_bulk_then_small(void **state)
+{
+    struct fixture *f = *state;
+    struct ac_pipe_pool *pool = ac_worker_pipe_pool(f->w);
+    struct ac_stream sa, sb;
+    struct ac_copy c;
+    struct watch wt = {.base.vt = &watch_vt, .c = &c};
+    int pa, pb;
+
+    stream_pair(f->w, &sa, &pa, 0);
+    lagging_pair(f->w, &sb, &pb, 65536);
+    struct bulk_then_small src = {.fd = pa, .bulk = 8 * MIB, .small = 100, .nsmall = 20};
+    struct peer dst = {.fd = pb, .read_first = true};
+    assert_int_equal(pthread_create(&src.tid, NULL, bulk_then_small_main, &src), 0);
+    peer_start(&dst);
+
+    ac_copy_init(&c, &sa, &sb, 0);
+    assert_true(ac_copy_splice_auto(&c));
+    assert_false(c.splice); /* starts as a buffer copy */
+    assert_int_equal(ac_block_on(f->w, &wt.base), 0);
+    assert_int_equal(c.err, 0);
+    assert_true(c.read_eof && c.shut_done);
+    assert_int_equal(c.bytes, 8 * MIB + 20 * 100);
+    assert_true(wt.saw_pipe_bytes);  /* the bulk went through a pipe */
+    assert_false(wt.held_idle_pipe);
+    assert_false(c.splice);          /* the small messages did not */
+    assert_int_equal(c.pipe.rfd, -1);
+    assert_int_equal(pool->n_out, 0);
+    ac_future_drop(&c.base);
+
+    pthread_join(src.tid, NULL);
+    pthread_join(dst.tid, NULL);
+    assert_int_equal(dst.recv_len, 8 * MIB + 20 * 100);
+    assert_true(dst.recv_sum == expected_sum(8 * MIB + 20 * 100, 11));
     ac_stream_close(&sa);
     ac_stream_close(&sb);
     close(pa);
@@ -361,6 +530,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_splice_8mib_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_splice_bidi_half_close_each_way, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_splice_auto_bidi_half_close_each_way, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_splice_auto_small_messages_take_no_pipe, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_splice_auto_bulk_then_small, setup, teardown),
         cmocka_unit_test_setup_teardown(test_splice_reset_ends_both, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipe_pool_reuse_and_emptiness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_splice_copies_share_pool, setup, teardown),
