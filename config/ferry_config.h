@@ -52,6 +52,10 @@ enum ferry_log_format { FERRY_LOG_LOGFMT, FERRY_LOG_JSON };
 /* Longest file path a key may name. */
 #define FERRY_PATH_MAX 1024
 
+/* [global] reuseport's default: what tests/bench/accept_bench.py measured
+ * faster with workers = auto (tests/bench/RESULTS.md, daemon/bound.c). */
+#define FERRY_REUSEPORT_DEFAULT false
+
 struct ferry_global {
     unsigned workers;           /* 0 = auto */
     unsigned max_connections;   /* default 10000 */
@@ -72,6 +76,8 @@ struct ferry_global {
     uint64_t drain_timeout_ms;  /* default 30s */
     uint64_t shutdown_delay_ms; /* default 0: on stop, serve this long with /ready at 503 */
     bool tls_watch;             /* default on: reload when a TLS file changes */
+    bool reuseport;             /* one SO_REUSEPORT socket per worker and address
+                                 * (else one shared socket); read at start only */
     size_t buffer_size;         /* default 16k */
     bool has_metrics;
     struct ferry_addr metrics;  /* HOST:PORT */

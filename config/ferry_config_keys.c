@@ -256,6 +256,22 @@ static void g_tls_watch(struct ferry__parse *p, const char *v)
     set_bool(p, v, &G(p)->tls_watch);
 }
 
+/* reuseport balances only where the kernel hashes connections over the
+ * sockets of a group (Linux); elsewhere the last socket bound gets them all. */
+static void g_reuseport(struct ferry__parse *p, const char *v)
+{
+    bool on;
+    if (!set_bool(p, v, &on))
+        return;
+#ifndef __linux__
+    if (on) {
+        ferry__err(p, p->lineno, "reuseport = on needs Linux (SO_REUSEPORT balancing)");
+        return;
+    }
+#endif
+    G(p)->reuseport = on;
+}
+
 static void g_shutdown_delay(struct ferry__parse *p, const char *v)
 {
     set_duration(p, v, 0, &G(p)->shutdown_delay_ms);
@@ -339,6 +355,7 @@ static const struct key_def global_keys[] = {
     {"drain_timeout", false, false, g_drain_timeout},
     {"shutdown_delay", false, false, g_shutdown_delay},
     {"tls_watch", false, false, g_tls_watch},
+    {"reuseport", false, false, g_reuseport},
     {"buffer_size", false, false, g_buffer_size},
     {"metrics", false, false, g_metrics},
     {"resolvers", true, false, g_resolvers},
@@ -1027,6 +1044,7 @@ void ferry__global_defaults(struct ferry_global *g)
     g->access_log = true;
     g->drain_timeout_ms = 30000;
     g->tls_watch = true;
+    g->reuseport = FERRY_REUSEPORT_DEFAULT;
     g->buffer_size = 16 * 1024;
     g->dns_min_ttl_ms = 1000;
     g->dns_max_ttl_ms = 5 * 60 * 1000;

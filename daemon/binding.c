@@ -97,7 +97,7 @@ static int bind_one(struct ferry_daemon *d, struct ferry_listener_rt *lr, size_t
         }
     }
     if (!b) {
-        int rc = ferry_bound_bind(a, &b);
+        int rc = ferry_bound_bind(a, d->reuseport, d->nworkers, &b);
         if (rc < 0) {
             ferry_config_error_add(errs, d->config_path, lr->cfg->bind_lines[i],
                                    "cannot bind %s: %s", a->text, strerror(-rc));
@@ -138,9 +138,9 @@ void ferry_binding_abort(struct ferry_daemon *d, struct ferry_fresh *f)
         struct ferry_bound *b = f->v[i];
         if (b->inherited) {
             for (size_t k = 0; k < d->nsd_fds; k++)
-                if (d->sd_fds[k].fd == b->fd)
+                if (d->sd_fds[k].fd == b->fds[0])
                     d->sd_fds[k].claimed = false;
-            b->fd = -1; /* still owned by the inherited set */
+            b->fds[0] = -1; /* still owned by the inherited set */
         }
         ferry_bound_close(b, false);
     }

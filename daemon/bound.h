@@ -12,12 +12,13 @@
 struct ferry_daemon;
 struct ferry_gen;
 
-/* A listening socket, kept across reloads while some listener binds its
- * address. One accept task per worker serves it. */
+/* The listening sockets of one address, kept across reloads while some
+ * listener binds it. One accept task per worker serves them: with one socket
+ * (nfds 1) every task shares it; with reuseport (nfds = workers) task i
+ * serves fds[i] alone. */
 struct ferry_bound {
     struct ferry_bound *next;
     char addr[256];          /* normalised address text, the key */
-    int fd;
     bool inherited;          /* from socket activation */
     char sd_name[64];        /* its FileDescriptorName= when claimed by name */
     bool unix_path;          /* unlink addr+5 when closed (not inherited) */
@@ -27,17 +28,23 @@ struct ferry_bound {
     _Atomic unsigned gen_version; /* bumped (under the lock) when gen/lidx change */
     struct ac_notify closing;
     bool serve_queue;        /* closing by reload: accept what is queued first */
-    _Atomic unsigned tasks;  /* accept tasks alive; the last one closes fd */
+    _Atomic unsigned tasks;  /* accept tasks alive; the last one closes fds */
+    unsigned nfds;
+    int fds[];               /* -1: not ours to close (inherited, aborted) */
 };
 
-/* Binds a configured address. Returns 0 or -errno. */
-int ferry_bound_bind(const struct ferry_addr *a, struct ferry_bound **out);
+/* Binds a configured address: one socket, or with reuseport nsockets
+ * SO_REUSEPORT sockets (a Unix path always gets one). Fails with
+ * -EADDRINUSE, as a plain bind would, when anything listens on it already.
+ * Returns 0 or -errno. */
+int ferry_bound_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets,
+                     struct ferry_bound **out);
 /* Wraps an inherited (socket activation) descriptor. */
 struct ferry_bound *ferry_bound_adopt(const char *addr, int fd, const char *sd_name);
 /* Spawns one accept task per worker. */
 int ferry_bound_start(struct ferry_daemon *d, struct ferry_bound *b);
 /* Stops accepting (after accepting what is queued when serve_queue) and
- * releases the daemon's reference; the last accept task closes the socket. */
+ * releases the daemon's reference; the last accept task closes the sockets. */
 void ferry_bound_close(struct ferry_bound *b, bool serve_queue);
 
 #endif

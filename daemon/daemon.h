@@ -38,6 +38,7 @@ struct ferry_daemon {
     struct ferry_gen *gen;            /* current generation (daemon holds one ref) */
     pthread_mutex_t gen_ptr_lock;     /* guards gen and every bound->gen/lidx swap */
     struct ferry_bound *bound;        /* listening sockets (worker 0 / reload only) */
+    bool reuseport;                   /* [global] reuseport as read at start */
     struct ferry_listener_limit *limits;
     struct ferry_sd_fd *sd_fds;       /* inherited sockets (socket activation) */
     size_t nsd_fds;

@@ -280,6 +280,7 @@ static int run(const char *path)
         status = 1;
         goto out;
     }
+    d.reuseport = g->cfg->global.reuseport; /* restart-only, like workers */
     struct ferry_fresh fresh;
     if (ferry_binding_prepare(&d, g, &fresh, &errs) != 0) {
         print_errors(stderr, &errs, path);

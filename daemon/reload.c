@@ -103,6 +103,8 @@ static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *ol
     const struct ferry_global *a = &old->cfg->global, *b = &g->cfg->global;
     if (a->workers != b->workers)
         warn_key(r, "workers");
+    if (a->reuseport != b->reuseport)
+        warn_key(r, "reuseport");
     if (strcmp(a->control_socket, b->control_socket) != 0 || a->control_mode != b->control_mode)
         warn_key(r, "control_socket");
     if (a->has_metrics != b->has_metrics ||

@@ -510,6 +510,25 @@ static void metrics_listeners(struct ferry_daemon *d, const struct ferry_gen *g,
     free(t);
 }
 
+/* Connections each worker accepted, per listener: how evenly the shared
+ * socket (EPOLLEXCLUSIVE) or the reuseport group spreads them. */
+static void metrics_listener_workers(struct ferry_daemon *d, const struct ferry_gen *g,
+                                     struct ferry_buf *out)
+{
+    size_t n = g ? g->cfg->nlisteners : 0;
+    metric_head(out, "ferry_listener_worker_connections_total", "counter",
+                "Client connections accepted, by the worker that accepted them.");
+    for (size_t i = 0; i < n; i++) {
+        struct ferry_listener_stats *ls = g->listeners[i].stats;
+        for (unsigned w = 0; ls && w < d->stats.nworkers; w++) {
+            ferry_buf_puts(out, "ferry_listener_worker_connections_total{");
+            label(out, "listener", g->cfg->listeners[i].name, true);
+            ferry_buf_printf(out, ",worker=\"%u\"} %llu\n", w,
+                             (unsigned long long)ferry_ctr_get(&ls->w[w].total));
+        }
+    }
+}
+
 static void metrics_backends(struct ferry_daemon *d, const struct ferry_gen *g,
                              struct ferry_buf *out)
 {
@@ -751,6 +770,7 @@ int ferry_render_metrics(struct ferry_daemon *d, struct ferry_buf *out)
 {
     struct ferry_gen *g = ferry_daemon_gen(d);
     metrics_listeners(d, g, out);
+    metrics_listener_workers(d, g, out);
     metrics_backends(d, g, out);
     metrics_listener_more(d, g, out);
     metrics_servers(d, g, out);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Reload without refusing a connection, graceful stop, and the command line."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,10 +30,13 @@ server app1 127.0.0.1:{bport}
 """
 
 
-def test_reload_refuses_nothing():
+def _reload_refuses_nothing(accept):
     b = start_backend("echo")
     port = free_port()
-    f = start_ferry(cfg([port], b.port))
+    # Two workers even on a one-CPU machine, so that reuseport makes a group.
+    extra = f"workers = 2\nreuseport = {accept}"
+    f = start_ferry(cfg([port], b.port, extra))
+    assert _listening(port) == (2 if accept == "on" else 1)
     stop = threading.Event()
     results = {"ok": 0, "failed": []}
 
@@ -60,7 +64,7 @@ def test_reload_refuses_nothing():
     other = free_port()
     while time.monotonic() < deadline:
         # Alternate: add a second listener, then remove it.
-        f.write_config(cfg([port, other] if n % 2 == 0 else [port], b.port))
+        f.write_config(cfg([port, other] if n % 2 == 0 else [port], b.port, extra))
         f.signal(signal.SIGHUP)
         n += 1
         time.sleep(0.25)
@@ -73,6 +77,80 @@ def test_reload_refuses_nothing():
     held.close()
     wait_for(lambda: f.ctl("info", json_out=True)["reloads"] == n, timeout=10,
              what=f"{n} reloads counted")
+
+
+def test_reload_refuses_nothing_shared_socket():
+    _reload_refuses_nothing("off")
+
+
+def test_reload_refuses_nothing_reuseport():
+    _reload_refuses_nothing("on")
+
+
+def _listening(port):
+    """Listening TCP sockets on 127.0.0.1:port (/proc/net/tcp, state 0A)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as fh:
+        return sum(1 for line in fh.readlines()[1:]
+                   if line.split()[1] == want and line.split()[3] == "0A")
+
+
+def _worker_accepts(f, listener):
+    """ferry_listener_worker_connections_total by worker index."""
+    out = {}
+    for line in f.ctl("metrics").splitlines():
+        m = re.match(r'ferry_listener_worker_connections_total\{listener="([^"]*)",'
+                     r'worker="(\d+)"\} (\d+)$', line)
+        if m and m.group(1) == listener:
+            out[int(m.group(2))] = int(m.group(3))
+    return out
+
+
+def test_reuseport_socket_per_worker():
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(cfg([port], b.port, "workers = 2\nreuseport = on"))
+    # One socket per worker, in one group.
+    assert _listening(port) == 2
+    for i in range(40):
+        s = connect(port)
+        s.sendall(b"%d" % i)
+        assert recv_exact(s, len(b"%d" % i)) == b"%d" % i
+        s.close()
+    wait_for(lambda: f.listener("l0")["total"] == 40, what="40 connections counted")
+    # The kernel hashes each connection (its addresses and ports) over the
+    # group: 40 connections all on one socket would be a 2^-39 chance.
+    per = _worker_accepts(f, "l0")
+    assert sorted(per) == [0, 1] and sum(per.values()) == 40, per
+    assert min(per.values()) > 0, per
+    # reuseport is read at start: a reload keeps the sockets and says so.
+    f.write_config(cfg([port], b.port, "workers = 2\nreuseport = off"))
+    out = f.ctl("reload")
+    assert "reuseport changed: the running value stays until restart" in out, out
+    assert _listening(port) == 2
+    s = connect(port)
+    s.sendall(b"kept")
+    assert recv_exact(s, 4) == b"kept"
+    s.close()
+
+
+def test_reuseport_bind_conflict_is_refused():
+    # A group of our own user on the address would take the new sockets in
+    # silently; the bind fails as a plain one does instead.
+    busy = socket.socket()
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    d = tempfile.mkdtemp()
+    config = cfg([port], 9, f"control_socket = {d}/s.sock\nworkers = 2\nreuseport = on").replace(
+        "control_socket = @SOCK@\n", "")
+    r, path = run_ferryd(config=config)
+    assert r.returncode == 2, r
+    line = config.splitlines().index(f"bind = 127.0.0.1:{port}") + 1
+    want = f"{path}:{line}: cannot bind 127.0.0.1:{port}: Address already in use"
+    assert want in r.stderr.decode().splitlines(), r.stderr
+    busy.close()
 
 
 def test_reload_adds_and_removes_listeners():

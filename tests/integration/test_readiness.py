@@ -95,7 +95,7 @@ def test_ready_and_live():
     assert time.monotonic() - t0 < 15
 
 
-def test_shutdown_delay_keeps_serving_then_stops_accepting():
+def _shutdown_delay_keeps_serving_then_stops_accepting(reuseport):
     delay = 2.0
     b = start_backend("echo")
     port, mport = free_port(), free_port()
@@ -104,6 +104,8 @@ def test_shutdown_delay_keeps_serving_then_stops_accepting():
 metrics = 127.0.0.1:{mport}
 shutdown_delay = {int(delay * 1000)}ms
 drain_timeout = 10s
+workers = 2
+reuseport = {reuseport}
 """), env={"NOTIFY_SOCKET": n.path})
     n.wait(lambda m: m.get("READY") == "1")
     served, refused, failed = [], [], []
@@ -178,6 +180,15 @@ drain_timeout = 10s
     f.proc.wait(15)
     assert f.proc.returncode == 0, f.proc.returncode
     n.close()
+
+
+def test_shutdown_delay_keeps_serving_then_stops_accepting():
+    _shutdown_delay_keeps_serving_then_stops_accepting("off")
+
+
+def test_shutdown_delay_keeps_serving_then_stops_accepting_reuseport():
+    # Each worker serves its own socket's queue, then closes it.
+    _shutdown_delay_keeps_serving_then_stops_accepting("on")
 
 
 def test_no_delay_stops_accepting_at_once():

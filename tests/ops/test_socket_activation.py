@@ -10,6 +10,10 @@ back through ferryd from a Python echo backend. Cases:
 - by address: no name; the listener's bind equal to the socket's address
   uses it (a fresh bind would fail: the port is taken), its other bind is
   bound anew;
+- by address with reuseport = on and two workers: the inherited socket stays
+  the one socket both workers share (binding siblings next to it would make
+  ours to close a socket whose closing resets its queue), the other bind gets
+  a socket per worker; both serve, before and after a reload;
 - unclaimed: an inherited socket no listener claims is exit status 2;
 - systemd-socket-activate --fdname=web.
 """
@@ -123,6 +127,43 @@ def case_by_address(ferryd, tmp, backend):
     print("ok: unnamed socket matched by address, the other bind bound anew")
 
 
+def listening_count(port):
+    """Listening TCP sockets on 127.0.0.1:port (/proc/net/tcp, state 0A)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return sum(1 for line in f.readlines()[1:]
+                   if line.split()[1] == want and line.split()[3] == "0A")
+
+
+def case_by_address_reuseport(ferryd, tmp, backend):
+    sock = listening_socket()
+    inherited = sock.getsockname()[1]
+    other = opslib.free_port()
+    config = os.path.join(tmp, "addr-rp.ini")
+    ctl = os.path.join(tmp, "c5.sock")
+    opslib.write_config(config, inherited, backend.port, ctl)
+    with open(config) as f:
+        text = f.read()
+    with open(config, "w") as f:
+        f.write(text.replace("workers = 1\n", "workers = 2\nreuseport = on\n").replace(
+            f"bind = 127.0.0.1:{inherited}\n",
+            f"bind = 127.0.0.1:{inherited}\nbind = 127.0.0.1:{other}\n"))
+    proc = spawn_with_socket(ferryd, config, sock, "")
+    try:
+        check_proxies(inherited, proc, "inherited")
+        opslib.wait_for(lambda: opslib.port_accepts(other), 10, f"the fresh bind on :{other}")
+        check_proxies(other, proc, "fresh")
+        assert listening_count(inherited) == 1, "siblings were bound next to the inherited socket"
+        assert listening_count(other) == 2, f"{listening_count(other)} sockets on :{other}"
+        assert control(ctl, b"reload\n").startswith("ok"), "reload failed"
+        check_proxies(inherited, proc, "inherited after reload")
+        check_proxies(other, proc, "fresh after reload")
+        assert opslib.stop(proc) == 0, f"exit status {proc.returncode} after SIGTERM"
+    finally:
+        opslib.stop(proc)
+    print("ok: reuseport = on: the inherited socket shared, the fresh bind one per worker")
+
+
 def case_unclaimed(ferryd, tmp, backend):
     sock = listening_socket()
     own = opslib.free_port()
@@ -175,6 +216,7 @@ def main():
         with opslib.tempdir() as tmp:
             case_named(ferryd, tmp, backend)
             case_by_address(ferryd, tmp, backend)
+            case_by_address_reuseport(ferryd, tmp, backend)
             case_unclaimed(ferryd, tmp, backend)
             tool = shutil.which("systemd-socket-activate")
             if tool:

@@ -57,6 +57,8 @@ static void test_bad_values(void **state)
     cfg_expect_one("[global]\ndrain_timeout = 10 s\n", 2, "drain_timeout");
     cfg_expect_one("[global]\nshutdown_delay = -1s\n", 2, "shutdown_delay");
     cfg_expect_one("[global]\nbuffer_size = 512\n", 2, "buffer_size");
+    cfg_expect_one("[global]\nreuseport = maybe\n", 2,
+                   "invalid value \"maybe\" for reuseport: expected on, off");
     cfg_expect_one("[global]\nbuffer_size = 257k\n", 2, "buffer_size");
     cfg_expect_one("[global]\ncontrol_mode = 0690\n", 2, "control_mode");
     cfg_expect_one("[global]\nmetrics = localhost:9100\n", 2, "metrics");

@@ -32,6 +32,7 @@ static void test_defaults(void **state)
     assert_int_equal(g->nresolvers, 0);
     assert_int_equal(g->dns_min_ttl_ms, 1000);
     assert_int_equal(g->dns_max_ttl_ms, 300000);
+    assert_int_equal(g->reuseport, FERRY_REUSEPORT_DEFAULT);
 
     assert_int_equal(cfg->nlisteners, 1);
     const struct ferry_listener *l = &cfg->listeners[0];
@@ -82,6 +83,21 @@ static void test_defaults(void **state)
     assert_int_equal(ferry_config_backend_index(cfg, "b"), 0);
     assert_int_equal(ferry_config_backend_index(cfg, "x"), -1);
     ferry_config_free(cfg);
+}
+
+static void test_reuseport(void **state)
+{
+    (void)state;
+    static const char *const v[] = {"on", "off"};
+    for (size_t i = 0; i < 2; i++) {
+        char text[256];
+        snprintf(text, sizeof(text),
+                 "[global]\nreuseport = %s\n[listener l]\nbind = 127.0.0.1:8080\nbackend = b\n"
+                 CFG_BACKEND_B, v[i]);
+        struct ferry_config *cfg = cfg_ok(text);
+        assert_int_equal(cfg->global.reuseport, i == 0);
+        ferry_config_free(cfg);
+    }
 }
 
 static void test_every_key(void **state)
@@ -425,6 +441,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_reuseport),
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_routes_without_backend),
         cmocka_unit_test(test_syntax_like_inih),
