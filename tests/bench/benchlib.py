@@ -437,12 +437,19 @@ def idle_memory(c, n, settle=1.0):
     pids = c.pids()
     before = rss_kib(pids)
     socks = []
+    deadline = time.monotonic() + 60 + n / 100
+
+    def in_time():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"idle connections: out of time ({len(socks)} of {n} open)")
     try:
         for _ in range(n):
-            socks.append(socket.create_connection(("127.0.0.1", c.port), timeout=10))
+            in_time()
+            socks.append(socket.create_connection(("127.0.0.1", c.port), timeout=5))
         for s in socks:
             s.sendall(REQ)
         for s in socks:
+            in_time()
             read_response(s)
         time.sleep(settle)
         after = rss_kib(pids)

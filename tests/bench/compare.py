@@ -452,6 +452,8 @@ def parse_args():
     if a.callgrind is None:
         a.callgrind = 0 if q else 1000
     a.only = set(a.only.split(","))
+    if not 0 < a.idle <= 6500:
+        ap.error("--idle takes 1 to 6500 (HAProxy with splice holds at most 7000)")
     if a.only - set(GROUPS):
         ap.error("--only takes " + ",".join(GROUPS))
     if a.callgrind == 0:
