@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import proxy_bench as pb  # noqa: E402
+import benchlib as pb  # noqa: E402
 
 REQ = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 REQ_CLOSE = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

@@ -29,8 +29,9 @@ machine hits all alike):
              vs 1, each pinned (taskset) to --cores; wrk -t2 -c100 with
              Connection: close; connections per second.
   callgrind  (once, not per round) ferryd and HAProxy under valgrind
-             --tool=callgrind: user-space instructions per short connection
-             and per kept-alive request over a fixed number of requests.
+             --tool=callgrind (callgrind_bench.py's run): user-space
+             instructions per short connection and per kept-alive request
+             over a fixed number of requests, 20 connections at a time.
 
 Loopback only; every run is bounded in time; every process started is
 stopped on exit, on an error and on Ctrl-C. A default run (3 rounds of 5 s
@@ -39,16 +40,17 @@ callgrind) about 75 s. Never run by test.sh.
 """
 import argparse
 import collections
-import glob
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as bl  # noqa: E402
+import callgrind_bench as cg  # noqa: E402
 
 IDLE_TARGET = 1.6 * 1024  # bytes per idle plain connection
 
@@ -293,53 +295,21 @@ def round_scale(res, rnd, scale, args):
 
 # ---------------------------------------------------------------- callgrind
 
-def callgrind(res, procs, tmp, args, http):
-    """Instructions per request, counted by valgrind (all threads), between
-    `callgrind_control -z` (zero) and `-d` (dump), after a warm-up."""
-    for name in ("ferryd", "haproxy"):
-        port = bl.free_port()
-        out = os.path.join(tmp, f"callgrind-{port}.out")
-        vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        if name == "ferryd":
-            cmdline = vg + [args.ferryd, "-c", bl.ferryd_conf(tmp, port, http)]
-        else:
-            cmdline = vg + ["haproxy", "-f", bl.haproxy_conf(tmp, port, http)]
-        p = procs.spawn(cmdline)
-        try:
-            bl.wait_port(port, 60, p)
-            bl.drive_short(port, 20)
-            bl.drive_keepalive(port, 20)
-            for m, drive, n in (("cg_short", bl.drive_short, args.callgrind),
-                                ("cg_ka", bl.drive_keepalive, args.callgrind * 5)):
-                control(p.pid, "-z")
-                drive(port, n)
-                before = set(glob.glob(out + ".*"))
-                control(p.pid, "-d")
-                res.put(m, name, 0, dumped_ir(out, before) / n)
-        finally:
-            procs.stop(p)
-    say(f"  callgrind  short: " + "  ".join(
+def callgrind(res, tmp, args, http):
+    """Instructions per request (user space, every thread), counted by
+    valgrind between `callgrind_control -z` and `-d` after a warm-up; the
+    proxy runs, the client and the counting are callgrind_bench.py's
+    (20 connections at a time)."""
+    opts = types.SimpleNamespace(conns=20, requests=args.callgrind * 10, short=args.callgrind)
+    for name, cmd in (("ferryd", cg.ferryd_cmd(tmp, args.ferryd, http)),
+                      ("haproxy", cg.haproxy_cmd(tmp, http))):
+        rows = cg.run_one(name, cmd, tmp, http, opts, None)
+        res.put("cg_short", name, 0, rows["short"][0])
+        res.put("cg_ka", name, 0, rows["keepalive"][0])
+    say("  callgrind  short: " + "  ".join(
         f"{n} {fmt('cg_short', res.row('cg_short', n)[0])}" for n in res.values["cg_short"]) +
         "  kept-alive: " + "  ".join(
         f"{n} {fmt('cg_ka', res.row('cg_ka', n)[0])}" for n in res.values["cg_ka"]))
-
-
-def control(pid, op):
-    subprocess.run(["callgrind_control", op, str(pid)], check=True, capture_output=True,
-                   timeout=60)
-
-
-def dumped_ir(out, before):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        new = set(glob.glob(out + ".*")) - before
-        for f in new:
-            with open(f) as fh:
-                for ln in fh:
-                    if ln.startswith("summary:"):
-                        return int(ln.split()[1])
-        time.sleep(0.1)
-    raise RuntimeError("callgrind wrote no dump")
 
 
 # ---------------------------------------------------------------- report
@@ -439,8 +409,8 @@ def parse_args():
     ap.add_argument("--idle", type=int, default=5000, help="idle connections held (default 5000)")
     ap.add_argument("--cores", default="0,1", help="CPUs the scale contenders are pinned to")
     ap.add_argument("--callgrind", type=int,
-                    help="short connections under callgrind, 5x as many kept-alive requests; "
-                         "0 skips (default 1000, quick 0)")
+                    help="short connections under callgrind, 10x as many kept-alive requests; "
+                         "0 skips (default 2000, quick 0)")
     ap.add_argument("--only", default=",".join(GROUPS),
                     help="comma-separated subset of " + ",".join(GROUPS))
     ap.add_argument("--out", help="also write the tables as markdown to this file")
@@ -450,7 +420,7 @@ def parse_args():
     a.seconds = a.seconds or (2 if q else 5)
     a.strace_seconds = a.strace_seconds or (1 if q else 2)
     if a.callgrind is None:
-        a.callgrind = 0 if q else 1000
+        a.callgrind = 0 if q else 2000
     a.only = set(a.only.split(","))
     if not 0 < a.idle <= 6500:
         ap.error("--idle takes 1 to 6500 (HAProxy with splice holds at most 7000)")
@@ -517,8 +487,8 @@ def main():
                     round_scale(res, rnd, scale, args)
             if "callgrind" in args.only:
                 say(f"\n== callgrind ({args.callgrind} short connections, "
-                    f"{args.callgrind * 5} kept-alive requests)")
-                callgrind(res, procs, tmp, args, http)
+                    f"{args.callgrind * 10} kept-alive requests, 20 at a time)")
+                callgrind(res, tmp, args, http)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     say(f"\n== summary ({args.rounds} round(s), {time.monotonic() - started:.0f} s, "
