@@ -9,7 +9,7 @@ Run from the repo root with a release build (never the sanitized one):
 For each accept mode (reuseport off / on) and each placement (unpinned; or
 pinned: worker thread i bound to CPU i with sched_setaffinity, the rest of
 the machine free) one ferryd runs in front of the nginx `return 200` backend
-of proxy_bench.py. Each round runs, for every variant in turn (order rotated
+of benchlib.py. Each round runs, for every variant in turn (order rotated
 per round, so drift hits all alike):
   1. wrk --latency with `Connection: close` (a new proxied TCP connection per
      request): connection rate and p99 latency;
@@ -30,7 +30,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import ROOT, bench_setup, free_port, wait_port  # noqa: E402
+from benchlib import ROOT, bench_setup, free_port, wait_port  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 EPOLL_WAITS = {"232", "281", "441"}  # x86_64 epoll_wait, epoll_pwait, epoll_pwait2
