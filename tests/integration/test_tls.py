@@ -610,27 +610,73 @@ def test_termination_and_origination_together():
     wait_for(lambda: f.server("o", "s")["bytes_out"] == len(data) + 8, what="server bytes")
 
 
+def proxy_then_tls_echo(heard):
+    """A TLS echo server behind a PROXY v1 line (recorded in heard)."""
+    ctx = server_ctx("a-ec.pem")
+
+    def run(c, b):
+        c.settimeout(30)
+        line = b""
+        while not line.endswith(b"\r\n"):
+            ch = c.recv(1)
+            if not ch:
+                return
+            line += ch
+        heard.append(line)
+        s = ctx.wrap_socket(c, server_side=True)
+        try:
+            echo(s, b)
+        finally:
+            s.close()
+    return run
+
+
 def test_connect_timeout_spans_the_server_handshake():
-    """connect_timeout bounds the whole attempt, TLS handshake included: a
-    server that accepts TCP but never answers the ClientHello fails the
-    attempt at connect_timeout, and the next server serves."""
-    silent = start_backend(mute)
-    good = start_tls_backend("a-ec.pem")
-    port = free_port()
-    f = start_ferry(GLOBAL + f"\n[listener web]\nbind = 127.0.0.1:{port}\nbackend = o\n"
-                    + backend("o", [("silent", silent.port), ("good", good.port)],
-                              f"tls = on\ntls_ca = {cert('ca.pem')}\ntls_sni = a.test\n"
-                              "connect_timeout = 300ms\nretries = 1"))
-    for _ in range(4):
-        s = connect(port)  # plain in, TLS out: the echo comes back decrypted
-        s.sendall(b"ping")
-        assert recv_exact(s, 4) == b"ping"
-        s.close()
-    assert silent.accepted >= 1  # its TCP connect succeeded: the handshake timed out
-    assert f.server("o", "silent")["connect_errors"] >= 1
-    wait_for(lambda: any(e.get("server") == "o/silent" and e.get("error") == "connect timeout"
-                         for e in f.events("connect_failed")), what="connect timeout logged")
-    assert f.server("o", "good")["total"] == 4
+    """connect_timeout bounds the whole attempt, PROXY header and TLS
+    handshake included: a server that accepts TCP but never answers the
+    ClientHello fails the attempt at connect_timeout, and the next server
+    serves."""
+    for proxy in (False, True):
+        seen = []
+
+        def silent_recording(c, _b):
+            data = b""
+            while True:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            seen.append(data)
+
+        heard = []
+        silent = start_backend(silent_recording)
+        good = start_backend(proxy_then_tls_echo(heard)) if proxy \
+            else start_tls_backend("a-ec.pem")
+        port = free_port()
+        f = start_ferry(GLOBAL + f"\n[listener web]\nbind = 127.0.0.1:{port}\nbackend = o\n"
+                        + backend("o", [("silent", silent.port), ("good", good.port)],
+                                  f"tls = on\ntls_ca = {cert('ca.pem')}\ntls_sni = a.test\n"
+                                  "connect_timeout = 300ms\nretries = 1\n"
+                                  + ("send_proxy = v1\n" if proxy else "")))
+        for _ in range(4):  # two workers, round robin: silent is tried at least once
+            s = connect(port)  # plain in, TLS out: the echo comes back decrypted
+            s.sendall(b"ping")
+            assert recv_exact(s, 4) == b"ping"
+            s.close()
+        assert f.server("o", "silent")["connect_errors"] >= 1
+        wait_for(lambda: any(e.get("server") == "o/silent" and e.get("error") == "connect timeout"
+                             for e in f.events("connect_failed")), what="connect timeout logged")
+        assert f.server("o", "good")["total"] == 4
+        # What silent got before the attempt gave up: the PROXY header when
+        # sent, then the ClientHello (a TLS handshake record).
+        wait_for(lambda: seen, what="silent's connection closed")
+        hello = seen[0]
+        if proxy:
+            assert hello.startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 "), hello[:60]
+            assert len(heard) == 4, heard
+            hello = hello[hello.index(b"\r\n") + 2:]
+        assert hello[:1] == b"\x16", hello[:16]
+        f.stop()
 
 
 # ---- health checks ----
@@ -874,25 +920,8 @@ def test_passthrough_after_proxy_header():
 
 def test_origination_after_proxy_header():
     # send_proxy: the PROXY header goes out in the clear, then TLS.
-    ctx = server_ctx("a-ec.pem")
     heard = []
-
-    def proxy_then_tls(c, b):
-        c.settimeout(30)
-        line = b""
-        while not line.endswith(b"\r\n"):
-            ch = c.recv(1)
-            if not ch:
-                return
-            line += ch
-        heard.append(line)
-        s = ctx.wrap_socket(c, server_side=True)
-        try:
-            echo(s, b)
-        finally:
-            s.close()
-
-    origin = start_backend(proxy_then_tls)
+    origin = start_backend(proxy_then_tls_echo(heard))
     port = free_port()
     start_ferry(GLOBAL + f"\n[listener web]\nbind = 127.0.0.1:{port}\nbackend = o\n"
                 + backend("o", [("s", origin.port)],
