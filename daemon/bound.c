@@ -10,8 +10,9 @@
  * Why the shared socket is the default (tests/bench/accept_bench.py,
  * tests/bench/RESULTS.md; workers = auto on 2 CPUs, wrk through ferryd to
  * nginx, rounds interleaved on a loaded machine): system calls per short
- * connection 16.25 shared vs 16.56 reuseport (strace; reuseport accepts fewer
- * connections per wake-up: accept4 1.10 vs 1.22, epoll_wait 0.13 vs 0.32),
+ * connection 14.3 shared vs 14.5 to 15.1 reuseport (strace; reuseport accepts
+ * fewer connections per wake-up: accept4 1.10 vs 1.18 to 1.33, epoll_wait
+ * 0.13 to 0.17 vs 0.28 to 0.68),
  * CPU per connection 2 to 6% lower, and over 23 rounds reuseport's
  * connection rate was 0.76x the shared socket's with each worker pinned to
  * its CPU (lower in 18 rounds) and 0.93x unpinned (lower in 14); p99 showed
