@@ -48,7 +48,8 @@ static void attempt_end(struct ferry_upstream *u)
 
 static void close_streams(struct ferry_upstream *u)
 {
-    ac_stream_close(&u->tls->base);
+    if (u->tls)
+        ac_stream_close(&u->tls->base);
     ac_stream_close(u->plain);
 }
 

@@ -59,7 +59,7 @@ struct ferry_upstream {
     struct ac_under_deadline under; /* the current step under `deadline` (vt NULL: none) */
 
     struct ac_stream *plain;  /* caller's storage for the socket */
-    struct ac_tls_stream *tls; /* caller's storage for TLS over it */
+    struct ac_tls_stream *tls; /* caller's storage for TLS over it (NULL: backend without TLS) */
     struct ac_stream *stream; /* output: plain or &tls->base, NULL on failure */
     int sidx;                 /* output */
     int err;                  /* output */
