@@ -154,6 +154,30 @@ def test_accept_proxy_rejects_garbage_and_timeout():
     assert b.accepted == 0
 
 
+def test_handshake_timeout_spans_proxy_header_and_clienthello():
+    """One handshake_timeout from the accept covers the PROXY header and the
+    ClientHello peek after it: a client slow with its header gets only what
+    is left for its hello, never a fresh budget per step."""
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(base(port, b.port, "accept_proxy = on\nhandshake_timeout = 2s\n"
+                                       "route = a.test app"))
+    s = connect(port)
+    t0 = time.monotonic()
+    time.sleep(1.5)
+    # The header, then the start of a ClientHello that never ends.
+    s.sendall(b"PROXY TCP4 192.0.2.7 192.0.2.8 40000 443\r\n\x16\x03\x01")
+    assert closed_by_peer(s)
+    took = time.monotonic() - t0
+    # Closed at 2 s from the accept; a fresh budget would reach 3.5 s.
+    assert 1.9 < took < 3.2, took
+    s.close()
+    wait_for(lambda: len(f.access_log()) == 1, what="the access-log line")
+    e = f.access_log()[0]
+    assert (e["client"], e["end"], e["reason"]) == ("192.0.2.7:40000", "rejected", "bad_hello"), e
+    assert b.accepted == 0
+
+
 def test_send_proxy_v1_and_v2():
     headers = []
 
