@@ -16,12 +16,6 @@ static struct ac_runtime *checked(const struct ac_runtime *rt)
     return (struct ac_runtime *)rt;
 }
 
-static unsigned default_workers(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
-}
-
 struct ac_runtime *ac_runtime_new(const struct ac_runtime_opts *opts)
 {
     struct ac_runtime_opts o = opts ? *opts : (struct ac_runtime_opts){0};
@@ -32,7 +26,7 @@ struct ac_runtime *ac_runtime_new(const struct ac_runtime_opts *opts)
     }
     rt->magic = AC__RUNTIME_MAGIC;
     atomic_init(&rt->stop, false);
-    rt->nworkers = o.workers ? o.workers : default_workers();
+    rt->nworkers = o.workers ? o.workers : ac_available_parallelism();
     rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
     int err = -ENOMEM;
     if (rt->workers == NULL)

@@ -389,5 +389,24 @@ def test_show_conns_through_a_stop():
         s.close()
 
 
+def test_workers_auto_counts_the_cpus_it_may_use():
+    """workers = auto is bounded by the CPU affinity ferryd starts with
+    (taskset, systemd CPUAffinity=), not the machine's CPU count."""
+    b = start_backend("echo")
+    port = free_port()
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}",
+                                   global_lines="workers = auto"))
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert f.ctl("info", json_out=True)["workers"] == 1
+    s = connect(port)
+    s.sendall(b"one cpu")
+    assert recv_exact(s, 7) == b"one cpu"
+    s.close()
+
+
 if __name__ == "__main__":
     runner.run(globals())

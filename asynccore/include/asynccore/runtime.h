@@ -25,7 +25,7 @@ struct ac_worker;
 struct ac_task;
 
 struct ac_runtime_opts {
-    unsigned workers;          /* 0: number of online CPUs */
+    unsigned workers;          /* 0: ac_available_parallelism() */
     unsigned blocking_threads; /* 0: default (4) */
 };
 
@@ -34,6 +34,9 @@ struct ac_runtime_opts {
 struct ac_runtime *ac_runtime_new(const struct ac_runtime_opts *opts);
 
 unsigned ac_runtime_workers(const struct ac_runtime *rt);
+/* CPUs this process may use: the online CPUs, bounded by its affinity mask
+ * and its cgroup v2 CPU quota (rounded up); at least 1. */
+unsigned ac_available_parallelism(void);
 struct ac_worker *ac_runtime_worker(struct ac_runtime *rt, unsigned index);
 
 /* Runs workers 1..N-1 on new threads and worker 0 on the calling thread, and

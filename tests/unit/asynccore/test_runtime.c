@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,6 +399,27 @@ static void *spawner_main(void *arg)
     return NULL;
 }
 
+/* workers = 0 (auto) follows the affinity mask: taskset -c 0 gives one. */
+static void test_auto_workers_follow_affinity(void **state)
+{
+    (void)state;
+    cpu_set_t all, one;
+    assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+    unsigned n = ac_available_parallelism();
+    assert_true(n >= 1 && n <= (unsigned)CPU_COUNT(&all));
+    int first = 0;
+    while (!CPU_ISSET(first, &all))
+        first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+    assert_int_equal(ac_available_parallelism(), 1);
+    struct ac_runtime *rt = rt_new(0);
+    assert_int_equal(ac_runtime_workers(rt), 1);
+    ac_runtime_free(rt);
+    assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+}
+
 static void test_spawn_from_foreign_thread(void **state)
 {
     (void)state;
@@ -433,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_worker_facts),
         cmocka_unit_test(test_yield_now_interleaves),
         cmocka_unit_test(test_spawn_from_foreign_thread),
+        cmocka_unit_test(test_auto_workers_follow_affinity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
