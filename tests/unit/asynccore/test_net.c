@@ -562,7 +562,9 @@ static void test_accept_emfile(void **state)
     assert_true(errors >= 1);
     assert_true(polls >= 2);
     assert_true(polls <= 10);
-    assert_int_equal(timers, 1);
+    /* Its back-off timer at most: none when it fired in the same loop turn
+     * as the nap (a loaded machine) and the retry has not been polled yet. */
+    assert_true(timers <= 1);
 
     /* The descriptors are free again: the pending connection is accepted at
      * the next retry. */
