@@ -313,7 +313,14 @@ static enum conn_end upstream_enter(struct ferry_conn *c)
         return END_REJECTED;
     }
     const struct ferry_backend_rt *brt = &c->gen->backends[c->bidx];
-    struct conn_upstream *cu = calloc(1, sizeof(*cu));
+    /* malloc, not calloc: glibc's calloc skips its per-thread cache (about
+     * 300 instructions per connection under callgrind); ferry_upstream_init
+     * clears cu->up. */
+    struct conn_upstream *cu = malloc(sizeof(*cu));
+    if (cu) {
+        cu->proxy_out = NULL;
+        cu->proxy_out_len = 0;
+    }
     if (!cu || (brt->tls_ctx && !tls_of(c)) ||
         (brt->cfg->send_proxy && build_proxy_out(c, cu, brt->cfg->send_proxy) != 0)) {
         if (cu)
