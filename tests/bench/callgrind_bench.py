@@ -151,22 +151,7 @@ def run_one(name, cmd_fn, tmp, backend_port, args, keep):
 
 def ferryd_cmd(tmp, binary, backend_port):
     def cmd(port):
-        conf = os.path.join(tmp, f"ferry-{port}.ini")
-        with open(conf, "w") as f:
-            f.write(f"""
-[global]
-workers = 1
-control_socket =
-access_log = off
-log_level = warn
-max_connections = 19000
-[listener bench]
-bind = 127.0.0.1:{port}
-backend = b
-[backend b]
-server s1 127.0.0.1:{backend_port}
-""")
-        return [binary, "-c", conf]
+        return [binary, "-c", pb.ferryd_conf(tmp, port, backend_port)]
     return cmd
 
 
