@@ -56,11 +56,11 @@ def children(pid):
 
 def tree(pid):
     """pid and all its descendants (nginx master + workers, haproxy -W)."""
-    out, todo = [], [pid]
-    while todo and len(out) < 1000:
-        p = todo.pop()
+    out, pending = [], [pid]
+    while pending and len(out) < 1000:
+        p = pending.pop()
         out.append(p)
-        todo.extend(children(p))
+        pending.extend(children(p))
     return out
 
 

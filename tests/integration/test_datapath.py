@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from ferrytest import (Ferry, cleanup, connect, free_port, recv_exact, runner, start_backend,
+from ferrytest import (web_config, Ferry, cleanup, connect, free_port, recv_exact, runner, start_backend,
                        start_ferry, wait_for)
 
 
@@ -149,15 +149,7 @@ def test_server_reset_reaches_client_as_reset():
         reset_close(c)
     b = start_backend(cut)
     port = free_port()
-    f = start_ferry(f"""
-[global]
-control_socket = @SOCK@
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
-server app1 127.0.0.1:{b.port}
-""")
+    f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}"))
     s = connect(port)
     s.sendall(b"GET")
     assert recv_exact(s, 7) == b"partial"
@@ -188,15 +180,7 @@ def test_client_reset_reaches_server_as_reset():
             seen.append(("error", str(e).encode()))
     b = start_backend(watch)
     port = free_port()
-    start_ferry(f"""
-[global]
-control_socket = @SOCK@
-[listener web]
-bind = 127.0.0.1:{port}
-backend = app
-[backend app]
-server app1 127.0.0.1:{b.port}
-""")
+    start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}"))
     s = connect(port)
     s.sendall(b"hello")
     assert got_req.wait(10)

@@ -39,6 +39,23 @@ def client(port, name):
     return s
 
 
+
+def served_by(port):
+    """The two-byte label of the server that answers a new connection."""
+    s = connect(port)
+    r = recv_exact(s, 2)
+    s.close()
+    return r
+
+
+def served_during(port, seconds, most):
+    """Labels of connections made one after another for `seconds` (at most `most`)."""
+    t0 = time.monotonic()
+    out = []
+    while time.monotonic() - t0 < seconds and len(out) < most:
+        out.append(served_by(port))
+    return out
+
 def test_cap_two_five_clients_fifo():
     order, lock = [], threading.Lock()
     srv = start_backend(recorder(order, lock))
@@ -189,23 +206,14 @@ health_fall = 1
 slow_start = {int(ramp)}s
 """, global_lines="workers = 1"))
 
-    def who():
-        s = connect(port)
-        r = recv_exact(s, 2)
-        s.close()
-        return r
-
     # At start there is no ramp: both take their full share.
-    first = [who() for _ in range(20)]
+    first = [served_by(port) for _ in range(20)]
     assert first.count(b"bb") == 10, first
     b.close()
     wait_for(lambda: f.server("app", "b")["state"] == "down", what="b down")
     start_backend(label_server(b"bb"), port=bport)
     wait_for(lambda: f.server("app", "b")["state"] == "up", what="b up again")
-    t0 = time.monotonic()
-    early = []
-    while time.monotonic() - t0 < ramp / 3 and len(early) < 300:
-        early.append(who())
+    early = served_during(port, ramp / 3, 300)
     share = early.count(b"bb") / len(early)
     # Its full weight would be half the connections; over the first third of
     # the ramp it averages a sixth of its weight, under a tenth of them.
@@ -226,21 +234,12 @@ server b 127.0.0.1:{b.port}
 slow_start = {int(ramp)}s
 """, global_lines="workers = 1"))
 
-    def who():
-        s = connect(port)
-        r = recv_exact(s, 2)
-        s.close()
-        return r
-
     for off, on in ((("disable", "app/b"), ("enable", "app/b")),
                     (("set", "app/b", "state", "maint"), ("set", "app/b", "state", "ready"))):
         assert f.ctl(*off).strip() == "ok"
-        assert {who() for _ in range(4)} == {b"aa"}
+        assert {served_by(port) for _ in range(4)} == {b"aa"}
         assert f.ctl(*on).strip() == "ok"
-        t0 = time.monotonic()
-        early = []
-        while time.monotonic() - t0 < ramp / 3 and len(early) < 200:
-            early.append(who())
+        early = served_during(port, ramp / 3, 200)
         assert len(early) >= 20, len(early)
         assert early.count(b"bb") / len(early) < 0.25, (on, early.count(b"bb"), len(early))
 
@@ -261,21 +260,12 @@ def test_slow_start_ramps_a_discovered_server():
                                global_lines=dns_globals(dns).replace("workers = 2", "workers = 1")))
     names = lambda: {s["name"] for s in backend_of(f)["servers"]}
     wait_for(lambda: names() == {f"127.0.0.2:{bport}"}, timeout=10, what="first server")
-
-    def who():
-        s = connect(port)
-        r = recv_exact(s, 2)
-        s.close()
-        return r
     dns.reload("127.0.0.2 svc.test\n127.0.0.3 svc.test\n")
     wait_for(lambda: f"127.0.0.3:{bport}" in names(), timeout=15, what="second server added")
     # The first sixth of the ramp: s3's weight is at most ~1/6 of s2's there
     # (a share of ~14 %, ~50 % without slow_start), with room for the time the
     # ramp had already run before the test saw the server in show stats.
-    t0 = time.monotonic()
-    early = []
-    while time.monotonic() - t0 < ramp / 6 and len(early) < 200:
-        early.append(who())
+    early = served_during(port, ramp / 6, 200)
     assert len(early) >= 20, len(early)
     assert early.count(b"s3") / len(early) < 0.25, (early.count(b"s3"), len(early))
 

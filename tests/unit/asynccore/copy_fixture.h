@@ -1,6 +1,8 @@
 /* Fixtures shared by the copy and splice tests: deterministic bytes with a
- * running checksum, a stream pair that drains slowly, and a peer thread that
- * sends or receives a checksummed stream. Include after io_fixture.h. */
+ * running checksum, a stream pair that drains slowly, a peer thread that
+ * sends or receives a checksummed stream, a peer that resets, and the
+ * bidirectional half-close case run in each copy mode. Include after
+ * io_fixture.h. */
 #ifndef COPY_FIXTURE_H
 #define COPY_FIXTURE_H
 
@@ -121,6 +123,92 @@ static uint64_t expected_sum(size_t len, unsigned seed)
         sum = sum_add(sum, &b, 1);
     }
     return sum;
+}
+
+/* A peer that sends `chunks` x 4 KiB, then resets its connection (SO_LINGER 0). */
+struct resetter {
+    pthread_t tid;
+    int fd;
+    int chunks;
+};
+
+static inline void *resetter_main(void *arg)
+{
+    struct resetter *r = arg;
+    struct linger lg = {1, 0};
+    unsigned char buf[4096];
+
+    memset(buf, 'r', sizeof(buf));
+    for (int i = 0; i < r->chunks; i++)
+        if (send(r->fd, buf, sizeof(buf), MSG_NOSIGNAL) <= 0)
+            break;
+    sleep_ms(50);
+    setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(r->fd);
+    return NULL;
+}
+
+enum copy_mode { COPY_BUFFER, COPY_SPLICE, COPY_SPLICE_AUTO };
+
+/* Both directions at once, each half-closed in turn: a's peer sends 8 MiB
+ * and shuts down; b's peer reads it all (EOF) and only then answers 1 MiB and
+ * shuts down; a's peer reads the answer. Every byte arrives, no buffer and no
+ * pipe is left held. */
+static inline void bidi_half_close_each_way(struct ac_worker *w, enum copy_mode mode)
+{
+    struct ac_stream sa, sb;
+    struct ac_copy_bidi bc;
+    int pa, pb;
+
+    stream_pair(w, &sa, &pa, 16384);
+    stream_pair(w, &sb, &pb, 16384);
+
+    struct peer pa_ = {.fd = pa, .seed = 2, .send_len = 8 * MIB, .shut_after_send = true,
+                       .read_after = true};
+    struct peer pb_ = {.fd = pb, .seed = 3, .send_len = 1 * MIB, .shut_after_send = true,
+                       .read_first = true};
+    peer_start(&pa_);
+    peer_start(&pb_);
+
+    ac_copy_bidi_init(&bc, &sa, &sb, 4096);
+    if (mode == COPY_SPLICE_AUTO)
+        assert_true(ac_copy_bidi_splice_auto(&bc));
+    else if (mode == COPY_SPLICE)
+        assert_true(ac_copy_bidi_use_splice(&bc));
+    assert_int_equal(ac_block_on(w, &bc.base), 0);
+    assert_int_equal(bc.err, 0);
+    assert_true(bc.ab_done && bc.ba_done);
+    assert_int_equal(bc.ab.bytes, 8 * MIB);
+    assert_int_equal(bc.ba.bytes, 1 * MIB);
+    assert_null(bc.ab.buf);
+    assert_null(bc.ba.buf);
+    assert_int_equal(ac_worker_pipe_pool(w)->n_out, 0);
+    ac_future_drop(&bc.base);
+
+    pthread_join(pa_.tid, NULL);
+    pthread_join(pb_.tid, NULL);
+    assert_int_equal(pb_.recv_len, 8 * MIB);
+    assert_true(pb_.recv_sum == expected_sum(8 * MIB, 2));
+    assert_int_equal(pa_.recv_len, 1 * MIB);
+    assert_true(pa_.recv_sum == expected_sum(1 * MIB, 3));
+    ac_stream_close(&sa);
+    ac_stream_close(&sb);
+    close(pa);
+    close(pb);
+}
+
+/* After a half-close towards b, b's peer can still write, and it arrives. */
+static inline void assert_still_reads_back(struct ac_worker *w, struct ac_stream *sb, int pb)
+{
+    struct ac_read_exact re;
+    char buf[4];
+
+    assert_int_equal(write(pb, "back", 4), 4);
+    ac_read_exact_init(&re, sb, buf, 4);
+    assert_int_equal(ac_block_on(w, &re.base), 0);
+    assert_int_equal(re.err, 0);
+    assert_memory_equal(buf, "back", 4);
+    ac_future_drop(&re.base);
 }
 
 #endif

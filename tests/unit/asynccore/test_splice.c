@@ -115,14 +115,7 @@ static void test_splice_8mib_half_close(void **state)
     assert_true(dst.recv_sum == expected_sum(8 * MIB, 1));
 
     /* Half-close only: b's peer still writes, and it arrives. */
-    assert_int_equal(write(pb, "back", 4), 4);
-    struct ac_read_exact re;
-    char buf[4];
-    ac_read_exact_init(&re, &sb, buf, 4);
-    assert_int_equal(ac_block_on(f->w, &re.base), 0);
-    assert_int_equal(re.err, 0);
-    assert_memory_equal(buf, "back", 4);
-    ac_future_drop(&re.base);
+    assert_still_reads_back(f->w, &sb, pb);
 
     ac_stream_close(&sa);
     ac_stream_close(&sb);
@@ -130,59 +123,16 @@ static void test_splice_8mib_half_close(void **state)
     close(pb);
 }
 
-/* Both directions spliced at once, each half-closed in turn (always, or
- * in auto mode, where bulk data switches to splice). */
-static void bidi_half_close_each_way(void **state, bool auto_mode)
-{
-    struct fixture *f = *state;
-    struct ac_stream sa, sb;
-    struct ac_copy_bidi bc;
-    int pa, pb;
-
-    stream_pair(f->w, &sa, &pa, 16384);
-    stream_pair(f->w, &sb, &pb, 16384);
-
-    struct peer pa_ = {.fd = pa, .seed = 2, .send_len = 8 * MIB, .shut_after_send = true,
-                       .read_after = true};
-    struct peer pb_ = {.fd = pb, .seed = 3, .send_len = 1 * MIB, .shut_after_send = true,
-                       .read_first = true};
-    peer_start(&pa_);
-    peer_start(&pb_);
-
-    ac_copy_bidi_init(&bc, &sa, &sb, 4096);
-    if (auto_mode)
-        assert_true(ac_copy_bidi_splice_auto(&bc));
-    else
-        assert_true(ac_copy_bidi_use_splice(&bc));
-    assert_int_equal(ac_block_on(f->w, &bc.base), 0);
-    assert_int_equal(bc.err, 0);
-    assert_int_equal(bc.ab.bytes, 8 * MIB);
-    assert_int_equal(bc.ba.bytes, 1 * MIB);
-    assert_null(bc.ab.buf);
-    assert_null(bc.ba.buf);
-    assert_int_equal(ac_worker_pipe_pool(f->w)->n_out, 0);
-    ac_future_drop(&bc.base);
-
-    pthread_join(pa_.tid, NULL);
-    pthread_join(pb_.tid, NULL);
-    assert_int_equal(pb_.recv_len, 8 * MIB);
-    assert_true(pb_.recv_sum == expected_sum(8 * MIB, 2));
-    assert_int_equal(pa_.recv_len, 1 * MIB);
-    assert_true(pa_.recv_sum == expected_sum(1 * MIB, 3));
-    ac_stream_close(&sa);
-    ac_stream_close(&sb);
-    close(pa);
-    close(pb);
-}
-
+/* Both directions spliced at once, each half-closed in turn, always or in
+ * auto mode, where bulk data switches to splice (copy_fixture.h). */
 static void test_splice_bidi_half_close_each_way(void **state)
 {
-    bidi_half_close_each_way(state, false);
+    bidi_half_close_each_way(((struct fixture *)*state)->w, COPY_SPLICE);
 }
 
 static void test_splice_auto_bidi_half_close_each_way(void **state)
 {
-    bidi_half_close_each_way(state, true);
+    bidi_half_close_each_way(((struct fixture *)*state)->w, COPY_SPLICE_AUTO);
 }
 
 /* ---- auto mode: splice for bulk data only ---- */
@@ -350,27 +300,6 @@ static void test_splice_auto_bulk_then_small(void **state)
 
 /* A peer's reset mid-stream ends both directions with ECONNRESET, and no
  * pipe stays lent. */
-struct resetter {
-    pthread_t tid;
-    int fd;
-};
-
-static void *resetter_main(void *arg)
-{
-    struct resetter *r = arg;
-    struct linger lg = {1, 0};
-    unsigned char buf[4096];
-
-    memset(buf, 'r', sizeof(buf));
-    for (int i = 0; i < 64; i++)
-        if (send(r->fd, buf, sizeof(buf), MSG_NOSIGNAL) <= 0)
-            break;
-    sleep_ms(50);
-    setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    close(r->fd);
-    return NULL;
-}
-
 static void test_splice_reset_ends_both(void **state)
 {
     struct fixture *f = *state;
@@ -382,6 +311,7 @@ static void test_splice_reset_ends_both(void **state)
     stream_pair(f->w, &sa, &pa, 0);
     stream_pair(f->w, &sb, &pb, 0);
     rs.fd = pa;
+    rs.chunks = 64;
     assert_int_equal(pthread_create(&rs.tid, NULL, resetter_main, &rs), 0);
 
     ac_copy_bidi_init(&bc, &sa, &sb, 0);
