@@ -146,12 +146,13 @@ static void section_header(struct ferry__parse *p, char *inner)
     p->sect = FERRY__SECT_SKIP;   /* until the header proves good */
     memset(p->seen, 0, sizeof(p->seen));
     p->sect_line = p->lineno;
-    bool named = strcmp(kind, "listener") == 0 || strcmp(kind, "backend") == 0;
+    bool named = strcmp(kind, "listener") == 0 || strcmp(kind, "backend") == 0 ||
+                 strcmp(kind, "acme") == 0;
     if (strcmp(kind, "global") == 0) {
         open_global(p, name);
     } else if (!named) {
         ferry__err(p, p->lineno, "unknown section [%s%s%s]: expected [global], "
-                   "[listener NAME] or [backend NAME]", kind, name[0] ? " " : "", name);
+                   "[listener NAME], [backend NAME] or [acme NAME]", kind, name[0] ? " " : "", name);
     } else if (!name[0]) {
         ferry__err(p, p->lineno, "[%s] needs a name: [%s NAME]", kind, kind);
     } else if (!ferry_name_valid(name)) {
@@ -159,6 +160,8 @@ static void section_header(struct ferry__parse *p, char *inner)
                    "'_', '.' or '-'", kind, name, FERRY_NAME_MAX - 1);
     } else if (kind[0] == 'l') {
         open_listener(p, name);
+    } else if (kind[0] == 'a') {
+        ferry__acme_open(p, name);
     } else {
         open_backend(p, name);
     }
@@ -374,6 +377,7 @@ static void check_all(struct ferry__parse *p)
     struct ferry_config *cfg = p->cfg;
     for (size_t i = 0; i < cfg->nlisteners; i++)
         check_listener(p, &cfg->listeners[i]);
+    ferry__acme_check_refs(p);
     check_binds(p);
 }
 
@@ -530,6 +534,7 @@ static void free_listener(struct ferry_listener *l)
     free(l->tls_client_ca);
     free(l->tls_ticket_keys);
     free(l->routes);
+    ferry__tls_acme_free(l);
     free(l->allow);
     free(l->deny);
 }
@@ -552,6 +557,7 @@ void ferry_config_free(struct ferry_config *cfg)
         free(cfg->backends[i].health_uri);
     }
     free(cfg->backends);
+    ferry__acme_free(cfg);
     free(cfg->global.state_file);
     free(cfg->path);
     free(cfg->dir);

@@ -103,6 +103,16 @@ struct ferry_cidr {
     unsigned prefix;
 };
 
+/* tls_acme = ACME NAME [NAME...]: one certificate for these names from the
+ * [acme ACME] account (SPEC 2, [acme NAME]). */
+struct ferry_tls_acme {
+    char acme[FERRY_NAME_MAX];
+    int acme_index;             /* resolved reference into config->acmes */
+    char **names;               /* lower case, without a trailing dot */
+    size_t nnames;
+    int line;
+};
+
 struct ferry_listener {
     char name[FERRY_NAME_MAX];
     int line;                   /* line of the section header */
@@ -123,6 +133,8 @@ struct ferry_listener {
     char *tls_ticket_keys;      /* NULL: a random key per process */
     int tls_ticket_keys_line;
     int tls_ciphers_line, tls_ciphersuites_line, tls_alpn_line; /* 0: unset */
+    struct ferry_tls_acme *tls_acme; /* certificates obtained by ACME */
+    size_t ntls_acme;
     struct ferry_route *routes;
     size_t nroutes;
     bool accept_proxy;
@@ -200,6 +212,31 @@ struct ferry_backend {
     int send_proxy;                /* 0 off, 1 v1, 2 v2 */
 };
 
+enum ferry_acme_key_type { FERRY_ACME_KEY_ECDSA_P256, FERRY_ACME_KEY_RSA_2048 };
+
+/* Default renew_before: 30 days, in seconds. */
+#define FERRY_ACME_RENEW_BEFORE_DEFAULT_S (30u * 86400u)
+
+/* [acme NAME]: an ACME account (RFC 8555) certificates are ordered from. */
+struct ferry_acme {
+    char name[FERRY_NAME_MAX];
+    int line;                   /* line of the section header */
+    char *directory;            /* https://... (NULL only in a configuration with errors) */
+    int directory_line;
+    char *email;                /* NULL: no contact */
+    char *ca;                   /* CA bundle verifying the server; NULL: system store */
+    int ca_line;
+    char *storage;              /* absolute; default /var/lib/ferry/acme/NAME */
+    int storage_line;           /* 0: the default */
+    enum ferry_acme_key_type key_type;
+    uint64_t renew_before_s;    /* default 30 days */
+    char *eab_kid, *eab_hmac_key; /* External Account Binding; NULL: none */
+    int eab_line;
+};
+
+/* Directory [acme NAME]'s storage defaults to, with NAME appended. */
+#define FERRY_ACME_STORAGE_DIR "/var/lib/ferry/acme"
+
 struct ferry_config {
     char *path;                 /* as given (-c), used in "FILE:LINE: message" */
     char *dir;                  /* absolute directory of the file: relative paths
@@ -209,6 +246,8 @@ struct ferry_config {
     size_t nlisteners;
     struct ferry_backend *backends;
     size_t nbackends;
+    struct ferry_acme *acmes;
+    size_t nacmes;
 };
 
 /* One error: "FILE:LINE: message" already formatted. */
@@ -294,6 +333,9 @@ bool ferry_name_valid(const char *s);
  * path twice, or one wildcard ("*:P", 0.0.0.0:P, [::]:P) and another address
  * of its family on the same port (v4-mapped IPv6 counts as IPv4). */
 bool ferry_addr_conflict(const struct ferry_addr *a, const struct ferry_addr *b);
+
+/* Finds an [acme NAME] section by name; -1 if none. */
+int ferry_config_acme_index(const struct ferry_config *cfg, const char *name);
 
 /* Finds a backend by name; -1 if none. */
 int ferry_config_backend_index(const struct ferry_config *cfg, const char *name);

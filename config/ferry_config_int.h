@@ -20,6 +20,7 @@ enum ferry__sect {
     FERRY__SECT_GLOBAL,
     FERRY__SECT_LISTENER,
     FERRY__SECT_BACKEND,
+    FERRY__SECT_ACME,
     FERRY__SECT_SKIP,      /* a bad section: its error is reported once, its keys ignored */
 };
 
@@ -85,6 +86,20 @@ void ferry__close_section(struct ferry__parse *p);
 char *ferry__path(struct ferry__parse *p, const char *v);
 /* Same, stored into *dst (its old value freed); *dst unchanged on error. */
 void ferry__set_path(struct ferry__parse *p, const char *v, char **dst);
+
+/* [acme NAME] and the listener's tls_acme (ferry_config_acme.c). */
+struct key_def;
+struct ferry_acme *ferry__acme_open(struct ferry__parse *p, const char *name);
+/* Handles one key of the current [acme] section. */
+void ferry__acme_key(struct ferry__parse *p);
+/* Checks a closed [acme] section (directory required). */
+void ferry__acme_close(struct ferry__parse *p);
+/* tls_acme = ACME NAME [NAME...] of the current listener. */
+void ferry__listener_tls_acme(struct ferry__parse *p, const char *v);
+/* References from tls_acme to [acme] sections, once the file is read. */
+void ferry__acme_check_refs(struct ferry__parse *p);
+void ferry__acme_free(struct ferry_config *cfg);
+void ferry__tls_acme_free(struct ferry_listener *l);
 
 /* Sets the defaults of a new section's struct. */
 void ferry__global_defaults(struct ferry_global *g);

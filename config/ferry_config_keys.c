@@ -627,6 +627,7 @@ static const struct key_def listener_keys[] = {
     {"tls_alpn", false, false, l_tls_alpn},
     {"tls_client_ca", false, false, l_tls_client_ca},
     {"tls_ticket_keys", false, false, l_tls_ticket_keys},
+    {"tls_acme", true, false, ferry__listener_tls_acme},
     {"route", true, false, l_route},
     {"accept_proxy", false, false, l_accept_proxy},
     {"allow", true, false, l_allow},
@@ -987,6 +988,7 @@ static const struct ferry__tls_key tls_only_keys[] = {
     {FERRY__SECT_LISTENER, "tls_ciphersuites", false},
     {FERRY__SECT_LISTENER, "tls_alpn", false},
     {FERRY__SECT_LISTENER, "tls_ticket_keys", false},
+    {FERRY__SECT_LISTENER, "tls_acme", false},
     {FERRY__SECT_BACKEND, "tls_ca", false},
     {FERRY__SECT_BACKEND, "tls_sni", true},
     {FERRY__SECT_BACKEND, "tls_verify", false},
@@ -1124,9 +1126,10 @@ void ferry__close_section(struct ferry__parse *p)
         const size_t n = sizeof(listener_keys) / sizeof(listener_keys[0]);
         if (!seen_at(p, listener_keys, n, "bind"))
             ferry__err(p, l->line, "listener \"%s\" has no bind", l->name);
-        if (l->tls && !seen_at(p, listener_keys, n, "tls_cert"))
-            ferry__err(p, l->line, "listener \"%s\": tls = on needs at least one tls_cert",
-                       l->name);
+        if (l->tls && !seen_at(p, listener_keys, n, "tls_cert") &&
+            !seen_at(p, listener_keys, n, "tls_acme"))
+            ferry__err(p, l->line, "listener \"%s\": tls = on needs at least one tls_cert "
+                       "or tls_acme", l->name);
         if (!seen_at(p, listener_keys, n, "backend") && !seen_at(p, listener_keys, n, "route"))
             ferry__err(p, l->line, "listener \"%s\" has neither a backend nor a route", l->name);
         check_tls_keys(p, l->tls, false);
@@ -1144,6 +1147,8 @@ void ferry__close_section(struct ferry__parse *p)
                        B(p)->name);
         check_tls_keys(p, B(p)->tls, B(p)->health_check == FERRY_HEALTH_TLS);
         check_health_keys(p, backend_keys, n);
+    } else if (p->sect == FERRY__SECT_ACME) {
+        ferry__acme_close(p);
     }
     p->ntls_keys = 0;
     p->tls_bad = false;
@@ -1164,6 +1169,9 @@ void ferry__key(struct ferry__parse *p)
         ferry__err(p, p->lineno, "key \"%s\" outside any section", p->key);
         return;
     case FERRY__SECT_SKIP:
+        return;
+    case FERRY__SECT_ACME:
+        ferry__acme_key(p);
         return;
     case FERRY__SECT_GLOBAL:
         keys = global_keys, nkeys = sizeof(global_keys) / sizeof(global_keys[0]);
