@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The asynccore echo benchmark: ac-echo (asynccore/examples/echo.c, one
+# The asynccore echo benchmark: ac-echo (examples/echo.c, one
 # worker) against epoll-echo (a hand-written edge-triggered epoll loop, the
 # zero-overhead reference), both driven by echo-load with the same load:
 # CONNS connections each doing ping-pong of SIZE-byte messages.
@@ -73,7 +73,7 @@ cpu_ns() { # pid: CPU time so far of all its threads, in ns
 run_one() { # name
   local port out
   case $1 in
-    asynccore) port=$port_ac; "${pin_server[@]}" "$build/asynccore/ac-echo" "$port" 1 2>/dev/null & ;;
+    asynccore) port=$port_ac; "${pin_server[@]}" "$build/examples/ac-echo" "$port" 1 2>/dev/null & ;;
     epoll) port=$port_ep; "${pin_server[@]}" "$build/tests/bench/epoll-echo" "$port" 2>/dev/null & ;;
   esac
   server_pid=$!
