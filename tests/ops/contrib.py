@@ -5,7 +5,9 @@
 the Kubernetes probes ask /ready and /live on the configured metrics port,
 terminationGracePeriodSeconds exceeds shutdown_delay + drain_timeout, the
 certificates come from a Secret volume; keepalived's check asks /ready on the
-metrics port. Exit 77 (skip) without PyYAML or ferryd."""
+metrics port; the pod runs under seccompProfile RuntimeDefault and its
+discover name names no namespace; the README says a ConfigMap edit needs a
+reload. Exit 77 (skip) without PyYAML or ferryd."""
 import base64
 import glob
 import os
@@ -155,6 +157,16 @@ def check_kubernetes(docs, inis):
             assert vol and "secret" in volumes[vol[0]], f"{f} is not on a Secret volume"
             m = [m for m in ferryd["volumeMounts"] if m["name"] == vol[0]][0]
             assert "subPath" not in m, "a subPath mount never sees the Secret change"
+        # The runtime's default seccomp profile, for the pod and the container.
+        for where, ctx in (("pod", spec.get("securityContext") or {}),
+                           ("container", ferryd.get("securityContext") or {})):
+            prof = (ctx.get("seccompProfile") or {}).get("type")
+            assert prof == "RuntimeDefault", f"{where} seccompProfile is {prof!r}"
+        # A discover name that works in any namespace: no ".NAMESPACE.svc".
+        for (s, k), xs in vals.items():
+            for x in xs:
+                if k == "discover":
+                    assert ".svc" not in x, f"discover names a namespace: {x}"
 
 
 def main():
@@ -182,6 +194,9 @@ def main():
         assert inis, "no ferry.ini found in contrib/"
         k8s = [d for rel, docs in yamls.items() if rel.startswith("kubernetes/") for d in docs]
         check_kubernetes(k8s, inis)
+        with open(os.path.join(CONTRIB, "kubernetes", "README.md")) as fh:
+            readme = fh.read()
+        assert re.search(r"ConfigMap[^.]*reload", readme), "README: a ConfigMap edit needs a reload"
         # keepalived: the check script asks /ready on ferry.ini's metrics port.
         ka = os.path.join(CONTRIB, "keepalived")
         with open(os.path.join(ka, "keepalived.conf")) as fh:
