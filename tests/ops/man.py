@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import opslib  # noqa: E402
 
 PAGES = ("ferryd.8", "ferry.ini.5", "ferryctl.8")
+SOURCE_MAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "man")
 
 SECTIONS = {
     "ferryd.8": ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "SIGNALS", "SYSTEMD",
@@ -53,6 +54,7 @@ REQUIRED = {
                  "LISTEN_FDNAMES", "FileDescriptorName=", "configuration is valid",
                  "cannot bind 127.0.0.1:80: Permission denied",
                  "level=info msg=conn id=17 listener=web client=127.0.0.1:51234 server=web/app1",
+                 "level=info msg=started version=",
                  "duration_ms=1200 connect_ms=1 retries=0 bytes_in=512 bytes_out=20480",
                  "end=closed closed_by=client", "closed_by", "SIGUSR1", "JOURNAL_STREAM",
                  "log_format = json", "log_dropped", "ferry_log_lines_dropped_total",
@@ -114,6 +116,11 @@ def render_all():
         with open(path) as f:
             left = re.findall(r"@[A-Z_]+@", f.read())
         assert not left, f"{page}: unsubstituted {left}"
+        # Read in the source tree (man man/ferryd.8), a page shows a version,
+        # not a placeholder; the paths are the build's to fill in.
+        with open(os.path.join(SOURCE_MAN, page)) as f:
+            raw = f.read()
+        assert "@VERSION@" not in raw, f"man/{page}: @VERSION@ in the source page"
         headings = {line.strip() for line in text.splitlines()
                     if line and not line[0].isspace()}
         headings |= {line.strip() for line in text.splitlines() if line.startswith("   ")}
