@@ -81,8 +81,15 @@ static void open_global(struct ferry__parse *p, const char *name)
         ferry__err(p, p->lineno, "[global] takes no name");
         return;
     }
+    if (p->in_include) {
+        ferry__err(p, p->lineno, "[global] belongs in the main configuration file, not in an "
+                   "included one");
+        return;
+    }
+    char ref[FERRY_PATH_MAX + 32];
     if (p->global_line) {
-        ferry__err(p, p->lineno, "duplicate section [global] (first at line %d)", p->global_line);
+        ferry__err(p, p->lineno, "duplicate section [global] (first at %s)",
+                   ferry__line_ref(p->cfg, p->global_line, p->lineno, ref, sizeof(ref)));
         return;
     }
     p->global_line = p->lineno;
@@ -93,9 +100,10 @@ static void open_listener(struct ferry__parse *p, const char *name)
 {
     struct ferry_config *cfg = p->cfg;
     int prev = find_listener(cfg, name);
+    char ref[FERRY_PATH_MAX + 32];
     if (prev >= 0) {
-        ferry__err(p, p->lineno, "duplicate section [listener %s] (first at line %d)", name,
-                   cfg->listeners[prev].line);
+        ferry__err(p, p->lineno, "duplicate section [listener %s] (first at %s)", name,
+                   ferry__line_ref(cfg, cfg->listeners[prev].line, p->lineno, ref, sizeof(ref)));
         return;
     }
     if (ferry__grow(&cfg->listeners, cfg->nlisteners, sizeof(*cfg->listeners)) < 0) {
@@ -114,9 +122,10 @@ static void open_backend(struct ferry__parse *p, const char *name)
 {
     struct ferry_config *cfg = p->cfg;
     int prev = ferry_config_backend_index(cfg, name);
+    char ref[FERRY_PATH_MAX + 32];
     if (prev >= 0) {
-        ferry__err(p, p->lineno, "duplicate section [backend %s] (first at line %d)", name,
-                   cfg->backends[prev].line);
+        ferry__err(p, p->lineno, "duplicate section [backend %s] (first at %s)", name,
+                   ferry__line_ref(cfg, cfg->backends[prev].line, p->lineno, ref, sizeof(ref)));
         return;
     }
     if (ferry__grow(&cfg->backends, cfg->nbackends, sizeof(*cfg->backends)) < 0) {
@@ -232,6 +241,7 @@ static bool take_line(struct ferry__parse *p)
 {
     if (p->pos >= p->len)
         return false;
+    bool first = p->pos == 0;
     const char *start = p->text + p->pos;
     const char *nl = memchr(start, '\n', p->len - p->pos);
     size_t n = nl ? (size_t)(nl - start) : p->len - p->pos;
@@ -240,7 +250,7 @@ static bool take_line(struct ferry__parse *p)
     if (n > 0 && start[n - 1] == '\r')
         n--;
     /* A UTF-8 byte order mark at the start of the file is not content. */
-    if (p->lineno == 1 && n >= 3 && memcmp(start, "\xEF\xBB\xBF", 3) == 0) {
+    if (first && n >= 3 && memcmp(start, "\xEF\xBB\xBF", 3) == 0) {
         start += 3;
         n -= 3;
     }
@@ -360,9 +370,11 @@ static void check_binds(struct ferry__parse *p)
         for (size_t j = 0; j < i; j++) {
             if (!ferry_addr_conflict(refs[i].addr, refs[j].addr))
                 continue;
+            char ref[FERRY_PATH_MAX + 32];
             if (refs[j].line > 0)
-                ferry__err(p, refs[i].line, "%s %s conflicts with %s %s at line %d", refs[i].what,
-                           refs[i].addr->text, refs[j].what, refs[j].addr->text, refs[j].line);
+                ferry__err(p, refs[i].line, "%s %s conflicts with %s %s at %s", refs[i].what,
+                           refs[i].addr->text, refs[j].what, refs[j].addr->text,
+                           ferry__line_ref(cfg, refs[j].line, refs[i].line, ref, sizeof(ref)));
             else
                 ferry__err(p, refs[i].line, "%s %s conflicts with the default %s", refs[i].what,
                            refs[i].addr->text, refs[j].what);
@@ -399,12 +411,58 @@ static void flush_errors(struct ferry__parse *p, struct ferry_config_errors *err
     if (p->nerrs > 1)
         qsort(p->errs, p->nerrs, sizeof(*p->errs), by_line_seq);
     for (size_t i = 0; i < p->nerrs; i++) {
-        ferry_config_error_add(errs, p->file, p->errs[i].line, "%s", p->errs[i].msg);
+        ferry_config_error_at(errs, p->cfg, p->errs[i].line, "%s", p->errs[i].msg);
         free(p->errs[i].msg);
     }
     free(p->errs);
     p->errs = NULL;
     p->nerrs = 0;
+}
+
+static char *read_file(const char *path, size_t *len, struct ferry_config_errors *errs);
+
+/* Runs inih over p->text from its start; lines count on from p->lineno. */
+static void parse_text(struct ferry__parse *p)
+{
+    int offset = p->lineno;
+    int rc = ini_parse_stream(next_line, p, on_pair, p);
+    ferry__close_section(p);
+    if (rc > 0 && p->nerrs == 0)   /* inih saw a problem we did not: never silent */
+        ferry__err(p, offset + rc, "syntax error");
+    else if (rc < 0 && rc != -1)
+        p->oom = true;
+}
+
+/* Reads the included files after the main one (ferry_config_include.c). A
+ * file that cannot be read is an error at its first include line. */
+static void read_includes(struct ferry__parse *p)
+{
+    struct ferry__include_list l;
+    if (ferry__include_files(p, &l) < 0)
+        p->oom = true;
+    p->in_include = true;
+    for (size_t i = 0; i < l.n; i++) {
+        struct ferry_config_errors errs = {0};
+        size_t len;
+        char *text = read_file(l.files[i], &len, &errs);
+        for (size_t k = 0; k < errs.n; k++)
+            ferry__err(p, l.lines[i], "include %s", errs.msgs[k]);
+        ferry_config_errors_free(&errs);
+        if (text && ferry__source_add(p->cfg, l.files[i], p->lineno) == 0) {
+            p->text = text;
+            p->len = len;
+            p->pos = 0;
+            p->sect = FERRY__SECT_NONE;
+            parse_text(p);
+        } else if (text) {
+            p->oom = true;
+        }
+        free(text);
+        free(l.files[i]);
+    }
+    free(l.files);
+    free(l.lines);
+    p->text = NULL;
 }
 
 /* keep: return the configuration even when it has errors (see
@@ -429,15 +487,17 @@ static struct ferry_config *load_text(const char *name, const char *text, size_t
     if (!cfg->dir)
         p->dir_errno = errno;
 
-    int rc = ini_parse_stream(next_line, p, on_pair, p);
-    ferry__close_section(p);
-    if (rc > 0 && p->nerrs == 0)   /* inih saw a problem we did not: never silent */
-        ferry__err(p, rc, "syntax error");
-    else if (rc < 0 && rc != -1)
+    if (ferry__source_add(cfg, name, 0) < 0)
         p->oom = true;
+    parse_text(p);
+    read_includes(p);
     check_all(p);
 
     free(p->tls_keys);
+    for (size_t i = 0; i < p->nincludes; i++)
+        free(p->includes[i]);
+    free(p->includes);
+    free(p->include_lines);
     bool bad = p->nerrs > 0 || p->oom, oom = p->oom;
     flush_errors(p, errs);
     free(p);
@@ -559,6 +619,9 @@ void ferry_config_free(struct ferry_config *cfg)
     free(cfg->backends);
     ferry__acme_free(cfg);
     free(cfg->global.state_file);
+    for (size_t i = 0; i < cfg->nsources; i++)
+        free(cfg->sources[i].path);
+    free(cfg->sources);
     free(cfg->path);
     free(cfg->dir);
     free(cfg);

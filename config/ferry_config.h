@@ -237,8 +237,19 @@ struct ferry_acme {
 /* Directory [acme NAME]'s storage defaults to, with NAME appended. */
 #define FERRY_ACME_STORAGE_DIR "/var/lib/ferry/acme"
 
+/* A file the configuration was read from: the main file first, then each
+ * included one (include = GLOB). Its line L is line offset + L of the
+ * configuration: every `line` field of these structs counts on across the
+ * files, so a line of the main file is its own number. */
+struct ferry_config_source {
+    char *path;
+    int offset;
+};
+
 struct ferry_config {
     char *path;                 /* as given (-c), used in "FILE:LINE: message" */
+    struct ferry_config_source *sources; /* [0]: the main file */
+    size_t nsources;
     char *dir;                  /* absolute directory of the file: relative paths
                                  * are resolved against it (NULL if unknown) */
     struct ferry_global global;
@@ -254,6 +265,7 @@ struct ferry_config {
 struct ferry_config_errors {
     char **msgs;
     size_t n;
+    long *keys;                 /* [n]: where each sorts (a configuration line), -1: by its text */
 };
 
 /* Loads and validates `path`. Returns the config, or NULL with errs->n > 0
@@ -284,6 +296,15 @@ void ferry_config_errors_sort(struct ferry_config_errors *errs, const char *file
  * "FILE: message". */
 void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, int line,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* The file and the line in it of a configuration line (see struct
+ * ferry_config_source): *file_line gets the line in that file. A line <= 0
+ * is the main file's, unchanged. */
+const char *ferry_config_source_of(const struct ferry_config *cfg, int line, int *file_line);
+/* ferry_config_error_add() at configuration line `line` (0: the main file
+ * as a whole), naming the included file it is in; sorted by that line. */
+void ferry_config_error_at(struct ferry_config_errors *errs, const struct ferry_config *cfg,
+                           int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Paths in ferry.ini (SPEC.md 1) are relative to the directory of the
  * configuration file, never to the working directory, and every message that

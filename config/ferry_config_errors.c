@@ -38,24 +38,24 @@ static char *vformat(const char *fmt, va_list ap)
     return s;
 }
 
-static void add_msg(struct ferry_config_errors *errs, char *msg)
+/* key: the configuration line the message sorts at, -1: read from its text. */
+static void add_msg(struct ferry_config_errors *errs, char *msg, long key)
 {
     if (!msg)
         return;
-    if (ferry__grow(&errs->msgs, errs->n, sizeof(*errs->msgs)) < 0) {
+    if (ferry__grow(&errs->msgs, errs->n, sizeof(*errs->msgs)) < 0 ||
+        ferry__grow(&errs->keys, errs->n, sizeof(*errs->keys)) < 0) {
         free(msg);
         return;
     }
+    errs->keys[errs->n] = key;
     errs->msgs[errs->n++] = msg;
 }
 
-void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, int line,
-                            const char *fmt, ...)
+static void add_formatted(struct ferry_config_errors *errs, const char *file, int line, long key,
+                          const char *fmt, va_list ap)
 {
-    va_list ap;
-    va_start(ap, fmt);
     char *body = vformat(fmt, ap);
-    va_end(ap);
     if (!body)
         return;
     char *msg;
@@ -63,7 +63,27 @@ void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, 
                       : asprintf(&msg, "%s: %s", file, body);
     free(body);
     if (rc >= 0)
-        add_msg(errs, msg);
+        add_msg(errs, msg, key);
+}
+
+void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, int line,
+                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_formatted(errs, file, line, -1, fmt, ap);
+    va_end(ap);
+}
+
+void ferry_config_error_at(struct ferry_config_errors *errs, const struct ferry_config *cfg,
+                           int line, const char *fmt, ...)
+{
+    int file_line;
+    const char *file = ferry_config_source_of(cfg, line, &file_line);
+    va_list ap;
+    va_start(ap, fmt);
+    add_formatted(errs, file, file_line, line > 0 ? line : 0, fmt, ap);
+    va_end(ap);
 }
 
 /* The LINE of "FILE:LINE: message" (0 for "FILE: message"). */
@@ -74,23 +94,35 @@ static long msg_line(const char *msg, size_t pathlen)
     return strtol(msg + pathlen + 1, NULL, 10);
 }
 
+/* Where message i sorts: its key (ferry_config_error_at), else its LINE
+ * when it names `file`, else 0. */
+static long sort_key(const struct ferry_config_errors *errs, size_t i, const char *file,
+                     size_t pathlen)
+{
+    if (errs->keys && errs->keys[i] >= 0)
+        return errs->keys[i];
+    const char *m = errs->msgs[i];
+    return strncmp(m, file, pathlen) == 0 ? msg_line(m, pathlen) : 0;
+}
+
 void ferry_config_errors_sort(struct ferry_config_errors *errs, const char *file)
 {
     size_t pathlen = strlen(file);
     /* Insertion sort: stable, and the lists are short. */
     for (size_t i = 1; i < errs->n; i++) {
         char *m = errs->msgs[i];
-        long line = strncmp(m, file, pathlen) == 0 ? msg_line(m, pathlen) : 0;
+        long line = sort_key(errs, i, file, pathlen);
+        long key = errs->keys ? errs->keys[i] : -1;
         size_t j = i;
-        while (j > 0) {
-            const char *prev = errs->msgs[j - 1];
-            long pl = strncmp(prev, file, pathlen) == 0 ? msg_line(prev, pathlen) : 0;
-            if (pl <= line)
-                break;
+        while (j > 0 && sort_key(errs, j - 1, file, pathlen) > line) {
             errs->msgs[j] = errs->msgs[j - 1];
+            if (errs->keys)
+                errs->keys[j] = errs->keys[j - 1];
             j--;
         }
         errs->msgs[j] = m;
+        if (errs->keys)
+            errs->keys[j] = key;
     }
 }
 
@@ -101,7 +133,9 @@ void ferry_config_errors_free(struct ferry_config_errors *errs)
     for (size_t i = 0; i < errs->n; i++)
         free(errs->msgs[i]);
     free(errs->msgs);
+    free(errs->keys);
     errs->msgs = NULL;
+    errs->keys = NULL;
     errs->n = 0;
 }
 

@@ -63,6 +63,15 @@ struct ferry__parse {
     bool tls_bad;          /* the section's tls line had a bad value */
     int global_line;       /* 0: no [global] section yet */
     int control_socket_line;
+
+    /* include = GLOB lines of [global] (absolute patterns), read after the
+     * main file (ferry_config_include.c). Lines are numbered on across the
+     * files: an included file's line 1 follows the last line read before it,
+     * and cfg->sources maps such a line back to its file and line there. */
+    char **includes;
+    int *include_lines;
+    size_t nincludes;
+    bool in_include;       /* reading an included file: no [global] */
 };
 
 /* Records an error at `line` (0: no line). Never fails visibly: on
@@ -113,6 +122,24 @@ int ferry__parse_addr(const char *s, bool allow_host, struct ferry_addr *out, co
 /* A DNS-style host name of at most `max` chars (letters, digits, '-', '_',
  * dot-separated labels), not a dotted number. */
 bool ferry__hostname_valid(const char *s, size_t max);
+
+/* include = GLOB: records the pattern of the current line. */
+void ferry__include_add(struct ferry__parse *p, const char *v);
+/* The files the include lines name, in order (each glob's matches sorted),
+ * each once, as malloc'd paths with the line that named them (the caller
+ * frees them). Errors (a named file that does not exist, an unreadable
+ * directory) are reported at their include line. 0 or -ENOMEM. */
+struct ferry__include_list {
+    char **files;
+    int *lines;
+    size_t n;
+};
+int ferry__include_files(struct ferry__parse *p, struct ferry__include_list *l);
+/* Appends a source to cfg->sources: `path` starts after line `offset`. */
+int ferry__source_add(struct ferry_config *cfg, const char *path, int offset);
+/* "line N" when `line` is in the same file as `from`, else "FILE:N". */
+const char *ferry__line_ref(const struct ferry_config *cfg, int line, int from, char *buf,
+                            size_t size);
 
 /* Grows *arr (element size `size`) to hold n + 1 elements. 0 or -ENOMEM. */
 int ferry__grow(void *arr, size_t n, size_t size);

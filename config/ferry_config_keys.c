@@ -341,6 +341,12 @@ static void g_state_file(struct ferry__parse *p, const char *v)
     ferry__set_path(p, v, &G(p)->state_file);
 }
 
+/* include = GLOB (repeatable): files read after this one (ferry_config_include.c). */
+static void g_include(struct ferry__parse *p, const char *v)
+{
+    ferry__include_add(p, v);
+}
+
 static const struct key_def global_keys[] = {
     {"workers", false, false, g_workers},
     {"max_connections", false, false, g_max_connections},
@@ -362,6 +368,7 @@ static const struct key_def global_keys[] = {
     {"dns_min_ttl", false, false, g_dns_min_ttl},
     {"dns_max_ttl", false, false, g_dns_max_ttl},
     {"state_file", false, true, g_state_file},
+    {"include", true, false, g_include},
 };
 
 /* ---- [listener NAME] ---- */

@@ -34,7 +34,7 @@ SECTIONS = {
 }
 
 GLOBAL_KEYS = ["workers", "max_connections", "control_socket", "control_mode", "user",
-               "group", "log_level", "access_log", "log", "log_format", "drain_timeout", "buffer_size", "metrics"]
+               "group", "log_level", "access_log", "log", "log_format", "drain_timeout", "buffer_size", "metrics", "include"]
 LISTENER_KEYS = ["bind", "backend", "tls", "tls_cert", "tls_min_version", "tls_ciphers",
                  "tls_ciphersuites", "tls_alpn", "tls_client_ca", "route", "accept_proxy",
                  "allow", "deny", "max_connections", "max_connections_per_client", "client_rate",
