@@ -43,8 +43,9 @@ struct ferry_acme *ferry__acme_open(struct ferry__parse *p, const char *name)
     struct ferry_config *cfg = p->cfg;
     int prev = ferry_config_acme_index(cfg, name);
     if (prev >= 0) {
-        ferry__err(p, p->lineno, "duplicate section [acme %s] (first at line %d)", name,
-                   cfg->acmes[prev].line);
+        char ref[FERRY_PATH_MAX + 32];
+        ferry__err(p, p->lineno, "duplicate section [acme %s] (first at %s)", name,
+                   ferry__line_ref(cfg, cfg->acmes[prev].line, p->lineno, ref, sizeof(ref)));
         return NULL;
     }
     char storage[sizeof(FERRY_ACME_STORAGE_DIR) + FERRY_NAME_MAX + 1];
