@@ -3,10 +3,10 @@
 # Usage: scripts/deps.sh [build|run|test|bench]
 set -euo pipefail
 what=${1:-build}
-pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libinih-dev libcmocka-dev libc-ares-dev openssl)
+pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libinih-dev libcmocka-dev libc-ares-dev libjansson-dev openssl)
 case "$what" in
   run)   pkgs+=(python3 netcat-openbsd curl) ;;
-  test)  pkgs+=(python3 gcovr socat mandoc man-db systemd iproute2 procps strace dnsmasq-base prometheus python3-yaml) ;;
+  test)  pkgs+=(python3 gcovr socat mandoc man-db systemd iproute2 procps strace dnsmasq-base pebble prometheus python3-yaml) ;;
   bench) pkgs+=(python3 haproxy nginx-light libnginx-mod-stream hitch wrk socat iperf3 strace valgrind procps) ;;
 esac
 missing=()
