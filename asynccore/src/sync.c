@@ -18,13 +18,14 @@ struct ac_oneshot {
     pthread_mutex_t lock;
     atomic_uint refs;
     void *value;
+    ac_oneshot_drop_fn drop_value;
     struct ac_waker waker; /* the receiver's, while it waits */
     bool has_value;        /* sent, not yet taken */
     bool sender_done;      /* sent or closed */
     bool receiver_gone;
 };
 
-struct ac_oneshot *ac_oneshot_new(void)
+struct ac_oneshot *ac_oneshot_new(ac_oneshot_drop_fn drop_value)
 {
     struct ac_oneshot *ch = calloc(1, sizeof(*ch));
 
@@ -35,6 +36,7 @@ struct ac_oneshot *ac_oneshot_new(void)
         return NULL;
     }
     atomic_init(&ch->refs, 2);
+    ch->drop_value = drop_value;
     ch->waker = AC_WAKER_NONE;
     return ch;
 }
@@ -118,7 +120,14 @@ static void oneshot_recv_drop(struct ac_future *self)
     pthread_mutex_lock(&ch->lock);
     ch->receiver_gone = true;
     ac_waker_drop(&ch->waker);
+    /* Sent but never read: nobody else will see it (a later send is refused). */
+    bool orphan = ch->has_value;
+    void *value = ch->value;
+    ch->has_value = false;
+    ch->value = NULL;
     pthread_mutex_unlock(&ch->lock);
+    if (orphan && ch->drop_value != NULL)
+        ch->drop_value(value); /* outside the lock: it may do anything */
     oneshot_release(ch);
 }
 

@@ -19,11 +19,18 @@
 /* ---- oneshot ---- */
 struct ac_oneshot; /* reference counted; created with two references */
 
+/* Releases a sent value that no receiver will read. */
+typedef void (*ac_oneshot_drop_fn)(void *value);
+
 /* Returns NULL on allocation failure. The creator holds two references: one
- * for the sender, one for the receiver; each side releases its own. */
-struct ac_oneshot *ac_oneshot_new(void);
+ * for the sender, one for the receiver; each side releases its own.
+ * drop_value (NULL: the values need no release) is called, on the thread
+ * that drops the receiver, for a value that was sent but never read: the
+ * receiver was dropped after the send and before polling it out. */
+struct ac_oneshot *ac_oneshot_new(ac_oneshot_drop_fn drop_value);
 /* Sends the value and releases the sender's reference. Returns false if the
- * receiver was already dropped (the value was not taken). */
+ * receiver was already dropped: the value was not taken (the channel does
+ * not call drop_value on it; it is still the caller's). */
 bool ac_oneshot_send(struct ac_oneshot *ch, void *value);
 /* Releases the sender's reference without sending: the receiver sees closed. */
 void ac_oneshot_close(struct ac_oneshot *ch);
@@ -31,7 +38,7 @@ void ac_oneshot_close(struct ac_oneshot *ch);
 struct ac_oneshot_recv {
     struct ac_future base;
     struct ac_oneshot *ch; /* receiver's reference, released by drop */
-    void *value;           /* output */
+    void *value;           /* output: the receiver's from AC_READY on */
     bool closed;           /* output: sender closed without a value */
 };
 void ac_oneshot_recv_init(struct ac_oneshot_recv *r, struct ac_oneshot *ch);
