@@ -2,7 +2,8 @@
 # Installs what is missing, builds ferry under AddressSanitizer and
 # UndefinedBehaviorSanitizer, and runs every test: the whole suite with the
 # default reactor (epoll on Linux), the asynccore and integration suites again
-# with the poll(2) backend, and asynccore's line coverage (at least 85%).
+# with the poll(2) backend, the asynccore suite on the kqueue backend over a
+# test-only kevent(2) emulation, and asynccore's line coverage (at least 85%).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh test
@@ -24,6 +25,12 @@ meson test -C build-test --print-errorlogs --num-processes 2 || status=1
 setup build-poll "${san[@]}" -Dreactor=poll
 meson compile -C build-poll
 meson test -C build-poll --print-errorlogs --suite asynccore --suite integration || status=1
+
+# The kqueue backend on a TEST-ONLY kevent(2) emulation over epoll
+# (tests/kqueue_emul/): the emulation's own test, then asynccore's suite.
+setup build-kqueue "${san[@]}" -Dkqueue_emulation=true
+meson compile -C build-kqueue
+meson test -C build-kqueue --print-errorlogs --suite asynccore || status=1
 
 setup build-cov -Db_coverage=true -Dbuildtype=debug -Dwerror=true
 meson compile -C build-cov

@@ -87,9 +87,30 @@ int ac__kqueue_new(struct ac__poller **out)
     return 0;
 }
 
+/* EV_ADD on a descriptor kqueue already watches modifies the knote (new
+ * udata) instead of failing as epoll's EEXIST does: a second registration
+ * of one descriptor would silently take the first one's events, and its
+ * task would never be woken. So ask first: EV_ENABLE without EV_ADD fails
+ * with ENOENT exactly when there is no knote (ours are always enabled, so
+ * the probe changes nothing). One more system call per registration. */
+static int refuse_known(struct ac__poller *p, int fd)
+{
+    struct kevent ev, res;
+    EV_SET(&ev, (uintptr_t)fd, EVFILT_READ, EV_ENABLE | EV_RECEIPT, 0, 0, NULL);
+    int n = kevent(p->kq, &ev, 1, &res, 1, NULL);
+    if (n < 0)
+        return -errno;
+    if (n == 1 && (res.flags & EV_ERROR) && res.data != 0)
+        return res.data == ENOENT ? 0 : -(int)res.data;
+    return -EEXIST;
+}
+
 int ac__kqueue_add(struct ac__poller *p, int fd, uint64_t key, unsigned flags)
 {
     (void)flags; /* kqueue has no exclusive wake-up */
+    int rc = refuse_known(p, fd);
+    if (rc < 0)
+        return rc;
     struct kevent ev[2];
     EV_SET(&ev[0], (uintptr_t)fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, (void *)(uintptr_t)key);
     EV_SET(&ev[1], (uintptr_t)fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, (void *)(uintptr_t)key);
@@ -98,11 +119,21 @@ int ac__kqueue_add(struct ac__poller *p, int fd, uint64_t key, unsigned flags)
     return 0;
 }
 
+/* Both filters in one call: with EV_RECEIPT each change reports its own
+ * result in the eventlist, so a failing first change does not stop the
+ * second (without room for errors kevent() would return at the first). */
 int ac__kqueue_del(struct ac__poller *p, int fd)
 {
-    int r = kev(p->kq, (uintptr_t)fd, EVFILT_READ, EV_DELETE, 0, 0);
-    int w = kev(p->kq, (uintptr_t)fd, EVFILT_WRITE, EV_DELETE, 0, 0);
-    return r < 0 ? r : w;
+    struct kevent ev[2], res[2];
+    EV_SET(&ev[0], (uintptr_t)fd, EVFILT_READ, EV_DELETE | EV_RECEIPT, 0, 0, NULL);
+    EV_SET(&ev[1], (uintptr_t)fd, EVFILT_WRITE, EV_DELETE | EV_RECEIPT, 0, 0, NULL);
+    int n = kevent(p->kq, ev, 2, res, 2, NULL);
+    if (n < 0)
+        return -errno;
+    for (int i = 0; i < n; i++)
+        if ((res[i].flags & EV_ERROR) && res[i].data != 0)
+            return -(int)res[i].data;
+    return 0;
 }
 
 int ac__kqueue_rearm(struct ac__poller *p, int fd, uint64_t key, unsigned want)
