@@ -45,7 +45,7 @@ static char *lskip(char *s)
 }
 
 /* First char of `chars` in s, or an inline comment (';' or '#' after
- * whitespace, SPEC 2), or the terminating NUL: inih's
+ * whitespace, ferry.ini(5)), or the terminating NUL: inih's
  * find_chars_or_comment() with INI_INLINE_COMMENT_PREFIXES ";#". */
 static char *find_chars_or_comment(char *s, const char *chars)
 {

@@ -1,4 +1,4 @@
-/* ferry.ini: loading into typed, validated structs (SPEC.md section 2).
+/* ferry.ini: loading into typed, validated structs (ferry.ini(5)).
  *
  * ferry_config_load() reads the whole file with inih (through a line reader of
  * our own, so every error carries its line and an over-long line is an error,
@@ -82,7 +82,7 @@ struct ferry_global {
     bool has_metrics;
     struct ferry_addr metrics;  /* HOST:PORT */
     int metrics_line;
-    /* DNS (SPEC 2): resolvers as "IP:PORT" / "[IPV6]:PORT" (none: the
+    /* DNS (ferry.ini(5)): resolvers as "IP:PORT" / "[IPV6]:PORT" (none: the
      * system's /etc/resolv.conf), and the clamp applied to answer TTLs. */
     char resolvers[FERRY_RESOLVERS_MAX][64];
     size_t nresolvers;
@@ -306,7 +306,7 @@ const char *ferry_config_source_of(const struct ferry_config *cfg, int line, int
 void ferry_config_error_at(struct ferry_config_errors *errs, const struct ferry_config *cfg,
                            int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Paths in ferry.ini (SPEC.md 1) are relative to the directory of the
+/* Paths in ferry.ini (ferryd(8)) are relative to the directory of the
  * configuration file, never to the working directory, and every message that
  * names such a file gives the absolute path. Each key whose value is a path
  * (certificates, CA bundles, ticket keys, the control socket, log files, the

@@ -1,4 +1,4 @@
-/* The keys of [global], [listener NAME] and [backend NAME] (SPEC.md 2):
+/* The keys of [global], [listener NAME] and [backend NAME] (ferry.ini(5)):
  * one table per section kind, one small handler per key that checks the
  * value and stores it. Errors are reported at the key's line. */
 #include "ferry_config_int.h"
@@ -981,12 +981,12 @@ static const struct key_def backend_keys[] = {
     {"slow_start", false, false, b_slow_start},
 };
 
-/* Keys that mean something only where their section has tls = on (SPEC 2):
+/* Keys that mean something only where their section has tls = on (ferry.ini(5)):
  * set elsewhere, each is an error at its line ("tls_ca has no effect without
  * tls = on"), since a listener would serve plaintext and a backend talk
  * plaintext to a TLS server. A new TLS key needs only its row here.
  * `health`: the key also serves a backend's health_check = tls, which sends
- * tls_sni and presents tls_cert without tls = on (SPEC 2, health_check). */
+ * tls_sni and presents tls_cert without tls = on (ferry.ini(5), health_check). */
 static const struct ferry__tls_key tls_only_keys[] = {
     {FERRY__SECT_LISTENER, "tls_cert", false},
     {FERRY__SECT_LISTENER, "tls_client_ca", false},

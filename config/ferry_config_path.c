@@ -1,4 +1,4 @@
-/* Paths named in ferry.ini (SPEC.md 1): relative to the directory of the
+/* Paths named in ferry.ini (ferryd(8)): relative to the directory of the
  * configuration file, never to the working directory (under systemd that is
  * "/"), and always stored absolute so that every message naming the file
  * shows where ferryd really looked.

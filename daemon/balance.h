@@ -1,4 +1,4 @@
-/* ferryd: picking a server (SPEC.md section 2, [backend] balance).
+/* ferryd: picking a server (ferry.ini(5), [backend] balance).
  *
  * Pure functions over a snapshot of the servers: the caller says for each
  * one its weight, whether it is a backup, whether it is usable (up and not

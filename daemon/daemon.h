@@ -19,8 +19,8 @@
 #include "asynccore/runtime.h"
 #include "asynccore/sync.h"
 #include "ferry_config.h"
-#include "log_writer.h"
-#include "stats.h"
+#include "log/log_writer.h"
+#include "registry.h"
 
 struct ferry_gen;
 struct ferry_worker;
@@ -68,19 +68,9 @@ struct ferry_daemon {
 /* Current generation with a reference taken (release with ferry_gen_unref). */
 struct ferry_gen *ferry_daemon_gen(struct ferry_daemon *d);
 
-/* ---- the runtime API (daemon.c): each returns 0, or -ENOENT when the
- * name is not in the current generation. A change is kept in state_file. ---- */
-
-/* `set server B/S state ready|drain|maint` (`disable server` is drain,
- * `enable server` ready). maint cuts the server's connections (end=maint):
- * every worker is asked through its inbox. */
-int ferry_daemon_set_server_state(struct ferry_daemon *d, const char *backend,
-                                  const char *server, enum ferry_admin_state state);
-/* `set server B/S weight N`: until the next reload, or kept by state_file. */
-int ferry_daemon_set_server_weight(struct ferry_daemon *d, const char *backend,
-                                   const char *server, unsigned weight);
-/* `disable listener` / `enable listener`: stop / resume accepting. */
-int ferry_daemon_set_listener_enabled(struct ferry_daemon *d, const char *listener, bool enabled);
+/* After a runtime change: the state file (lifecycle/state_file.c) writes the
+ * state on the blocking pool, soon. */
+void ferry_state_file_changed(struct ferry_daemon *d);
 
 /* ---- views over every worker's connections (worker.c, conns_view.c) ---- */
 

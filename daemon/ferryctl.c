@@ -1,4 +1,4 @@
-/* ferryctl: the control socket's command-line client (SPEC.md section 4).
+/* ferryctl: the control socket's command-line client (ferryctl(8)).
  *
  * Sends one command line, prints the whole answer, and exits 0, or 1 when the
  * answer is an error, or 2 when the socket cannot be reached (or for a usage
@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "control_cmd.h"
+#include "proto/control_cmd.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"

@@ -14,9 +14,9 @@
 #include "serverset.h"
 #include "daemon.h"
 #include "gen.h"
-#include "log.h"
-#include "ticket_keys.h"
-#include "tls_ctx.h"
+#include "log/log.h"
+#include "tls/ticket_keys.h"
+#include "tls/tls_ctx.h"
 
 struct ferry_gen *ferry_gen_ref(struct ferry_gen *g)
 {

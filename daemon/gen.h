@@ -19,7 +19,7 @@
 #include "asynccore/limit.h"
 #include "asynccore/sync.h"
 #include "ferry_config.h"
-#include "stats.h"
+#include "registry.h"
 
 struct ferry_daemon;
 struct ferry_bound;

@@ -1,4 +1,4 @@
-/* ferryd: the daemon's entry point (SPEC.md section 1).
+/* ferryd: the daemon's entry point (ferryd(8)).
  *
  * Start-up: read and check the configuration (exit 1 on errors), build the
  * first generation, bind or inherit every listening socket, open the control
@@ -14,20 +14,24 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "binding.h"
-#include "bound.h"
-#include "confcheck.h"
-#include "control.h"
-#include "ferryd.h"
-#include "dnswatch.h"
+#include "lifecycle/gen_switch.h"
+#include "proxy/listen.h"
+#include "lifecycle/confcheck.h"
+#include "control/control.h"
+#include "daemon.h"
 #include "gen.h"
-#include "lifecycle.h"
-#include "log.h"
-#include "metrics_http.h"
-#include "privs.h"
-#include "sdnotify.h"
-#include "tls_watch.h"
-#include "state_file.h"
+#include "worker.h"
+#include "lifecycle/reload.h"
+#include "proxy/listen.h"
+#include "servers/dnswatch.h"
+#include "gen.h"
+#include "lifecycle/signals.h"
+#include "log/log.h"
+#include "control/metrics_http.h"
+#include "lifecycle/privs.h"
+#include "lifecycle/sdnotify.h"
+#include "lifecycle/tls_watch.h"
+#include "lifecycle/state_file.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"
@@ -85,6 +89,7 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
         struct ferry_worker *fw = &d->workers[i];
         fw->d = d;
         fw->index = i;
+        fw->seat = (struct ferry_log_seat){&d->log, i};
         fw->w = ac_runtime_worker(d->rt, i);
         ac_local_notify_init(&fw->drain);
         ac_worker_set_data(fw->w, fw);
@@ -148,7 +153,7 @@ static int check_only(const char *path)
     return 0;
 }
 
-/* A bind that fails at start names the line that asked for it (SPEC 1),
+/* A bind that fails at start names the line that asked for it (ferryd(8)),
  * as `-t` prints errors. */
 static void bind_error(const char *path, int line, const char *what, int err)
 {
@@ -306,7 +311,7 @@ static int run(const char *path)
         goto out;
     }
     /* Names are looked up on the event loops; start-up waits for their
-     * first answers a little, and never fails on them (SPEC 1). */
+     * first answers a little, and never fails on them (ferryd(8)). */
     d.dnsw = ferry_dnswatch_start(&d, &g->cfg->global);
     ferry_dnswatch_adopt(d.dnsw, NULL, g);
     struct ferry_dnswatch_first first;

@@ -15,7 +15,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "log.h"
+#include "log/log.h"
 
 #define PAUSE_MIN_MS 10u
 #define PAUSE_MAX_MS 1000u

@@ -1,5 +1,5 @@
 /* ferryd: a backend's queue of connections waiting for a server slot
- * (SPEC.md 2: max_connections on a server, queue_timeout, max_queue).
+ * (ferry.ini(5): max_connections on a server, queue_timeout, max_queue).
  *
  * Slots: every server counts the connections it holds in one atomic
  * (ferry_slot_take / ferry_slot_put), shared by all workers and kept across

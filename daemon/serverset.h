@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "dns.h"
+#include "dns/resolver.h"
 #include "ferry_config.h"
 
 /* Slots of discovered servers per backend (listed and departed together). */

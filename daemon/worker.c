@@ -5,7 +5,6 @@
 #include <stdlib.h>
 
 #include "asynccore/runtime.h"
-#include "conn.h"
 #include "daemon.h"
 #include "worker.h"
 

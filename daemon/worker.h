@@ -16,13 +16,16 @@
 #include "asynccore/runtime.h"
 #include "asynccore/local_notify.h"
 #include "asynccore/sync.h"
+#include "log/log.h"
 #include "pressure.h"
 
 struct ferry_daemon;
 struct ferry_conn;
 struct ferry_conn_snapshot;
+struct ferry_server_stats;
 
 struct ferry_worker {
+    struct ferry_log_seat seat;   /* first: where this thread logs (log/log.h) */
     struct ferry_daemon *d;
     struct ac_worker *w;
     unsigned index;
@@ -40,5 +43,20 @@ int ferry_worker_cut(struct ferry_worker *fw);
  * first (malloc'd array in *out, NULL when there is none; the caller frees
  * it). Returns 0 or -ENOMEM. */
 int ferry_worker_conns(struct ferry_worker *fw, struct ferry_conn_snapshot **out, size_t *n);
+
+/* ---- a worker's connections, as the core sees them (implemented by the
+ * connection itself, proxy/conn.c); each runs on fw's own thread ---- */
+
+/* On fw's own thread (a task the runtime API spawns there): wakes each of
+ * fw's connections that is forwarding to a server of stats s, so that it
+ * sees s in maint and ends with end=maint. */
+void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_stats *s);
+
+/* The next connection of a worker's list (worker.c walks it for views, on
+ * the worker's own thread). */
+struct ferry_conn *ferry_conn_next(const struct ferry_conn *c);
+/* Copies one connection's facts, on its worker's thread (the fields are
+ * that thread's alone). now: ac_clock_now_ms(). */
+void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_conn_snapshot *s);
 
 #endif

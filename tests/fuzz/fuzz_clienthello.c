@@ -4,7 +4,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "clienthello.h"
+#include "proto/clienthello.h"
 #include "fuzz.h"
 
 #include "real_hello.inc"

@@ -3,7 +3,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "control_cmd.h"
+#include "proto/control_cmd.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "proxy_proto.h"
+#include "proto/proxy_proto.h"
 
 static void assert_normal(const struct sockaddr_storage *ss)
 {

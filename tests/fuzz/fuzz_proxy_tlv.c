@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "proxy_proto.h"
+#include "proto/proxy_proto.h"
 
 /* Takes the next value: a length byte (scaled so values past the bounds
  * occur), then that many bytes, as far as the input goes. */

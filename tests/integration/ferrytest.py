@@ -198,7 +198,7 @@ def logfmt_unescape(v):
 
 
 def parse_logfmt(line):
-    """One logfmt line (SPEC 5) as a dict; a `<N>` priority prefix becomes
+    """One logfmt line (ferryd(8) LOGS) as a dict; a `<N>` priority prefix becomes
     key `priority`. Raises ValueError on a line that is not whole logfmt."""
     kv = {}
     m = re.match(r"<(\d)>", line)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runtime `add server` / `del server` (SPEC 3, 4): an added server serves at
+"""Runtime `add server` / `del server` (ferryctl(8) COMMANDS, ferryctl(8)): an added server serves at
 once and is gone after a reload; `del` is refused while the server is enabled
 or holds a connection."""
 import signal

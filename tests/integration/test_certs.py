@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Certificates (SPEC 2): `tls_cert = CERT KEY` with the key in its own file on
+"""Certificates (ferry.ini(5)): `tls_cert = CERT KEY` with the key in its own file on
 a listener; `tls_cert` on a backend presenting a client certificate to a
 Python ssl server that requires one (mutual TLS upstream);
 ferry_tls_cert_not_after_seconds and the warning for a certificate that
@@ -20,7 +20,7 @@ from ferrytest import (FERRYD, free_port, recv_exact, runner, start_ferry, wait_
 HERE = os.path.dirname(os.path.abspath(__file__))
 CERTS = tempfile.mkdtemp(prefix="ferry-certs-")
 atexit.register(shutil.rmtree, CERTS, True)
-subprocess.run(["sh", os.path.join(HERE, "..", "tls", "gen-certs.sh"), CERTS], check=True,
+subprocess.run(["sh", os.path.join(HERE, "..", "fixtures", "gen-certs.sh"), CERTS], check=True,
                timeout=120)
 
 

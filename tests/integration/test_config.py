@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The configuration as a user meets it through the real ferryd: `ferryd -t`
-on broken and good files (SPEC 1 and 2), relative paths resolved against the
+on broken and good files (ferryd(8), ferry.ini(5)), relative paths resolved against the
 file's directory whatever the working directory, and the shipped example."""
 import os
 import shutil
@@ -49,7 +49,7 @@ def line_of(text, needle):
     return text.splitlines().index(needle) + 1
 
 
-# ---- relative paths (SPEC 1) ----
+# ---- relative paths (ferryd(8)) ----
 
 def tls_config(port, cert, extra=""):
     return (f"[global]\ncontrol_socket =\n[listener l]\nbind = 127.0.0.1:{port}\ntls = on\n"
@@ -91,7 +91,7 @@ def test_relative_control_socket_of_a_running_ferryd():
     assert "ferry" in f.ctl("info")
 
 
-# ---- every error of every pass, at its own line (SPEC 2) ----
+# ---- every error of every pass, at its own line (ferry.ini(5)) ----
 
 def test_check_reports_every_pass_in_line_order():
     d = tmpdir()
@@ -165,7 +165,7 @@ def test_plaintext_listener_with_tls_keys_is_refused():
 
 
 def test_line_too_long_is_an_error_at_its_line():
-    # SPEC 2: a line too long to read whole is an error with its line; the
+    # ferry.ini(5): a line too long to read whole is an error with its line; the
     # lines after it are still read (their errors reported in the same run).
     d = tmpdir()
     path = os.path.join(d, "ferry.ini")

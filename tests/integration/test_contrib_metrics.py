@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The Grafana dashboard and the Prometheus alert rules in contrib/ use only
-metric names a real ferryd exports, and every metric SPEC 3 names is
+metric names a real ferryd exports, and every metric ferryctl(8) COMMANDS names is
 exported; the rules pass `promtool check rules` and their unit tests."""
 import json
 import os
@@ -22,7 +22,7 @@ DASHBOARD = os.path.join(ROOT, "contrib", "grafana", "ferry-dashboard.json")
 # to be a ferry_ metric name).
 NOT_YET_EXPORTED = {"ferry_listener_accepting"}
 
-# Every name SPEC 3 promises on the metrics endpoint.
+# Every name ferryctl(8) COMMANDS promises on the metrics endpoint.
 SPEC_NAMES = """
 ferry_listener_connections_active ferry_listener_connections_total ferry_listener_rejected_total
 ferry_listener_handshake_errors_total ferry_listener_bytes_in_total ferry_listener_bytes_out_total
@@ -109,7 +109,7 @@ def test_contrib_uses_only_exported_names():
     assert not missing, "names ferryd does not export:\n" + "\n".join(missing)
     stale = NOT_YET_EXPORTED & set(fams)
     assert not stale, f"exported now, drop from NOT_YET_EXPORTED: {stale}"
-    # The dashboard and the rules between them watch every family of SPEC 3.
+    # The dashboard and the rules between them watch every family of ferryctl(8) COMMANDS.
     unused = [n for n in SPEC_NAMES if n not in used]
     assert not unused, f"metrics neither the dashboard nor the alerts use: {unused}"
 
@@ -117,7 +117,7 @@ def test_contrib_uses_only_exported_names():
 def test_spec_names_are_exported():
     fams = exported_families(scrape())
     missing = [n for n in SPEC_NAMES if n not in fams]
-    assert not missing, f"SPEC 3 names ferryd does not export: {missing}"
+    assert not missing, f"ferryctl(8) COMMANDS names ferryd does not export: {missing}"
     for n in ("ferry_server_connect_seconds", "ferry_listener_handshake_seconds",
               "ferry_listener_session_seconds"):
         assert fams[n] == "histogram", (n, fams[n])

@@ -147,7 +147,7 @@ def test_name_missing_at_start_appears_later():
 server later later.test:{bport}
 server fixed 127.0.0.1:{other.port} backup
 """, global_lines=dns_globals(dns)))
-    # ferryd started (SPEC 1): the server waits unresolved, taking no traffic.
+    # ferryd started (ferryd(8)): the server waits unresolved, taking no traffic.
     assert f.server("app", "later")["state"] == "unresolved"
     assert f.proc.poll() is None
     text = f.ctl("stats")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Logs (SPEC 5) with the real ferryd: logfmt with ts= or the journal's <N>
+"""Logs (ferryd(8) LOGS) with the real ferryd: logfmt with ts= or the journal's <N>
 priority, JSON, escaping of hostile values (configuration and SNI), the
 access log's fields and its own file, log_level independence, SIGUSR1
 reopen, syslog, and sinks that never drain (a pipe nobody reads, a FIFO whose
@@ -205,7 +205,7 @@ def test_hostile_values_stay_on_one_line():
 def test_hostile_sni_and_tls_fields():
     certs = tempfile.mkdtemp(prefix="ferry-logs-certs-")
     atexit.register(shutil.rmtree, certs, True)
-    subprocess.run(["sh", os.path.join(HERE, "..", "tls", "gen-certs.sh"), certs], check=True,
+    subprocess.run(["sh", os.path.join(HERE, "..", "fixtures", "gen-certs.sh"), certs], check=True,
                    timeout=120, stdout=subprocess.DEVNULL)
     b = start_backend("echo")
     port = free_port()

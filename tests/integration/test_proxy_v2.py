@@ -22,7 +22,7 @@ from ferrytest import (closed_by_peer, connect, free_port, recv_exact, runner, s
 HERE = os.path.dirname(os.path.abspath(__file__))
 CERTS = tempfile.mkdtemp(prefix="ferry-pp2-certs-")
 atexit.register(shutil.rmtree, CERTS, True)
-subprocess.run(["sh", os.path.join(HERE, "..", "tls", "gen-certs.sh"), CERTS], check=True,
+subprocess.run(["sh", os.path.join(HERE, "..", "fixtures", "gen-certs.sh"), CERTS], check=True,
                timeout=120)
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 

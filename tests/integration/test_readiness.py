@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Probes and graceful hand-off (SPEC 1 signals, 2 metrics / shutdown_delay):
+"""Probes and graceful hand-off (ferryd(8) signals, 2 metrics / shutdown_delay):
 /ready and /live on the metrics address, and shutdown_delay with a client that
 keeps connecting through the delay (every connection served) until the moment
 accepting stops; STATUS= while delaying; a second signal stops at once."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Session-ticket keys (SPEC 2, tls_ticket_keys): two ferryd sharing a
+"""Session-ticket keys (ferry.ini(5), tls_ticket_keys): two ferryd sharing a
 ticket-key file resume each other's TLS 1.2 and TLS 1.3 sessions (Python's
 ssl as the client), and do not with different files; rotation by rewriting
 the file (the first key encrypts, all decrypt); a bad file is an error at
@@ -21,7 +21,7 @@ from ferrytest import (FERRYD, free_port, recv_exact, runner, start_backend, sta
 HERE = os.path.dirname(os.path.abspath(__file__))
 CERTS = tempfile.mkdtemp(prefix="ferry-tickets-")
 atexit.register(shutil.rmtree, CERTS, True)
-subprocess.run(["sh", os.path.join(HERE, "..", "tls", "gen-certs.sh"), CERTS], check=True,
+subprocess.run(["sh", os.path.join(HERE, "..", "fixtures", "gen-certs.sh"), CERTS], check=True,
                timeout=120)
 VERSIONS = (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)
 

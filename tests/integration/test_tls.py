@@ -25,7 +25,7 @@ from ferrytest import (FERRYD, closed_by_peer, connect, free_port, mute, recv_ex
 MiB = 1 << 20
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # ssl.TLSVersion.TLSv1_1
 HERE = os.path.dirname(os.path.abspath(__file__))
-GEN = os.path.join(HERE, "..", "tls", "gen-certs.sh")
+GEN = os.path.join(HERE, "..", "fixtures", "gen-certs.sh")
 CERTS = tempfile.mkdtemp(prefix="ferry-tls-certs-")
 atexit.register(shutil.rmtree, CERTS, True)
 subprocess.run(["sh", GEN, CERTS], check=True, timeout=120)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tls_watch (SPEC 2): certificate rotation picked up without a signal, within
+"""tls_watch (ferry.ini(5)): certificate rotation picked up without a signal, within
 5 s, as the same reload SIGHUP makes (counted and logged alike): a file
 replaced by rename, written in place, a Kubernetes secret-volume layout whose
 `..data` link is swapped to a new timestamped directory (twice), a broken
@@ -20,9 +20,9 @@ from ferrytest import (free_port, recv_exact, runner, start_backend, start_ferry
 HERE = os.path.dirname(os.path.abspath(__file__))
 CERTS = tempfile.mkdtemp(prefix="ferry-watch-certs-")
 atexit.register(shutil.rmtree, CERTS, True)
-subprocess.run(["sh", os.path.join(HERE, "..", "tls", "gen-certs.sh"), CERTS], check=True,
+subprocess.run(["sh", os.path.join(HERE, "..", "fixtures", "gen-certs.sh"), CERTS], check=True,
                timeout=120)
-WITHIN = 5.0  # SPEC: a change is picked up within 5 s
+WITHIN = 5.0  # ferry.ini(5) tls_watch: a change is picked up within 5 s
 
 
 def read(name):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The fleet examples under contrib/ (SPEC 7) hold up: every YAML file parses
+"""The fleet examples under contrib/ (README "In a fleet") hold up: every YAML file parses
 (PyYAML); every ferry.ini in contrib/ (files, and ConfigMap data keys) passes
 `ferryd -t`, with test certificates generated where its relative paths point;
 the Kubernetes probes ask /ready and /live on the configured metrics port,
@@ -19,7 +19,7 @@ import tempfile
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 CONTRIB = os.path.join(ROOT, "contrib")
-GEN = os.path.join(ROOT, "tests", "tls", "gen-certs.sh")
+GEN = os.path.join(ROOT, "tests", "fixtures", "gen-certs.sh")
 FERRYD = os.environ.get("FERRYD")
 
 try:

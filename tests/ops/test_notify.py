@@ -1,4 +1,4 @@
-"""ferryd speaks the systemd notification protocol (SPEC section 1).
+"""ferryd speaks the systemd notification protocol (ferryd(8)).
 
 The test plays systemd: it binds an AF_UNIX datagram socket, hands its path
 to the real ferryd as NOTIFY_SOCKET with WATCHDOG_USEC=200000, and checks:

@@ -1,4 +1,4 @@
-"""ferryd takes over listening sockets passed by systemd (SPEC section 1).
+"""ferryd takes over listening sockets passed by systemd (ferryd(8)).
 
 The real ferryd gets an already listening 127.0.0.1 socket on fd 3 with
 LISTEN_FDS / LISTEN_PID / LISTEN_FDNAMES, set by a small exec wrapper and, if

@@ -1,7 +1,7 @@
 /* asynccore TLS streams over real TCP connections on 127.0.0.1: handshakes,
  * bulk transfer both ways, half-close, EOF without close_notify, handshake
  * failure reasons, and bytes held decrypted inside OpenSSL. Both ends run on
- * one worker; test material comes from tests/tls/gen-certs.sh. */
+ * one worker; test material comes from tests/fixtures/gen-certs.sh. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>

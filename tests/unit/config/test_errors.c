@@ -104,7 +104,7 @@ static void test_bad_values(void **state)
     cfg_expect_one("[backend b]\nserver = s/1 127.0.0.1:1\n", 2, "invalid server name");
 }
 
-/* SPEC 2: a TLS key where tls is not on is an error at its line. */
+/* ferry.ini(5): a TLS key where tls is not on is an error at its line. */
 static void test_tls_keys_without_tls(void **state)
 {
     (void)state;

@@ -281,7 +281,7 @@ static void test_syntax_like_inih(void **state)
     ferry_config_free(cfg);
 }
 
-/* SPEC 2: ';' and '#' start a comment after whitespace, in any value. */
+/* ferry.ini(5): ';' and '#' start a comment after whitespace, in any value. */
 static void test_inline_comments(void **state)
 {
     (void)state;

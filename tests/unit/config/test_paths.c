@@ -1,4 +1,4 @@
-/* Relative paths in ferry.ini (SPEC 1): resolved against the directory of
+/* Relative paths in ferry.ini (ferryd(8)): resolved against the directory of
  * the configuration file, never the working directory, and stored absolute. */
 #include <errno.h>
 #include <limits.h>

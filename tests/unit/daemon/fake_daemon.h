@@ -22,7 +22,7 @@
 #include "asynccore/runtime.h"
 #include "daemon.h"
 #include "gen.h"
-#include "reload.h"
+#include "lifecycle/reload.h"
 #include "worker.h"
 
 struct fake {

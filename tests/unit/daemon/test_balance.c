@@ -274,7 +274,7 @@ static void test_source(void **state)
     ferry_lb_state_free(&g.st);
 }
 
-/* SPEC 2: adding one of N servers moves only about 1/N of the clients, and
+/* ferry.ini(5): adding one of N servers moves only about 1/N of the clients, and
  * a reordered list (a DNS answer) moves nobody: the hash follows names. */
 static void test_source_consistent(void **state)
 {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clienthello.h"
+#include "proto/clienthello.h"
 
 /* Captured from `openssl s_client -servername Www.Example.COM -alpn h2,http/1.1`
  * (OpenSSL 3.0): one record, TLS 1.3 hello with key share. */

@@ -7,7 +7,7 @@
 #include "fake_daemon.h"
 
 #include "asynccore/timer.h"
-#include "conns_view.h"
+#include "control/conns_view.h"
 
 static struct fake *fake_new(unsigned nworkers, struct ac_runtime **rt)
 {

@@ -14,8 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "control.h"
-#include "metrics_http.h"
+#include "control/control.h"
+#include "control/metrics_http.h"
 
 struct fixture {
     struct fake f;

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "control_cmd.h"
+#include "proto/control_cmd.h"
 
 static int parse(const char *s, struct ferry_ctl_request *r)
 {

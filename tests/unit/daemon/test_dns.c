@@ -8,7 +8,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "dns.h"
+#include "dns/resolver.h"
 #include "serverset.h"
 
 /* A reply to "a.test A" with two answers (TTL 30 and 10), the second name

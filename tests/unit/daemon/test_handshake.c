@@ -12,7 +12,7 @@
 
 #include "../asynccore/io_fixture.h"
 #include "asynccore/local_notify.h"
-#include "handshake.h"
+#include "proxy/handshake.h"
 
 struct pair {
     int ours, peer;

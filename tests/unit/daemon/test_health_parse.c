@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "health_parse.h"
+#include "proto/health_parse.h"
 
 /* Every prefix of a good line needs more bytes; the whole gives the code. */
 static void expect_status(const char *line, int code)

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "log_ring.h"
-#include "log_writer.h"
+#include "log/log.h"
+#include "log/log_ring.h"
+#include "log/log_writer.h"
 
 #define T0 1764554811123LL /* 2025-12-01T02:06:51.123Z */
 
@@ -73,7 +73,7 @@ static void test_prefixes(void **state)
     assert_string_equal(b, "{\"ts\":\"2025-12-01T02:06:51.123Z\",\"level\":\"warn\",\"msg\":\"m\",\"a\":1}\n");
 }
 
-/* SPEC 5: quoted when empty or holding a space, '"', '=' or a control
+/* ferryd(8) LOGS: quoted when empty or holding a space, '"', '=' or a control
  * character; inside quotes \" \\ \n \t \xHH. */
 static void test_logfmt_escaping(void **state)
 {

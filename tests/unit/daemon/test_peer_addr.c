@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "asynccore/net.h"
-#include "peer_addr.h"
+#include "proxy/peer_addr.h"
 
 static const char *text(const struct ferry_peer_addr *a, char *buf, size_t len)
 {

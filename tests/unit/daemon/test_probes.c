@@ -4,7 +4,7 @@
 #include "fake_daemon.h"
 
 #include "buf.h"
-#include "metrics_http.h"
+#include "control/metrics_http.h"
 
 static char *answer(struct fake *f, const char *req)
 {

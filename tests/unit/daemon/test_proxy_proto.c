@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "proxy_proto.h"
+#include "proto/proxy_proto.h"
 
 static int parse_str(const char *s, struct ferry_proxy_hdr *h)
 {

@@ -3,7 +3,7 @@
  * tables, Prometheus text with HELP/TYPE for every metric and escaped labels. */
 #include "fake_daemon.h"
 
-#include "render.h"
+#include "control/render.h"
 
 static int setup(void **state)
 {

@@ -25,7 +25,7 @@
 #include "asynccore/net.h"
 #include "asynccore/runtime.h"
 #include "asynccore/timer.h"
-#include "reqserver.h"
+#include "control/reqserver.h"
 
 enum { READ_MS = 300, WRITE_MS = 300, SLOW_MS = 600, BIG = 16 << 20, MAX_CLIENTS = 8 };
 

@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sdnotify.h"
+#include "lifecycle/sdnotify.h"
 
 /* A datagram socket standing in for systemd's. */
 static int notify_receiver(const char *path, bool abstract)

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "stats.h"
+#include "registry.h"
 
 static void test_init_rejects_zero_workers(void **state)
 {

@@ -1,6 +1,6 @@
 /* daemon/tls_ctx: server and client contexts from the configuration,
  * checked through real handshakes between in-memory BIO pairs, with test
- * material made by tests/tls/gen-certs.sh at run time. */
+ * material made by tests/fixtures/gen-certs.sh at run time. */
 #include <errno.h>
 #include <limits.h>
 #include <openssl/err.h>
@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 #include "ferry_config.h"
-#include "tls_ctx.h"
+#include "tls/tls_ctx.h"
 #include "cert_fixture.h"
 
 /* ---- test material ---- */

@@ -1,0 +1,372 @@
+/* ferryd: the control socket server (see control.h).
+ *
+ * The transport (bounded clients, timeouts, one request per connection) is
+ * reqserver.c; this file creates the socket file safely and answers the
+ * commands parsed by control_cmd.c.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "control/control.h"
+#include "lifecycle/reload.h"
+#include "proto/control_cmd.h"
+#include "control/conns_view.h"
+#include "control/render.h"
+#include "control/reqserver.h"
+
+enum { IDLE_TIMEOUT_MS = 10000, WRITE_TIMEOUT_MS = 10000, MAX_CLIENTS = 128 };
+
+struct ferry_control {
+    struct ferry_daemon *d;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    dev_t dev; /* identity of the socket file we created */
+    ino_t ino;
+    struct ac_semaphore sem;
+};
+
+/* ---- the socket file ---- */
+
+/* mkdir -p of path's parent directory (0755 for what is created). */
+static int make_parent(const char *path)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
+/* Refuses a parent directory anyone may write to without the sticky bit:
+ * another user could replace our socket. */
+static int check_parent(const char *path)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+        return -EPERM;
+    return 0;
+}
+
+/* An existing file at path: a stale socket is removed; a live one (some
+ * process accepts on it), a symbolic link or any other file is refused. */
+static int clear_path(const struct sockaddr_un *sa, socklen_t len)
+{
+    struct stat st;
+    if (lstat(sa->sun_path, &st) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (S_ISLNK(st.st_mode))
+        return -ELOOP;
+    if (!S_ISSOCK(st.st_mode))
+        return -EEXIST;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (const struct sockaddr *)sa, len);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return -EADDRINUSE;
+    if (e != ECONNREFUSED)
+        return -e;
+    return unlink(sa->sun_path) == 0 || errno == ENOENT ? 0 : -errno;
+}
+
+/* Creates, binds and listens; returns the descriptor or -errno. */
+static int open_socket(const char *path, unsigned mode, struct stat *bound)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n == 0)
+        return -EINVAL;
+    if (n >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, n + 1);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    int rc = make_parent(path);
+    if (rc == 0)
+        rc = check_parent(path);
+    if (rc == 0)
+        rc = clear_path(&sa, len);
+    if (rc != 0)
+        return rc;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* The mode given to the socket before bind is the file's mode (minus the
+     * umask) on Linux: the file never exists with wider permissions. */
+    (void)fchmod(fd, (mode_t)(mode & 07777));
+    if (bind(fd, (struct sockaddr *)&sa, len) != 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    if (chmod(path, (mode_t)(mode & 07777)) != 0 || lstat(path, bound) != 0 ||
+        listen(fd, SOMAXCONN) != 0) {
+        rc = -errno;
+        unlink(path);
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* ---- answering ---- */
+
+struct ctl_client {
+    struct ferry_rs_client rs; /* first: reqserver allocates and frees us */
+    struct ferry_reload reload;
+    bool reload_live;
+    struct ferry_conns_view conns; /* `show conns`: the workers' answers */
+    bool conns_live, conns_json;
+};
+
+static size_t line_complete(const char *buf, size_t len)
+{
+    const char *nl = memchr(buf, '\n', len);
+    return nl ? (size_t)(nl - buf) + 1 : 0;
+}
+
+static struct ferry_rs_client *client_new(void *arg)
+{
+    (void)arg;
+    return calloc(1, sizeof(struct ctl_client));
+}
+
+static void client_drop(struct ferry_rs_client *rs)
+{
+    struct ctl_client *c = (struct ctl_client *)rs;
+    if (c->reload_live) {
+        ac_future_drop(&c->reload.base);
+        ferry_reload_free_msgs(&c->reload);
+        c->reload_live = false;
+    }
+    if (c->conns_live) {
+        ac_future_drop(&c->conns.base);
+        c->conns_live = false;
+    }
+}
+
+static ac_poll_t poll_reload(struct ctl_client *c, struct ac_context *cx)
+{
+    if (ac_future_poll(&c->reload.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    struct ferry_buf *out = &c->rs.out;
+    if (c->reload.err == 0) {
+        ferry_buf_puts(out, "ok\n");
+        for (size_t i = 0; i < c->reload.warns.n; i++)
+            ferry_buf_printf(out, "warning: %s\n", c->reload.warns.msgs[i]);
+    } else {
+        for (size_t i = 0; i < c->reload.errs.n; i++)
+            ferry_buf_printf(out, "error: %s\n", c->reload.errs.msgs[i]);
+        if (c->reload.errs.n == 0)
+            ferry_buf_puts(out, "error: reload failed\n");
+    }
+    ac_future_drop(&c->reload.base);
+    ferry_reload_free_msgs(&c->reload);
+    c->reload_live = false;
+    return AC_READY;
+}
+
+/* `show conns`: every worker lists its own connections (conns_view.h). */
+static ac_poll_t poll_conns(struct ctl_client *c, struct ac_context *cx)
+{
+    if (ac_future_poll(&c->conns.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    if (c->conns.err != 0)
+        ferry_buf_puts(&c->rs.out, "error: out of memory\n");
+    else
+        ferry_render_conns(c->conns.conns, c->conns.n, c->conns_json, &c->rs.out);
+    ac_future_drop(&c->conns.base);
+    c->conns_live = false;
+    return AC_READY;
+}
+
+/* The runtime API: "ok", or why not. */
+static void runtime_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
+                        struct ferry_buf *out)
+{
+    int rc;
+    switch (req->cmd) {
+    case FERRY_CTL_DISABLE_SERVER:
+        rc = ferry_daemon_set_server_state(d, req->backend, req->server, FERRY_ADMIN_DRAIN);
+        break;
+    case FERRY_CTL_ENABLE_SERVER:
+        rc = ferry_daemon_set_server_state(d, req->backend, req->server, FERRY_ADMIN_READY);
+        break;
+    case FERRY_CTL_SET_SERVER_STATE:
+        rc = ferry_daemon_set_server_state(d, req->backend, req->server, req->state);
+        break;
+    case FERRY_CTL_SET_SERVER_WEIGHT:
+        rc = ferry_daemon_set_server_weight(d, req->backend, req->server, req->weight);
+        break;
+    default: /* listeners */
+        rc = ferry_daemon_set_listener_enabled(d, req->listener,
+                                               req->cmd == FERRY_CTL_ENABLE_LISTENER);
+        if (rc != 0) {
+            ferry_buf_printf(out, "error: no such listener %s\n", req->listener);
+            return;
+        }
+    }
+    if (rc == 0)
+        ferry_buf_puts(out, "ok\n");
+    else
+        ferry_buf_printf(out, "error: no such server %s/%s\n", req->backend, req->server);
+}
+
+/* add server / del server: "ok", or why not. */
+static void server_set_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
+                           struct ferry_buf *out)
+{
+    char err[256];
+    int rc = req->cmd == FERRY_CTL_ADD_SERVER
+                 ? ferry_daemon_add_server(d, req->backend, req->server, &req->addr, req->weight,
+                                           req->backup, req->max_connections, err, sizeof(err))
+                 : ferry_daemon_del_server(d, req->backend, req->server, err, sizeof(err));
+    if (rc == 0)
+        ferry_buf_puts(out, "ok\n");
+    else
+        ferry_buf_printf(out, "error: %s\n", err);
+}
+
+/* Everything but reload and show conns answers at once. */
+static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *req,
+                         struct ac_context *cx)
+{
+    struct ferry_daemon *d = ((struct ferry_control *)c->rs.arg)->d;
+    struct ferry_buf *out = &c->rs.out;
+    switch (req->cmd) {
+    case FERRY_CTL_HELP: ferry_buf_puts(out, ferry_ctl_help_text); break;
+    case FERRY_CTL_SHOW_INFO: ferry_render_info(d, req->json, out); break;
+    case FERRY_CTL_SHOW_STATS: ferry_render_stats(d, req->json, out); break;
+    case FERRY_CTL_SHOW_CONNS:
+        ferry_conns_view_init(&c->conns, d, FERRY_CONNS_VIEW_WAIT_MS);
+        c->conns_live = true;
+        c->conns_json = req->json;
+        return poll_conns(c, cx);
+    case FERRY_CTL_SHOW_METRICS: ferry_render_metrics(d, out); break;
+    case FERRY_CTL_DISABLE_SERVER:
+    case FERRY_CTL_ENABLE_SERVER:
+    case FERRY_CTL_SET_SERVER_STATE:
+    case FERRY_CTL_SET_SERVER_WEIGHT:
+    case FERRY_CTL_DISABLE_LISTENER:
+    case FERRY_CTL_ENABLE_LISTENER: runtime_cmd(d, req, out); break;
+    case FERRY_CTL_ADD_SERVER:
+    case FERRY_CTL_DEL_SERVER: server_set_cmd(d, req, out); break;
+    case FERRY_CTL_RELOAD:
+        ferry_reload_init(&c->reload, d);
+        c->reload_live = true;
+        return poll_reload(c, cx);
+    default: ferry_buf_puts(out, "error: unknown command\n"); break;
+    }
+    return AC_READY;
+}
+
+static ac_poll_t respond(struct ferry_rs_client *rs, struct ac_context *cx)
+{
+    struct ctl_client *c = (struct ctl_client *)rs;
+    ac_poll_t r = AC_READY;
+    struct ferry_ctl_request req;
+    if (c->reload_live)
+        r = poll_reload(c, cx);
+    else if (c->conns_live)
+        r = poll_conns(c, cx);
+    else if (rs->overflow)
+        ferry_buf_printf(&rs->out, "error: line too long (at most %d bytes)\n", FERRY_CTL_LINE_MAX);
+    else if (memchr(rs->req, '\0', rs->req_len))
+        ferry_buf_puts(&rs->out, "error: NUL byte in command\n");
+    else if (ferry_ctl_parse(rs->req, rs->req_len, &req) != 0)
+        ferry_buf_printf(&rs->out, "error: %s\n", req.error);
+    else
+        r = execute(c, &req, cx);
+    if (r == AC_READY && rs->out.oom) {
+        ferry_buf_free(&rs->out);
+        ferry_buf_puts(&rs->out, "error: out of memory\n");
+    }
+    return r;
+}
+
+static const struct ferry_rs_ops control_ops = {
+    .max_request = FERRY_CTL_LINE_MAX + 1, /* the line and its '\n' */
+    .read_timeout_ms = IDLE_TIMEOUT_MS,
+    .write_timeout_ms = WRITE_TIMEOUT_MS,
+    .complete = line_complete,
+    .client_new = client_new,
+    .respond = respond,
+    .client_drop = client_drop,
+};
+
+/* ---- start and free ---- */
+
+struct ferry_control *ferry_control_start(struct ferry_daemon *d, const char *path, unsigned mode,
+                                          int *err)
+{
+    struct ferry_control *c = calloc(1, sizeof(*c));
+    if (!c || ac_semaphore_init(&c->sem, MAX_CLIENTS) != 0) {
+        free(c);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    c->d = d;
+    snprintf(c->path, sizeof(c->path), "%s", path);
+    struct stat st;
+    int fd = open_socket(path, mode, &st);
+    if (fd < 0) {
+        ac_semaphore_destroy(&c->sem);
+        free(c);
+        *err = fd;
+        return NULL;
+    }
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &control_ops, c, &c->sem);
+    if (rc != 0) { /* the task closed fd */
+        ferry_control_free(c);
+        *err = rc;
+        return NULL;
+    }
+    return c;
+}
+
+void ferry_control_free(struct ferry_control *c)
+{
+    if (!c)
+        return;
+    struct stat st;
+    if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == c->dev &&
+        st.st_ino == c->ino)
+        unlink(c->path);
+    ac_semaphore_destroy(&c->sem);
+    free(c);
+}

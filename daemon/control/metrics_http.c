@@ -1,0 +1,252 @@
+/* ferryd: the Prometheus endpoint (see metrics_http.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "control/metrics_http.h"
+#include "worker.h"
+#include "control/render.h"
+#include "control/reqserver.h"
+
+enum { HEAD_MAX = 8192, READ_TIMEOUT_MS = 10000, WRITE_TIMEOUT_MS = 10000, MAX_CLIENTS = 64 };
+
+struct ferry_metrics {
+    struct ferry_daemon *d;
+    struct ac_semaphore sem;
+};
+
+/* The head ends at the first empty line (CRLF CRLF, or bare LF LF). */
+static size_t head_complete(const char *buf, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (buf[i] != '\n')
+            continue;
+        if (buf[i + 1] == '\n')
+            return i + 2;
+        if (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n')
+            return i + 3;
+    }
+    return 0;
+}
+
+static void reply(struct ferry_buf *out, const char *status, const char *extra_headers,
+                  const char *ctype, const char *body, size_t body_len, bool with_body)
+{
+    ferry_buf_printf(out,
+                     "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+                     "Connection: close\r\n\r\n",
+                     status, ctype, body_len, extra_headers);
+    if (with_body)
+        ferry_buf_append(out, body, body_len);
+}
+
+static void reply_error(struct ferry_buf *out, const char *status, const char *extra_headers)
+{
+    char body[96];
+    int n = snprintf(body, sizeof(body), "%s\n", status + 4); /* "404 Not Found" -> "Not Found" */
+    reply(out, status, extra_headers, "text/plain; charset=utf-8", body, (size_t)n, true);
+}
+
+static bool is_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 'A' || s[i] > 'Z')
+            return false;
+    return true;
+}
+
+/* The request line: METHOD SP TARGET SP HTTP/1.x. Fills the method and path
+ * (target without its query). Returns false when malformed. */
+static bool parse_request_line(const char *req, size_t len, char *method, size_t msize,
+                               char *path, size_t psize)
+{
+    const char *eol = memchr(req, '\n', len);
+    if (!eol)
+        return false;
+    size_t n = (size_t)(eol - req);
+    if (n && req[n - 1] == '\r')
+        n--;
+    const char *sp1 = memchr(req, ' ', n);
+    if (!sp1)
+        return false;
+    const char *target = sp1 + 1;
+    const char *sp2 = memchr(target, ' ', n - (size_t)(target - req));
+    if (!sp2)
+        return false;
+    const char *version = sp2 + 1;
+    size_t vlen = n - (size_t)(version - req);
+    size_t mlen = (size_t)(sp1 - req), tlen = (size_t)(sp2 - target);
+    if (!is_token(req, mlen) || mlen >= msize || tlen == 0 || target[0] != '/' ||
+        vlen != 8 || memcmp(version, "HTTP/1.", 7) != 0 || version[7] < '0' || version[7] > '9')
+        return false;
+    for (size_t i = 0; i < tlen; i++)
+        if ((unsigned char)target[i] <= ' ' || target[i] == 0x7f)
+            return false;
+    const char *q = memchr(target, '?', tlen);
+    size_t plen = q ? (size_t)(q - target) : tlen;
+    if (plen >= psize)
+        plen = psize - 1; /* a long path is simply not /metrics */
+    memcpy(method, req, mlen);
+    method[mlen] = '\0';
+    memcpy(path, target, plen);
+    path[plen] = '\0';
+    return true;
+}
+
+/* Every event loop stamped its heartbeat within the limit (see lifecycle.c). */
+static bool loops_turn(struct ferry_daemon *d)
+{
+    uint64_t now = ac_clock_now_ms();
+    if (d->workers == NULL || d->nworkers == 0)
+        return false;
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        uint64_t alive = atomic_load(&d->workers[i].alive_ms);
+        if (alive == 0 || (now > alive && now - alive > FERRY_LIVE_LIMIT_MS))
+            return false;
+    }
+    return true;
+}
+
+/* /ready: 200 while serving and no stop signal came; /live: 200 while every
+ * event loop turns. Probes want no caching and a short body. */
+static void probe(struct ferry_daemon *d, const char *path, struct ferry_buf *out, bool with_body)
+{
+    bool ok;
+    const char *body;
+    if (strcmp(path, "/ready") == 0) {
+        ok = !atomic_load(&d->stopping);
+        body = ok ? "ready\n" : "stopping\n";
+    } else {
+        ok = loops_turn(d);
+        body = ok ? "live\n" : "event loop stalled\n";
+    }
+    reply(out, ok ? "200 OK" : "503 Service Unavailable", "Cache-Control: no-store\r\n",
+          "text/plain; charset=utf-8", body, strlen(body), with_body);
+}
+
+void ferry_metrics_answer(struct ferry_daemon *d, const char *req, size_t len, bool overflow,
+                          bool incomplete, struct ferry_buf *out)
+{
+    char method[16], path[64];
+    if (overflow) {
+        reply_error(out, "431 Request Header Fields Too Large", "");
+        return;
+    }
+    if (incomplete || memchr(req, '\0', len) ||
+        !parse_request_line(req, len, method, sizeof(method), path, sizeof(path))) {
+        reply_error(out, "400 Bad Request", "");
+        return;
+    }
+    bool head = strcmp(method, "HEAD") == 0;
+    if (!head && strcmp(method, "GET") != 0) {
+        reply_error(out, "405 Method Not Allowed", "Allow: GET, HEAD\r\n");
+        return;
+    }
+    if (strcmp(path, "/ready") == 0 || strcmp(path, "/live") == 0) {
+        probe(d, path, out, !head);
+        return;
+    }
+    if (strcmp(path, "/metrics") != 0) {
+        reply_error(out, "404 Not Found", "");
+        return;
+    }
+    struct ferry_buf body;
+    ferry_buf_init(&body);
+    if (ferry_render_metrics(d, &body) != 0) {
+        reply_error(out, "500 Internal Server Error", "");
+    } else {
+        reply(out, "200 OK", "", "text/plain; version=0.0.4; charset=utf-8", body.data, body.len,
+              !head);
+    }
+    ferry_buf_free(&body);
+}
+
+/* ---- the server ---- */
+
+static struct ferry_rs_client *client_new(void *arg)
+{
+    (void)arg;
+    return calloc(1, sizeof(struct ferry_rs_client));
+}
+
+static ac_poll_t respond(struct ferry_rs_client *c, struct ac_context *cx)
+{
+    (void)cx;
+    struct ferry_metrics *m = c->arg;
+    ferry_metrics_answer(m->d, c->req, c->req_len, c->overflow, c->eof, &c->out);
+    if (c->out.oom) { /* nothing sensible to send */
+        ferry_buf_free(&c->out);
+        ferry_buf_init(&c->out);
+    }
+    return AC_READY;
+}
+
+static const struct ferry_rs_ops metrics_ops = {
+    .max_request = HEAD_MAX,
+    .read_timeout_ms = READ_TIMEOUT_MS,
+    .write_timeout_ms = WRITE_TIMEOUT_MS,
+    .complete = head_complete,
+    .client_new = client_new,
+    .respond = respond,
+    .client_drop = NULL,
+};
+
+/* `*:PORT` listens on every IPv4 and IPv6 address (dual stack), or on every
+ * IPv4 address where IPv6 is not available. */
+static int listen_any(uint16_t port)
+{
+    struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(port),
+                              .sin6_addr = IN6ADDR_ANY_INIT};
+    int fd = ac_listen_socket((struct sockaddr *)&s6, sizeof(s6), 128, 0);
+    if (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)
+        return fd;
+    struct sockaddr_in s4 = {.sin_family = AF_INET, .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_ANY)};
+    return ac_listen_socket((struct sockaddr *)&s4, sizeof(s4), 128, 0);
+}
+
+struct ferry_metrics *ferry_metrics_start(struct ferry_daemon *d, const struct ferry_addr *addr,
+                                          int *err)
+{
+    int fd;
+    if (addr->kind == FERRY_ADDR_ANY)
+        fd = listen_any(addr->port);
+    else if (addr->resolved)
+        fd = ac_listen_socket((const struct sockaddr *)&addr->sa, addr->sa_len, 128, 0);
+    else
+        fd = -EADDRNOTAVAIL; /* a host name: the metrics address must be numeric */
+    if (fd < 0) {
+        *err = fd;
+        return NULL;
+    }
+    struct ferry_metrics *m = calloc(1, sizeof(*m));
+    if (!m || ac_semaphore_init(&m->sem, MAX_CLIENTS) != 0) {
+        free(m);
+        close(fd);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    m->d = d;
+    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &metrics_ops, m, &m->sem);
+    if (rc != 0) {
+        ac_semaphore_destroy(&m->sem);
+        free(m);
+        *err = rc;
+        return NULL;
+    }
+    return m;
+}
+
+void ferry_metrics_free(struct ferry_metrics *m)
+{
+    if (!m)
+        return;
+    ac_semaphore_destroy(&m->sem);
+    free(m);
+}

@@ -1,0 +1,24 @@
+/* ferryd: loading the configuration with every check that needs no socket
+ * and no DNS, in one run (ferry.ini(5): every error of every pass, in line
+ * order, at its own line).
+ *
+ * The config module finds syntax, value and reference errors; the TLS layer
+ * finds unreadable certificates, keys that do not match, bad cipher lists.
+ * A file with errors of the first kind still has its TLS files checked, on
+ * what could be read of it, so that an operator fixing a file sees all of
+ * its errors at once rather than one pass at a time.
+ */
+#ifndef FERRY_CONFCHECK_H
+#define FERRY_CONFCHECK_H
+
+#include "ferry_config.h"
+
+/* Loads `path`. Without errors, returns the configuration (its TLS files
+ * are checked when the generation is built, which reports its errors the
+ * same way). With errors, checks the TLS material of what could be read,
+ * adds those errors (each reported once) and returns NULL. ferryd -t, the
+ * start and every reload use it. */
+struct ferry_config *ferry_config_load_checked(const char *path,
+                                               struct ferry_config_errors *errs);
+
+#endif
