@@ -27,23 +27,23 @@
 /* `set server B/S state ready|drain|maint` (`disable server` is drain,
  * `enable server` ready). maint cuts the server's connections (end=maint):
  * every worker is asked through its inbox. */
-int ferry_daemon_set_server_state(struct ferry_daemon *d, const char *backend,
+int ferry_admin_set_server_state(struct ferry_daemon *d, const char *backend,
                                   const char *server, enum ferry_admin_state state);
 /* `set server B/S weight N`: until the next reload, or kept by state_file. */
-int ferry_daemon_set_server_weight(struct ferry_daemon *d, const char *backend,
+int ferry_admin_set_server_weight(struct ferry_daemon *d, const char *backend,
                                    const char *server, unsigned weight);
 /* `disable listener` / `enable listener`: stop / resume accepting. */
-int ferry_daemon_set_listener_enabled(struct ferry_daemon *d, const char *listener, bool enabled);
+int ferry_admin_set_listener_enabled(struct ferry_daemon *d, const char *listener, bool enabled);
 
 /* 0, or -errno with the reason in err: -ENOENT no such backend, -EEXIST a
  * server of that name, -ENOSPC no spare slot left. */
-int ferry_daemon_add_server(struct ferry_daemon *d, const char *backend, const char *name,
+int ferry_admin_add_server(struct ferry_daemon *d, const char *backend, const char *name,
                             const struct ferry_addr *addr, unsigned weight, bool backup,
                             unsigned max_connections, char *err, size_t errlen);
 
 /* 0, or -errno with the reason in err: -ENOENT no such server, -EBUSY not
  * disabled or maint, or connections left, -EPERM a discovered server. */
-int ferry_daemon_del_server(struct ferry_daemon *d, const char *backend, const char *name,
+int ferry_admin_del_server(struct ferry_daemon *d, const char *backend, const char *name,
                             char *err, size_t errlen);
 
 #endif

@@ -24,7 +24,7 @@
 
 struct ferry_client_slot {
     _Atomic uint64_t tag;     /* the address's hash; 0: never used */
-    _Atomic uint32_t active;  /* connections held; FERRY_CLIENT_BUSY while re-assigned */
+    _Atomic uint32_t active;  /* connections held; BUSY (client_table.c) while re-assigned */
     _Atomic uint32_t seen;    /* last seen, ms (wrapping) */
     _Atomic uint64_t rate;    /* second (32 bits) | previous second's count | this one's */
 } __attribute__((aligned(32)));

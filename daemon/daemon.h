@@ -2,7 +2,7 @@
  *
  * struct ferry_daemon is the one top-level object (no globals): the runtime,
  * the stats registry, the current configuration generation (gen.h), the
- * bound listening sockets (bound.h) and one struct ferry_worker (worker.h)
+ * bound listening sockets (listen.h) and one struct ferry_worker (worker.h)
  * per event-loop thread.
  */
 #ifndef FERRY_DAEMON_H
@@ -24,7 +24,7 @@
 
 struct ferry_gen;
 struct ferry_worker;
-struct ferry_bound;
+struct ferry_listen_addr;
 struct ferry_listener_limit;
 struct ferry_sd_fd;
 struct ferry_dnswatch;
@@ -34,16 +34,15 @@ struct ferry_daemon {
     struct ac_runtime *rt;
     unsigned nworkers;
     struct ferry_worker *workers;
-    struct ferry_stats_registry stats;
+    struct ferry_registry stats;
     struct ferry_gen *gen;            /* current generation (daemon holds one ref) */
     pthread_mutex_t gen_ptr_lock;     /* guards gen and every bound->gen/lidx swap */
-    struct ferry_bound *bound;        /* listening sockets (worker 0 / reload only) */
+    struct ferry_listen_addr *bound;        /* listening sockets (worker 0 / reload only) */
     bool reuseport;                   /* [global] reuseport as read at start */
     struct ferry_listener_limit *limits;
     struct ferry_sd_fd *sd_fds;       /* inherited sockets (socket activation) */
     size_t nsd_fds;
     _Atomic bool reloading;
-    uint64_t drain_deadline_ms;
     struct ac_limit conn_limit;       /* global max_connections */
     unsigned conn_limit_size;
     _Atomic uint64_t next_conn_id;

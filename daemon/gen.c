@@ -114,7 +114,7 @@ static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_erro
     const struct ferry_backend *b = &g->cfg->backends[i];
     struct ferry_backend_rt *rt = &g->backends[i];
     rt->cfg = b;
-    rt->stats = ferry_stats_backend(&g->d->stats, b->name);
+    rt->stats = ferry_registry_backend(&g->d->stats, b->name);
     rt->cap = b->nservers + (b->discover != FERRY_DISCOVER_NONE ? FERRY_DISCOVER_MAX : 0) +
               FERRY_ADDED_MAX;
     rt->servers = calloc(rt->cap ? rt->cap : 1, sizeof(*rt->servers));
@@ -125,7 +125,7 @@ static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_erro
     for (size_t j = 0; j < b->nservers; j++) {
         struct ferry_server_rt *s = &rt->servers[j];
         s->cfg = &b->servers[j];
-        s->stats = ferry_stats_server(&g->d->stats, b->name, s->cfg->name);
+        s->stats = ferry_registry_server(&g->d->stats, b->name, s->cfg->name);
         s->key = ferry_lb_server_key(s->cfg->name);
         if (!s->stats)
             return -ENOMEM;
@@ -160,7 +160,7 @@ static int build_listener(struct ferry_gen *g, size_t i, struct ferry_config_err
     const struct ferry_listener *l = &g->cfg->listeners[i];
     struct ferry_listener_rt *rt = &g->listeners[i];
     rt->cfg = l;
-    rt->stats = ferry_stats_listener(&g->d->stats, l->name);
+    rt->stats = ferry_registry_listener(&g->d->stats, l->name);
     rt->bounds = calloc(l->nbinds ? l->nbinds : 1, sizeof(*rt->bounds));
     if (!rt->stats || !rt->bounds)
         return -ENOMEM;
@@ -172,7 +172,7 @@ static int build_listener(struct ferry_gen *g, size_t i, struct ferry_config_err
     if (l->max_connections_per_client || l->client_rate) {
         /* Room for every client that can hold a connection, twice over. */
         size_t cap = 2 * (size_t)g->cfg->global.max_connections;
-        rt->clients = ferry_stats_listener_clients(&g->d->stats, rt->stats,
+        rt->clients = ferry_registry_listener_clients(&g->d->stats, rt->stats,
                                                    cap < 1024 ? 1024 : cap);
         if (!rt->clients)
             return -ENOMEM;

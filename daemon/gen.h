@@ -22,7 +22,7 @@
 #include "registry.h"
 
 struct ferry_daemon;
-struct ferry_bound;
+struct ferry_listen_addr;
 struct ferry_lb_state;
 
 /* A server: what every worker may read (set when the generation is built,
@@ -93,7 +93,7 @@ struct ferry_listener_rt {
     SSL_CTX *tls_ctx;                   /* tls = on */
     struct ferry_listener_limit *limit; /* NULL: no per-listener cap */
     struct ferry_client_table *clients; /* per-client caps (stats' table); NULL: none */
-    struct ferry_bound **bounds;        /* its listening sockets */
+    struct ferry_listen_addr **bounds;        /* its listening sockets */
     char (*bound_addrs)[256];           /* their addresses, [nbounds]: what `show
                                          * stats` lists (an inherited socket's own) */
     size_t nbounds;

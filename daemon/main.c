@@ -82,7 +82,7 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
         return -ENOMEM;
     d->nworkers = ac_runtime_workers(d->rt);
     d->workers = calloc(d->nworkers, sizeof(*d->workers));
-    if (!d->workers || ferry_stats_init(&d->stats, d->nworkers) != 0 ||
+    if (!d->workers || ferry_registry_init(&d->stats, d->nworkers) != 0 ||
         ac_limit_init(&d->conn_limit, 0) != 0)
         return -ENOMEM;
     for (unsigned i = 0; i < d->nworkers; i++) {
@@ -103,9 +103,9 @@ static void daemon_free(struct ferry_daemon *d)
         ac_runtime_free(d->rt); /* drops every task: connections log, sockets close */
     ferry_logger_stop(&d->log); /* writes what the connections logged */
     while (d->bound) {
-        struct ferry_bound *b = d->bound;
+        struct ferry_listen_addr *b = d->bound;
         d->bound = b->next;
-        ferry_bound_close(b, false);
+        ferry_listen_close(b, false);
     }
     if (d->gen)
         ferry_gen_unref(d->gen);
@@ -120,7 +120,7 @@ static void daemon_free(struct ferry_daemon *d)
             close(d->sd_fds[i].fd);
     free(d->sd_fds);
     free(d->workers);
-    ferry_stats_destroy(&d->stats);
+    ferry_registry_destroy(&d->stats);
     ac_limit_destroy(&d->conn_limit);
     pthread_mutex_destroy(&d->gen_ptr_lock);
     pthread_mutex_destroy(&d->state_file_lock);
@@ -286,19 +286,19 @@ static int run(const char *path)
         goto out;
     }
     d.reuseport = g->cfg->global.reuseport; /* restart-only, like workers */
-    struct ferry_fresh fresh;
-    if (ferry_binding_prepare(&d, g, &fresh, &errs) != 0) {
+    struct ferry_new_sockets fresh;
+    if (ferry_gen_switch_prepare(&d, g, &fresh, &errs) != 0) {
         print_errors(stderr, &errs, path);
         ferry_gen_unref(g);
         goto out;
     }
     if (unclaimed_inherited(&d) != 0) {
-        ferry_binding_abort(&d, &fresh);
+        ferry_gen_switch_abort(&d, &fresh);
         ferry_gen_unref(g);
         goto out;
     }
     if (start_services(&d, g, &ctl, &metrics) != 0) {
-        ferry_binding_abort(&d, &fresh);
+        ferry_gen_switch_abort(&d, &fresh);
         ferry_gen_unref(g);
         goto out;
     }
@@ -306,7 +306,7 @@ static int run(const char *path)
     if (chown_control_socket(g, err, sizeof(err)) != 0 ||
         ferry_drop_privileges(g->cfg->global.user, g->cfg->global.group, err, sizeof(err)) != 0) {
         fprintf(stderr, "ferryd: cannot drop privileges: %s\n", err);
-        ferry_binding_abort(&d, &fresh);
+        ferry_gen_switch_abort(&d, &fresh);
         ferry_gen_unref(g);
         goto out;
     }
@@ -319,7 +319,7 @@ static int run(const char *path)
     ac_block_on(d.workers[0].w, &first.base);
     ac_future_drop(&first.base);
     ferry_state_file_load(&d, g); /* before the first connection */
-    ferry_binding_commit(&d, g, &fresh);
+    ferry_gen_switch_to(&d, g, &fresh);
     if (ferry_lifecycle_start(&d, &sigs) != 0) {
         fprintf(stderr, "ferryd: cannot start: out of resources\n");
         goto out;

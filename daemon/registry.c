@@ -1,4 +1,4 @@
-/* ferryd: the stats registry (see stats.h).
+/* ferryd: the stats registry (see registry.h).
  *
  * Objects are created at start and on reload (under the registry lock) and
  * live until the daemon ends. A new object is fully initialised before it is
@@ -44,7 +44,7 @@ static void hist_add(struct ferry_hist_totals *out, struct ferry_hist *h)
     out->sum_ms += ferry_ctr_get(&h->sum_ms);
 }
 
-int ferry_stats_init(struct ferry_stats_registry *r, unsigned nworkers)
+int ferry_registry_init(struct ferry_registry *r, unsigned nworkers)
 {
     memset(r, 0, sizeof(*r));
     if (nworkers == 0)
@@ -76,7 +76,7 @@ static void *node_new(size_t size, size_t elem, unsigned nworkers, void **slots)
     return node;
 }
 
-void ferry_stats_destroy(struct ferry_stats_registry *r)
+void ferry_registry_destroy(struct ferry_registry *r)
 {
     while (r->listeners) {
         struct ferry_listener_stats *s = r->listeners;
@@ -104,7 +104,7 @@ void ferry_stats_destroy(struct ferry_stats_registry *r)
     r->nworkers = 0;
 }
 
-struct ferry_listener_stats *ferry_stats_listener(struct ferry_stats_registry *r, const char *name)
+struct ferry_listener_stats *ferry_registry_listener(struct ferry_registry *r, const char *name)
 {
     pthread_mutex_lock(&r->lock);
     struct ferry_listener_stats *s = r->listeners;
@@ -128,7 +128,7 @@ struct ferry_listener_stats *ferry_stats_listener(struct ferry_stats_registry *r
     return s;
 }
 
-struct ferry_backend_stats *ferry_stats_backend(struct ferry_stats_registry *r, const char *name)
+struct ferry_backend_stats *ferry_registry_backend(struct ferry_registry *r, const char *name)
 {
     pthread_mutex_lock(&r->lock);
     struct ferry_backend_stats *s = r->backends;
@@ -151,7 +151,7 @@ struct ferry_backend_stats *ferry_stats_backend(struct ferry_stats_registry *r, 
     return s;
 }
 
-struct ferry_server_stats *ferry_stats_server(struct ferry_stats_registry *r, const char *backend,
+struct ferry_server_stats *ferry_registry_server(struct ferry_registry *r, const char *backend,
                                               const char *name)
 {
     pthread_mutex_lock(&r->lock);
@@ -178,7 +178,7 @@ struct ferry_server_stats *ferry_stats_server(struct ferry_stats_registry *r, co
     return s;
 }
 
-void ferry_listener_stats_sum(const struct ferry_stats_registry *r,
+void ferry_listener_stats_sum(const struct ferry_registry *r,
                               const struct ferry_listener_stats *s,
                               struct ferry_listener_totals *out)
 {
@@ -200,7 +200,7 @@ void ferry_listener_stats_sum(const struct ferry_stats_registry *r,
     out->clients = t ? ferry_client_table_used(t) : 0;
 }
 
-struct ferry_client_table *ferry_stats_listener_clients(struct ferry_stats_registry *r,
+struct ferry_client_table *ferry_registry_listener_clients(struct ferry_registry *r,
                                                         struct ferry_listener_stats *s,
                                                         size_t capacity)
 {
@@ -212,7 +212,7 @@ struct ferry_client_table *ferry_stats_listener_clients(struct ferry_stats_regis
     return t;
 }
 
-void ferry_backend_stats_sum(const struct ferry_stats_registry *r,
+void ferry_backend_stats_sum(const struct ferry_registry *r,
                              const struct ferry_backend_stats *s,
                              struct ferry_backend_totals *out)
 {
@@ -224,7 +224,7 @@ void ferry_backend_stats_sum(const struct ferry_stats_registry *r,
     out->queue = ferry_queue_len((struct ferry_queue *)&s->queue);
 }
 
-void ferry_server_stats_sum(const struct ferry_stats_registry *r,
+void ferry_server_stats_sum(const struct ferry_registry *r,
                             const struct ferry_server_stats *s, struct ferry_server_totals *out)
 {
     memset(out, 0, sizeof(*out));

@@ -10,8 +10,8 @@
  * keeps its counters. Server state (up/down, disabled) lives here too, shared
  * by the balancers of every worker and the health checks.
  */
-#ifndef FERRY_STATS_H
-#define FERRY_STATS_H
+#ifndef FERRY_REGISTRY_H
+#define FERRY_REGISTRY_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -181,7 +181,7 @@ struct ferry_server_stats {
     _Atomic uint64_t serving_since_ms; /* start of slow_start's ramp; 0: none */
 };
 
-struct ferry_stats_registry {
+struct ferry_registry {
     pthread_mutex_t lock; /* guards the lists (lookups at start and reload only) */
     unsigned nworkers;
     struct ferry_listener_stats *listeners;
@@ -189,28 +189,28 @@ struct ferry_stats_registry {
     struct ferry_server_stats *servers;
 };
 
-int ferry_stats_init(struct ferry_stats_registry *r, unsigned nworkers);
-void ferry_stats_destroy(struct ferry_stats_registry *r);
+int ferry_registry_init(struct ferry_registry *r, unsigned nworkers);
+void ferry_registry_destroy(struct ferry_registry *r);
 
 /* Find or create (NULL on allocation failure). */
-struct ferry_listener_stats *ferry_stats_listener(struct ferry_stats_registry *r, const char *name);
-struct ferry_backend_stats *ferry_stats_backend(struct ferry_stats_registry *r, const char *name);
-struct ferry_server_stats *ferry_stats_server(struct ferry_stats_registry *r, const char *backend,
+struct ferry_listener_stats *ferry_registry_listener(struct ferry_registry *r, const char *name);
+struct ferry_backend_stats *ferry_registry_backend(struct ferry_registry *r, const char *name);
+struct ferry_server_stats *ferry_registry_server(struct ferry_registry *r, const char *backend,
                                               const char *name);
 
 /* The listener's client table, created with `capacity` slots if it has none
  * yet; NULL on allocation failure. */
-struct ferry_client_table *ferry_stats_listener_clients(struct ferry_stats_registry *r,
+struct ferry_client_table *ferry_registry_listener_clients(struct ferry_registry *r,
                                                         struct ferry_listener_stats *s,
                                                         size_t capacity);
 
-void ferry_listener_stats_sum(const struct ferry_stats_registry *r,
+void ferry_listener_stats_sum(const struct ferry_registry *r,
                               const struct ferry_listener_stats *s,
                               struct ferry_listener_totals *out);
-void ferry_backend_stats_sum(const struct ferry_stats_registry *r,
+void ferry_backend_stats_sum(const struct ferry_registry *r,
                              const struct ferry_backend_stats *s,
                              struct ferry_backend_totals *out);
-void ferry_server_stats_sum(const struct ferry_stats_registry *r,
+void ferry_server_stats_sum(const struct ferry_registry *r,
                             const struct ferry_server_stats *s, struct ferry_server_totals *out);
 
 /* The server starts serving now (up after down, enabled, added): the

@@ -4,7 +4,7 @@
  * connection list and its drain signal. The list and the signal are the
  * worker's alone (no lock): other threads reach them through its inbox, by
  * spawning a small task on it (ferry_worker_cut, conns_view.c, the maint cut
- * of daemon.c).
+ * of servers/admin.c).
  */
 #ifndef FERRY_WORKER_H
 #define FERRY_WORKER_H

@@ -220,19 +220,19 @@ static void runtime_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *
     int rc;
     switch (req->cmd) {
     case FERRY_CTL_DISABLE_SERVER:
-        rc = ferry_daemon_set_server_state(d, req->backend, req->server, FERRY_ADMIN_DRAIN);
+        rc = ferry_admin_set_server_state(d, req->backend, req->server, FERRY_ADMIN_DRAIN);
         break;
     case FERRY_CTL_ENABLE_SERVER:
-        rc = ferry_daemon_set_server_state(d, req->backend, req->server, FERRY_ADMIN_READY);
+        rc = ferry_admin_set_server_state(d, req->backend, req->server, FERRY_ADMIN_READY);
         break;
     case FERRY_CTL_SET_SERVER_STATE:
-        rc = ferry_daemon_set_server_state(d, req->backend, req->server, req->state);
+        rc = ferry_admin_set_server_state(d, req->backend, req->server, req->state);
         break;
     case FERRY_CTL_SET_SERVER_WEIGHT:
-        rc = ferry_daemon_set_server_weight(d, req->backend, req->server, req->weight);
+        rc = ferry_admin_set_server_weight(d, req->backend, req->server, req->weight);
         break;
     default: /* listeners */
-        rc = ferry_daemon_set_listener_enabled(d, req->listener,
+        rc = ferry_admin_set_listener_enabled(d, req->listener,
                                                req->cmd == FERRY_CTL_ENABLE_LISTENER);
         if (rc != 0) {
             ferry_buf_printf(out, "error: no such listener %s\n", req->listener);
@@ -251,9 +251,9 @@ static void server_set_cmd(struct ferry_daemon *d, const struct ferry_ctl_reques
 {
     char err[256];
     int rc = req->cmd == FERRY_CTL_ADD_SERVER
-                 ? ferry_daemon_add_server(d, req->backend, req->server, &req->addr, req->weight,
+                 ? ferry_admin_add_server(d, req->backend, req->server, &req->addr, req->weight,
                                            req->backup, req->max_connections, err, sizeof(err))
-                 : ferry_daemon_del_server(d, req->backend, req->server, err, sizeof(err));
+                 : ferry_admin_del_server(d, req->backend, req->server, err, sizeof(err));
     if (rc == 0)
         ferry_buf_puts(out, "ok\n");
     else

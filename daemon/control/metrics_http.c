@@ -99,7 +99,7 @@ static bool parse_request_line(const char *req, size_t len, char *method, size_t
     return true;
 }
 
-/* Every event loop stamped its heartbeat within the limit (see lifecycle.c). */
+/* Every event loop stamped its heartbeat within the limit (see signals.c). */
 static bool loops_turn(struct ferry_daemon *d)
 {
     uint64_t now = ac_clock_now_ms();

@@ -1,4 +1,4 @@
-/* ferryd: the asynchronous resolver (see dns.h).
+/* ferryd: the asynchronous resolver (see resolver.h).
  *
  * The driver is one future: each poll it (1) lets c-ares read and write
  * every socket the reactor reports ready (ares_process_fd), (2) clears a

@@ -11,8 +11,8 @@
  * bounds a reply to 64 KiB (TCP), gives up on a server after its timeouts,
  * and follows no CNAME chain past its own limit.
  */
-#ifndef FERRY_DNS_H
-#define FERRY_DNS_H
+#ifndef FERRY_DNS_RESOLVER_H
+#define FERRY_DNS_RESOLVER_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -20,17 +20,17 @@
 #include "log/log.h"
 #include "lifecycle/sdnotify.h"
 
-static struct ferry_bound *find_bound(struct ferry_daemon *d, const char *addr)
+static struct ferry_listen_addr *find_bound(struct ferry_daemon *d, const char *addr)
 {
-    for (struct ferry_bound *b = d->bound; b; b = b->next)
+    for (struct ferry_listen_addr *b = d->bound; b; b = b->next)
         if (!b->sd_name[0] && strcmp(b->addr, addr) == 0)
             return b;
     return NULL;
 }
 
-static int add_bound(struct ferry_listener_rt *lr, struct ferry_bound *b)
+static int add_bound(struct ferry_listener_rt *lr, struct ferry_listen_addr *b)
 {
-    struct ferry_bound **v = realloc(lr->bounds, (lr->nbounds + 1) * sizeof(*v));
+    struct ferry_listen_addr **v = realloc(lr->bounds, (lr->nbounds + 1) * sizeof(*v));
     if (!v)
         return -ENOMEM;
     lr->bounds = v;
@@ -43,9 +43,9 @@ static int add_bound(struct ferry_listener_rt *lr, struct ferry_bound *b)
     return 0;
 }
 
-static int add_fresh(struct ferry_fresh *f, struct ferry_bound *b)
+static int add_fresh(struct ferry_new_sockets *f, struct ferry_listen_addr *b)
 {
-    struct ferry_bound **v = realloc(f->v, (f->n + 1) * sizeof(*v));
+    struct ferry_listen_addr **v = realloc(f->v, (f->n + 1) * sizeof(*v));
     if (!v)
         return -ENOMEM;
     f->v = v;
@@ -54,10 +54,10 @@ static int add_fresh(struct ferry_fresh *f, struct ferry_bound *b)
 }
 
 /* Sockets inherited under the listener's name, existing or new. */
-static int bind_named(struct ferry_daemon *d, struct ferry_listener_rt *lr, struct ferry_fresh *f)
+static int bind_named(struct ferry_daemon *d, struct ferry_listener_rt *lr, struct ferry_new_sockets *f)
 {
     int found = 0;
-    for (struct ferry_bound *b = d->bound; b; b = b->next)
+    for (struct ferry_listen_addr *b = d->bound; b; b = b->next)
         if (b->sd_name[0] && strcmp(b->sd_name, lr->cfg->name) == 0) {
             if (add_bound(lr, b) != 0)
                 return -ENOMEM;
@@ -67,7 +67,7 @@ static int bind_named(struct ferry_daemon *d, struct ferry_listener_rt *lr, stru
         struct ferry_sd_fd *s = &d->sd_fds[i];
         if (s->claimed || strcmp(s->name, lr->cfg->name) != 0)
             continue;
-        struct ferry_bound *b = ferry_bound_adopt(s->addr, s->fd, s->name);
+        struct ferry_listen_addr *b = ferry_listen_adopt(s->addr, s->fd, s->name);
         if (!b || add_fresh(f, b) != 0 || add_bound(lr, b) != 0)
             return -ENOMEM;
         s->claimed = true;
@@ -77,10 +77,10 @@ static int bind_named(struct ferry_daemon *d, struct ferry_listener_rt *lr, stru
 }
 
 static int bind_one(struct ferry_daemon *d, struct ferry_listener_rt *lr, size_t i,
-                    struct ferry_fresh *f, struct ferry_config_errors *errs)
+                    struct ferry_new_sockets *f, struct ferry_config_errors *errs)
 {
     const struct ferry_addr *a = &lr->cfg->binds[i];
-    struct ferry_bound *b = find_bound(d, a->text);
+    struct ferry_listen_addr *b = find_bound(d, a->text);
     for (size_t k = 0; !b && k < f->n; k++)
         if (!f->v[k]->sd_name[0] && strcmp(f->v[k]->addr, a->text) == 0)
             b = f->v[k];
@@ -89,7 +89,7 @@ static int bind_one(struct ferry_daemon *d, struct ferry_listener_rt *lr, size_t
     for (size_t k = 0; k < d->nsd_fds; k++) {
         struct ferry_sd_fd *s = &d->sd_fds[k];
         if (!s->claimed && ferry_sd_addr_equal(s, a)) {
-            b = ferry_bound_adopt(a->text, s->fd, NULL);
+            b = ferry_listen_adopt(a->text, s->fd, NULL);
             if (!b)
                 return -ENOMEM;
             s->claimed = true;
@@ -97,7 +97,7 @@ static int bind_one(struct ferry_daemon *d, struct ferry_listener_rt *lr, size_t
         }
     }
     if (!b) {
-        int rc = ferry_bound_bind(a, d->reuseport, d->nworkers, &b);
+        int rc = ferry_listen_bind(a, d->reuseport, d->nworkers, &b);
         if (rc < 0) {
             ferry_config_error_add(errs, d->config_path, lr->cfg->bind_lines[i],
                                    "cannot bind %s: %s", a->text, strerror(-rc));
@@ -109,7 +109,7 @@ static int bind_one(struct ferry_daemon *d, struct ferry_listener_rt *lr, size_t
     return 0;
 }
 
-int ferry_binding_prepare(struct ferry_daemon *d, struct ferry_gen *g, struct ferry_fresh *f,
+int ferry_gen_switch_prepare(struct ferry_daemon *d, struct ferry_gen *g, struct ferry_new_sockets *f,
                           struct ferry_config_errors *errs)
 {
     memset(f, 0, sizeof(*f));
@@ -126,30 +126,30 @@ int ferry_binding_prepare(struct ferry_daemon *d, struct ferry_gen *g, struct fe
     }
     return 0;
 fail:
-    ferry_binding_abort(d, f);
+    ferry_gen_switch_abort(d, f);
     if (errs->n == 0)
         ferry_config_error_add(errs, d->config_path, 0, "out of memory binding listeners");
     return -1;
 }
 
-void ferry_binding_abort(struct ferry_daemon *d, struct ferry_fresh *f)
+void ferry_gen_switch_abort(struct ferry_daemon *d, struct ferry_new_sockets *f)
 {
     for (size_t i = 0; i < f->n; i++) {
-        struct ferry_bound *b = f->v[i];
+        struct ferry_listen_addr *b = f->v[i];
         if (b->inherited) {
             for (size_t k = 0; k < d->nsd_fds; k++)
                 if (d->sd_fds[k].fd == b->fds[0])
                     d->sd_fds[k].claimed = false;
             b->fds[0] = -1; /* still owned by the inherited set */
         }
-        ferry_bound_close(b, false);
+        ferry_listen_close(b, false);
     }
     free(f->v);
     f->v = NULL;
     f->n = 0;
 }
 
-static bool gen_uses(const struct ferry_gen *g, const struct ferry_bound *b, size_t *lidx)
+static bool gen_uses(const struct ferry_gen *g, const struct ferry_listen_addr *b, size_t *lidx)
 {
     for (size_t i = 0; i < g->cfg->nlisteners; i++)
         for (size_t j = 0; j < g->listeners[i].nbounds; j++)
@@ -160,7 +160,7 @@ static bool gen_uses(const struct ferry_gen *g, const struct ferry_bound *b, siz
     return false;
 }
 
-void ferry_binding_commit(struct ferry_daemon *d, struct ferry_gen *g, struct ferry_fresh *f)
+void ferry_gen_switch_to(struct ferry_daemon *d, struct ferry_gen *g, struct ferry_new_sockets *f)
 {
     for (size_t i = 0; i < f->n; i++) {
         f->v[i]->next = d->bound;
@@ -168,10 +168,10 @@ void ferry_binding_commit(struct ferry_daemon *d, struct ferry_gen *g, struct fe
     }
     /* Swap every socket's generation and the current one at once. */
     struct ferry_gen *old = NULL;
-    struct ferry_bound *removed = NULL, **pp = &d->bound;
+    struct ferry_listen_addr *removed = NULL, **pp = &d->bound;
     pthread_mutex_lock(&d->gen_ptr_lock);
     while (*pp) {
-        struct ferry_bound *b = *pp;
+        struct ferry_listen_addr *b = *pp;
         size_t lidx;
         if (gen_uses(g, b, &lidx)) {
             struct ferry_gen *prev = b->gen;
@@ -190,19 +190,19 @@ void ferry_binding_commit(struct ferry_daemon *d, struct ferry_gen *g, struct fe
     d->gen = g;
     pthread_mutex_unlock(&d->gen_ptr_lock);
 
-    for (struct ferry_bound *b = d->bound; b; b = b->next) {
+    for (struct ferry_listen_addr *b = d->bound; b; b = b->next) {
         if (b->prev_gen)
             ferry_gen_unref(b->prev_gen);
         b->prev_gen = NULL;
     }
     while (removed) {
-        struct ferry_bound *b = removed;
+        struct ferry_listen_addr *b = removed;
         removed = b->next;
         ferry_log(FERRY_LOG_INFO, "listener_closed", "bind=%s", b->addr);
-        ferry_bound_close(b, true); /* its accept tasks keep b->gen for the queue */
+        ferry_listen_close(b, true); /* its accept tasks keep b->gen for the queue */
     }
     for (size_t i = 0; i < f->n; i++)
-        ferry_bound_start(d, f->v[i]);
+        ferry_listen_start(d, f->v[i]);
     free(f->v);
     f->v = NULL;
     f->n = 0;

@@ -168,13 +168,13 @@ static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
     if (!g)
         return finish(r, -1);
     warn_restart_only(r, r->d->gen, g);
-    struct ferry_fresh fresh;
-    if (ferry_binding_prepare(r->d, g, &fresh, &r->errs) != 0) {
+    struct ferry_new_sockets fresh;
+    if (ferry_gen_switch_prepare(r->d, g, &fresh, &r->errs) != 0) {
         ferry_gen_unref(g);
         return finish(r, -1);
     }
     ferry_dnswatch_adopt(r->d->dnsw, r->d->gen, g);
-    ferry_binding_commit(r->d, g, &fresh);
+    ferry_gen_switch_to(r->d, g, &fresh);
     if (!g->cfg->global.state_file)
         reset_weights(r->d); /* set at runtime "until the next reload" (ferryctl(8) COMMANDS) */
     return finish(r, 0);

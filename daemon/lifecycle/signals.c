@@ -94,9 +94,9 @@ static void stop_accepting(struct signal_task *t, struct ac_context *cx)
               (unsigned long long)d->gen->cfg->global.drain_timeout_ms);
     /* Connections the kernel already completed are served, not reset. */
     while (d->bound) {
-        struct ferry_bound *b = d->bound;
+        struct ferry_listen_addr *b = d->bound;
         d->bound = b->next;
-        ferry_bound_close(b, true);
+        ferry_listen_close(b, true);
     }
     ac_notify_all(&d->gen->stop); /* health checks */
     t->cut_at = now + d->gen->cfg->global.drain_timeout_ms;

@@ -1,6 +1,6 @@
-/* ferryd: signals, graceful stop, watchdog and status (see lifecycle.c). */
-#ifndef FERRY_LIFECYCLE_H
-#define FERRY_LIFECYCLE_H
+/* ferryd: signals, graceful stop, watchdog and status (see signals.c). */
+#ifndef FERRY_SIGNALS_H
+#define FERRY_SIGNALS_H
 
 #include <signal.h>
 #include <stddef.h>

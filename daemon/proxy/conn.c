@@ -1,9 +1,9 @@
 /* ferryd: one proxied connection, as one task whose future is composed:
  *
- *   allow/deny
- *   -> handshake phase: PROXY header, TLS handshake or ClientHello peek, one
- *      after another under one handshake_timeout deadline (handshake.h), and
- *      the drain signal
+ *   handshake phase, under one handshake_timeout deadline (handshake.h) and
+ *      the drain signal: the PROXY header when accept_proxy, then allow/deny
+ *      and the client caps on the address it carries (or the socket's peer),
+ *      then the TLS handshake or the ClientHello peek
  *   -> route, then the upstream phase (pick, connect under connect_timeout,
  *      retries, PROXY header out, TLS to the server: upstream.h)
  *   -> the run phase: select(copy_bidi(client, server), idle timer, drain signal)

@@ -65,7 +65,7 @@ struct accept_task {
     struct ac_future base;
     struct ferry_daemon *d;
     struct ferry_worker *fw;
-    struct ferry_bound *b;
+    struct ferry_listen_addr *b;
     struct ac_listener l;
     bool listener_open;
     struct ac_notified closing;
@@ -84,7 +84,7 @@ struct accept_task {
     unsigned gen_version;           /* b->gen_version the cache was taken at */
 };
 
-static void bound_release(struct ferry_bound *b)
+static void bound_release(struct ferry_listen_addr *b)
 {
     if (atomic_fetch_sub(&b->tasks, 1) != 1)
         return;
@@ -107,7 +107,7 @@ static void bound_release(struct ferry_bound *b)
  * changed it: one atomic load per accept, the lock only after a reload. */
 static struct ferry_gen *bound_gen(struct accept_task *t, size_t *lidx)
 {
-    struct ferry_bound *b = t->b;
+    struct ferry_listen_addr *b = t->b;
     unsigned v = atomic_load_explicit(&b->gen_version, memory_order_acquire);
     if (!t->gen || v != t->gen_version) {
         pthread_mutex_lock(&t->d->gen_ptr_lock);
@@ -353,7 +353,7 @@ static const struct ac_future_vtable accept_vt = {accept_poll, accept_drop};
 
 static void accept_free(struct ac_future *f) { free(f); }
 
-int ferry_bound_start(struct ferry_daemon *d, struct ferry_bound *b)
+int ferry_listen_start(struct ferry_daemon *d, struct ferry_listen_addr *b)
 {
     for (unsigned i = 0; i < d->nworkers; i++) {
         struct accept_task *t = calloc(1, sizeof(*t));
@@ -372,16 +372,16 @@ int ferry_bound_start(struct ferry_daemon *d, struct ferry_bound *b)
     return 0;
 }
 
-void ferry_bound_close(struct ferry_bound *b, bool serve_queue)
+void ferry_listen_close(struct ferry_listen_addr *b, bool serve_queue)
 {
     b->serve_queue = serve_queue;
     ac_notify_all(&b->closing);
     bound_release(b); /* the daemon's own reference */
 }
 
-static struct ferry_bound *bound_new(const char *addr, const int *fds, unsigned nfds)
+static struct ferry_listen_addr *bound_new(const char *addr, const int *fds, unsigned nfds)
 {
-    struct ferry_bound *b = calloc(1, sizeof(*b) + nfds * sizeof(b->fds[0]));
+    struct ferry_listen_addr *b = calloc(1, sizeof(*b) + nfds * sizeof(b->fds[0]));
     if (!b)
         return NULL;
     snprintf(b->addr, sizeof(b->addr), "%s", addr);
@@ -393,12 +393,12 @@ static struct ferry_bound *bound_new(const char *addr, const int *fds, unsigned 
     return b;
 }
 
-struct ferry_bound *ferry_bound_adopt(const char *addr, int fd, const char *sd_name)
+struct ferry_listen_addr *ferry_listen_adopt(const char *addr, int fd, const char *sd_name)
 {
     /* One socket, shared by the workers, whatever reuseport says: siblings
      * bound next to it would be ours to close, and closing one socket of a
      * reuseport group resets what is queued on it. */
-    struct ferry_bound *b = bound_new(addr, &fd, 1);
+    struct ferry_listen_addr *b = bound_new(addr, &fd, 1);
     if (b) {
         b->inherited = true;
         snprintf(b->sd_name, sizeof(b->sd_name), "%s", sd_name ? sd_name : "");
@@ -451,8 +451,8 @@ static int listen_n(const struct sockaddr_storage *ss, socklen_t len, unsigned f
 /* Binds an address from the configuration. "*:P" is one dual-stack IPv6
  * socket (per worker with reuseport), or IPv4 0.0.0.0 where IPv6 is not
  * available. */
-int ferry_bound_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets,
-                     struct ferry_bound **out)
+int ferry_listen_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets,
+                     struct ferry_listen_addr **out)
 {
     unsigned n = reuseport && a->kind != FERRY_ADDR_UNIX && nsockets > 1 ? nsockets : 1;
     int *fds = calloc(n, sizeof(*fds));

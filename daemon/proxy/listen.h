@@ -1,6 +1,6 @@
-/* ferryd: listening sockets shared by the workers (see bound.c). */
-#ifndef FERRY_BOUND_H
-#define FERRY_BOUND_H
+/* ferryd: listening sockets shared by the workers (see listen.c). */
+#ifndef FERRY_LISTEN_H
+#define FERRY_LISTEN_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -16,8 +16,8 @@ struct ferry_gen;
  * listener binds it. One accept task per worker serves them: with one socket
  * (nfds 1) every task shares it; with reuseport (nfds = workers) task i
  * serves fds[i] alone. */
-struct ferry_bound {
-    struct ferry_bound *next;
+struct ferry_listen_addr {
+    struct ferry_listen_addr *next;
     char addr[256];          /* normalised address text, the key */
     bool inherited;          /* from socket activation */
     char sd_name[64];        /* its FileDescriptorName= when claimed by name */
@@ -37,14 +37,14 @@ struct ferry_bound {
  * SO_REUSEPORT sockets (a Unix path always gets one). Fails with
  * -EADDRINUSE, as a plain bind would, when anything listens on it already.
  * Returns 0 or -errno. */
-int ferry_bound_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets,
-                     struct ferry_bound **out);
+int ferry_listen_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets,
+                     struct ferry_listen_addr **out);
 /* Wraps an inherited (socket activation) descriptor. */
-struct ferry_bound *ferry_bound_adopt(const char *addr, int fd, const char *sd_name);
+struct ferry_listen_addr *ferry_listen_adopt(const char *addr, int fd, const char *sd_name);
 /* Spawns one accept task per worker. */
-int ferry_bound_start(struct ferry_daemon *d, struct ferry_bound *b);
+int ferry_listen_start(struct ferry_daemon *d, struct ferry_listen_addr *b);
 /* Stops accepting (after accepting what is queued when serve_queue) and
  * releases the daemon's reference; the last accept task closes the sockets. */
-void ferry_bound_close(struct ferry_bound *b, bool serve_queue);
+void ferry_listen_close(struct ferry_listen_addr *b, bool serve_queue);
 
 #endif

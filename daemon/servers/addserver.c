@@ -76,7 +76,7 @@ static int add_to(struct ferry_gen *g, size_t bidx, const char *name,
     return 0;
 }
 
-int ferry_daemon_add_server(struct ferry_daemon *d, const char *backend, const char *name,
+int ferry_admin_add_server(struct ferry_daemon *d, const char *backend, const char *name,
                             const struct ferry_addr *addr, unsigned weight, bool backup,
                             unsigned max_connections, char *err, size_t errlen)
 {
@@ -128,7 +128,7 @@ static int del_from(struct ferry_gen *g, size_t bidx, const char *name, char *er
     return 0;
 }
 
-int ferry_daemon_del_server(struct ferry_daemon *d, const char *backend, const char *name,
+int ferry_admin_del_server(struct ferry_daemon *d, const char *backend, const char *name,
                             char *err, size_t errlen)
 {
     struct ferry_gen *g = ferry_daemon_gen(d);

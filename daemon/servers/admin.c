@@ -87,7 +87,7 @@ static void cut_connections(struct ferry_daemon *d, const struct ferry_server_st
 
 static const char *const admin_names[] = {"ready", "drain", "maint"};
 
-int ferry_daemon_set_server_state(struct ferry_daemon *d, const char *backend,
+int ferry_admin_set_server_state(struct ferry_daemon *d, const char *backend,
                                   const char *server, enum ferry_admin_state state)
 {
     struct ferry_backend_stats *bs = NULL;
@@ -111,7 +111,7 @@ int ferry_daemon_set_server_state(struct ferry_daemon *d, const char *backend,
     return 0;
 }
 
-int ferry_daemon_set_server_weight(struct ferry_daemon *d, const char *backend,
+int ferry_admin_set_server_weight(struct ferry_daemon *d, const char *backend,
                                    const char *server, unsigned weight)
 {
     struct ferry_backend_stats *bs = NULL;
@@ -127,7 +127,7 @@ int ferry_daemon_set_server_weight(struct ferry_daemon *d, const char *backend,
     return 0;
 }
 
-int ferry_daemon_set_listener_enabled(struct ferry_daemon *d, const char *listener, bool enabled)
+int ferry_admin_set_listener_enabled(struct ferry_daemon *d, const char *listener, bool enabled)
 {
     struct ferry_gen *g = ferry_daemon_gen(d);
     struct ferry_listener_stats *ls = NULL;

@@ -58,7 +58,7 @@ bool ferry_server_fill(struct ferry_gen *g, size_t bidx, size_t sidx, const char
 {
     struct ferry_backend_rt *b = &g->backends[bidx];
     struct ferry_server_rt *s = &b->servers[sidx];
-    struct ferry_server_stats *st = ferry_stats_server(&g->d->stats, b->cfg->name, name);
+    struct ferry_server_stats *st = ferry_registry_server(&g->d->stats, b->cfg->name, name);
     if (!st) {
         ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=server");
         return false;

@@ -1,6 +1,6 @@
 /* A fake daemon for the unit tests of the control socket and the renderers.
  *
- * Generations are the production ones (gen.c, daemon.c); only what needs
+ * Generations are the production ones (gen.c, servers/admin.c); only what needs
  * real connections or listeners is faked: a worker's list of its
  * connections (worker.c; the gathering through the inboxes, conns_view.c,
  * is the real one) and the reload future of reload.c, so that render.c and
@@ -139,7 +139,7 @@ static inline void fake_init(struct fake *f, unsigned nworkers, struct ac_runtim
     d->start_ms = ac_clock_now_ms() - 5000;
     d->conn_limit_size = 500;
     pthread_mutex_init(&d->gen_ptr_lock, NULL);
-    assert_int_equal(ferry_stats_init(&d->stats, nworkers), 0);
+    assert_int_equal(ferry_registry_init(&d->stats, nworkers), 0);
     d->gen = fake_gen_build(d, fake_ini);
     if (!rt)
         return;
@@ -155,7 +155,7 @@ static inline void fake_init(struct fake *f, unsigned nworkers, struct ac_runtim
 static inline void fake_destroy(struct fake *f)
 {
     ferry_gen_unref(f->d.gen);
-    ferry_stats_destroy(&f->d.stats);
+    ferry_registry_destroy(&f->d.stats);
     free(f->d.workers);
     pthread_mutex_destroy(&f->d.gen_ptr_lock);
     free(f->d.config_path);

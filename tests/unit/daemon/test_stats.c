@@ -13,55 +13,55 @@
 static void test_init_rejects_zero_workers(void **state)
 {
     (void)state;
-    struct ferry_stats_registry r;
-    assert_int_equal(ferry_stats_init(&r, 0), -EINVAL);
-    ferry_stats_destroy(&r); /* harmless after a failed init */
+    struct ferry_registry r;
+    assert_int_equal(ferry_registry_init(&r, 0), -EINVAL);
+    ferry_registry_destroy(&r); /* harmless after a failed init */
 }
 
 static void test_find_or_create(void **state)
 {
     (void)state;
-    struct ferry_stats_registry r;
-    assert_int_equal(ferry_stats_init(&r, 3), 0);
-    struct ferry_listener_stats *web = ferry_stats_listener(&r, "web");
-    struct ferry_listener_stats *api = ferry_stats_listener(&r, "api");
+    struct ferry_registry r;
+    assert_int_equal(ferry_registry_init(&r, 3), 0);
+    struct ferry_listener_stats *web = ferry_registry_listener(&r, "web");
+    struct ferry_listener_stats *api = ferry_registry_listener(&r, "api");
     assert_non_null(web);
     assert_non_null(api);
     assert_ptr_not_equal(web, api);
-    assert_ptr_equal(ferry_stats_listener(&r, "web"), web);
+    assert_ptr_equal(ferry_registry_listener(&r, "web"), web);
     assert_string_equal(web->name, "web");
 
-    struct ferry_backend_stats *b = ferry_stats_backend(&r, "web"); /* own namespace */
+    struct ferry_backend_stats *b = ferry_registry_backend(&r, "web"); /* own namespace */
     assert_non_null(b);
-    assert_ptr_equal(ferry_stats_backend(&r, "web"), b);
-    assert_ptr_not_equal(ferry_stats_backend(&r, "db"), b);
+    assert_ptr_equal(ferry_registry_backend(&r, "web"), b);
+    assert_ptr_not_equal(ferry_registry_backend(&r, "db"), b);
 
     /* Servers are keyed by backend and name together. */
-    struct ferry_server_stats *s1 = ferry_stats_server(&r, "app", "s1");
-    struct ferry_server_stats *s1b = ferry_stats_server(&r, "db", "s1");
+    struct ferry_server_stats *s1 = ferry_registry_server(&r, "app", "s1");
+    struct ferry_server_stats *s1b = ferry_registry_server(&r, "db", "s1");
     assert_non_null(s1);
     assert_non_null(s1b);
     assert_ptr_not_equal(s1, s1b);
-    assert_ptr_equal(ferry_stats_server(&r, "app", "s1"), s1);
+    assert_ptr_equal(ferry_registry_server(&r, "app", "s1"), s1);
     assert_string_equal(s1b->backend, "db");
     assert_string_equal(s1b->name, "s1");
 
     /* A counter survives a second lookup (a reload keeps totals). */
     ferry_ctr_add(&web->w[1].total, 7);
     struct ferry_listener_totals t;
-    ferry_listener_stats_sum(&r, ferry_stats_listener(&r, "web"), &t);
+    ferry_listener_stats_sum(&r, ferry_registry_listener(&r, "web"), &t);
     assert_int_equal(t.total, 7);
-    ferry_stats_destroy(&r);
+    ferry_registry_destroy(&r);
 }
 
 static void test_slots_are_cache_line_aligned(void **state)
 {
     (void)state;
-    struct ferry_stats_registry r;
-    assert_int_equal(ferry_stats_init(&r, 4), 0);
-    struct ferry_listener_stats *l = ferry_stats_listener(&r, "l");
-    struct ferry_backend_stats *b = ferry_stats_backend(&r, "b");
-    struct ferry_server_stats *s = ferry_stats_server(&r, "b", "s");
+    struct ferry_registry r;
+    assert_int_equal(ferry_registry_init(&r, 4), 0);
+    struct ferry_listener_stats *l = ferry_registry_listener(&r, "l");
+    struct ferry_backend_stats *b = ferry_registry_backend(&r, "b");
+    struct ferry_server_stats *s = ferry_registry_server(&r, "b", "s");
     assert_int_equal((uintptr_t)l->w % 64, 0);
     assert_int_equal((uintptr_t)b->w % 64, 0);
     assert_int_equal((uintptr_t)s->w % 64, 0);
@@ -72,17 +72,17 @@ static void test_slots_are_cache_line_aligned(void **state)
         assert_int_equal(ferry_ctr_get(&l->w[i].total), 0);
         assert_int_equal(ferry_ctr_get(&s->w[i].bytes_out), 0);
     }
-    ferry_stats_destroy(&r);
+    ferry_registry_destroy(&r);
 }
 
 static void test_sums_across_workers(void **state)
 {
     (void)state;
-    struct ferry_stats_registry r;
-    assert_int_equal(ferry_stats_init(&r, 4), 0);
-    struct ferry_listener_stats *l = ferry_stats_listener(&r, "web");
-    struct ferry_backend_stats *b = ferry_stats_backend(&r, "app");
-    struct ferry_server_stats *s = ferry_stats_server(&r, "app", "a1");
+    struct ferry_registry r;
+    assert_int_equal(ferry_registry_init(&r, 4), 0);
+    struct ferry_listener_stats *l = ferry_registry_listener(&r, "web");
+    struct ferry_backend_stats *b = ferry_registry_backend(&r, "app");
+    struct ferry_server_stats *s = ferry_registry_server(&r, "app", "a1");
     for (unsigned i = 0; i < 4; i++) {
         ferry_ctr_add(&l->w[i].active, i + 1);
         ferry_ctr_add(&l->w[i].total, 10 * (i + 1));
@@ -123,7 +123,7 @@ static void test_sums_across_workers(void **state)
     assert_int_equal(st.connect_errors, 6);
     assert_int_equal(st.bytes_in, 28);
     assert_int_equal(st.bytes_out, 36);
-    ferry_stats_destroy(&r);
+    ferry_registry_destroy(&r);
 }
 
 struct writer {
@@ -145,9 +145,9 @@ static void *write_slot(void *arg)
 static void test_concurrent_writers(void **state)
 {
     (void)state;
-    struct ferry_stats_registry r;
-    assert_int_equal(ferry_stats_init(&r, 4), 0);
-    struct ferry_server_stats *s = ferry_stats_server(&r, "b", "s");
+    struct ferry_registry r;
+    assert_int_equal(ferry_registry_init(&r, 4), 0);
+    struct ferry_server_stats *s = ferry_registry_server(&r, "b", "s");
     pthread_t th[4];
     struct writer w[4];
     for (unsigned i = 0; i < 4; i++) {
@@ -160,15 +160,15 @@ static void test_concurrent_writers(void **state)
     ferry_server_stats_sum(&r, s, &t);
     assert_int_equal(t.total, 800000);
     assert_int_equal(t.bytes_in, 2400000);
-    ferry_stats_destroy(&r);
+    ferry_registry_destroy(&r);
 }
 
 static void test_server_state_name(void **state)
 {
     (void)state;
-    struct ferry_stats_registry r;
-    assert_int_equal(ferry_stats_init(&r, 1), 0);
-    struct ferry_server_stats *s = ferry_stats_server(&r, "b", "s");
+    struct ferry_registry r;
+    assert_int_equal(ferry_registry_init(&r, 1), 0);
+    struct ferry_server_stats *s = ferry_registry_server(&r, "b", "s");
     assert_string_equal(ferry_server_state_name(s), "up"); /* servers start up */
     atomic_store(&s->state, FERRY_SERVER_DOWN);
     assert_string_equal(ferry_server_state_name(s), "down");
@@ -178,7 +178,7 @@ static void test_server_state_name(void **state)
     assert_string_equal(ferry_server_state_name(s), "disabled");
     atomic_store(&s->disabled, false);
     assert_string_equal(ferry_server_state_name(s), "up");
-    ferry_stats_destroy(&r);
+    ferry_registry_destroy(&r);
 }
 
 int main(void)
