@@ -104,7 +104,7 @@ struct ferry_cidr {
 };
 
 /* tls_acme = ACME NAME [NAME...]: one certificate for these names from the
- * [acme ACME] account (SPEC 2, [acme NAME]). */
+ * [acme ACME] account (ferry.ini(5), [acme NAME]). */
 struct ferry_tls_acme {
     char acme[FERRY_NAME_MAX];
     int acme_index;             /* resolved reference into config->acmes */

@@ -1,4 +1,4 @@
-/* include = GLOB (SPEC.md 2): the files a configuration includes, and the
+/* include = GLOB (ferry.ini(5)): the files a configuration includes, and the
  * map from a configuration line back to its file.
  *
  * The main file is read first; then each include line's matches, sorted

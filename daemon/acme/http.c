@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "tls_ctx.h"
+#include "tls/tls_ctx.h"
 
 enum { H_CONNECT, H_HANDSHAKE, H_WRITE, H_READ, H_DONE };
 

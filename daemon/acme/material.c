@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tls_ctx.h"
+#include "tls/tls_ctx.h"
 
 void ferry_acme_material_free(struct ferry_acme_material *m)
 {

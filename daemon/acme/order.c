@@ -42,7 +42,7 @@
 #include "asynccore/blocking.h"
 #include "asynccore/runtime.h"
 #include "asynccore/timer.h"
-#include "log.h"
+#include "log/log.h"
 
 #define RETRY_MAX_MS (3600u * 1000u)
 #define PEER_POLL_MS 1000          /* waiting for another instance's order */

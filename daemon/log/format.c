@@ -88,7 +88,7 @@ static bool logfmt_plain(const char *s, size_t n)
     return true;
 }
 
-/* The escape of one byte inside logfmt quotes (SPEC 5: \" \\ \n \t \xHH). */
+/* The escape of one byte inside logfmt quotes (ferryd(8) LOGS: \" \\ \n \t \xHH). */
 static size_t logfmt_escape(unsigned char ch, char e[4])
 {
     if (ch == '"' || ch == '\\') {
