@@ -51,7 +51,8 @@ struct ac_task {
 };
 
 /* Allocates a task holding the owner's and the queue's references, state
- * SCHEDULED. Returns NULL on allocation failure. */
+ * SCHEDULED, from w's task cache when called on w's thread. Returns NULL on
+ * allocation failure. */
 struct ac_task *ac__task_new(struct ac_worker *w, struct ac_future *f, ac_dealloc_fn dealloc);
 /* Polls a task popped from a run queue (consumes the queue reference). */
 void ac__task_run(struct ac_task *t);
@@ -61,6 +62,30 @@ void ac__task_complete(struct ac_task *t);
 void ac__task_release(struct ac_task *t);
 /* A new waker reference for t (tests and internal callers). */
 struct ac_waker ac__task_waker(struct ac_task *t);
+
+/* ---- the worker's task cache (task_cache.c) ----
+ *
+ * Freed tasks of a worker are kept on a free list of that worker (at most
+ * AC__TASK_CACHE_MAX) and reused by the next spawn on it, so a short
+ * connection's task costs no malloc/free pair. Only the worker's own thread
+ * touches the list: a task whose last reference goes on another thread (a
+ * waker dropped by a pool thread or another worker) is freed with free(),
+ * and a spawn from another thread mallocs. No lock, no atomic. */
+#define AC__TASK_CACHE_MAX 256u
+
+struct ac__task_cache {
+    struct ac__task_slot *head;
+    unsigned n;
+};
+
+/* A task's memory from w's cache if on w's thread and the cache has one,
+ * else from malloc. NULL on allocation failure. */
+struct ac_task *ac__task_cache_get(struct ac_worker *w);
+/* Gives a dead task's memory back: to its worker's cache on that worker's
+ * thread while there is room, else free(). */
+void ac__task_cache_put(struct ac_worker *w, struct ac_task *t);
+/* Frees every cached task (worker teardown). */
+void ac__task_cache_clear(struct ac__task_cache *c);
 
 /* ---- the reactor's waker map (reactor.c) ---- */
 struct ac__reg {
@@ -115,6 +140,7 @@ struct ac_worker {
     void *data;
     unsigned char *scratch;
     struct ac_pipe_pool pipes; /* idle pipes for splice (asynccore/splice.h) */
+    struct ac__task_cache tasks; /* freed tasks for reuse (worker thread) */
     pthread_t thread;
     int loop_rc;
     struct ac__poll_event events[AC__EVENTS_MAX];

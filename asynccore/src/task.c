@@ -31,9 +31,9 @@ static struct ac_task *task_of(const void *data)
 
 struct ac_task *ac__task_new(struct ac_worker *w, struct ac_future *f, ac_dealloc_fn dealloc)
 {
-    /* malloc, not calloc: glibc's calloc bypasses the thread cache (tcache)
-     * and costs a trip through the arena per connection. */
-    struct ac_task *t = malloc(sizeof(*t));
+    /* The worker's cache, else malloc (not calloc: glibc's calloc bypasses
+     * the thread cache and costs a trip through the arena). */
+    struct ac_task *t = ac__task_cache_get(w);
     if (t == NULL)
         return NULL;
     *t = (struct ac_task){.magic = AC__TASK_MAGIC, .worker = w, .fut = f, .dealloc = dealloc};
@@ -50,7 +50,7 @@ void ac__task_release(struct ac_task *t)
         /* The owner's reference goes only at completion: the future is gone. */
         assert(prev & AC__TASK_COMPLETE);
         t->magic = AC__DEAD_MAGIC;
-        free(t);
+        ac__task_cache_put(t->worker, t);
     }
 }
 

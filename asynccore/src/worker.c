@@ -293,6 +293,7 @@ void ac__worker_free(struct ac_worker *w)
     ac__reactor_destroy(&w->reactor);
     AC__POLLER(free)(w->poller);
     ac_pipe_pool_clear(&w->pipes);
+    ac__task_cache_clear(&w->tasks);
     free(w->scratch);
     w->magic = AC__DEAD_MAGIC;
     free(w);

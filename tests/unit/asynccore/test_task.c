@@ -161,6 +161,75 @@ static void test_clone_outlives_task(void **state)
     ac_runtime_free(rt);
 }
 
+/* ---- the worker's task cache ---- */
+
+struct spawner {
+    struct ac_future base;
+    int n;
+};
+
+static ac_poll_t spawner_poll(struct ac_future *f, struct ac_context *cx)
+{
+    struct spawner *s = (struct spawner *)f;
+    for (int i = 0; i < s->n; i++)
+        assert_int_equal(ac_spawn(cx->worker, &probe_new(1, NULL, NULL)->base, probe_dealloc), 0);
+    return AC_READY;
+}
+
+static const struct ac_future_vtable spawner_vt = {spawner_poll, NULL};
+
+static void *drop_waker_main(void *arg)
+{
+    ac_waker_drop(arg);
+    return NULL;
+}
+
+/* Tasks that die on their worker's thread go to its cache and the next
+ * spawns on that thread take them from there; a task whose last reference
+ * goes on another thread is freed there, never cached; the cache is bounded
+ * and freed with the worker (ASan: no leak, no double free). */
+static void test_task_cache(void **state)
+{
+    (void)state;
+    struct ac_runtime *rt = rt_new(1);
+    struct ac_worker *w = ac_runtime_worker(rt, 0);
+    for (int i = 0; i < 8; i++) /* from outside: malloc'd */
+        assert_int_equal(ac_spawn(w, &probe_new(1, NULL, NULL)->base, probe_dealloc), 0);
+    assert_int_equal(w->tasks.n, 0);
+    run_for(w, 10);
+    assert_int_equal(ac_worker_task_count(w), 0);
+    assert_int_equal(w->tasks.n, 8);
+
+    /* Eight spawns on the worker's thread reuse the eight; the spawner's
+     * own task (malloc'd) joins them when it completes. */
+    struct spawner sp = {{&spawner_vt}, 8};
+    assert_int_equal(ac_spawn(w, &sp.base, NULL), 0);
+    run_for(w, 10);
+    assert_int_equal(ac_worker_task_count(w), 0);
+    assert_int_equal(w->tasks.n, 9);
+
+    /* The last reference dropped on another thread: freed, not cached. */
+    struct probe *p = probe_new(2, NULL, NULL);
+    p->self_wakes = 1;
+    assert_int_equal(ac_spawn(w, &p->base, probe_dealloc), 0);
+    struct ac_waker keep = ac__task_waker(atomic_load(&w->inbox));
+    run_for(w, 10);
+    assert_int_equal(ac_worker_task_count(w), 0);
+    assert_int_equal(w->tasks.n, 9);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, drop_waker_main, &keep), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(w->tasks.n, 9);
+
+    /* Bounded. */
+    for (int i = 0; i < (int)AC__TASK_CACHE_MAX + 50; i++)
+        assert_int_equal(ac_spawn(w, &probe_new(1, NULL, NULL)->base, probe_dealloc), 0);
+    run_for(w, 20);
+    assert_int_equal(ac_worker_task_count(w), 0);
+    assert_int_equal(w->tasks.n, AC__TASK_CACHE_MAX);
+    ac_runtime_free(rt);
+}
+
 /* Many clones: dropped, woken by value and by reference, all balanced. */
 struct cloner {
     struct ac_future base;
@@ -479,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_coop_budget_yields),
         cmocka_unit_test(test_noop_waker),
         cmocka_unit_test(test_spawn_invalid),
+        cmocka_unit_test(test_task_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
