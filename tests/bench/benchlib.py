@@ -16,8 +16,11 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ports import free_port  # noqa: E402,F401  (tests/ports.py: one port picker)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
@@ -28,12 +31,6 @@ REQ_CLOSE = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
 # ---------------------------------------------------------------- processes
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_port(port, timeout=10, proc=None):
     """Waits until something accepts on port (or proc, if given, exits)."""

@@ -6,7 +6,6 @@ Every wait is bounded; every process started is stopped in cleanup.
 import hashlib
 import json
 import os
-import random
 import re
 import signal
 import socket
@@ -21,29 +20,8 @@ FERRYD = os.environ.get("FERRYD", "build/daemon/ferryd")
 FERRYCTL = os.environ.get("FERRYCTL", "build/daemon/ferryctl")
 
 
-_PORTS_GIVEN = set()
-
-
-def free_port():
-    """A port nothing listens on, taken below the kernel's ephemeral range
-    (ip_local_port_range starts at 32768): a port the kernel handed out could
-    become some connection's source port before the test binds it, which then
-    fails with EADDRINUSE (seen on 127.0.0.2 under load)."""
-    rng = random.Random(os.getpid() ^ time.monotonic_ns())
-    for _ in range(500):
-        port = rng.randrange(20000, 32000)
-        if port in _PORTS_GIVEN:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _PORTS_GIVEN.add(port)
-        return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ports import free_port  # noqa: E402,F401  (tests/ports.py: one port picker)
 
 
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):

@@ -11,6 +11,8 @@ import sys
 import tempfile
 import threading
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ports import free_port  # noqa: E402,F401  (tests/ports.py: one port picker)
 
 SKIP = 77
 
@@ -37,12 +39,6 @@ def ferryctl_path():
     if not path or not os.access(path, os.X_OK):
         fail(f"FERRYCTL={path!r} is not an executable; run through meson test")
     return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(pred, timeout=10.0, what="condition", interval=0.02):
