@@ -1,5 +1,4 @@
-/* ferryd: what other threads ask of a worker, through its inbox: its drain
- * signal set, its connections listed (for conns_view.c). */
+/* ferryd: a worker's connections, totalled and listed (for conns_view.c). */
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -7,34 +6,6 @@
 #include "asynccore/runtime.h"
 #include "daemon.h"
 #include "worker.h"
-
-/* ---- the drain signal, set through the worker's inbox ---- */
-
-struct cut_msg {
-    struct ac_future base;
-    struct ferry_worker *fw;
-};
-
-static ac_poll_t cut_poll(struct ac_future *f, struct ac_context *cx)
-{
-    (void)cx;
-    ac_local_notify_all(&((struct cut_msg *)f)->fw->drain);
-    return AC_READY;
-}
-
-static void cut_drop(struct ac_future *f) { (void)f; }
-static void cut_free(struct ac_future *f) { free(f); }
-static const struct ac_future_vtable cut_vt = {cut_poll, cut_drop};
-
-int ferry_worker_cut(struct ferry_worker *fw)
-{
-    struct cut_msg *m = calloc(1, sizeof(*m));
-    if (!m)
-        return -ENOMEM;
-    m->base.vt = &cut_vt;
-    m->fw = fw;
-    return ac_spawn(fw->w, &m->base, cut_free);
-}
 
 void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t *total)
 {

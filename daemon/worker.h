@@ -10,6 +10,7 @@
 #define FERRY_WORKER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,16 @@ struct ferry_worker {
     _Atomic uint64_t alive_ms;    /* last heartbeat of this loop (watchdog) */
     struct ferry_pressure pressure; /* local resources ran out: accepting pauses */
 };
+
+/* Work asked of a worker by another thread: fn runs once on fw's own thread
+ * (a small task through its inbox). done, when not NULL, runs exactly once
+ * afterwards with ran = true, or with ran = false when fn never ran (no
+ * memory, the runtime stopping with the message still queued), so whatever
+ * arg holds is released either way. */
+typedef void (*ferry_worker_fn)(struct ferry_worker *fw, void *arg);
+typedef void (*ferry_worker_done_fn)(struct ferry_worker *fw, void *arg, bool ran);
+int ferry_worker_run(struct ferry_worker *fw, ferry_worker_fn fn, void *arg,
+                     ferry_worker_done_fn done);
 
 /* Sets fw's drain signal from any thread: a message through its inbox (the
  * signal itself is the worker's own, lock-free). Returns 0 or -errno. */

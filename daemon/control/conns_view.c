@@ -97,51 +97,27 @@ static void gather_answer(struct ferry_conns_gather *g, unsigned i, enum answer_
     gather_release(g);
 }
 
-/* ---- the task on each worker ---- */
+/* ---- the question on each worker ---- */
 
-struct ask_task {
-    struct ac_future base;
-    struct ferry_conns_gather *g; /* NULL once answered */
-    struct ferry_worker *fw;
-};
-
-static ac_poll_t ask_poll(struct ac_future *f, struct ac_context *cx)
+static void ask_on_worker(struct ferry_worker *fw, void *g)
 {
-    struct ask_task *t = (struct ask_task *)f;
-    (void)cx;
     struct ferry_conn_snapshot *conns = NULL;
     size_t n = 0;
-    int rc = ferry_worker_conns(t->fw, &conns, &n); /* on t->fw's own thread */
-    gather_answer(t->g, t->fw->index, rc == 0 ? ANSWER_GIVEN : ANSWER_FAILED, conns, n);
-    t->g = NULL;
-    return AC_READY;
+    int rc = ferry_worker_conns(fw, &conns, &n); /* on fw's own thread */
+    gather_answer(g, fw->index, rc == 0 ? ANSWER_GIVEN : ANSWER_FAILED, conns, n);
 }
 
-/* Dropped without having run (the spawn failed, or the runtime is freed
- * with the task still in a stopped worker's inbox): "no answer". */
-static void ask_drop(struct ac_future *f)
+/* Never ran (no memory, or the runtime is freed with the question still in
+ * a stopped worker's inbox): "no answer". */
+static void ask_done(struct ferry_worker *fw, void *g, bool ran)
 {
-    struct ask_task *t = (struct ask_task *)f;
-    if (t->g)
-        gather_answer(t->g, t->fw->index, ANSWER_NONE, NULL, 0);
-    t->g = NULL;
+    if (!ran)
+        gather_answer(g, fw->index, ANSWER_NONE, NULL, 0);
 }
-
-static const struct ac_future_vtable ask_vt = {ask_poll, ask_drop};
-
-static void ask_free(struct ac_future *f) { free(f); }
 
 static void ask_worker(struct ferry_conns_gather *g, struct ferry_worker *fw)
 {
-    struct ask_task *t = calloc(1, sizeof(*t));
-    if (!t) {
-        gather_answer(g, fw->index, ANSWER_FAILED, NULL, 0);
-        return;
-    }
-    t->base.vt = &ask_vt;
-    t->g = g;
-    t->fw = fw;
-    (void)ac_spawn(fw->w, &t->base, ask_free); /* on failure its drop answers */
+    (void)ferry_worker_run(fw, ask_on_worker, g, ask_done);
 }
 
 /* ---- the view ---- */

@@ -47,40 +47,17 @@ static struct ferry_server_stats *find_server(struct ferry_daemon *d, const char
 
 /* ---- cutting a server's connections, on each worker ---- */
 
-struct cut_task {
-    struct ac_future base;
-    struct ferry_worker *fw;
-    const struct ferry_server_stats *s;
-};
-
-static ac_poll_t cut_poll(struct ac_future *f, struct ac_context *cx)
+static void cut_on_worker(struct ferry_worker *fw, void *s)
 {
-    struct cut_task *t = (struct cut_task *)f;
-    (void)cx;
-    ferry_conn_wake_server(t->fw, t->s);
-    return AC_READY;
+    ferry_conn_wake_server(fw, s);
 }
-
-static void cut_drop(struct ac_future *f) { (void)f; }
-
-static const struct ac_future_vtable cut_vt = {cut_poll, cut_drop};
-
-static void task_free(struct ac_future *f) { free(f); }
 
 static void cut_connections(struct ferry_daemon *d, const struct ferry_server_stats *s)
 {
-    for (unsigned i = 0; i < d->nworkers; i++) {
-        struct cut_task *t = calloc(1, sizeof(*t));
-        if (!t) {
+    for (unsigned i = 0; i < d->nworkers; i++)
+        if (ferry_worker_run(&d->workers[i], cut_on_worker, (void *)s, NULL) == -ENOMEM)
             ferry_log(FERRY_LOG_ERROR, "cut_failed", "server=%s/%s error=%s",
                       s->backend, s->name, strerror(ENOMEM));
-            continue;
-        }
-        t->base.vt = &cut_vt;
-        t->fw = &d->workers[i];
-        t->s = s;
-        ac_spawn(d->workers[i].w, &t->base, task_free); /* frees t on failure */
-    }
 }
 
 /* ---- the commands ---- */

@@ -1,4 +1,5 @@
 /* ferryd: publishing a server's address to every worker's view (see view.h). */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -6,17 +7,13 @@
 #include "daemon.h"
 #include "log/log.h"
 #include "servers/view.h"
+#include "worker.h"
 
 struct view_set {
     _Atomic unsigned refs;
     struct ferry_gen *g;
     size_t bidx, sidx;
     struct ferry_view_server v;
-};
-
-struct view_task {
-    struct ac_future base;
-    struct view_set *vs;
 };
 
 static void write_view(struct ferry_gen *g, unsigned worker, size_t bidx, size_t sidx,
@@ -36,24 +33,19 @@ static void view_set_unref(struct view_set *vs)
     }
 }
 
-static ac_poll_t view_task_poll(struct ac_future *f, struct ac_context *cx)
+/* On each worker: its own view of the server. */
+static void view_on_worker(struct ferry_worker *fw, void *arg)
 {
-    struct view_task *t = (struct view_task *)f;
-    write_view(t->vs->g, ac_worker_index(cx->worker), t->vs->bidx, t->vs->sidx, &t->vs->v);
-    return AC_READY;
+    struct view_set *vs = arg;
+    write_view(vs->g, fw->index, vs->bidx, vs->sidx, &vs->v);
 }
 
-static void view_task_drop(struct ac_future *f)
+static void view_done(struct ferry_worker *fw, void *arg, bool ran)
 {
-    struct view_task *t = (struct view_task *)f;
-    if (t->vs)
-        view_set_unref(t->vs);
-    t->vs = NULL;
+    (void)fw;
+    (void)ran;
+    view_set_unref(arg);
 }
-
-static void view_task_free(struct ac_future *f) { free(f); }
-
-static const struct ac_future_vtable view_task_vt = {view_task_poll, view_task_drop};
 
 void ferry_view_publish(struct ferry_gen *g, size_t bidx, size_t sidx,
                         const struct ferry_view_server *v, bool live)
@@ -75,15 +67,9 @@ void ferry_view_publish(struct ferry_gen *g, size_t bidx, size_t sidx,
     vs->sidx = sidx;
     vs->v = *v;
     for (unsigned i = 0; i < d->nworkers; i++) {
-        struct view_task *t = calloc(1, sizeof(*t));
-        if (!t) {
-            ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=server_update");
-            continue;
-        }
-        t->base.vt = &view_task_vt;
         atomic_fetch_add(&vs->refs, 1);
-        t->vs = vs;
-        ac_spawn(ac_runtime_worker(d->rt, i), &t->base, view_task_free); /* drops on failure */
+        if (ferry_worker_run(&d->workers[i], view_on_worker, vs, view_done) == -ENOMEM)
+            ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=server_update");
     }
     view_set_unref(vs);
 }
