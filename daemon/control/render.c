@@ -185,6 +185,97 @@ static const char *bind_text(const struct ferry_listener_rt *l, size_t i)
     return l->nbounds ? l->bound_addrs[i] : l->cfg->binds[i].text;
 }
 
+/* ---- the counters ---- */
+
+/* Each counter written once: its name in `show stats` (JSON key and text
+ * column; NULL: only in the metrics), its Prometheus name, type and help, and
+ * where it sits in the summed totals. show stats (text and JSON) and show
+ * metrics all walk these tables. */
+struct metric {
+    const char *key;
+    const char *name, *type, *help;
+    size_t off; /* of the uint64_t in the totals struct */
+};
+
+static const struct metric listener_metrics[] = {
+    {"active", "ferry_listener_connections_active", "gauge", "Client connections open now.",
+     offsetof(struct ferry_listener_totals, active)},
+    {"total", "ferry_listener_connections_total", "counter", "Client connections accepted.",
+     offsetof(struct ferry_listener_totals, total)},
+    {"rejected", "ferry_listener_rejected_total", "counter",
+     "Client connections refused before reaching a server: allow/deny, limits, a bad PROXY "
+     "header or ClientHello (end=rejected), or a failed TLS handshake (end=handshake_failed).",
+     offsetof(struct ferry_listener_totals, rejected)},
+    {"bytes_in", "ferry_listener_bytes_in_total", "counter", "Bytes read from clients.",
+     offsetof(struct ferry_listener_totals, bytes_in)},
+    {"bytes_out", "ferry_listener_bytes_out_total", "counter", "Bytes written to clients.",
+     offsetof(struct ferry_listener_totals, bytes_out)},
+    {"handshake_errors", "ferry_listener_handshake_errors_total", "counter",
+     "TLS handshakes that failed or timed out on a terminating listener (end=handshake_failed); "
+     "a bad PROXY header or ClientHello counts as rejected, not here.",
+     offsetof(struct ferry_listener_totals, handshake_errors)},
+};
+
+static const struct metric backend_metrics[] = {
+    {"active", "ferry_backend_connections_active", "gauge", "Connections to the backend's servers open now.",
+     offsetof(struct ferry_backend_totals, active)},
+    {"total", "ferry_backend_connections_total", "counter", "Connections forwarded to the backend.",
+     offsetof(struct ferry_backend_totals, total)},
+    {"queue", "ferry_backend_queue", "gauge",
+     "Connections waiting now for a server slot (every eligible server at max_connections).",
+     offsetof(struct ferry_backend_totals, queue)},
+};
+
+static const struct metric server_metrics[] = {
+    {"active", "ferry_server_connections_active", "gauge", "Connections to the server open now.",
+     offsetof(struct ferry_server_totals, active)},
+    {"total", "ferry_server_connections_total", "counter", "Connections established to the server.",
+     offsetof(struct ferry_server_totals, total)},
+    {"connect_errors", "ferry_server_connect_errors_total", "counter", "Failed connect attempts to the server.",
+     offsetof(struct ferry_server_totals, connect_errors)},
+    {"bytes_in", "ferry_server_bytes_in_total", "counter", "Bytes read from the server.",
+     offsetof(struct ferry_server_totals, bytes_in)},
+    {"bytes_out", "ferry_server_bytes_out_total", "counter", "Bytes written to the server.",
+     offsetof(struct ferry_server_totals, bytes_out)},
+    {NULL, "ferry_server_check_failures_total", "counter", "Failed health checks of the server.",
+     offsetof(struct ferry_server_totals, check_failures)},
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static uint64_t field(const void *totals, size_t off)
+{
+    uint64_t v;
+    memcpy(&v, (const char *)totals + off, sizeof(v));
+    return v;
+}
+
+/* `, "key": N` for each counter of the table shown in show stats. */
+static void json_counters(struct ferry_buf *out, const struct metric *m, size_t n,
+                          const void *totals)
+{
+    for (size_t i = 0; i < n; i++)
+        if (m[i].key)
+            ferry_buf_printf(out, ", \"%s\": %llu", m[i].key,
+                             (unsigned long long)field(totals, m[i].off));
+}
+
+/* The text table's headings, or one row's cells (totals NULL: "-"), for the
+ * counters of the table shown in show stats. */
+static void text_counter_heads(struct table *t, const struct metric *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (m[i].key)
+            table_cell(t, "%s", m[i].key);
+}
+
+static void text_counters(struct table *t, const struct metric *m, size_t n, const void *totals)
+{
+    for (size_t i = 0; i < n; i++)
+        if (m[i].key)
+            table_cell(t, "%llu", (unsigned long long)field(totals, m[i].off));
+}
+
 static void json_listener(struct ferry_daemon *d, const struct ferry_listener_rt *l,
                           struct ferry_buf *out)
 {
@@ -198,14 +289,9 @@ static void json_listener(struct ferry_daemon *d, const struct ferry_listener_rt
         ferry_buf_puts(out, i ? ", " : "");
         ferry_buf_json_str(out, bind_text(l, i));
     }
-    ferry_buf_printf(out,
-                     "], \"tls\": %s, \"active\": %llu, \"total\": %llu, \"rejected\": %llu, "
-                     "\"bytes_in\": %llu, \"bytes_out\": %llu, \"handshake_errors\": %llu, "
-                     "\"accepting\": %s",
-                     l->cfg->tls ? "true" : "false", (unsigned long long)t.active,
-                     (unsigned long long)t.total, (unsigned long long)t.rejected,
-                     (unsigned long long)t.bytes_in, (unsigned long long)t.bytes_out,
-                     (unsigned long long)t.handshake_errors, accepting(d, l) ? "true" : "false");
+    ferry_buf_printf(out, "], \"tls\": %s", l->cfg->tls ? "true" : "false");
+    json_counters(out, listener_metrics, NELEM(listener_metrics), &t);
+    ferry_buf_printf(out, ", \"accepting\": %s", accepting(d, l) ? "true" : "false");
     ferry_buf_puts(out, ", \"rejected_by\": {");
     for (int k = 0; k < FERRY_REJECT_NREASONS; k++)
         ferry_buf_printf(out, "%s\"%s\": %llu", k ? ", " : "", ferry_reject_reason_name(k),
@@ -230,14 +316,9 @@ static void json_server(struct ferry_daemon *d, const struct ferry_server_rt *s,
     ferry_buf_puts(out, ", \"check\": ");
     ferry_buf_json_str(out, s->stats ? ferry_server_check_text(s->stats, check, sizeof(check)) : "-");
     ferry_buf_printf(out, ", \"max_connections\": %u", s->cfg->max_connections);
-    ferry_buf_printf(out,
-                     ", \"active\": %llu, \"total\": %llu, \"connect_errors\": %llu, "
-                     "\"bytes_in\": %llu, \"bytes_out\": %llu, \"weight\": %u, \"backup\": %s, "
-                     "\"last_change_s\": %llu}",
-                     (unsigned long long)t.active, (unsigned long long)t.total,
-                     (unsigned long long)t.connect_errors, (unsigned long long)t.bytes_in,
-                     (unsigned long long)t.bytes_out, server_weight(s),
-                     s->cfg->backup ? "true" : "false", last_change_s(s));
+    json_counters(out, server_metrics, NELEM(server_metrics), &t);
+    ferry_buf_printf(out, ", \"weight\": %u, \"backup\": %s, \"last_change_s\": %llu}",
+                     server_weight(s), s->cfg->backup ? "true" : "false", last_change_s(s));
 }
 
 static void json_backend(struct ferry_daemon *d, const struct ferry_backend_rt *b,
@@ -248,10 +329,9 @@ static void json_backend(struct ferry_daemon *d, const struct ferry_backend_rt *
         ferry_backend_stats_sum(&d->stats, b->stats, &t);
     ferry_buf_puts(out, "{\"name\": ");
     ferry_buf_json_str(out, b->cfg->name);
-    ferry_buf_printf(out, ", \"balance\": \"%s\", \"active\": %llu, \"total\": %llu, "
-                     "\"queue\": %llu, \"servers\": [",
-                     balance_name(b->cfg->balance), (unsigned long long)t.active,
-                     (unsigned long long)t.total, (unsigned long long)t.queue);
+    ferry_buf_printf(out, ", \"balance\": \"%s\"", balance_name(b->cfg->balance));
+    json_counters(out, backend_metrics, NELEM(backend_metrics), &t);
+    ferry_buf_puts(out, ", \"servers\": [");
     bool first = true;
     for (size_t i = 0; i < b->nservers; i++) {
         if (!ferry_server_listed(&b->servers[i]))
@@ -283,10 +363,10 @@ static void text_listeners(struct ferry_daemon *d, const struct ferry_gen *g, st
 {
     struct table t;
     table_init(&t, 9, "lllrrrrrr");
-    static const char *head[] = {"listener", "binds", "tls", "active", "total", "rejected",
-                                 "bytes_in", "bytes_out", "handshake_errors"};
-    for (size_t i = 0; i < 9; i++)
-        table_cell(&t, "%s", head[i]);
+    table_cell(&t, "listener");
+    table_cell(&t, "binds");
+    table_cell(&t, "tls");
+    text_counter_heads(&t, listener_metrics, NELEM(listener_metrics));
     for (size_t i = 0; g && i < g->cfg->nlisteners; i++) {
         const struct ferry_listener_rt *l = &g->listeners[i];
         struct ferry_listener_totals s = {0};
@@ -302,12 +382,7 @@ static void text_listeners(struct ferry_daemon *d, const struct ferry_gen *g, st
             t.oom = true;
         ferry_buf_free(&binds);
         table_cell(&t, "%s", l->cfg->tls ? "on" : "off");
-        table_cell(&t, "%llu", (unsigned long long)s.active);
-        table_cell(&t, "%llu", (unsigned long long)s.total);
-        table_cell(&t, "%llu", (unsigned long long)s.rejected);
-        table_cell(&t, "%llu", (unsigned long long)s.bytes_in);
-        table_cell(&t, "%llu", (unsigned long long)s.bytes_out);
-        table_cell(&t, "%llu", (unsigned long long)s.handshake_errors);
+        text_counters(&t, listener_metrics, NELEM(listener_metrics), &s);
     }
     table_print(&t, out);
     table_free(&t);
@@ -318,10 +393,11 @@ static void text_backends(struct ferry_daemon *d, const struct ferry_gen *g, str
 {
     struct table t;
     table_init(&t, 9, "llllrrrrr");
-    static const char *head[] = {"backend/server", "balance/address", "state", "check", "active",
-                                 "total", "connect_errors", "bytes_in", "bytes_out"};
-    for (size_t i = 0; i < 9; i++)
-        table_cell(&t, "%s", head[i]);
+    table_cell(&t, "backend/server");
+    table_cell(&t, "balance/address");
+    table_cell(&t, "state");
+    table_cell(&t, "check");
+    text_counter_heads(&t, server_metrics, NELEM(server_metrics));
     for (size_t i = 0; g && i < g->cfg->nbackends; i++) {
         const struct ferry_backend_rt *b = &g->backends[i];
         struct ferry_backend_totals bt = {0};
@@ -348,11 +424,7 @@ static void text_backends(struct ferry_daemon *d, const struct ferry_gen *g, str
             char check[32];
             table_cell(&t, "%s", s->stats ? ferry_server_check_text(s->stats, check, sizeof(check))
                                           : "-");
-            table_cell(&t, "%llu", (unsigned long long)st.active);
-            table_cell(&t, "%llu", (unsigned long long)st.total);
-            table_cell(&t, "%llu", (unsigned long long)st.connect_errors);
-            table_cell(&t, "%llu", (unsigned long long)st.bytes_in);
-            table_cell(&t, "%llu", (unsigned long long)st.bytes_out);
+            text_counters(&t, server_metrics, NELEM(server_metrics), &st);
         }
     }
     table_print(&t, out);
@@ -418,67 +490,10 @@ int ferry_render_conns(const struct ferry_conn_snapshot *v, size_t n, bool json,
 
 /* ---- show metrics ---- */
 
-struct metric {
-    const char *name, *type, *help;
-    size_t off; /* of the uint64_t in the totals struct */
-};
-
-static const struct metric listener_metrics[] = {
-    {"ferry_listener_connections_active", "gauge", "Client connections open now.",
-     offsetof(struct ferry_listener_totals, active)},
-    {"ferry_listener_connections_total", "counter", "Client connections accepted.",
-     offsetof(struct ferry_listener_totals, total)},
-    {"ferry_listener_rejected_total", "counter",
-     "Client connections refused before reaching a server: allow/deny, limits, a bad PROXY "
-     "header or ClientHello (end=rejected), or a failed TLS handshake (end=handshake_failed).",
-     offsetof(struct ferry_listener_totals, rejected)},
-    {"ferry_listener_bytes_in_total", "counter", "Bytes read from clients.",
-     offsetof(struct ferry_listener_totals, bytes_in)},
-    {"ferry_listener_bytes_out_total", "counter", "Bytes written to clients.",
-     offsetof(struct ferry_listener_totals, bytes_out)},
-    {"ferry_listener_handshake_errors_total", "counter",
-     "TLS handshakes that failed or timed out on a terminating listener (end=handshake_failed); "
-     "a bad PROXY header or ClientHello counts as rejected, not here.",
-     offsetof(struct ferry_listener_totals, handshake_errors)},
-};
-
-static const struct metric backend_metrics[] = {
-    {"ferry_backend_connections_active", "gauge", "Connections to the backend's servers open now.",
-     offsetof(struct ferry_backend_totals, active)},
-    {"ferry_backend_connections_total", "counter", "Connections forwarded to the backend.",
-     offsetof(struct ferry_backend_totals, total)},
-    {"ferry_backend_queue", "gauge",
-     "Connections waiting now for a server slot (every eligible server at max_connections).",
-     offsetof(struct ferry_backend_totals, queue)},
-};
-
-static const struct metric server_metrics[] = {
-    {"ferry_server_connections_active", "gauge", "Connections to the server open now.",
-     offsetof(struct ferry_server_totals, active)},
-    {"ferry_server_connections_total", "counter", "Connections established to the server.",
-     offsetof(struct ferry_server_totals, total)},
-    {"ferry_server_connect_errors_total", "counter", "Failed connect attempts to the server.",
-     offsetof(struct ferry_server_totals, connect_errors)},
-    {"ferry_server_bytes_in_total", "counter", "Bytes read from the server.",
-     offsetof(struct ferry_server_totals, bytes_in)},
-    {"ferry_server_bytes_out_total", "counter", "Bytes written to the server.",
-     offsetof(struct ferry_server_totals, bytes_out)},
-    {"ferry_server_check_failures_total", "counter", "Failed health checks of the server.",
-     offsetof(struct ferry_server_totals, check_failures)},
-};
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static void metric_head(struct ferry_buf *out, const char *name, const char *type, const char *help)
 {
     ferry_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static uint64_t field(const void *totals, size_t off)
-{
-    uint64_t v;
-    memcpy(&v, (const char *)totals + off, sizeof(v));
-    return v;
 }
 
 static void label(struct ferry_buf *out, const char *key, const char *value, bool first)
