@@ -265,19 +265,16 @@ static int run(const char *path)
     int status = 2;
     if (daemon_init(&d, path, cfg->global.workers) != 0) {
         fprintf(stderr, "ferryd: cannot start the runtime: %s\n", strerror(errno));
-        ferry_config_free(cfg);
-        goto out;
+        goto free_cfg;
     }
     char lerr[FERRY_PATH_MAX + 256];
     if (ferry_logger_start(&d.log, &cfg->global, path, d.nworkers, lerr, sizeof(lerr)) != 0) {
         fprintf(stderr, "%s\n", lerr);
-        ferry_config_free(cfg);
-        goto out;
+        goto free_cfg;
     }
     if (ferry_sd_listen_fds(&d.sd_fds, &d.nsd_fds) < 0) {
         fprintf(stderr, "ferryd: cannot use the inherited sockets: %s\n", strerror(errno));
-        ferry_config_free(cfg);
-        goto out;
+        goto free_cfg;
     }
     struct ferry_gen *g = build_first_gen(&d, cfg, &errs);
     if (!g) {
@@ -289,26 +286,19 @@ static int run(const char *path)
     struct ferry_new_sockets fresh;
     if (ferry_gen_switch_prepare(&d, g, &fresh, &errs) != 0) {
         print_errors(stderr, &errs, path);
-        ferry_gen_unref(g);
-        goto out;
+        goto drop_gen;
     }
     if (unclaimed_inherited(&d) != 0) {
-        ferry_gen_switch_abort(&d, &fresh);
-        ferry_gen_unref(g);
-        goto out;
+        goto unbind;
     }
     if (start_services(&d, g, &ctl, &metrics) != 0) {
-        ferry_gen_switch_abort(&d, &fresh);
-        ferry_gen_unref(g);
-        goto out;
+        goto unbind;
     }
     char err[256];
     if (chown_control_socket(g, err, sizeof(err)) != 0 ||
         ferry_drop_privileges(g->cfg->global.user, g->cfg->global.group, err, sizeof(err)) != 0) {
         fprintf(stderr, "ferryd: cannot drop privileges: %s\n", err);
-        ferry_gen_switch_abort(&d, &fresh);
-        ferry_gen_unref(g);
-        goto out;
+        goto unbind;
     }
     /* Names are looked up on the event loops; start-up waits for their
      * first answers a little, and never fails on them (ferryd(8)). */
@@ -342,6 +332,16 @@ static int run(const char *path)
     if (ferry_logger_enabled(&d.log, FERRY_LOG_INFO))
         ferry_logger_log(&d.log, d.nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "stopped",
                          "pid=%d", (int)d.pid);
+    goto out;
+    /* The one unwind of a start that failed: each label undoes one step and
+     * falls into the ones before it. */
+unbind:
+    ferry_gen_switch_abort(&d, &fresh); /* sockets made for g, never served */
+drop_gen:
+    ferry_gen_unref(g);
+    goto out;
+free_cfg:
+    ferry_config_free(cfg);
 out:
     daemon_free(&d);
     if (ctl)

@@ -38,7 +38,15 @@
 #include "proto/proxy_proto.h"
 #include "tls/tls_ctx.h"
 
-enum { H_WAIT, H_CONNECT, H_PROXY, H_TLS, H_SEND, H_RECV };
+enum { H_WAIT, H_CONNECT, H_PROXY, H_TLS, H_SEND, H_RECV, H_DONE };
+
+/* Where a check stands, as every step function below reports it. */
+enum check_outcome {
+    CHECK_GOING_ON, /* pending, or (an answer being read) read on */
+    CHECK_STEP_DONE, /* this step succeeded: on to the next */
+    CHECK_PASSED,
+    CHECK_FAILED, /* t->result and t->reason say why */
+};
 
 /* What a send-expect check reads at most before giving up on the answer. */
 #define HEALTH_READ_MAX (64 * 1024)
@@ -140,17 +148,17 @@ static void record(struct health_task *t, bool ok)
     end_check(t);
 }
 
-/* Sets the failure and returns -1 (for poll_check). */
-static int fail(struct health_task *t, enum ferry_check_result r, const char *fmt, const char *arg)
+/* Sets the failure; returns CHECK_FAILED. */
+static enum check_outcome fail(struct health_task *t, enum ferry_check_result r, const char *fmt, const char *arg)
 {
     t->result = r;
     snprintf(t->reason, sizeof(t->reason), fmt, arg);
-    return -1;
+    return CHECK_FAILED;
 }
 
-/* Starts the step of t->state under the check's deadline. Returns 0, or -1
- * when it cannot start. */
-static int start_step(struct health_task *t)
+/* Starts the step of t->state under the check's deadline: CHECK_GOING_ON,
+ * or CHECK_FAILED when it cannot start. */
+static enum check_outcome start_step(struct health_task *t)
 {
     struct ac_future *step;
     switch (t->state) {
@@ -189,7 +197,7 @@ static int start_step(struct health_task *t)
         break;
     }
     ac_under_deadline_init(&t->under, step, &t->timeout);
-    return 0;
+    return CHECK_GOING_ON;
 }
 
 static int next_state(const struct health_task *t)
@@ -212,30 +220,30 @@ static int next_state(const struct health_task *t)
             return H_RECV;
         /* fall through */
     default:
-        return -1; /* done: passed */
+        return H_DONE; /* every step done: passed */
     }
 }
 
-/* Judges what was read so far. 1 pass, -1 fail, 0 read on. */
-static int judge(struct health_task *t, bool eof)
+/* Judges what was read so far: passed, failed or read on (CHECK_GOING_ON). */
+static enum check_outcome judge(struct health_task *t, bool eof)
 {
     const struct ferry_backend *bc = t->b->cfg;
     if (bc->health_check == FERRY_HEALTH_HTTP) {
         int code = ferry_http_status_line(t->rbuf, t->rlen);
         if (code > 0) {
             if (ferry_status_set_has(&bc->health_status, (unsigned)code))
-                return 1;
+                return CHECK_PASSED;
             t->status = code;
             t->result = FERRY_CHECK_STATUS;
             snprintf(t->reason, sizeof(t->reason), "status %d", code);
-            return -1;
+            return CHECK_FAILED;
         }
         if (code < 0 || eof || t->rlen == sizeof(t->rbuf))
             return fail(t, FERRY_CHECK_EXPECT, "%s", "not an HTTP status line");
-        return 0;
+        return CHECK_GOING_ON;
     }
     if (ferry_bytes_contain(t->rbuf, t->rlen, bc->health_expect, bc->health_expect_len))
-        return 1;
+        return CHECK_PASSED;
     if (eof || t->rtotal >= HEALTH_READ_MAX)
         return fail(t, FERRY_CHECK_EXPECT, "%s", "expected answer not received");
     if (t->rlen == sizeof(t->rbuf)) {
@@ -244,29 +252,29 @@ static int judge(struct health_task *t, bool eof)
         memmove(t->rbuf, t->rbuf + t->rlen - keep, keep);
         t->rlen = keep;
     }
-    return 0;
+    return CHECK_GOING_ON;
 }
 
-/* What the finished step (not timed out) came to. 1 done, 0 (H_RECV) read
- * on, -1 failed (result set). */
-static int step_result(struct health_task *t)
+/* What the finished step (not timed out) came to: step done, or (H_RECV)
+ * the judgement of the answer so far. */
+static enum check_outcome step_result(struct health_task *t)
 {
     switch (t->state) {
     case H_CONNECT:
         if (t->step.connect.err)
             return fail(t, FERRY_CHECK_REFUSED, "connect: %s", strerror(-t->step.connect.err));
         t->stream = &t->plain;
-        return 1;
+        return CHECK_STEP_DONE;
     case H_PROXY:
     case H_SEND:
         if (t->step.write.err)
             return fail(t, FERRY_CHECK_REFUSED, "send: %s", strerror(-t->step.write.err));
-        return 1;
+        return CHECK_STEP_DONE;
     case H_TLS:
         if (t->step.hs.err)
             return fail(t, FERRY_CHECK_TLS, "tls: %s", t->step.hs.reason);
         t->stream = &t->tls.base;
-        return 1;
+        return CHECK_STEP_DONE;
     default: {
         ssize_t n = t->step.read.n;
         if (n < 0)
@@ -278,28 +286,26 @@ static int step_result(struct health_task *t)
     }
 }
 
-/* Drives the running check. Returns 1 passed, -1 failed (timeout
- * included), 0 pending. */
-static int poll_check(struct health_task *t, struct ac_context *cx)
+/* Drives the running check: CHECK_GOING_ON (pending), passed or failed
+ * (a timeout included). */
+static enum check_outcome poll_check(struct health_task *t, struct ac_context *cx)
 {
     for (;;) {
         if (ac_future_poll(&t->under.base, cx) == AC_PENDING)
-            return 0;
+            return CHECK_GOING_ON;
         if (t->under.timed_out) /* the step is dropped already */
             return fail(t, FERRY_CHECK_TIMEOUT, "%s", "timeout");
-        int rc = step_result(t);
+        enum check_outcome o = step_result(t);
         ac_future_drop(&t->under.base); /* the deadline stays for the next step */
-        if (rc < 0)
-            return -1;
-        if (rc > 0) {
-            if (t->state == H_RECV)
-                return 1;
+        if (o == CHECK_PASSED || o == CHECK_FAILED)
+            return o;
+        if (o == CHECK_STEP_DONE) {
             t->state = next_state(t);
-            if (t->state < 0)
-                return 1;
+            if (t->state == H_DONE)
+                return CHECK_PASSED;
         }
-        if (start_step(t) < 0)
-            return -1;
+        if (start_step(t) == CHECK_FAILED)
+            return CHECK_FAILED;
     }
 }
 
@@ -341,10 +347,10 @@ static ac_poll_t health_poll(struct ac_future *f, struct ac_context *cx)
             if (!start_check(t))
                 continue;
         }
-        int rc = poll_check(t, cx);
-        if (rc == 0)
+        enum check_outcome o = poll_check(t, cx);
+        if (o == CHECK_GOING_ON)
             return AC_PENDING;
-        record(t, rc > 0);
+        record(t, o == CHECK_PASSED);
     }
 }
 
