@@ -124,11 +124,28 @@ static int listen_options(int fd, int family, unsigned flags)
     return r;
 }
 
+/* A stream socket of family, Multipath TCP when asked (inet families only). */
+static int stream_socket(int family, bool mptcp)
+{
+    int proto = mptcp && (family == AF_INET || family == AF_INET6) ? AC_IPPROTO_MPTCP : 0;
+    if (mptcp && proto == 0 && (family == AF_INET || family == AF_INET6))
+        return -EPROTONOSUPPORT;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+    return fd < 0 ? -errno : fd;
+}
+
+/* The kernel has no Multipath TCP (built without it, or net.mptcp.enabled = 0). */
+static bool no_mptcp(int err)
+{
+    return err == -EPROTONOSUPPORT || err == -ENOPROTOOPT || err == -EINVAL ||
+           err == -EAFNOSUPPORT;
+}
+
 int ac_listen_socket(const struct sockaddr *sa, socklen_t len, int backlog, unsigned flags)
 {
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = stream_socket(sa->sa_family, (flags & AC_LISTEN_MPTCP) != 0);
     if (fd < 0)
-        return -errno;
+        return no_mptcp(fd) && (flags & AC_LISTEN_MPTCP) ? -EPROTONOSUPPORT : fd;
     int r = listen_options(fd, sa->sa_family, flags);
     if (r == 0 && sa->sa_family == AF_UNIX)
         unlink_stale_unix((const struct sockaddr_un *)sa, len);
@@ -325,9 +342,11 @@ void ac_accept_init(struct ac_accept *a, struct ac_listener *l)
 static int connect_start(struct ac_connect *c, struct ac_worker *w)
 {
     int family = c->addr.ss_family;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = stream_socket(family, c->mptcp);
+    if (fd < 0 && c->mptcp && no_mptcp(fd))
+        fd = stream_socket(family, false); /* no Multipath TCP here: plain TCP */
     if (fd < 0)
-        return -errno;
+        return fd;
     if (family == AF_INET || family == AF_INET6) {
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -437,5 +456,6 @@ void ac_connect_init(struct ac_connect *c, const struct sockaddr *sa, socklen_t 
     stream->io.worker = NULL;
     stream->io.fd = -1;
     c->err = 0;
+    c->mptcp = false;
     c->started = false;
 }

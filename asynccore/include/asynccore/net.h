@@ -35,6 +35,9 @@ char *ac_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t
 enum {
     AC_LISTEN_REUSEPORT = 1u << 0, /* SO_REUSEPORT */
     AC_LISTEN_V6ONLY = 1u << 1,    /* IPV6_V6ONLY on an AF_INET6 socket */
+    AC_LISTEN_MPTCP = 1u << 2,     /* an IPPROTO_MPTCP socket (Linux): Multipath TCP
+                                    * clients and plain TCP ones alike;
+                                    * -EPROTONOSUPPORT where the kernel has none */
 };
 
 /* Creates a non-blocking, close-on-exec listening socket bound to sa
@@ -101,8 +104,16 @@ struct ac_connect {
     struct ac_stream *stream; /* caller's storage for the result */
     int err;
     bool started;
+    bool mptcp;               /* set after init: try IPPROTO_MPTCP first (Linux) */
 };
 void ac_connect_init(struct ac_connect *c, const struct sockaddr *sa, socklen_t len,
                      struct ac_stream *stream);
+
+/* Multipath TCP (Linux 5.6+): IPPROTO_MPTCP, 0 where the system has none. */
+#ifdef __linux__
+#define AC_IPPROTO_MPTCP 262
+#else
+#define AC_IPPROTO_MPTCP 0
+#endif
 
 #endif
