@@ -145,6 +145,8 @@ struct ferry_listener {
     unsigned client_rate;       /* new connections per second per client, 0..65535; 0: no cap */
     uint64_t idle_timeout_ms;   /* default 5m */
     uint64_t handshake_timeout_ms; /* default 10s */
+    bool mptcp;                 /* accept Multipath TCP too (IPPROTO_MPTCP socket) */
+    unsigned tcp_fastopen;      /* TCP_FASTOPEN queue length; 0: off */
 };
 
 struct ferry_server {
@@ -210,6 +212,7 @@ struct ferry_backend {
     int tls_cert_line;
     char *tls_sni;                 /* NULL: server host */
     int send_proxy;                /* 0 off, 1 v1, 2 v2 */
+    bool mptcp;                    /* connect with Multipath TCP, falling back to TCP */
 };
 
 enum ferry_acme_key_type { FERRY_ACME_KEY_ECDSA_P256, FERRY_ACME_KEY_RSA_2048 };

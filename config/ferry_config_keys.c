@@ -623,6 +623,32 @@ static void l_handshake_timeout(struct ferry__parse *p, const char *v)
     set_duration(p, v, 1, &L(p)->handshake_timeout_ms);
 }
 
+/* Multipath TCP: Linux's IPPROTO_MPTCP (5.6 and later). */
+static void set_mptcp(struct ferry__parse *p, const char *v, bool *dst)
+{
+    bool on;
+    if (!set_bool(p, v, &on))
+        return;
+#ifndef __linux__
+    if (on) {
+        ferry__err(p, p->lineno, "mptcp = on needs Linux (IPPROTO_MPTCP)");
+        return;
+    }
+#endif
+    *dst = on;
+}
+
+static void l_mptcp(struct ferry__parse *p, const char *v)
+{
+    set_mptcp(p, v, &L(p)->mptcp);
+}
+
+/* The kernel caps the queue at net.core.somaxconn; 0 turns it off. */
+static void l_tcp_fastopen(struct ferry__parse *p, const char *v)
+{
+    set_uint(p, v, 0, 65535, &L(p)->tcp_fastopen);
+}
+
 static const struct key_def listener_keys[] = {
     {"bind", true, false, l_bind},
     {"backend", false, false, l_backend},
@@ -644,6 +670,8 @@ static const struct key_def listener_keys[] = {
     {"client_rate", false, false, l_client_rate},
     {"idle_timeout", false, false, l_idle_timeout},
     {"handshake_timeout", false, false, l_handshake_timeout},
+    {"mptcp", false, false, l_mptcp},
+    {"tcp_fastopen", false, false, l_tcp_fastopen},
 };
 
 /* ---- [backend NAME] ---- */
@@ -953,6 +981,11 @@ static void b_send_proxy(struct ferry__parse *p, const char *v)
         B(p)->send_proxy = i;
 }
 
+static void b_mptcp(struct ferry__parse *p, const char *v)
+{
+    set_mptcp(p, v, &B(p)->mptcp);
+}
+
 static const struct key_def backend_keys[] = {
     {"server", true, false, b_server},
     {"discover", false, false, b_discover},
@@ -979,6 +1012,7 @@ static const struct key_def backend_keys[] = {
     {"queue_timeout", false, false, b_queue_timeout},
     {"max_queue", false, false, b_max_queue},
     {"slow_start", false, false, b_slow_start},
+    {"mptcp", false, false, b_mptcp},
 };
 
 /* Keys that mean something only where their section has tls = on (ferry.ini(5)):
@@ -1124,6 +1158,24 @@ static void check_health_keys(struct ferry__parse *p, const struct key_def *keys
         ferry__err(p, line, "health_send_proxy has no effect without health_check");
 }
 
+/* mptcp and tcp_fastopen are TCP options: a unix bind cannot have them. */
+static void check_tcp_keys(struct ferry__parse *p, const struct ferry_listener *l,
+                           const struct key_def *keys, size_t n)
+{
+    static const char *const tcp_keys[] = {"mptcp", "tcp_fastopen"};
+    bool on[] = {l->mptcp, l->tcp_fastopen > 0};
+    for (size_t k = 0; k < 2; k++) {
+        int line = seen_at(p, keys, n, tcp_keys[k]);
+        for (size_t i = 0; line && on[k] && i < l->nbinds; i++) {
+            if (l->binds[i].kind == FERRY_ADDR_UNIX) {
+                ferry__err(p, line, "%s applies to TCP only, but bind %s is a unix socket",
+                           tcp_keys[k], l->binds[i].text);
+                break;
+            }
+        }
+    }
+}
+
 /* A bind line with a bad value already has its error: "no bind" is only for
  * a listener without any bind line (likewise for the other checks). */
 void ferry__close_section(struct ferry__parse *p)
@@ -1140,6 +1192,7 @@ void ferry__close_section(struct ferry__parse *p)
         if (!seen_at(p, listener_keys, n, "backend") && !seen_at(p, listener_keys, n, "route"))
             ferry__err(p, l->line, "listener \"%s\" has neither a backend nor a route", l->name);
         check_tls_keys(p, l->tls, false);
+        check_tcp_keys(p, l, listener_keys, n);
     } else if (p->sect == FERRY__SECT_GLOBAL) {
         const size_t n = sizeof(global_keys) / sizeof(global_keys[0]);
         int line = seen_at(p, global_keys, n, "dns_max_ttl");

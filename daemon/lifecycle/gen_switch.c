@@ -97,7 +97,8 @@ static int bind_one(struct ferry_daemon *d, struct ferry_listener_rt *lr, size_t
         }
     }
     if (!b) {
-        int rc = ferry_listen_bind(a, d->reuseport, d->nworkers, &b);
+        int rc = ferry_listen_bind(a, d->reuseport, d->nworkers, lr->cfg->mptcp,
+                                   lr->cfg->tcp_fastopen, &b);
         if (rc < 0) {
             ferry_config_error_add(errs, d->config_path, lr->cfg->bind_lines[i],
                                    "cannot bind %s: %s", a->text, strerror(-rc));

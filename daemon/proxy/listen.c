@@ -49,6 +49,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -451,13 +452,10 @@ static int listen_n(const struct sockaddr_storage *ss, socklen_t len, unsigned f
 /* Binds an address from the configuration. "*:P" is one dual-stack IPv6
  * socket (per worker with reuseport), or IPv4 0.0.0.0 where IPv6 is not
  * available. */
-int ferry_listen_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets,
-                     struct ferry_listen_addr **out)
+/* The sockets of one address, "*:P" as dual-stack IPv6 (IPv4 where there
+ * is none). */
+static int listen_addr(const struct ferry_addr *a, unsigned flags, int *fds, unsigned n)
 {
-    unsigned n = reuseport && a->kind != FERRY_ADDR_UNIX && nsockets > 1 ? nsockets : 1;
-    int *fds = calloc(n, sizeof(*fds));
-    if (!fds)
-        return -ENOMEM;
     struct sockaddr_storage ss;
     int rc;
     if (a->kind == FERRY_ADDR_ANY) {
@@ -466,19 +464,51 @@ int ferry_listen_bind(const struct ferry_addr *a, bool reuseport, unsigned nsock
         s6->sin6_family = AF_INET6;
         s6->sin6_addr = in6addr_any;
         s6->sin6_port = htons(a->port);
-        rc = listen_n(&ss, sizeof(*s6), 0, fds, n);
+        rc = listen_n(&ss, sizeof(*s6), flags, fds, n);
         if (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL) {
             struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
             memset(&ss, 0, sizeof(ss));
             s4->sin_family = AF_INET;
             s4->sin_addr.s_addr = htonl(INADDR_ANY);
             s4->sin_port = htons(a->port);
-            rc = listen_n(&ss, sizeof(*s4), 0, fds, n);
+            rc = listen_n(&ss, sizeof(*s4), flags, fds, n);
         }
-    } else {
-        memcpy(&ss, &a->sa, a->sa_len);
-        rc = listen_n(&ss, a->sa_len, ss.ss_family == AF_INET6 ? AC_LISTEN_V6ONLY : 0, fds, n);
+        return rc;
     }
+    memcpy(&ss, &a->sa, a->sa_len);
+    return listen_n(&ss, a->sa_len, flags | (ss.ss_family == AF_INET6 ? AC_LISTEN_V6ONLY : 0),
+                    fds, n);
+}
+
+/* TCP Fast Open on each socket: the kernel may refuse it (a warning). */
+static void set_fastopen(const char *addr, const int *fds, unsigned n, unsigned qlen)
+{
+    for (unsigned i = 0; qlen && i < n; i++) {
+        int v = (int)qlen;
+        if (setsockopt(fds[i], IPPROTO_TCP, TCP_FASTOPEN, &v, sizeof(v)) != 0) {
+            ferry_log(FERRY_LOG_WARN, "tcp_fastopen_unavailable", "bind=%s error=%s", addr,
+                      strerror(errno));
+            return;
+        }
+    }
+}
+
+int ferry_listen_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets, bool mptcp,
+                      unsigned fastopen, struct ferry_listen_addr **out)
+{
+    unsigned n = reuseport && a->kind != FERRY_ADDR_UNIX && nsockets > 1 ? nsockets : 1;
+    int *fds = calloc(n, sizeof(*fds));
+    if (!fds)
+        return -ENOMEM;
+    bool mp = mptcp && a->kind != FERRY_ADDR_UNIX;
+    int rc = listen_addr(a, mp ? AC_LISTEN_MPTCP : 0, fds, n);
+    if (rc == -EPROTONOSUPPORT && mp) {
+        ferry_log(FERRY_LOG_WARN, "mptcp_unavailable", "bind=%s error=\"the kernel has no "
+                  "Multipath TCP (net.mptcp.enabled)\" using=tcp", a->text);
+        rc = listen_addr(a, 0, fds, n);
+    }
+    if (rc == 0 && a->kind != FERRY_ADDR_UNIX)
+        set_fastopen(a->text, fds, n, fastopen);
     if (rc == 0) {
         *out = bound_new(a->text, fds, n);
         if (!*out) {

@@ -36,9 +36,11 @@ struct ferry_listen_addr {
 /* Binds a configured address: one socket, or with reuseport nsockets
  * SO_REUSEPORT sockets (a Unix path always gets one). Fails with
  * -EADDRINUSE, as a plain bind would, when anything listens on it already.
- * Returns 0 or -errno. */
-int ferry_listen_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets,
-                     struct ferry_listen_addr **out);
+ * mptcp: IPPROTO_MPTCP sockets (plain TCP, with a warning, where the kernel
+ * has none); fastopen: TCP_FASTOPEN's queue length (0: off; a kernel that
+ * refuses it is a warning). Returns 0 or -errno. */
+int ferry_listen_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets, bool mptcp,
+                      unsigned fastopen, struct ferry_listen_addr **out);
 /* Wraps an inherited (socket activation) descriptor. */
 struct ferry_listen_addr *ferry_listen_adopt(const char *addr, int fd, const char *sd_name);
 /* Spawns one accept task per worker. */

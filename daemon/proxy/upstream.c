@@ -202,6 +202,7 @@ static int start_step(struct ferry_upstream *u)
     switch (u->state) {
     case UP_CONNECT:
         ac_connect_init(&u->step.connect, (const struct sockaddr *)&v->addr, v->addr_len, u->plain);
+        u->step.connect.mptcp = u->b->cfg->mptcp;
         step = &u->step.connect.base;
         break;
     case UP_PROXY:

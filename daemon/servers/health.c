@@ -164,6 +164,7 @@ static enum check_outcome start_step(struct health_task *t)
     switch (t->state) {
     case H_CONNECT:
         ac_connect_init(&t->step.connect, (struct sockaddr *)&t->addr, t->addr_len, &t->plain);
+        t->step.connect.mptcp = t->b->cfg->mptcp;
         step = &t->step.connect.base;
         break;
     case H_PROXY:
