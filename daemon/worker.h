@@ -63,6 +63,11 @@ int ferry_worker_conns(struct ferry_worker *fw, struct ferry_conn_snapshot **out
  * sees s in maint and ends with end=maint. */
 void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_stats *s);
 
+/* On fw's own thread: `shutdown conn ID`. Marks fw's connection `id` to end
+ * at once (end=killed, closed_by=proxy, both sockets closed) and wakes it;
+ * false when fw has no such connection (or it is ending already). */
+bool ferry_conn_kill(struct ferry_worker *fw, uint64_t id);
+
 /* The next connection of a worker's list (worker.c walks it for views, on
  * the worker's own thread). */
 struct ferry_conn *ferry_conn_next(const struct ferry_conn *c);

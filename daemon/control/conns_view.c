@@ -40,6 +40,7 @@ struct ferry_conns_gather {
     unsigned refs;         /* the view's and each task's not yet answered */
     unsigned waiting;      /* slots still ANSWER_WAITING */
     struct ac_waker waker; /* the view's, while it waits */
+    uint64_t kill_id;      /* shutdown conn: answers carry n = connections ended */
     unsigned nworkers;
     struct answer a[];
 };
@@ -99,10 +100,15 @@ static void gather_answer(struct ferry_conns_gather *g, unsigned i, enum answer_
 
 /* ---- the question on each worker ---- */
 
-static void ask_on_worker(struct ferry_worker *fw, void *g)
+static void ask_on_worker(struct ferry_worker *fw, void *arg)
 {
+    struct ferry_conns_gather *g = arg;
     struct ferry_conn_snapshot *conns = NULL;
     size_t n = 0;
+    if (g->kill_id) { /* on fw's own thread, like the copy below */
+        gather_answer(g, fw->index, ANSWER_GIVEN, NULL, ferry_conn_kill(fw, g->kill_id));
+        return;
+    }
     int rc = ferry_worker_conns(fw, &conns, &n); /* on fw's own thread */
     gather_answer(g, fw->index, rc == 0 ? ANSWER_GIVEN : ANSWER_FAILED, conns, n);
 }
@@ -135,6 +141,10 @@ static void merge(struct ferry_conns_view *v)
         else
             v->missing++;
     }
+    if (g->kill_id) {
+        v->killed = total;
+        return;
+    }
     if (v->err != 0 || total == 0)
         return;
     v->conns = malloc(total * sizeof(*v->conns));
@@ -156,6 +166,7 @@ static int start(struct ferry_conns_view *v)
     v->g = gather_new(d->nworkers);
     if (!v->g)
         return -ENOMEM;
+    v->g->kill_id = v->kill_id;
     ac_sleep_init(&v->deadline, v->wait_ms);
     for (unsigned i = 0; i < d->nworkers; i++)
         ask_worker(v->g, &d->workers[i]);
@@ -214,4 +225,11 @@ void ferry_conns_view_init(struct ferry_conns_view *v, struct ferry_daemon *d, u
     v->base.vt = &view_vt;
     v->d = d;
     v->wait_ms = wait_ms;
+}
+
+void ferry_conns_view_init_kill(struct ferry_conns_view *v, struct ferry_daemon *d,
+                                uint64_t wait_ms, uint64_t id)
+{
+    ferry_conns_view_init(v, d, wait_ms);
+    v->kill_id = id;
 }

@@ -148,7 +148,7 @@ struct ctl_client {
     struct ferry_rs_client rs; /* first: reqserver allocates and frees us */
     struct ferry_reload reload;
     bool reload_live;
-    struct ferry_conns_view conns; /* `show conns`: the workers' answers */
+    struct ferry_conns_view conns; /* `show conns`, `shutdown conn`: the workers' answers */
     bool conns_live, conns_json;
 };
 
@@ -204,7 +204,9 @@ static ac_poll_t poll_conns(struct ctl_client *c, struct ac_context *cx)
 {
     if (ac_future_poll(&c->conns.base, cx) == AC_PENDING)
         return AC_PENDING;
-    if (c->conns.err != 0)
+    if (c->conns.kill_id)
+        ferry_buf_puts(&c->rs.out, c->conns.killed ? "ok\n" : "error: no such connection\n");
+    else if (c->conns.err != 0)
         ferry_buf_puts(&c->rs.out, "error: out of memory\n");
     else
         ferry_render_conns(c->conns.conns, c->conns.n, c->conns_json, &c->rs.out);
@@ -274,6 +276,10 @@ static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *r
         ferry_conns_view_init(&c->conns, d, FERRY_CONNS_VIEW_WAIT_MS);
         c->conns_live = true;
         c->conns_json = req->json;
+        return poll_conns(c, cx);
+    case FERRY_CTL_SHUTDOWN_CONN: /* the owning worker ends it (conns_view.h) */
+        ferry_conns_view_init_kill(&c->conns, d, FERRY_CONNS_VIEW_WAIT_MS, req->conn_id);
+        c->conns_live = true;
         return poll_conns(c, cx);
     case FERRY_CTL_SHOW_METRICS: ferry_render_metrics(d, out); break;
     case FERRY_CTL_DISABLE_SERVER:

@@ -23,6 +23,7 @@ const char ferry_ctl_help_text[] =
     "add server BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N]\n"
     "                                  a server (numeric IP:PORT) until the next reload\n"
     "del server BACKEND/SERVER         remove a disabled or maint server without connections\n"
+    "shutdown conn ID                  close connection ID at once, both sides (end=killed)\n"
     "reload                            re-read the configuration file\n";
 
 #define MAX_WORDS 8
@@ -320,6 +321,32 @@ static int parse_add(const struct words *w, struct ferry_ctl_request *req)
 }
 
 /* del server BACKEND/SERVER */
+/* shutdown conn ID: the id of `show conns` and the access log (1 to 2^64 - 1). */
+static int parse_shutdown(const struct words *w, struct ferry_ctl_request *req)
+{
+    char sh[48];
+    req->cmd = FERRY_CTL_SHUTDOWN_CONN;
+    if (w->n < 3 || !word_is(w, 1, "conn")) {
+        set_error(req, "usage: shutdown conn ID");
+        return -EINVAL;
+    }
+    uint64_t id = 0;
+    size_t i = 0;
+    for (; i < w->len[2] && w->w[2][i] >= '0' && w->w[2][i] <= '9'; i++) {
+        unsigned digit = (unsigned)(w->w[2][i] - '0');
+        if (id > (UINT64_MAX - digit) / 10)
+            break;
+        id = id * 10 + digit;
+    }
+    if (i == 0 || i != w->len[2] || id == 0) {
+        set_error(req, "invalid connection id '%s' (a whole number from 1, as in show conns)",
+                  shown(w->w[2], w->len[2], sh));
+        return -EINVAL;
+    }
+    req->conn_id = id;
+    return w->n > 3 ? extra_arg(w, 3, req) : 0;
+}
+
 static int parse_del(const struct words *w, struct ferry_ctl_request *req)
 {
     req->cmd = FERRY_CTL_DEL_SERVER;
@@ -378,6 +405,8 @@ int ferry_ctl_parse(const char *line, size_t len, struct ferry_ctl_request *req)
         return parse_set(&w, req);
     if (word_is(&w, 0, "add"))
         return parse_add(&w, req);
+    if (word_is(&w, 0, "shutdown"))
+        return parse_shutdown(&w, req);
     if (word_is(&w, 0, "del"))
         return parse_del(&w, req);
     char sh[48];
@@ -435,10 +464,11 @@ static const struct verb verbs[] = {
     {"add", "add server", "add BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N]", -3,
      false},
     {"del", "del server", "del BACKEND/SERVER", 1, false},
+    {"shutdown", "shutdown conn", "shutdown CONN_ID", 1, false},
 };
 
 #define VERB_WORDS "info, stats, conns, metrics, reload, disable, enable, set, disable-listener, " \
-                   "enable-listener, add, del, help"
+                   "enable-listener, add, del, shutdown, help"
 #define ARGS_MAX 7
 
 int ferry_ctl_from_argv(int argc, char *const argv[], bool json, char *buf, size_t cap,

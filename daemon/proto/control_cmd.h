@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ferry_config.h"
 #include "proto/admin_state.h"
@@ -31,6 +32,7 @@ enum ferry_ctl_cmd {
     FERRY_CTL_ENABLE_LISTENER,
     FERRY_CTL_ADD_SERVER,           /* add server BACKEND NAME ADDRESS [options] */
     FERRY_CTL_DEL_SERVER,           /* del server BACKEND/SERVER */
+    FERRY_CTL_SHUTDOWN_CONN,        /* shutdown conn ID */
 };
 
 struct ferry_ctl_request {
@@ -44,6 +46,7 @@ struct ferry_ctl_request {
     struct ferry_addr addr;         /* add server: numeric IP:PORT */
     bool backup;                    /* add server ... backup */
     unsigned max_connections;       /* add server ... max_connections=N (0: none) */
+    uint64_t conn_id;               /* shutdown conn ID (> 0) */
     char error[256];                /* set when parsing fails */
 };
 

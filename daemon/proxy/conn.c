@@ -57,7 +57,7 @@ enum conn_phase {
  * was dropped by the runtime's teardown, logged as drained). */
 enum conn_end {
     END_NONE, END_CLOSED, END_RESET, END_IDLE_TIMEOUT, END_DRAINED, END_MAINT, END_REJECTED,
-    END_HANDSHAKE_FAILED, END_CONNECT_FAILED, END_QUEUE_TIMEOUT,
+    END_HANDSHAKE_FAILED, END_CONNECT_FAILED, END_QUEUE_TIMEOUT, END_KILLED,
 };
 
 static const char *const end_names[] = {
@@ -65,6 +65,7 @@ static const char *const end_names[] = {
     [END_IDLE_TIMEOUT] = "idle_timeout", [END_DRAINED] = "drained", [END_MAINT] = "maint",
     [END_REJECTED] = "rejected", [END_HANDSHAKE_FAILED] = "handshake_failed",
     [END_CONNECT_FAILED] = "connect_failed", [END_QUEUE_TIMEOUT] = "queue_timeout",
+    [END_KILLED] = "killed",
 };
 
 /* closed_by=: the side whose end was seen first. */
@@ -100,7 +101,6 @@ struct conn_run {
     struct ac_local_notified drain; /* a stop's drain_timeout ended: give up */
     struct ac_future *futs[3];
     struct ac_select_n sel;
-    struct ac_waker self; /* lets the runtime API wake us (maint) */
 };
 
 /* The TLS streams over the sockets, when either side speaks TLS. The
@@ -125,6 +125,8 @@ struct ferry_conn {
     uint8_t closed_by; /* enum conn_side */
     bool backend_counted : 1, server_counted : 1;
     bool slot_held : 1; /* a slot of the server (its max_connections, queue.h) */
+    bool killed : 1;    /* `shutdown conn`: end at the next poll (ferry_conn_kill) */
+    struct ac_waker self; /* lets the runtime API wake us (maint, shutdown conn) */
     struct ferry_conn *next, *prev; /* worker's list */
     struct ferry_worker *fw;
     struct ferry_gen *gen;
@@ -368,14 +370,12 @@ static void run_enter(struct ferry_conn *c, struct ac_context *cx)
     r->futs[1] = &r->idle.base;
     r->futs[2] = &r->drain.base;
     ac_select_n_init(&r->sel, r->futs, 3);
-    r->self = ac_waker_clone(cx->waker);
 }
 
 static void run_leave(struct ferry_conn *c)
 {
     account(c);
     ac_future_drop(&c->ph.run.sel.base); /* the copy, the idle timer, the drain wait */
-    ac_waker_drop(&c->ph.run.self);
 }
 
 /* Drops whatever phase is live; nothing is afterwards (PH_DONE). */
@@ -660,7 +660,13 @@ static ac_poll_t conn_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct ferry_conn *c = (struct ferry_conn *)f;
     assert(c->magic == CONN_MAGIC); /* a stale wake-up of a freed connection */
+    if (c->phase == PH_START)
+        c->self = ac_waker_clone(cx->waker); /* the task's: the same on every poll */
     for (;;) {
+        if (c->killed && c->phase != PH_DONE) {
+            c->closed_by = SIDE_PROXY; /* whatever either peer did before */
+            return end_with(c, END_KILLED);
+        }
         ac_poll_t r;
         switch (c->phase) {
         case PH_START: r = conn_start(c, cx); break;
@@ -755,6 +761,7 @@ static void conn_drop(struct ac_future *f)
     struct ferry_conn *c = (struct ferry_conn *)f;
     assert(c->magic == CONN_MAGIC);
     conn_leave(c);
+    ac_waker_drop(&c->self);
     log_end(c);
     /* A reset from either peer reaches the other as a reset, so a cut-off
      * stream never looks complete (ferryd(8) LOGS: end=reset). */
@@ -848,11 +855,23 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
 
 struct ferry_conn *ferry_conn_next(const struct ferry_conn *c) { return c->next; }
 
+bool ferry_conn_kill(struct ferry_worker *fw, uint64_t id)
+{
+    for (struct ferry_conn *c = fw->conns; c; c = c->next) {
+        if (c->id != id || c->killed)
+            continue;
+        c->killed = true;
+        ac_waker_wake_by_ref(&c->self); /* none yet: its first poll sees the flag */
+        return true;
+    }
+    return false;
+}
+
 void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_stats *s)
 {
     for (struct ferry_conn *c = fw->conns; c; c = c->next)
         if (c->phase == PH_RUN && c->gen->backends[c->bidx].servers[c->sidx].stats == s)
-            ac_waker_wake_by_ref(&c->ph.run.self);
+            ac_waker_wake_by_ref(&c->self);
 }
 
 void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_conn_snapshot *s)

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -298,6 +299,36 @@ static void test_add_del_server(void **state)
     assert_non_null(strstr(err, "usage: add BACKEND NAME ADDRESS"));
 }
 
+static void test_shutdown_conn(void **state)
+{
+    (void)state;
+    struct ferry_ctl_request r;
+    assert_int_equal(parse("shutdown conn 17", &r), 0);
+    assert_int_equal(r.cmd, FERRY_CTL_SHUTDOWN_CONN);
+    assert_true(r.conn_id == 17);
+    assert_int_equal(parse("shutdown conn 18446744073709551615\n", &r), 0);
+    assert_true(r.conn_id == UINT64_MAX);
+    assert_true(ferry_ctl_answers_ok(FERRY_CTL_SHUTDOWN_CONN));
+    const char *why = "invalid connection id '%s' (a whole number from 1, as in show conns)";
+    const char *bad_ids[] = {"0", "18446744073709551616", "-1", "1x", "0x10", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        char line[64], msg[160];
+        snprintf(line, sizeof(line), "shutdown conn %s", bad_ids[i]);
+        snprintf(msg, sizeof(msg), why, bad_ids[i]);
+        bad(line, msg);
+    }
+    bad("shutdown conn", "usage: shutdown conn ID");
+    bad("shutdown 17", "usage: shutdown conn ID");
+    bad("shutdown conn 1 2", "unexpected argument '2'");
+    char buf[256], err[200];
+    argv_line(false, buf, sizeof(buf), err, 2, "shutdown", "42");
+    assert_string_equal(buf, "shutdown conn 42\n");
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 2, "shutdown", "abc"), -EINVAL);
+    assert_non_null(strstr(err, "invalid connection id 'abc'"));
+    assert_int_equal(argv_line(false, buf, sizeof(buf), err, 1, "shutdown"), -EINVAL);
+    assert_non_null(strstr(err, "usage: shutdown CONN_ID"));
+}
+
 static void test_ferryctl_errors(void **state)
 {
     (void)state;
@@ -346,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_names_length),     cmocka_unit_test(test_nul_and_binary),
         cmocka_unit_test(test_line_length),      cmocka_unit_test(test_ferryctl_mapping),
         cmocka_unit_test(test_ferryctl_errors),  cmocka_unit_test(test_add_del_server),
+        cmocka_unit_test(test_shutdown_conn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
