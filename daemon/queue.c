@@ -9,9 +9,16 @@
 
 #include "queue.h"
 
+/* The first waiter, or NULL. Lock held. */
+static struct ferry_queue_waiter *head_of(struct ferry_queue *q)
+{
+    return q->waiters.first ? AC_LIST_ENTRY(q->waiters.first, struct ferry_queue_waiter, link)
+                            : NULL;
+}
+
 int ferry_queue_init(struct ferry_queue *q)
 {
-    q->head = q->tail = NULL;
+    q->waiters = (struct ac_list){0};
     atomic_init(&q->len, 0);
     return -pthread_mutex_init(&q->lock, NULL);
 }
@@ -28,13 +35,7 @@ int ferry_queue_join(struct ferry_queue *q, struct ferry_queue_waiter *w, unsign
         pthread_mutex_unlock(&q->lock);
         return -EAGAIN;
     }
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
+    ac_list_push_back(&q->waiters, &w->link);
     w->queued = true;
     atomic_fetch_add(&q->len, 1);
     pthread_mutex_unlock(&q->lock);
@@ -46,7 +47,7 @@ bool ferry_queue_watch(struct ferry_queue *q, struct ferry_queue_waiter *w,
 {
     pthread_mutex_lock(&q->lock);
     ac_waker_register(&w->waker, waker);
-    bool head = q->head == w;
+    bool head = q->waiters.first == &w->link;
     pthread_mutex_unlock(&q->lock);
     return head;
 }
@@ -56,19 +57,13 @@ void ferry_queue_leave(struct ferry_queue *q, struct ferry_queue_waiter *w)
     struct ac_waker next = AC_WAKER_NONE;
     pthread_mutex_lock(&q->lock);
     if (w->queued) {
-        bool was_head = q->head == w;
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            q->head = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
-        else
-            q->tail = w->prev;
+        bool was_head = q->waiters.first == &w->link;
+        ac_list_remove(&q->waiters, &w->link);
         w->queued = false;
         atomic_fetch_sub(&q->len, 1);
-        if (was_head && q->head && ac_waker_is_set(&q->head->waker))
-            next = ac_waker_clone(&q->head->waker);
+        struct ferry_queue_waiter *h = head_of(q);
+        if (was_head && h && ac_waker_is_set(&h->waker))
+            next = ac_waker_clone(&h->waker);
     }
     struct ac_waker mine = w->waker;
     w->waker = AC_WAKER_NONE;
@@ -83,8 +78,9 @@ void ferry_queue_kick(struct ferry_queue *q)
         return;
     struct ac_waker head = AC_WAKER_NONE;
     pthread_mutex_lock(&q->lock);
-    if (q->head && ac_waker_is_set(&q->head->waker))
-        head = ac_waker_clone(&q->head->waker);
+    struct ferry_queue_waiter *h = head_of(q);
+    if (h && ac_waker_is_set(&h->waker))
+        head = ac_waker_clone(&h->waker);
     pthread_mutex_unlock(&q->lock);
     ac_waker_wake(&head);
 }

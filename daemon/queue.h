@@ -21,17 +21,18 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "asynccore/list.h"
 #include "asynccore/waker.h"
 
 struct ferry_queue_waiter {
-    struct ferry_queue_waiter *next, *prev;
+    struct ac_link link;
     struct ac_waker waker;
     bool queued;
 };
 
 struct ferry_queue {
     pthread_mutex_t lock;
-    struct ferry_queue_waiter *head, *tail;
+    struct ac_list waiters; /* first come, first served */
     _Atomic unsigned len; /* waiters now ("queue" in stats) */
 };
 

@@ -24,7 +24,7 @@ int ferry_worker_conns(struct ferry_worker *fw, struct ferry_conn_snapshot **out
     *out = NULL;
     *n = 0;
     size_t len = 0;
-    for (struct ferry_conn *c = fw->conns; c; c = ferry_conn_next(c))
+    for (struct ferry_conn *c = ferry_conn_next(fw, NULL); c; c = ferry_conn_next(fw, c))
         len++;
     if (len == 0)
         return 0;
@@ -33,7 +33,7 @@ int ferry_worker_conns(struct ferry_worker *fw, struct ferry_conn_snapshot **out
         return -ENOMEM;
     uint64_t now = ac_clock_now_ms();
     size_t i = 0;
-    for (struct ferry_conn *c = fw->conns; c; c = ferry_conn_next(c))
+    for (struct ferry_conn *c = ferry_conn_next(fw, NULL); c; c = ferry_conn_next(fw, c))
         ferry_conn_snapshot(c, now, &v[i++]);
     *out = v;
     *n = len;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "asynccore/list.h"
 #include "asynccore/runtime.h"
 #include "asynccore/local_notify.h"
 #include "asynccore/sync.h"
@@ -31,7 +32,7 @@ struct ferry_worker {
     struct ac_worker *w;
     unsigned index;
     struct ac_local_notify drain; /* set on stop (ferry_worker_cut): connections end */
-    struct ferry_conn *conns;     /* active connections (this worker's thread only) */
+    struct ac_list conns;         /* active connections, newest first (this worker's thread only) */
     _Atomic uint64_t alive_ms;    /* last heartbeat of this loop (watchdog) */
     struct ferry_pressure pressure; /* local resources ran out: accepting pauses */
 };
@@ -68,9 +69,9 @@ void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_s
  * false when fw has no such connection (or it is ending already). */
 bool ferry_conn_kill(struct ferry_worker *fw, uint64_t id);
 
-/* The next connection of a worker's list (worker.c walks it for views, on
- * the worker's own thread). */
-struct ferry_conn *ferry_conn_next(const struct ferry_conn *c);
+/* The connection after c in fw's list (c NULL: the first), or NULL at the
+ * end; worker.c walks it for views, on the worker's own thread. */
+struct ferry_conn *ferry_conn_next(const struct ferry_worker *fw, const struct ferry_conn *c);
 /* Copies one connection's facts, on its worker's thread (the fields are
  * that thread's alone). now: ac_clock_now_ms(). */
 void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_conn_snapshot *s);

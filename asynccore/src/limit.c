@@ -32,13 +32,7 @@ long ac_limit_available(struct ac_limit *l) { return atomic_load(&l->avail); }
 
 static void unlink_locked(struct ac_limit *l, struct ac_limit_wait *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        l->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
+    ac_list_remove(&l->waiters, &w->link);
     w->listed = false;
     atomic_fetch_sub(&l->nwaiting, 1);
 }
@@ -49,8 +43,8 @@ static void wake_all(struct ac_limit *l)
     if (atomic_load(&l->nwaiting) == 0)
         return;
     pthread_mutex_lock(&l->lock);
-    while (l->head) {
-        struct ac_limit_wait *w = l->head;
+    while (!ac_list_empty(&l->waiters)) {
+        struct ac_limit_wait *w = AC_LIST_ENTRY(l->waiters.first, struct ac_limit_wait, link);
         unlink_locked(l, w);
         ac_waker_wake(&w->waker);
     }
@@ -82,11 +76,7 @@ ac_poll_t ac_limit_poll_wait(struct ac_limit *l, struct ac_limit_wait *w, struct
     pthread_mutex_lock(&l->lock);
     if (!w->listed) {
         w->listed = true;
-        w->prev = NULL;
-        w->next = l->head;
-        if (l->head)
-            l->head->prev = w;
-        l->head = w;
+        ac_list_push_front(&l->waiters, &w->link);
         atomic_fetch_add(&l->nwaiting, 1);
     }
     ac_waker_register(&w->waker, cx->waker);

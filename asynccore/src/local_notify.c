@@ -5,27 +5,21 @@
 
 void ac_local_notify_init(struct ac_local_notify *n)
 {
-    n->waiters = NULL;
+    n->waiters = (struct ac_list){0};
     n->notified = false;
 }
 
 static void unlink_waiter(struct ac_local_notified *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        w->n->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
+    ac_list_remove(&w->n->waiters, &w->link);
     w->queued = false;
 }
 
 void ac_local_notify_all(struct ac_local_notify *n)
 {
     n->notified = true;
-    while (n->waiters) {
-        struct ac_local_notified *w = n->waiters;
+    while (!ac_list_empty(&n->waiters)) {
+        struct ac_local_notified *w = AC_LIST_ENTRY(n->waiters.first, struct ac_local_notified, link);
         unlink_waiter(w);
         ac_waker_wake(&w->waker);
     }
@@ -40,11 +34,7 @@ static ac_poll_t notified_poll(struct ac_future *f, struct ac_context *cx)
         return AC_READY;
     }
     if (!w->queued) {
-        w->prev = NULL;
-        w->next = w->n->waiters;
-        if (w->next)
-            w->next->prev = w;
-        w->n->waiters = w;
+        ac_list_push_front(&w->n->waiters, &w->link);
         w->queued = true;
     }
     ac_waker_register(&w->waker, cx->waker);
@@ -65,7 +55,7 @@ void ac_local_notified_init(struct ac_local_notified *w, struct ac_local_notify 
 {
     w->base.vt = &notified_vt;
     w->n = n;
-    w->next = w->prev = NULL;
+    w->link = (struct ac_link){0};
     w->waker = AC_WAKER_NONE;
     w->queued = false;
 }

@@ -145,7 +145,7 @@ void ac_oneshot_recv_init(struct ac_oneshot_recv *r, struct ac_oneshot *ch)
 
 int ac_notify_init(struct ac_notify *n)
 {
-    n->waiters = NULL;
+    n->waiters = (struct ac_list){0};
     n->notified = false;
     return -pthread_mutex_init(&n->lock, NULL);
 }
@@ -157,13 +157,7 @@ void ac_notify_destroy(struct ac_notify *n)
 
 static void notify_unlink(struct ac_notify *n, struct ac_notified *w)
 {
-    if (w->prev != NULL)
-        w->prev->next = w->next;
-    else
-        n->waiters = w->next;
-    if (w->next != NULL)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
+    ac_list_remove(&n->waiters, &w->link);
     w->queued = false;
 }
 
@@ -171,8 +165,8 @@ void ac_notify_all(struct ac_notify *n)
 {
     pthread_mutex_lock(&n->lock);
     n->notified = true;
-    while (n->waiters != NULL) {
-        struct ac_notified *w = n->waiters;
+    while (!ac_list_empty(&n->waiters)) {
+        struct ac_notified *w = AC_LIST_ENTRY(n->waiters.first, struct ac_notified, link);
 
         notify_unlink(n, w);
         ac_waker_wake(&w->waker);
@@ -205,11 +199,7 @@ static ac_poll_t notified_poll(struct ac_future *self, struct ac_context *cx)
     } else {
         ac_waker_register(&w->waker, cx->waker);
         if (!w->queued) {
-            w->prev = NULL;
-            w->next = n->waiters;
-            if (n->waiters != NULL)
-                n->waiters->prev = w;
-            n->waiters = w;
+            ac_list_push_front(&n->waiters, &w->link);
             w->queued = true;
         }
     }
@@ -235,7 +225,7 @@ void ac_notified_init(struct ac_notified *w, struct ac_notify *n)
 {
     w->base.vt = &notified_vt;
     w->n = n;
-    w->next = w->prev = NULL;
+    w->link = (struct ac_link){0};
     w->waker = AC_WAKER_NONE;
     w->queued = false;
 }
@@ -246,7 +236,7 @@ int ac_semaphore_init(struct ac_semaphore *s, size_t permits)
 {
     s->permits = permits;
     s->debt = 0;
-    s->head = s->tail = NULL;
+    s->waiters = (struct ac_list){0};
     return -pthread_mutex_init(&s->lock, NULL);
 }
 
@@ -257,35 +247,21 @@ void ac_semaphore_destroy(struct ac_semaphore *s)
 
 static void sem_unlink(struct ac_semaphore *s, struct ac_acquire *a)
 {
-    if (a->prev != NULL)
-        a->prev->next = a->next;
-    else
-        s->head = a->next;
-    if (a->next != NULL)
-        a->next->prev = a->prev;
-    else
-        s->tail = a->prev;
-    a->next = a->prev = NULL;
+    ac_list_remove(&s->waiters, &a->link);
     a->queued = false;
 }
 
 static void sem_enqueue(struct ac_semaphore *s, struct ac_acquire *a)
 {
-    a->next = NULL;
-    a->prev = s->tail;
-    if (s->tail != NULL)
-        s->tail->next = a;
-    else
-        s->head = a;
-    s->tail = a;
+    ac_list_push_back(&s->waiters, &a->link);
     a->queued = true;
 }
 
 /* Hands free permits to queued waiters in FIFO order. Lock held. */
 static void sem_grant_locked(struct ac_semaphore *s)
 {
-    while (s->head != NULL && s->permits > 0) {
-        struct ac_acquire *a = s->head;
+    while (!ac_list_empty(&s->waiters) && s->permits > 0) {
+        struct ac_acquire *a = AC_LIST_ENTRY(s->waiters.first, struct ac_acquire, link);
 
         sem_unlink(s, a);
         s->permits--;
@@ -300,7 +276,7 @@ bool ac_semaphore_try_acquire(struct ac_semaphore *s)
 
     pthread_mutex_lock(&s->lock);
     /* No barging: queued waiters are served first. */
-    if (s->head == NULL && s->permits > 0) {
+    if (ac_list_empty(&s->waiters) && s->permits > 0) {
         s->permits--;
         ok = true;
     }
@@ -360,7 +336,7 @@ static ac_poll_t acquire_poll(struct ac_future *self, struct ac_context *cx)
     pthread_mutex_lock(&s->lock);
     if (a->granted) {
         ret = AC_READY;
-    } else if (!a->queued && s->head == NULL && s->permits > 0) {
+    } else if (!a->queued && ac_list_empty(&s->waiters) && s->permits > 0) {
         s->permits--;
         a->granted = true;
         ret = AC_READY;
@@ -400,7 +376,7 @@ void ac_acquire_init(struct ac_acquire *a, struct ac_semaphore *s)
 {
     a->base.vt = &acquire_vt;
     a->s = s;
-    a->next = a->prev = NULL;
+    a->link = (struct ac_link){0};
     a->waker = AC_WAKER_NONE;
     a->queued = a->granted = a->taken = false;
 }

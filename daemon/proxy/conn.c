@@ -127,7 +127,7 @@ struct ferry_conn {
     bool slot_held : 1; /* a slot of the server (its max_connections, queue.h) */
     bool killed : 1;    /* `shutdown conn`: end at the next poll (ferry_conn_kill) */
     struct ac_waker self; /* lets the runtime API wake us (maint, shutdown conn) */
-    struct ferry_conn *next, *prev; /* worker's list */
+    struct ac_link link; /* in the worker's list */
     struct ferry_worker *fw;
     struct ferry_gen *gen;
     uint32_t lidx;
@@ -747,13 +747,7 @@ static void log_end(struct ferry_conn *c)
  * on the same thread. */
 static void unlist(struct ferry_conn *c)
 {
-    struct ferry_worker *fw = c->fw;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        fw->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    ac_list_remove(&c->fw->conns, &c->link);
 }
 
 static void conn_drop(struct ac_future *f)
@@ -844,20 +838,21 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
     ferry_ctr_add(&ls->total, 1);
     ferry_ctr_add(&ls->active, 1);
     assert(ac_worker_current() == fw->w); /* the list is this thread's alone */
-    c->next = fw->conns;
-    if (fw->conns)
-        fw->conns->prev = c;
-    fw->conns = c;
+    ac_list_push_front(&fw->conns, &c->link); /* newest first */
     ac_spawn(fw->w, &c->base, conn_free); /* on failure the task drops and frees it */
 }
 
 /* ---- views for the control socket ---- */
 
-struct ferry_conn *ferry_conn_next(const struct ferry_conn *c) { return c->next; }
+struct ferry_conn *ferry_conn_next(const struct ferry_worker *fw, const struct ferry_conn *c)
+{
+    const struct ac_link *k = c ? c->link.next : fw->conns.first;
+    return k ? AC_LIST_ENTRY(k, struct ferry_conn, link) : NULL;
+}
 
 bool ferry_conn_kill(struct ferry_worker *fw, uint64_t id)
 {
-    for (struct ferry_conn *c = fw->conns; c; c = c->next) {
+    for (struct ferry_conn *c = ferry_conn_next(fw, NULL); c; c = ferry_conn_next(fw, c)) {
         if (c->id != id || c->killed)
             continue;
         c->killed = true;
@@ -869,7 +864,7 @@ bool ferry_conn_kill(struct ferry_worker *fw, uint64_t id)
 
 void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_stats *s)
 {
-    for (struct ferry_conn *c = fw->conns; c; c = c->next)
+    for (struct ferry_conn *c = ferry_conn_next(fw, NULL); c; c = ferry_conn_next(fw, c))
         if (c->phase == PH_RUN && c->gen->backends[c->bidx].servers[c->sidx].stats == s)
             ac_waker_wake_by_ref(&c->self);
 }

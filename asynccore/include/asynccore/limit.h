@@ -18,13 +18,14 @@
 #include <stdbool.h>
 
 #include "asynccore/future.h"
+#include "asynccore/list.h"
 #include "asynccore/waker.h"
 
 struct ac_limit;
 
 /* One task's place on a limit's wait list (embedded in the task). */
 struct ac_limit_wait {
-    struct ac_limit_wait *next, *prev;
+    struct ac_link link;
     struct ac_limit *owner; /* limit it was last listed on (owner task only) */
     bool listed;            /* guarded by owner->lock */
     struct ac_waker waker;  /* guarded by owner->lock */
@@ -34,7 +35,7 @@ struct ac_limit {
     _Atomic long avail;        /* free permits; negative after a shrink below use */
     _Atomic unsigned nwaiting; /* entries on the list */
     pthread_mutex_t lock;      /* guards the list (slow path only) */
-    struct ac_limit_wait *head;
+    struct ac_list waiters;
 };
 
 int ac_limit_init(struct ac_limit *l, long size);

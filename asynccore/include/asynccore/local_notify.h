@@ -11,12 +11,13 @@
 #include <stdbool.h>
 
 #include "asynccore/future.h"
+#include "asynccore/list.h"
 #include "asynccore/waker.h"
 
 struct ac_local_notified;
 
 struct ac_local_notify {
-    struct ac_local_notified *waiters;
+    struct ac_list waiters;
     bool notified;
 };
 
@@ -29,7 +30,7 @@ static inline bool ac_local_notify_is_set(const struct ac_local_notify *n) { ret
 struct ac_local_notified {
     struct ac_future base;
     struct ac_local_notify *n;
-    struct ac_local_notified *next, *prev;
+    struct ac_link link;
     struct ac_waker waker;
     bool queued;
 };

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "asynccore/future.h"
+#include "asynccore/list.h"
 #include "asynccore/waker.h"
 
 /* ---- oneshot ---- */
@@ -47,7 +48,7 @@ void ac_oneshot_recv_init(struct ac_oneshot_recv *r, struct ac_oneshot *ch);
 struct ac_notified;
 struct ac_notify {
     pthread_mutex_t lock;
-    struct ac_notified *waiters; /* intrusive list */
+    struct ac_list waiters;
     bool notified;
 };
 int ac_notify_init(struct ac_notify *n);
@@ -58,7 +59,7 @@ bool ac_notify_is_set(struct ac_notify *n);
 struct ac_notified {
     struct ac_future base;
     struct ac_notify *n;
-    struct ac_notified *next, *prev;
+    struct ac_link link;
     struct ac_waker waker;
     bool queued;
 };
@@ -69,7 +70,7 @@ struct ac_acquire;
 struct ac_semaphore {
     pthread_mutex_t lock;
     size_t permits;
-    struct ac_acquire *head, *tail; /* FIFO waiters */
+    struct ac_list waiters; /* FIFO */
     size_t debt; /* permits removed by adjust while in use: later releases absorb them */
 };
 int ac_semaphore_init(struct ac_semaphore *s, size_t permits);
@@ -90,7 +91,7 @@ size_t ac_semaphore_available(struct ac_semaphore *s);
 struct ac_acquire {
     struct ac_future base;
     struct ac_semaphore *s;
-    struct ac_acquire *next, *prev;
+    struct ac_link link;
     struct ac_waker waker;
     bool queued, granted, taken;
 };

@@ -348,7 +348,8 @@ static void test_notify_many_waiters(void **state)
     {
         int count = 0;
 
-        for (struct ac_notified *it = n.waiters; it != NULL; it = it->next) {
+        for (struct ac_link *k = n.waiters.first; k != NULL; k = k->next) {
+            struct ac_notified *it = AC_LIST_ENTRY(k, struct ac_notified, link);
             assert_true(it != &ws[GONE] && it != &ws[0] && it != &ws[N - 1]);
             count++;
         }
@@ -356,7 +357,7 @@ static void test_notify_many_waiters(void **state)
     }
     ac_notify_all(&n);
     assert_int_equal(atomic_load(&c.wakes), N - 3);
-    assert_null(n.waiters);
+    assert_true(ac_list_empty(&n.waiters));
     for (int i = 1; i < N - 1; i++) {
         if (i == GONE)
             continue;
@@ -750,7 +751,7 @@ static void test_local_notify(void **state)
     ac_local_notified_init(&late, &n); /* sticky: ready at once */
     assert_int_equal(ac_future_poll(&late.base, &cx2), AC_READY);
     ac_future_drop(&late.base);
-    assert_null(n.waiters);
+    assert_true(ac_list_empty(&n.waiters));
     assert_balanced(&c1);
     assert_balanced(&c2);
 }
