@@ -45,17 +45,17 @@ static struct ferry_server_stats *find_server(struct ferry_daemon *d, const char
     return st;
 }
 
-/* ---- cutting a server's connections, on each worker ---- */
+/* ---- maint: ending a server's connections, on each worker ---- */
 
-static void cut_on_worker(struct ferry_worker *fw, void *s)
+static void maint_on_worker(struct ferry_worker *fw, void *s)
 {
     ferry_conn_wake_server(fw, s);
 }
 
-static void cut_connections(struct ferry_daemon *d, const struct ferry_server_stats *s)
+static void end_server_conns(struct ferry_daemon *d, const struct ferry_server_stats *s)
 {
     for (unsigned i = 0; i < d->nworkers; i++)
-        if (ferry_worker_run(&d->workers[i], cut_on_worker, (void *)s, NULL) == -ENOMEM)
+        if (ferry_worker_run(&d->workers[i], maint_on_worker, (void *)s, NULL) == -ENOMEM)
             ferry_log(FERRY_LOG_ERROR, "cut_failed", "server=%s/%s error=%s",
                       s->backend, s->name, strerror(ENOMEM));
 }
@@ -77,7 +77,7 @@ int ferry_admin_set_server_state(struct ferry_daemon *d, const char *backend,
     if (was_maint != maint || was_drain != drain)
         ferry_server_changed(st);
     if (maint)
-        cut_connections(d, st);
+        end_server_conns(d, st);
     if (state == FERRY_ADMIN_READY && (was_maint || was_drain)) {
         ferry_server_serving_from(st, ac_clock_now_ms()); /* slow_start ramps from here */
         ferry_queue_kick(&bs->queue);                    /* room for those waiting */
