@@ -46,7 +46,8 @@ struct ferry_addr {
 };
 
 enum ferry_log_level { FERRY_LOG_ERROR, FERRY_LOG_WARN, FERRY_LOG_INFO, FERRY_LOG_DEBUG };
-enum ferry_log_target { FERRY_LOG_TO_STDERR, FERRY_LOG_TO_SYSLOG, FERRY_LOG_TO_FILE };
+enum ferry_log_target { FERRY_LOG_TO_STDERR, FERRY_LOG_TO_SYSLOG, FERRY_LOG_TO_FILE,
+                        FERRY_LOG_TO_UDP, FERRY_LOG_TO_TCP /* remote syslog (RFC 5424) */ };
 enum ferry_log_format { FERRY_LOG_LOGFMT, FERRY_LOG_JSON };
 
 /* Longest file path a key may name. */
@@ -68,6 +69,8 @@ struct ferry_global {
     enum ferry_log_level log_level;
     enum ferry_log_target log_target; /* `log`, default stderr */
     char log_path[FERRY_PATH_MAX];   /* FERRY_LOG_TO_FILE */
+    struct ferry_addr log_addr;      /* FERRY_LOG_TO_UDP / _TCP: HOST:PORT (a name is
+                                      * resolved by the log writer) */
     int log_line;
     enum ferry_log_format log_format; /* default logfmt */
     bool access_log;            /* default on */

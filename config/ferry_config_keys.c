@@ -214,15 +214,37 @@ static bool set_log_path(struct ferry__parse *p, const char *v, char *dst, size_
     return fits;
 }
 
+/* udp://HOST:PORT or tcp://HOST:PORT: a remote syslog server. */
+static bool g_log_remote(struct ferry__parse *p, const char *v)
+{
+    bool udp = strncmp(v, "udp://", 6) == 0, tcp = strncmp(v, "tcp://", 6) == 0;
+    if (!udp && !tcp)
+        return false;
+    struct ferry_addr a;
+    const char *why = "a host and a port";
+    int rc = ferry__parse_addr(v + 6, true, &a, &why);
+    if (rc < 0 || a.kind != FERRY_ADDR_INET || a.port == 0) {
+        ferry__err(p, p->lineno, "invalid log address \"%s\": expected %s://HOST:PORT (%s)", v,
+                   udp ? "udp" : "tcp", rc < 0 ? why : "a host and a port");
+        return true;
+    }
+    G(p)->log_addr = a;
+    G(p)->log_target = udp ? FERRY_LOG_TO_UDP : FERRY_LOG_TO_TCP;
+    return true;
+}
+
 static void g_log(struct ferry__parse *p, const char *v)
 {
     G(p)->log_line = p->lineno;
+    if (g_log_remote(p, v))
+        return;
     if (strcmp(v, "stderr") == 0) {
         G(p)->log_target = FERRY_LOG_TO_STDERR;
     } else if (strcmp(v, "syslog") == 0) {
         G(p)->log_target = FERRY_LOG_TO_SYSLOG;
     } else if (set_log_path(p, v, G(p)->log_path, sizeof(G(p)->log_path),
-                            "stderr, syslog or a file path with a '/' (like ./ferry.log)")) {
+                            "stderr, syslog, udp://HOST:PORT, tcp://HOST:PORT or a file path "
+                            "with a '/' (like ./ferry.log)")) {
         G(p)->log_target = FERRY_LOG_TO_FILE;
     }
 }

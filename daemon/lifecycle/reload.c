@@ -112,7 +112,8 @@ static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *ol
         warn_key(r, "metrics");
     if (strcmp(a->user, b->user) != 0 || strcmp(a->group, b->group) != 0)
         warn_key(r, "user");
-    if (a->log_target != b->log_target || strcmp(a->log_path, b->log_path) != 0)
+    if (a->log_target != b->log_target || strcmp(a->log_path, b->log_path) != 0 ||
+        strcmp(a->log_addr.text, b->log_addr.text) != 0)
         warn_key(r, "log");
     if (a->log_format != b->log_format)
         warn_key(r, "log_format");

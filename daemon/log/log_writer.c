@@ -92,12 +92,37 @@ static int sink_open(struct ferry_log_sink *s, enum ferry_log_target target, con
         s->fd = open_file(path);
         s->own_fd = true;
         return s->fd < 0 ? -1 : 0;
+    case FERRY_LOG_TO_UDP:
+    case FERRY_LOG_TO_TCP:
+        s->style.prefix = FERRY_LOG_PREFIX_NONE; /* the RFC 5424 header has the time */
+        return 0; /* the server: remote_open() */
     }
     return -1;
 }
 
+/* udp:// or tcp://: nothing is sent or connected yet, so this never fails
+ * but for memory (the server may come up later). */
+static int remote_open(struct ferry_logger *lg, struct ferry_log_sink *s,
+                       const struct ferry_global *g)
+{
+    s->remote = malloc(sizeof(*s->remote));
+    if (!s->remote || ferry_log_remote_init(s->remote, &g->log_addr, g->log_target ==
+                                            FERRY_LOG_TO_TCP, (long)lg->pid,
+                                            &lg->writer_dropped) != 0) {
+        free(s->remote);
+        s->remote = NULL;
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
 static void sink_close(struct ferry_log_sink *s)
 {
+    if (s->remote)
+        ferry_log_remote_close(s->remote);
+    free(s->remote);
+    s->remote = NULL;
     if (s->own_fd && s->fd >= 0)
         close(s->fd);
     s->fd = -1;
@@ -182,6 +207,9 @@ static bool sink_put(struct ferry_logger *lg, struct ferry_log_sink *s, unsigned
 {
     if (s->target == FERRY_LOG_TO_SYSLOG)
         return syslog_send(lg, s, level, line, len);
+    if (s->remote)
+        return ferry_log_remote_put(s->remote, ferry_log_priority((enum ferry_log_level)level),
+                                    ferry_log_realtime_ms(), line, len);
     if (s->blen + len > BATCH_SIZE && !sink_flush(lg, s) && s->blen + len > BATCH_SIZE)
         return false;
     if (s->blen + len > BATCH_SIZE)
@@ -225,8 +253,14 @@ static int flush_all(struct ferry_logger *lg)
     int stuck = -1;
     for (unsigned i = 0; i < FERRY_LOG_NSINKS; i++) {
         struct ferry_log_sink *s = &lg->sinks[i];
-        if (s->fd >= 0 && s->target != FERRY_LOG_TO_SYSLOG && s->blen && !sink_flush(lg, s))
+        if (s->remote) {
+            int fd = ferry_log_remote_flush(s->remote);
+            if (fd >= 0)
+                stuck = fd;
+        } else if (s->fd >= 0 && s->target != FERRY_LOG_TO_SYSLOG && s->blen &&
+                   !sink_flush(lg, s)) {
             stuck = s->fd;
+        }
     }
     return stuck;
 }
@@ -435,13 +469,17 @@ int ferry_logger_start(struct ferry_logger *lg, const struct ferry_global *g,
     lg->pid = getpid();
     for (unsigned i = 0; i < FERRY_LOG_NSINKS; i++)
         lg->sinks[i].fd = -1;
-    if (sink_open(&lg->sinks[FERRY_LOG_SINK_MAIN], g->log_target, g->log_path, g->log_format) != 0) {
+    bool remote = g->log_target == FERRY_LOG_TO_UDP || g->log_target == FERRY_LOG_TO_TCP;
+    if (sink_open(&lg->sinks[FERRY_LOG_SINK_MAIN], g->log_target, g->log_path, g->log_format) != 0 ||
+        (remote && remote_open(lg, &lg->sinks[FERRY_LOG_SINK_MAIN], g) != 0)) {
         int e = errno;
         sink_close(&lg->sinks[FERRY_LOG_SINK_MAIN]);
         errno = e;
         return start_error(err, errlen, config_path, g->log_line,
-                           g->log_target == FERRY_LOG_TO_SYSLOG ? "syslog socket" : "log file",
-                           g->log_target == FERRY_LOG_TO_SYSLOG ? SYSLOG_PATH : g->log_path);
+                           g->log_target == FERRY_LOG_TO_SYSLOG ? "syslog socket"
+                           : remote ? "remote syslog" : "log file",
+                           g->log_target == FERRY_LOG_TO_SYSLOG ? SYSLOG_PATH
+                           : remote ? g->log_addr.text : g->log_path);
     }
     if (g->access_log_path[0]) {
         if (sink_open(&lg->sinks[FERRY_LOG_SINK_ACCESS], FERRY_LOG_TO_FILE, g->access_log_path,

@@ -3,7 +3,8 @@
  *
  * One per daemon (struct ferry_daemon.log). Each worker formats its lines
  * into its own ring (log_ring.h); one writer thread drains every ring into
- * the sinks: stderr, syslog (/dev/log) or a file, and optionally a file of
+ * the sinks: stderr, syslog (/dev/log), a remote syslog server (log_remote.h)
+ * or a file, and optionally a file of
  * the access log's own. The writer never lets a sink block a worker: it
  * writes without blocking, and while a sink cannot take more the rings fill
  * and further lines are dropped and counted (ferry_logger_dropped, shown in
@@ -26,6 +27,7 @@
 
 #include "ferry_config.h"
 #include "log/format.h"
+#include "log/log_remote.h"
 #include "log/log_ring.h"
 
 enum ferry_log_sink_id { FERRY_LOG_SINK_MAIN, FERRY_LOG_SINK_ACCESS, FERRY_LOG_NSINKS };
@@ -40,6 +42,7 @@ struct ferry_log_sink {
     char *batch;       /* lines waiting for the stream */
     size_t blen;
     uint64_t retry_ms; /* syslog: when to try connecting again */
+    struct ferry_log_remote *remote; /* udp:// or tcp://: the remote syslog server */
 };
 
 struct ferry_logger {
