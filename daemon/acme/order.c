@@ -48,7 +48,7 @@
 #define PEER_POLL_MS 1000          /* waiting for another instance's order */
 #define SLEEP_MAX_MS (3600u * 1000u) /* long sleeps are cut: the wall clock may jump */
 #define POLLS_MAX 300              /* authorization / order polls before giving up */
-#define NONCE_RETRIES 10
+#define NONCE_RETRIES 20
 
 enum state {
     S_LOAD, S_WAIT, S_LOCK, S_PEER, S_DIRECTORY, S_ACCOUNT, S_NEW_ORDER, S_AUTHZ,
