@@ -288,7 +288,7 @@ int ferry_acme_http_init(struct ferry_acme_http *h, SSL_CTX *ctx, const char *me
     snprintf(hostport, sizeof(hostport), port == 443 ? "%s" : "%s:%u", h->host, port);
     int n = snprintf(h->req, cap,
                      "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ferry/" FERRY_VERSION
-                     "\r\nAccept: application/json\r\nConnection: close\r\n",
+                     "\r\nAccept: */*\r\nConnection: close\r\n",
                      method, path, hostport);
     if (body)
         n += snprintf(h->req + n, cap - (size_t)n,

@@ -45,7 +45,10 @@
 #include "log/log.h"
 
 #define RETRY_MAX_MS (3600u * 1000u)
-#define PEER_POLL_MS 1000          /* waiting for another instance's order */
+#define PEER_POLL_MS 500           /* waiting for another instance's order */
+/* After the challenges went to storage and before the CA is told to
+ * validate: time for instances sharing the storage to pick them up. */
+#define CHAL_SHARE_MS (2 * PEER_POLL_MS)
 #define SLEEP_MAX_MS (3600u * 1000u) /* long sleeps are cut: the wall clock may jump */
 #define POLLS_MAX 300              /* authorization / order polls before giving up */
 #define NONCE_RETRIES 20
@@ -1109,10 +1112,15 @@ static ac_poll_t step(struct order_task *t, struct ac_context *cx)
             ferry_log(FERRY_LOG_WARN, "acme_storage_failed", "acme=%s error=%s", t->s->acme,
                       j ? j->why : "blocking pool unavailable");
         job_free(j);
-        req_start(t, t->chal_url, true, json_object(), false);
+        sleep_start(t, CHAL_SHARE_MS);
         t->state = S_CHAL_POST;
         return AC_READY;
     case S_CHAL_POST:
+        if (!t->req_live) {
+            if (sleep_poll(t, cx) == AC_PENDING)
+                return AC_PENDING;
+            req_start(t, t->chal_url, true, json_object(), false);
+        }
         if (req_poll(t, cx) == AC_PENDING)
             return AC_PENDING;
         if (t->state == S_FAILED)
