@@ -8,6 +8,7 @@
 #ifndef FERRY_DAEMON_H
 #define FERRY_DAEMON_H
 
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,6 +29,8 @@ struct ferry_listen_addr;
 struct ferry_listener_limit;
 struct ferry_sd_fd;
 struct ferry_dnswatch;
+struct ferry_acme_reg;
+struct ferry_buf;
 
 struct ferry_daemon {
     char *config_path;
@@ -55,6 +58,7 @@ struct ferry_daemon {
     _Atomic uint64_t accept_until_ms; /* while stopping: accepting ends then (shutdown_delay) */
     uint64_t start_ms;                /* ac_clock_now_ms() at start */
     struct ferry_dnswatch *dnsw;      /* name lookups (worker 0 only; NULL: none) */
+    struct ferry_acme_reg *acme;      /* ACME certificates (acme/); NULL: -t */
     double start_unix;                /* wall clock at start (process_start_time_seconds) */
     char *config_abs;                 /* absolute path of the configuration file */
     pthread_mutex_t state_file_lock;  /* serialises state_file writes */
@@ -70,6 +74,17 @@ struct ferry_gen *ferry_daemon_gen(struct ferry_daemon *d);
 /* After a runtime change: the state file (lifecycle/state_file.c) writes the
  * state on the blocking pool, soon. */
 void ferry_state_file_changed(struct ferry_daemon *d);
+
+/* ---- ACME (tls_acme), implemented in acme/ ---- */
+
+/* Gives listener l's TLS context (of a generation being built from cfg) its
+ * tls_acme certificates from d->acme; nothing when d->acme is NULL (-t).
+ * Any thread. 0 or -ENOMEM. */
+int ferry_acme_attach(struct ferry_daemon *d, SSL_CTX *ctx, const struct ferry_config *cfg,
+                      const struct ferry_listener *l);
+/* `show acme` (text or JSON) and ferry_acme_orders_total into out. */
+int ferry_acme_render(struct ferry_daemon *d, bool json, struct ferry_buf *out);
+void ferry_acme_render_metrics(struct ferry_daemon *d, struct ferry_buf *out);
 
 /* ---- views over every worker's connections (worker.c, conns_view.c) ---- */
 

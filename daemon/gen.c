@@ -181,6 +181,8 @@ static int build_listener(struct ferry_gen *g, size_t i, struct ferry_config_err
         rt->tls_ctx = ferry_tls_server_ctx_new(l, g->cfg->path, errs);
         if (!rt->tls_ctx)
             return -1;
+        if (ferry_acme_attach(g->d, rt->tls_ctx, g->cfg, l) < 0) /* tls_acme */
+            return -ENOMEM;
         /* Tickets stay valid across reloads: one random key per process. */
         if (!l->tls_ticket_keys &&
             ferry_ticket_keys_install(rt->tls_ctx, ferry_ticket_keys_from_raw(g->d->ticket_key)) != 0)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "lifecycle/gen_switch.h"
+#include "acme/acme.h"
 #include "proxy/listen.h"
 #include "lifecycle/confcheck.h"
 #include "control/control.h"
@@ -99,6 +100,8 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
 
 static void daemon_free(struct ferry_daemon *d)
 {
+    ferry_acme_free(d->acme); /* its tasks end as the runtime drops them */
+    d->acme = NULL;
     if (d->rt)
         ac_runtime_free(d->rt); /* drops every task: connections log, sockets close */
     ferry_logger_stop(&d->log); /* writes what the connections logged */
@@ -272,6 +275,12 @@ static int run(const char *path)
         fprintf(stderr, "%s\n", lerr);
         goto free_cfg;
     }
+    /* ACME certificates: the registry outlives generations (tls_acme). */
+    if (!(d.acme = ferry_acme_new(d.rt, d.workers[0].w))) {
+        fprintf(stderr, "ferryd: cannot start: out of memory\n");
+        ferry_config_free(cfg);
+        goto out;
+    }
     if (ferry_sd_listen_fds(&d.sd_fds, &d.nsd_fds) < 0) {
         fprintf(stderr, "ferryd: cannot use the inherited sockets: %s\n", strerror(errno));
         goto free_cfg;
@@ -303,6 +312,7 @@ static int run(const char *path)
     /* Names are looked up on the event loops; start-up waits for their
      * first answers a little, and never fails on them (ferryd(8)). */
     d.dnsw = ferry_dnswatch_start(&d, &g->cfg->global);
+    ferry_acme_use_dns(d.acme, ferry_dnswatch_resolver(d.dnsw));
     ferry_dnswatch_adopt(d.dnsw, NULL, g);
     struct ferry_dnswatch_first first;
     ferry_dnswatch_first_init(&first, d.dnsw, 2000);

@@ -6,26 +6,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/rand.h>
 #include <strings.h>
 #include <time.h>
 
 #include "acme/challenge.h"
 #include "acme/store.h"
+#include "dns/resolver.h"
 
 /* The first retry after a failed order (doubling up to an hour). The
  * environment may shorten it (FERRY_ACME_RETRY_MS, for tests; ferryd.8). */
 #define RETRY_MS_DEFAULT 60000
 
-struct ferry_acme_reg *ferry_acme_new(struct ac_runtime *rt, struct ac_worker *w,
-                                  ferry_acme_resolve_fn resolve, void *resolve_ctx)
+struct ferry_acme_reg *ferry_acme_new(struct ac_runtime *rt, struct ac_worker *w)
 {
     struct ferry_acme_reg *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
     a->rt = rt;
     a->w = w;
-    a->resolve = resolve;
-    a->resolve_ctx = resolve_ctx;
     a->retry_ms = RETRY_MS_DEFAULT;
     const char *env = getenv("FERRY_ACME_RETRY_MS");
     if (env && *env) {
@@ -36,6 +35,45 @@ struct ferry_acme_reg *ferry_acme_new(struct ac_runtime *rt, struct ac_worker *w
     }
     pthread_mutex_init(&a->lock, NULL);
     return a;
+}
+
+/* ---- resolving the ACME server's name (c-ares, on the resolver's worker) ---- */
+
+struct dns_req {
+    ferry_acme_resolved_fn done;
+    void *arg;
+};
+
+static void dns_answer(void *p, const struct ferry_dns_answer *ans)
+{
+    struct dns_req *r = p;
+    if (ans->status == 0 && ans->n > 0 && ans->rec[0].sa_len > 0)
+        r->done(r->arg, (const struct sockaddr *)&ans->rec[0].sa, ans->rec[0].sa_len, NULL);
+    else
+        r->done(r->arg, NULL, 0, ans->status ? ans->err : "no address");
+    free(r);
+}
+
+static int dns_resolve(void *ctx, const char *host, uint16_t port, ferry_acme_resolved_fn done,
+                       void *arg)
+{
+    struct dns_req *r = malloc(sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    *r = (struct dns_req){done, arg};
+    int rc = ferry_dns_lookup_host(ctx, host, port, dns_answer, r);
+    if (rc < 0) {
+        free(r);
+        return rc;
+    }
+    ferry_dns_kick(ctx);
+    return 0;
+}
+
+void ferry_acme_use_dns(struct ferry_acme_reg *a, struct ferry_dns *dns)
+{
+    a->resolve = dns ? dns_resolve : NULL;
+    a->resolve_ctx = dns;
 }
 
 /* Tells the slot's task to end (at its next poll). */
@@ -164,6 +202,44 @@ static struct ferry_acme_slot *slot_new(struct ferry_acme_reg *a, const struct f
     return s;
 }
 
+/* When to renew m: renew_before before notAfter (at the latest with a third
+ * of the lifetime left; a renew_before at or past the lifetime means a
+ * third), moved earlier by a random part of up to a tenth of that span. */
+int64_t ferry_acme_renew_at(const struct ferry_acme_slot *s, const struct ferry_acme_material *m)
+{
+    int64_t life = m->not_after - m->not_before;
+    if (life < 3)
+        life = 3;
+    int64_t before = (int64_t)s->renew_before_s;
+    if (before < life / 3 || before >= life)
+        before = life / 3;
+    uint32_t r = 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+        r = 0;
+    int64_t jitter = before / 10 > 0 ? (int64_t)(r % (uint64_t)(before / 10 + 1)) : 0;
+    return m->not_after - before - jitter;
+}
+
+/* A new slot serves its stored certificate at once (this runs while a
+ * generation is built, on the blocking pool): start and reload never wait
+ * for the task. */
+static void load_stored(struct ferry_acme_slot *s)
+{
+    char why[600];
+    struct ferry_acme_material *m = ferry_acme_store_load_cert(s->storage, s->base, why,
+                                                               sizeof(why));
+    if (!m || !ferry_acme_material_covers(m, s->names, s->nnames) ||
+        m->not_after <= (int64_t)time(NULL)) {
+        ferry_acme_material_free(m);
+        return;
+    }
+    int64_t at = ferry_acme_renew_at(s, m);
+    pthread_mutex_lock(&s->lock);
+    s->renew_at = at;
+    pthread_mutex_unlock(&s->lock);
+    ferry_acme_slot_publish(s, m);
+}
+
 struct ferry_acme_slot *ferry_acme_slot_get(struct ferry_acme_reg *a, const struct ferry_config *cfg,
                                             const struct ferry_tls_acme *t)
 {
@@ -173,6 +249,7 @@ struct ferry_acme_slot *ferry_acme_slot_get(struct ferry_acme_reg *a, const stru
     if (!id)
         return NULL;
     struct ferry_acme_slot *s = NULL;
+    bool made = false;
     pthread_mutex_lock(&a->lock);
     for (size_t i = 0; i < a->nslots && !s; i++)
         if (strcmp(a->slots[i]->id, id) == 0)
@@ -186,8 +263,11 @@ struct ferry_acme_slot *ferry_acme_slot_get(struct ferry_acme_reg *a, const stru
         s = grown ? slot_new(a, &cfg->acmes[t->acme_index], t, id) : (free(id), NULL);
         if (s)
             a->slots[a->nslots++] = ferry_acme_slot_ref(s);
+        made = s != NULL;
     }
     pthread_mutex_unlock(&a->lock);
+    if (made)
+        load_stored(s);
     return s;
 }
 
@@ -293,20 +373,6 @@ bool ferry_acme_slot_not_after(struct ferry_acme_slot *s, char *path, size_t cap
     ferry_acme_store_path(path, cap, s->storage, s->base, ".crt");
     *not_after = m->not_after;
     return true;
-}
-
-bool ferry_acme_alpn_offered(const unsigned char *list, size_t len)
-{
-    const size_t k = sizeof(FERRY_ACME_ALPN) - 1;
-    for (size_t i = 0; i < len;) {
-        size_t n = list[i++];
-        if (n > len - i)
-            return false;
-        if (n == k && memcmp(list + i, FERRY_ACME_ALPN, k) == 0)
-            return true;
-        i += n;
-    }
-    return false;
 }
 
 bool ferry_acme_challenge_install(struct ferry_acme_reg *a, const char *sni, SSL *ssl)
@@ -434,10 +500,15 @@ struct ferry_acme_status *ferry_acme_statuses(struct ferry_acme_reg *a, size_t *
     pthread_mutex_lock(&a->lock);
     struct ferry_acme_status *out = NULL;
     *n = 0;
+    /* Only slots with a task: a reload that failed may have left others. */
     if (a->nslots && (out = calloc(a->nslots, sizeof(*out)))) {
-        for (size_t i = 0; i < a->nslots; i++)
-            slot_status(a->slots[i], &out[i]);
-        *n = a->nslots;
+        for (size_t i = 0; i < a->nslots; i++) {
+            pthread_mutex_lock(&a->slots[i]->lock);
+            bool running = a->slots[i]->running;
+            pthread_mutex_unlock(&a->slots[i]->lock);
+            if (running)
+                slot_status(a->slots[i], &out[(*n)++]);
+        }
     }
     pthread_mutex_unlock(&a->lock);
     return out;

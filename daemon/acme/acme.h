@@ -32,17 +32,13 @@ struct ferry_acme_slot;
 struct ac_worker;
 struct ac_runtime;
 
-/* Resolves host (A/AAAA) for HTTPS: calls done(arg, sa, len) once, on the
- * caller's worker or another (len 0: failed, sa then a message string). */
-typedef void (*ferry_acme_resolved_fn)(void *arg, const struct sockaddr *sa, socklen_t len,
-                                       const char *err);
-typedef int (*ferry_acme_resolve_fn)(void *ctx, const char *host, uint16_t port,
-                                     ferry_acme_resolved_fn done, void *arg);
-
-/* The registry. Tasks run on w; blocking work on rt's pool. resolve may be
- * NULL (then only numeric directory hosts work). NULL when out of memory. */
-struct ferry_acme_reg *ferry_acme_new(struct ac_runtime *rt, struct ac_worker *w,
-                                  ferry_acme_resolve_fn resolve, void *resolve_ctx);
+/* The registry. Tasks run on w (the resolver's worker); blocking work on
+ * rt's pool. NULL when out of memory. */
+struct ferry_acme_reg *ferry_acme_new(struct ac_runtime *rt, struct ac_worker *w);
+/* Host names in `directory` are looked up with dns (on w); NULL: numeric
+ * addresses only. Call before the first ferry_acme_sync. */
+struct ferry_dns;
+void ferry_acme_use_dns(struct ferry_acme_reg *a, struct ferry_dns *dns);
 /* Stops every task (they end at their next poll) and drops the registry's
  * references. Call before the runtime is freed; NULL is a no-op. */
 void ferry_acme_free(struct ferry_acme_reg *a);
@@ -66,8 +62,6 @@ bool ferry_acme_slot_install(struct ferry_acme_slot *s, SSL *ssl);
 /* Installs the pending challenge certificate for sni on ssl; false when
  * there is none. */
 bool ferry_acme_challenge_install(struct ferry_acme_reg *a, const char *sni, SSL *ssl);
-/* True when the ClientHello's ALPN list (wire format) offers acme-tls/1. */
-bool ferry_acme_alpn_offered(const unsigned char *list, size_t len);
 /* Path of the slot's stored certificate and its notAfter (false: none yet). */
 bool ferry_acme_slot_not_after(struct ferry_acme_slot *s, char *path, size_t cap,
                                int64_t *not_after);

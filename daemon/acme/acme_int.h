@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 
 #include "acme/acme.h"
 #include "acme/material.h"
@@ -41,6 +42,13 @@ struct ferry_acme_chal {
     const struct ferry_acme_slot *by;  /* whose order (compared, never followed) */
 };
 
+/* Resolves host (A/AAAA) for HTTPS: calls done(arg, sa, len, NULL) or
+ * done(arg, NULL, 0, why) once, later, on the task's worker. */
+typedef void (*ferry_acme_resolved_fn)(void *arg, const struct sockaddr *sa, socklen_t len,
+                                       const char *err);
+typedef int (*ferry_acme_resolve_fn)(void *ctx, const char *host, uint16_t port,
+                                     ferry_acme_resolved_fn done, void *arg);
+
 struct ferry_acme_reg {
     struct ac_runtime *rt;
     struct ac_worker *w;
@@ -60,6 +68,8 @@ struct ferry_acme_reg {
 /* order.c: starts the task of s on a->w (takes its own reference). 0 or -errno. */
 int ferry_acme_order_start(struct ferry_acme_reg *a, struct ferry_acme_slot *s);
 
+/* When to renew m (Unix time): see ferry.ini.5 renew_before. */
+int64_t ferry_acme_renew_at(const struct ferry_acme_slot *s, const struct ferry_acme_material *m);
 /* Publishes new material for s (the old one is retired). */
 void ferry_acme_slot_publish(struct ferry_acme_slot *s, struct ferry_acme_material *m);
 /* Adds (m non-NULL, taken) or removes every (m NULL) challenge of `by`. */

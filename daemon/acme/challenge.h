@@ -11,7 +11,6 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#define FERRY_ACME_ALPN "acme-tls/1"
 #define FERRY_ACME_OID_IDENTIFIER "1.3.6.1.5.5.7.1.31"
 
 /* Makes the certificate and its (new P-256) key. 0, or -ENOMEM / -EINVAL. */

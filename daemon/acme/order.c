@@ -169,24 +169,6 @@ static void rfc3339(int64_t t, char *buf, size_t cap)
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* When to renew m: renew_before before notAfter (at the latest with a third
- * of the lifetime left; a renew_before at or past the lifetime means a
- * third), moved earlier by a random part of up to a tenth of that span. */
-static int64_t renew_at(const struct ferry_acme_slot *s, const struct ferry_acme_material *m)
-{
-    int64_t life = m->not_after - m->not_before;
-    if (life < 3)
-        life = 3;
-    int64_t before = (int64_t)s->renew_before_s;
-    if (before < life / 3 || before >= life)
-        before = life / 3;
-    uint32_t r = 0;
-    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-        r = 0;
-    int64_t jitter = before / 10 > 0 ? (int64_t)(r % (uint64_t)(before / 10 + 1)) : 0;
-    return m->not_after - before - jitter;
-}
-
 static void fail_msg(struct order_task *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void fail_msg(struct order_task *t, const char *fmt, ...)
@@ -633,7 +615,7 @@ static void serve_stored(struct order_task *t, struct ferry_acme_material *m)
 {
     struct ferry_acme_material *cur = atomic_load(&t->s->cur);
     bool same = cur && X509_cmp(cur->leaf, m->leaf) == 0;
-    int64_t at = same ? 0 : renew_at(t->s, m);
+    int64_t at = same ? 0 : ferry_acme_renew_at(t->s, m);
     if (same) {
         ferry_acme_material_free(m);
     } else {
@@ -846,7 +828,7 @@ static void on_issued(struct order_task *t)
     char names[1024], na[32];
     names_text(t->s, names, sizeof(names));
     rfc3339(m->not_after, na, sizeof(na));
-    int64_t at = renew_at(t->s, m);
+    int64_t at = ferry_acme_renew_at(t->s, m);
     pthread_mutex_lock(&t->s->lock);
     t->s->renew_at = at;
     t->s->failed = false;

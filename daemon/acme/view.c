@@ -61,7 +61,7 @@ static void json_names(struct ferry_buf *out, const char *names)
     ferry_buf_puts(out, "]");
 }
 
-int ferry_acme_render(struct ferry_acme_reg *reg, bool json, struct ferry_buf *out)
+int ferry_acme_view(struct ferry_acme_reg *reg, bool json, struct ferry_buf *out)
 {
     size_t n = 0;
     struct ferry_acme_status *st = reg ? ferry_acme_statuses(reg, &n) : NULL;
@@ -100,7 +100,7 @@ int ferry_acme_render(struct ferry_acme_reg *reg, bool json, struct ferry_buf *o
     return out->oom ? -ENOMEM : 0;
 }
 
-void ferry_acme_render_metrics(struct ferry_acme_reg *reg, struct ferry_buf *out)
+void ferry_acme_view_metrics(struct ferry_acme_reg *reg, struct ferry_buf *out)
 {
     size_t n = 0;
     struct ferry_acme_count *c = reg ? ferry_acme_counts(reg, &n) : NULL;

@@ -11,9 +11,9 @@ struct ferry_acme_reg;
 /* `show acme`: one line per certificate (acme, names, state, not_after,
  * renew_at, last_error), or {"acme": [{...}]}. reg may be NULL (no
  * tls_acme anywhere). 0 or -ENOMEM. */
-int ferry_acme_render(struct ferry_acme_reg *reg, bool json, struct ferry_buf *out);
+int ferry_acme_view(struct ferry_acme_reg *reg, bool json, struct ferry_buf *out);
 
 /* ferry_acme_orders_total{acme, result}: orders since start. */
-void ferry_acme_render_metrics(struct ferry_acme_reg *reg, struct ferry_buf *out);
+void ferry_acme_view_metrics(struct ferry_acme_reg *reg, struct ferry_buf *out);
 
 #endif

@@ -282,6 +282,7 @@ static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *r
         c->conns_live = true;
         return poll_conns(c, cx);
     case FERRY_CTL_SHOW_METRICS: ferry_render_metrics(d, out); break;
+    case FERRY_CTL_SHOW_ACME: ferry_acme_render(d, req->json, out); break;
     case FERRY_CTL_DISABLE_SERVER:
     case FERRY_CTL_ENABLE_SERVER:
     case FERRY_CTL_SET_SERVER_STATE:

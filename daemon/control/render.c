@@ -780,6 +780,16 @@ static void metrics_certs(const struct ferry_gen *g, struct ferry_buf *out)
             label(out, "cert", l->tls_certs[k], false);
             ferry_buf_printf(out, "} %lld\n", (long long)t);
         }
+        char path[1024]; /* tls_acme: the stored certificate, once issued */
+        for (size_t k = 0; k < ferry_tls_server_acme_count(g->listeners[i].tls_ctx); k++) {
+            if (!ferry_tls_server_acme_not_after(g->listeners[i].tls_ctx, k, path, sizeof(path),
+                                                 &t))
+                continue;
+            ferry_buf_puts(out, "ferry_tls_cert_not_after_seconds{");
+            label(out, "listener", l->name, true);
+            label(out, "cert", path, false);
+            ferry_buf_printf(out, "} %lld\n", (long long)t);
+        }
     }
 }
 
@@ -794,6 +804,7 @@ int ferry_render_metrics(struct ferry_daemon *d, struct ferry_buf *out)
     metrics_server_more(d, g, out);
     metrics_certs(g, out);
     metrics_reloads(d, out);
+    ferry_acme_render_metrics(d, out);
     uint64_t active, total;
     ferry_daemon_conn_totals(d, &active, &total);
     metric_head(out, "ferry_connections_active", "gauge", "Client connections open now, all listeners.");

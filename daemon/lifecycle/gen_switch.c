@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lifecycle/gen_switch.h"
+#include "acme/acme.h"
 #include "proxy/listen.h"
 #include "gen.h"
 #include "servers/health.h"
@@ -214,6 +215,8 @@ void ferry_gen_switch_to(struct ferry_daemon *d, struct ferry_gen *g, struct fer
     d->conn_limit_size = g->cfg->global.max_connections;
     ferry_logger_set_level(&d->log, g->cfg->global.log_level);
     ferry_health_start(g);
+    if (d->acme) /* new tls_acme certificates start ordering, removed ones stop */
+        ferry_acme_sync(d->acme, g->cfg);
     if (old) {
         ac_notify_all(&old->stop);
         ferry_gen_unref(old);

@@ -12,6 +12,7 @@ const char ferry_ctl_help_text[] =
     "show stats [json]                 listener, backend and server counters\n"
     "show conns [json]                 active connections\n"
     "show metrics                      Prometheus text exposition\n"
+    "show acme [json]                  certificates of tls_acme: state, expiry, renewal\n"
     "disable server BACKEND/SERVER     send no new connections to SERVER (state drain)\n"
     "enable server BACKEND/SERVER      let SERVER take new connections again (state ready)\n"
     "set server BACKEND/SERVER state ready|drain|maint\n"
@@ -158,9 +159,10 @@ static int parse_show(const struct words *w, struct ferry_ctl_request *req)
         {"stats", FERRY_CTL_SHOW_STATS, true},
         {"conns", FERRY_CTL_SHOW_CONNS, true},
         {"metrics", FERRY_CTL_SHOW_METRICS, false},
+        {"acme", FERRY_CTL_SHOW_ACME, true},
     };
     if (w->n < 2) {
-        set_error(req, "usage: show info|stats|conns [json], show metrics");
+        set_error(req, "usage: show info|stats|conns|acme [json], show metrics");
         return -EINVAL;
     }
     for (size_t k = 0; k < sizeof(what) / sizeof(what[0]); k++) {
@@ -436,7 +438,8 @@ bool ferry_ctl_answers_ok(enum ferry_ctl_cmd cmd)
     case FERRY_CTL_SHOW_INFO:
     case FERRY_CTL_SHOW_STATS:
     case FERRY_CTL_SHOW_CONNS:
-    case FERRY_CTL_SHOW_METRICS: return false;
+    case FERRY_CTL_SHOW_METRICS:
+    case FERRY_CTL_SHOW_ACME: return false;
     default: return true;
     }
 }
@@ -453,6 +456,7 @@ static const struct verb verbs[] = {
     {"stats", "show stats", "stats", 0, true},
     {"conns", "show conns", "conns", 0, true},
     {"metrics", "show metrics", "metrics", 0, false},
+    {"acme", "show acme", "acme", 0, true},
     {"reload", "reload", "reload", 0, false},
     {"help", "help", "help", 0, false},
     {"disable", "disable server", "disable BACKEND/SERVER", 1, false},
@@ -467,8 +471,8 @@ static const struct verb verbs[] = {
     {"shutdown", "shutdown conn", "shutdown CONN_ID", 1, false},
 };
 
-#define VERB_WORDS "info, stats, conns, metrics, reload, disable, enable, set, disable-listener, " \
-                   "enable-listener, add, del, shutdown, help"
+#define VERB_WORDS "info, stats, conns, metrics, acme, reload, disable, enable, set, " \
+                   "disable-listener, enable-listener, add, del, shutdown, help"
 #define ARGS_MAX 7
 
 int ferry_ctl_from_argv(int argc, char *const argv[], bool json, char *buf, size_t cap,

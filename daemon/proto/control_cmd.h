@@ -33,11 +33,12 @@ enum ferry_ctl_cmd {
     FERRY_CTL_ADD_SERVER,           /* add server BACKEND NAME ADDRESS [options] */
     FERRY_CTL_DEL_SERVER,           /* del server BACKEND/SERVER */
     FERRY_CTL_SHUTDOWN_CONN,        /* shutdown conn ID */
+    FERRY_CTL_SHOW_ACME,            /* show acme [json] */
 };
 
 struct ferry_ctl_request {
     enum ferry_ctl_cmd cmd;
-    bool json;                      /* show info|stats|conns json */
+    bool json;                      /* show info|stats|conns|acme json */
     char backend[FERRY_NAME_MAX];   /* disable / enable / set server */
     char server[FERRY_NAME_MAX];
     char listener[FERRY_NAME_MAX];  /* disable / enable listener */

@@ -41,6 +41,7 @@
 #include "proxy/peer_addr.h"
 #include "proxy/proxy_out.h"
 #include "proto/proxy_proto.h"
+#include "tls/tls_ctx.h"
 #include "proxy/upstream.h"
 
 #define CONN_MAGIC 0xc0ffee01u
@@ -545,12 +546,19 @@ static ac_poll_t tls_done(struct ferry_conn *c, struct ac_context *cx, bool time
     if (timeout || hs->err) {
         c->reason = "timeout";
         struct conn_extra *x = timeout ? NULL : extra(c);
-        if (x) /* OpenSSL's words, kept for the conn line */
+        if (!timeout && ferry_tls_no_certificate(c->tls->client.ssl))
+            c->reason = "no_certificate"; /* a tls_acme name before its first certificate */
+        else if (x) /* OpenSSL's words, kept for the conn line */
             c->reason = x->reason_text = strdup(hs->reason);
         return end_with(c, END_HANDSHAKE_FAILED);
     }
     ferry_hist_observe(&lstats(c)->handshake, FERRY_HIST_SHORT,
                        ac_worker_now_ms(cx->worker) - c->start_ms);
+    if (ferry_tls_acme_challenge(c->tls->client.ssl)) {
+        /* tls-alpn-01 (RFC 8737): the handshake was the answer; nothing follows. */
+        c->closed_by = SIDE_PROXY;
+        return end_with(c, END_CLOSED);
+    }
     c->bidx = route(listener_cfg(c), ac_tls_servername(&c->tls->client));
     return go(c, PH_UPSTREAM, cx);
 }

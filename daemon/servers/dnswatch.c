@@ -277,6 +277,11 @@ static uint64_t tick(void *arg, uint64_t now)
     return next;
 }
 
+struct ferry_dns *ferry_dnswatch_resolver(struct ferry_dnswatch *dw)
+{
+    return dw ? dw->dns : NULL;
+}
+
 struct ferry_dnswatch *ferry_dnswatch_start(struct ferry_daemon *d, const struct ferry_global *gl)
 {
     struct ferry_dnswatch *dw = calloc(1, sizeof(*dw));

@@ -23,6 +23,10 @@
  * failure (logged): servers given by host name then stay unresolved. */
 struct ferry_dnswatch *ferry_dnswatch_start(struct ferry_daemon *d, const struct ferry_global *gl);
 
+/* Its resolver (for other lookups on worker 0: ACME's server); NULL when
+ * dw is NULL. */
+struct ferry_dns *ferry_dnswatch_resolver(struct ferry_dnswatch *dw);
+
 /* Adopts generation g (about to go live, on worker 0): carries over the
  * addresses the current generation knows for the same names, applies
  * `resolvers`, and schedules g's lookups (the previous generation's stop). */

@@ -13,6 +13,13 @@
  * for one host) form a group installed together, so OpenSSL serves the one
  * the client's signature algorithms allow.
  *
+ * ACME (tls_acme): the listener's ACME certificates are slots handed in by
+ * the ACME wing through struct ferry_tls_acme_ops (this wing does not know
+ * it), chosen by SNI before the tls_cert files (a name
+ * with no certificate issued yet falls back to them); a ClientHello that
+ * offers ALPN acme-tls/1 is a tls-alpn-01 validation and gets the pending
+ * challenge certificate for its name and nothing else (RFC 8737).
+ *
  * Sessions: stateless tickets only (no server-side cache to grow or lock),
  * with the keys of tls_ticket_keys (shared by a fleet, see ticket_keys.h) or
  * else one random key per process (installed by the generation builder, so
@@ -50,6 +57,10 @@ struct srv_data {
     size_t ncerts;
     unsigned char *alpn; /* wire format: length-prefixed names, server order */
     size_t alpn_len;
+    const struct ferry_tls_acme_ops *acme; /* NULL: no tls_acme, or ferryd -t */
+    void *acme_owner;               /* the ops' first argument for challenges */
+    void **slots;                   /* the listener's tls_acme certificates */
+    size_t nslots;
 };
 
 /* Where builder errors go. */
@@ -102,6 +113,9 @@ static void srv_data_free(struct srv_data *d)
     }
     free(d->certs);
     free(d->alpn);
+    for (size_t i = 0; i < d->nslots; i++)
+        d->acme->unref(d->slots[i]);
+    free(d->slots);
     free(d);
 }
 
@@ -256,6 +270,74 @@ static void group_certs(struct srv_data *d)
     }
 }
 
+/* ---- per-connection flags (SSL ex_data) ---- */
+
+enum {
+    SSL_FLAG_ACME = 1,    /* the ClientHello offered ALPN acme-tls/1 */
+    SSL_FLAG_NO_CERT = 2, /* no certificate for the name (reason=no_certificate) */
+};
+
+static pthread_once_t ssl_index_once = PTHREAD_ONCE_INIT;
+static int ssl_index = -1;
+
+static void ssl_index_init(void)
+{
+    ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static uintptr_t ssl_flags(const SSL *ssl)
+{
+    pthread_once(&ssl_index_once, ssl_index_init);
+    return ssl_index < 0 ? 0 : (uintptr_t)SSL_get_ex_data(ssl, ssl_index);
+}
+
+static void ssl_flag(SSL *ssl, uintptr_t flag)
+{
+    uintptr_t f = ssl_flags(ssl) | flag;
+    if (ssl_index >= 0)
+        SSL_set_ex_data(ssl, ssl_index, (void *)f);
+}
+
+bool ferry_tls_no_certificate(const SSL *ssl)
+{
+    return ssl != NULL && (ssl_flags(ssl) & SSL_FLAG_NO_CERT);
+}
+
+bool ferry_tls_acme_challenge(const SSL *ssl)
+{
+    return ssl != NULL && (ssl_flags(ssl) & SSL_FLAG_ACME);
+}
+
+/* True when an ALPN list (wire format) offers acme-tls/1. */
+static bool acme_alpn_offered(const unsigned char *list, size_t len)
+{
+    const size_t k = sizeof(FERRY_TLS_ACME_ALPN) - 1;
+    for (size_t i = 0; i < len;) {
+        size_t n = list[i++];
+        if (n > len - i)
+            return false;
+        if (n == k && memcmp(list + i, FERRY_TLS_ACME_ALPN, k) == 0)
+            return true;
+        i += n;
+    }
+    return false;
+}
+
+/* A ClientHello offering acme-tls/1 on a listener with tls_acme. */
+static int hello_cb(SSL *ssl, int *al, void *arg)
+{
+    (void)al, (void)arg;
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                  &n) == 1 && n >= 2) {
+        size_t len = (size_t)p[0] << 8 | p[1];
+        if (len <= n - 2 && acme_alpn_offered(p + 2, len))
+            ssl_flag(ssl, SSL_FLAG_ACME);
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 /* ---- SNI: certificate selection ---- */
 
 /* The first certificate whose names match exactly, else the first matching
@@ -290,9 +372,28 @@ static bool key_type_installed(const struct srv_data *d, size_t group, size_t up
 static int cert_cb(SSL *ssl, void *arg)
 {
     const struct srv_data *d = arg;
-    if (d->ncerts == 0)
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (ssl_flags(ssl) & SSL_FLAG_ACME) { /* tls-alpn-01: the challenge certificate only */
+        SSL_certs_clear(ssl);
+        return sni != NULL && d->acme != NULL && d->acme->challenge(d->acme_owner, sni, ssl);
+    }
+    for (size_t i = 0; sni != NULL && i < d->nslots; i++) {
+        if (!d->acme->matches(d->slots[i], sni))
+            continue;
+        SSL_certs_clear(ssl);
+        if (d->acme->install(d->slots[i], ssl))
+            return 1;
+        break; /* not issued yet: the listener's other certificate */
+    }
+    if (d->ncerts == 0) { /* no tls_cert: the first ACME certificate issued */
+        SSL_certs_clear(ssl);
+        for (size_t i = 0; i < d->nslots; i++)
+            if (d->acme->install(d->slots[i], ssl))
+                return 1;
+        ssl_flag(ssl, SSL_FLAG_NO_CERT);
         return 0;
-    size_t g = d->certs[pick_cert(d, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name))].group;
+    }
+    size_t g = d->certs[pick_cert(d, sni)].group;
     SSL_certs_clear(ssl);
     for (size_t i = g; i < d->ncerts; i++) {
         const struct srv_cert *c = &d->certs[i];
@@ -344,10 +445,16 @@ static bool alpn_wire(const char *list, unsigned char **out, size_t *out_len)
 static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                           const unsigned char *in, unsigned int inlen, void *arg)
 {
-    (void)ssl;
     const struct srv_data *d = arg;
     unsigned char *sel = NULL;
     unsigned char sel_len = 0;
+    if (ssl_flags(ssl) & SSL_FLAG_ACME) { /* RFC 8737 3: acme-tls/1 and nothing else */
+        *out = (const unsigned char *)FERRY_TLS_ACME_ALPN;
+        *outlen = (unsigned char)(sizeof(FERRY_TLS_ACME_ALPN) - 1);
+        return SSL_TLSEXT_ERR_OK;
+    }
+    if (d->alpn == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
     if (SSL_select_next_proto(&sel, &sel_len, d->alpn, (unsigned int)d->alpn_len, in, inlen) !=
         OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
@@ -456,6 +563,9 @@ static void setup_sessions(struct build *b, SSL_CTX *ctx, const struct ferry_lis
         digest_str(md, l->tls_client_ca);
         for (size_t i = 0; i < l->ntls_certs; i++)
             digest_str(md, l->tls_certs[i]);
+        for (size_t i = 0; i < l->ntls_acme; i++)
+            for (size_t k = 0; k < l->tls_acme[i].nnames; k++)
+                digest_str(md, l->tls_acme[i].names[k]);
         ok = EVP_DigestFinal_ex(md, sid, &sid_len) == 1;
     }
     EVP_MD_CTX_free(md);
@@ -505,6 +615,10 @@ SSL_CTX *ferry_tls_server_ctx_new(const struct ferry_listener *l, const char *cf
     SSL_CTX_set_dh_auto(ctx, 1);
     setup_ciphers(&b, ctx, l);
     load_certs(&b, ctx, d, l);
+    if (l->ntls_acme > 0) { /* ACME certificates come per connection, tls-alpn-01 too */
+        SSL_CTX_set_cert_cb(ctx, cert_cb, d);
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, d);
+    }
     if (l->tls_alpn != NULL) {
         if (alpn_wire(l->tls_alpn, &d->alpn, &d->alpn_len))
             SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, d);
@@ -633,6 +747,41 @@ bool ferry_tls_server_cert_not_after(SSL_CTX *ctx, size_t i, int64_t *out)
 {
     const struct srv_data *d = ctx != NULL ? SSL_CTX_get_ex_data(ctx, srv_data_index()) : NULL;
     return d != NULL && i < d->ncerts && ferry_tls_not_after(d->certs[i].leaf, out);
+}
+
+int ferry_tls_server_ctx_acme(SSL_CTX *ctx, const struct ferry_tls_acme_ops *ops, void *owner,
+                              void *const *slots, size_t n)
+{
+    struct srv_data *d = ctx != NULL ? SSL_CTX_get_ex_data(ctx, srv_data_index()) : NULL;
+    void **mine = d != NULL && n > 0 ? calloc(n, sizeof(*mine)) : NULL;
+    if (mine == NULL) {
+        for (size_t i = 0; i < n; i++)
+            ops->unref(slots[i]);
+        return d == NULL || n == 0 ? -EINVAL : -ENOMEM;
+    }
+    for (size_t i = 0; i < d->nslots; i++) /* attached again: the new ones replace */
+        d->acme->unref(d->slots[i]);
+    free(d->slots);
+    memcpy(mine, slots, n * sizeof(*mine));
+    d->slots = mine;
+    d->nslots = n;
+    d->acme = ops;
+    d->acme_owner = owner;
+    SSL_CTX_set_client_hello_cb(ctx, hello_cb, NULL);
+    return 0;
+}
+
+size_t ferry_tls_server_acme_count(SSL_CTX *ctx)
+{
+    const struct srv_data *d = ctx != NULL ? SSL_CTX_get_ex_data(ctx, srv_data_index()) : NULL;
+    return d != NULL ? d->nslots : 0;
+}
+
+bool ferry_tls_server_acme_not_after(SSL_CTX *ctx, size_t i, char *path, size_t cap,
+                                     int64_t *out)
+{
+    const struct srv_data *d = ctx != NULL ? SSL_CTX_get_ex_data(ctx, srv_data_index()) : NULL;
+    return d != NULL && i < d->nslots && d->acme->not_after(d->slots[i], path, cap, out);
 }
 
 bool ferry_tls_client_cert_not_after(SSL_CTX *ctx, int64_t *out)

@@ -35,6 +35,37 @@
 SSL_CTX *ferry_tls_server_ctx_new(const struct ferry_listener *l, const char *cfg_path,
                                   struct ferry_config_errors *errs);
 
+/* ACME certificates (tls_acme) come from the ACME wing as opaque slots with
+ * these operations; each may run on any worker during a handshake. */
+#define FERRY_TLS_ACME_ALPN "acme-tls/1"
+struct ferry_tls_acme_ops {
+    bool (*matches)(void *slot, const char *sni);  /* sni is one of its names */
+    bool (*install)(void *slot, SSL *ssl);         /* its certificate; false: none yet */
+    bool (*not_after)(void *slot, char *path, size_t cap, int64_t *out);
+    void (*unref)(void *slot);
+    /* The pending tls-alpn-01 challenge certificate for sni; false: none. */
+    bool (*challenge)(void *owner, const char *sni, SSL *ssl);
+};
+/* Gives a listener's context its tls_acme slots (the references pass to the
+ * context, also on failure) and the tls-alpn-01 answer: a ClientHello
+ * offering ALPN acme-tls/1 gets the challenge certificate for its name and
+ * acme-tls/1, nothing else (RFC 8737). A name with no certificate issued yet
+ * gets the first tls_cert, else the first ACME certificate issued, else the
+ * handshake fails (ferry_tls_no_certificate). 0 or -ENOMEM / -EINVAL. */
+int ferry_tls_server_ctx_acme(SSL_CTX *ctx, const struct ferry_tls_acme_ops *ops, void *owner,
+                              void *const *slots, size_t n);
+/* The handshake failed for want of any certificate (a tls_acme name before
+ * its first issuance on a listener without tls_cert): reason=no_certificate. */
+bool ferry_tls_no_certificate(const SSL *ssl);
+/* The handshake was a tls-alpn-01 validation (ALPN acme-tls/1): it carries
+ * nothing and the connection ends after it. */
+bool ferry_tls_acme_challenge(const SSL *ssl);
+/* The listener's ACME certificates: how many, and the i-th's stored file
+ * and notAfter (false: none issued yet). */
+size_t ferry_tls_server_acme_count(SSL_CTX *ctx);
+bool ferry_tls_server_acme_not_after(SSL_CTX *ctx, size_t i, char *path, size_t cap,
+                                     int64_t *out);
+
 /* Client context for a backend with tls = on (with its tls_cert, when set,
  * presented to servers asking for a client certificate). */
 SSL_CTX *ferry_tls_client_ctx_new(const struct ferry_backend *b, const char *cfg_path,

@@ -241,21 +241,12 @@ static void test_challenge_cert(void **state)
     EVP_PKEY_free(k);
 }
 
-static void test_alpn_offered(void **state)
-{
-    (void)state;
-    assert_true(ferry_acme_alpn_offered((const unsigned char *)"\x0a" "acme-tls/1", 11));
-    assert_true(ferry_acme_alpn_offered((const unsigned char *)"\x02h2\x0a" "acme-tls/1", 14));
-    assert_false(ferry_acme_alpn_offered((const unsigned char *)"\x02h2\x08http/1.1", 12));
-    assert_false(ferry_acme_alpn_offered((const unsigned char *)"\x0b" "acme-tls/1", 11));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_b64url),          cmocka_unit_test(test_thumbprint),
         cmocka_unit_test(test_jws),             cmocka_unit_test(test_csr),
-        cmocka_unit_test(test_challenge_cert),  cmocka_unit_test(test_alpn_offered),
+        cmocka_unit_test(test_challenge_cert),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,7 +95,7 @@ static void test_errors(void **state)
     bad("HELP", "unknown command 'HELP' (try 'help')");
     bad("help me", "unexpected argument 'me'");
     bad("reload now", "unexpected argument 'now'");
-    bad("show", "usage: show info|stats|conns [json], show metrics");
+    bad("show", "usage: show info|stats|conns|acme [json], show metrics");
     bad("show foo", "unknown 'show foo' (try 'help')");
     bad("show metrics json", "unexpected argument 'json'");
     bad("show info xml", "unexpected argument 'xml'");
