@@ -82,6 +82,11 @@ def verify():
                 text = text.replace(installed, ferryd)
                 ctl = os.path.join(env("BINDIR"), "ferryctl")
                 assert f"ExecReload={ctl} " in text, f"{unit} does not reload with {ctl}"
+                # The directories the documented paths need (state_file in
+                # /var/lib/ferry, log files in /var/log/ferry), made by systemd.
+                for d in ("RuntimeDirectory=ferry", "StateDirectory=ferry",
+                          "LogsDirectory=ferry"):
+                    assert re.search("^" + d + "$", text, re.M), f"{unit}: no {d}"
                 text = text.replace(ctl, opslib.ferryctl_path())
             left = re.search(r"@[A-Z_]+@", text)
             assert not left, f"{unit}: {left.group(0)} was left unsubstituted"
