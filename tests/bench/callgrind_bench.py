@@ -12,9 +12,14 @@ kernel's work is not counted) by the requests served.
 
   keepalive: --conns kept-alive connections, --requests requests in all
   short:     --short new connections (Connection: close), --conns at a time
+  tls:       --tls new connections to a TLS 1.3 listener (ECDSA P-256
+             certificate, X25519), each a full handshake (no resumption)
+             and one request; minus `short` it is what the handshake costs
+             the proxy. A TLS handshake's CPU time varies run to run on a
+             shared machine by tens of percent; its instruction count does not.
 
-Usage: python3 tests/bench/callgrind_bench.py [--ferryd PATH ...] [--haproxy]
-       [--keep DIR]   (keep the callgrind.out files for callgrind_annotate)
+Usage: python3 tests/bench/callgrind_bench.py [--ferryd PATH ...] [--no-haproxy]
+       [--tls N] [--keep DIR]   (keep the callgrind.out files for callgrind_annotate)
 """
 import argparse
 import os
@@ -22,6 +27,7 @@ import re
 import selectors
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -107,6 +113,51 @@ def drive_short(port, conns, total):
     return done
 
 
+def drive_tls(port, conns, total):
+    """`total` TLS 1.3 connections, one at a time, each with a full handshake
+    (a fresh context: no session to resume), one request with Connection:
+    close, read to EOF. Returns the number completed. (conns is unused: the
+    handshakes are what is measured, and the proxy's count does not depend
+    on their concurrency.)"""
+    done = 0
+    for _ in range(total):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:
+            with ctx.wrap_socket(raw, server_hostname="bench.test") as s:
+                s.sendall(REQ_CLOSE)
+                buf = b""
+                while True:
+                    try:
+                        data = s.recv(65536)
+                    except (ssl.SSLZeroReturnError, ConnectionResetError):
+                        break
+                    if not data:
+                        break
+                    buf += data
+                if END in buf:
+                    done += 1
+    return done
+
+
+def make_cert(tmp):
+    """One self-signed ECDSA P-256 certificate, chain then key in one PEM
+    (what tls_bench.py serves)."""
+    crt, key, pem = (os.path.join(tmp, n) for n in ("cg.crt", "cg.key", "cg.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "30", "-subj", "/CN=bench.test",
+                    "-addext", "subjectAltName=DNS:bench.test,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    with open(pem, "w") as out:
+        for part in (crt, key):
+            with open(part) as f:
+                out.write(f.read())
+    return pem
+
+
 def total_ir(path):
     with open(path) as f:
         for line in f:
@@ -116,17 +167,22 @@ def total_ir(path):
 
 
 def run_one(name, cmd_fn, tmp, backend_port, args, keep):
-    port = pb.free_port()
+    port, tls_port = pb.free_port(), pb.free_port()
     out = os.path.join(keep or tmp, f"callgrind.{name}.out")
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd_fn(port)
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd_fn(port, tls_port)
     p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         pb.wait_port(port, timeout=60)
         drive_keepalive(port, args.conns, 200)  # warm-up
         drive_short(port, args.conns, 50)
         rows = {}
-        for kind, fn, n in (("keepalive", drive_keepalive, args.requests),
-                            ("short", drive_short, args.short)):
+        kinds = [("keepalive", drive_keepalive, args.requests),
+                 ("short", drive_short, args.short)]
+        if args.tls:
+            pb.wait_port(tls_port, timeout=60)
+            drive_tls(tls_port, 1, 10)  # warm-up: the TLS listener's first handshakes
+            kinds.append(("tls", lambda _p, c, n: drive_tls(tls_port, c, n), args.tls))
+        for kind, fn, n in kinds:
             subprocess.run(["callgrind_control", "-z", str(p.pid)], check=True,
                            capture_output=True)
             served = fn(port, args.conns, n)
@@ -149,14 +205,26 @@ def run_one(name, cmd_fn, tmp, backend_port, args, keep):
             p.wait()
 
 
-def ferryd_cmd(tmp, binary, backend_port):
-    def cmd(port):
-        return [binary, "-c", pb.ferryd_conf(tmp, port, backend_port)]
+def ferryd_cmd(tmp, binary, backend_port, pem=None):
+    """Plain on port; with pem, a TLS listener on tls_port as well."""
+    def cmd(port, tls_port):
+        conf = pb.ferryd_conf(tmp, port, backend_port)
+        if pem:
+            with open(conf, "a") as f:
+                f.write(f"[listener tls]\nbind = 127.0.0.1:{tls_port}\nbackend = b\n"
+                        f"tls = on\ntls_cert = {pem}\n")
+        return [binary, "-c", conf]
     return cmd
 
 
-def haproxy_cmd(tmp, backend_port):
-    def cmd(port):
+def haproxy_cmd(tmp, backend_port, pem=None):
+    def cmd(port, tls_port):
+        tls = ""
+        if pem:
+            tls = f"""frontend fe_tls
+  bind 127.0.0.1:{tls_port} ssl crt {pem}
+  default_backend be
+"""
         conf = os.path.join(tmp, f"haproxy-{port}.cfg")
         with open(conf, "w") as f:
             f.write(f"""
@@ -171,7 +239,7 @@ defaults
 frontend fe
   bind 127.0.0.1:{port}
   default_backend be
-backend be
+{tls}backend be
   server s1 127.0.0.1:{backend_port}
 """)
         return ["haproxy", "-db", "-f", conf]
@@ -186,6 +254,8 @@ def main():
     ap.add_argument("--conns", type=int, default=20)
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--short", type=int, default=2000)
+    ap.add_argument("--tls", type=int, default=0,
+                    help="full TLS 1.3 handshakes to measure (0: none)")
     ap.add_argument("--keep", help="directory to keep the callgrind.out files in")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control"):
@@ -197,20 +267,25 @@ def main():
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
     results = {}
+    pem = make_cert(tmp) if args.tls else None
     try:
         for i, b in enumerate(binaries):
             name = f"ferryd{i}" if len(binaries) > 1 else "ferryd"
-            results[f"{name} ({b})"] = run_one(name, ferryd_cmd(tmp, b, backend_port), tmp,
+            results[f"{name} ({b})"] = run_one(name, ferryd_cmd(tmp, b, backend_port, pem), tmp,
                                                backend_port, args, args.keep)
         if not args.no_haproxy and shutil.which("haproxy"):
-            results["haproxy"] = run_one("haproxy", haproxy_cmd(tmp, backend_port), tmp,
+            results["haproxy"] = run_one("haproxy", haproxy_cmd(tmp, backend_port, pem), tmp,
                                          backend_port, args, args.keep)
     finally:
         backend.terminate()
         backend.wait(10)
-    print(f"\n{'instructions per request':50} {'kept-alive':>12} {'short conn':>12}")
+    tls_head = f" {'TLS 1.3 conn':>12} {'handshake':>12}" if args.tls else ""
+    print(f"\n{'instructions per request':50} {'kept-alive':>12} {'short conn':>12}{tls_head}")
     for name, rows in results.items():
-        print(f"{name:50} {rows['keepalive'][0]:12.0f} {rows['short'][0]:12.0f}")
+        tls_cols = ""
+        if args.tls:
+            tls_cols = f" {rows['tls'][0]:12.0f} {rows['tls'][0] - rows['short'][0]:12.0f}"
+        print(f"{name:50} {rows['keepalive'][0]:12.0f} {rows['short'][0]:12.0f}{tls_cols}")
     if args.keep:
         for name, rows in results.items():
             for kind, (_, served, path) in rows.items():
