@@ -622,6 +622,7 @@ void ferry_config_free(struct ferry_config *cfg)
     for (size_t i = 0; i < cfg->nsources; i++)
         free(cfg->sources[i].path);
     free(cfg->sources);
+    ferry_config_errors_free(&cfg->warnings);
     free(cfg->path);
     free(cfg->dir);
     free(cfg);

@@ -252,6 +252,13 @@ struct ferry_config_source {
     int offset;
 };
 
+/* One error: "FILE:LINE: message" already formatted. */
+struct ferry_config_errors {
+    char **msgs;
+    size_t n;
+    long *keys;                 /* [n]: where each sorts (a configuration line), -1: by its text */
+};
+
 struct ferry_config {
     char *path;                 /* as given (-c), used in "FILE:LINE: message" */
     struct ferry_config_source *sources; /* [0]: the main file */
@@ -265,14 +272,12 @@ struct ferry_config {
     size_t nbackends;
     struct ferry_acme *acmes;
     size_t nacmes;
+    /* What is allowed but likely a mistake ("FILE:LINE: message", in line
+     * order per file): health_timeout not below health_interval, a backend
+     * whose servers are all backup. ferryd -t prints them as warnings. */
+    struct ferry_config_errors warnings;
 };
 
-/* One error: "FILE:LINE: message" already formatted. */
-struct ferry_config_errors {
-    char **msgs;
-    size_t n;
-    long *keys;                 /* [n]: where each sorts (a configuration line), -1: by its text */
-};
 
 /* Loads and validates `path`. Returns the config, or NULL with errs->n > 0
  * (every error found). TLS files are checked by the daemon's TLS layer, not
@@ -294,6 +299,11 @@ struct ferry_config *ferry_config_load_string(const char *name, const char *text
 
 void ferry_config_free(struct ferry_config *cfg);
 void ferry_config_errors_free(struct ferry_config_errors *errs);
+/* ferryd -t opens what ferryd would open for writing at start: a `log` or
+ * `access_log` file and the `state_file` whose directory is missing or not
+ * writable (or that exists and cannot be written) is an error at that key's
+ * line (ferry_config_writable.c). Creates nothing. */
+void ferry_config_check_writable(const struct ferry_config *cfg, struct ferry_config_errors *errs);
 /* Orders "FILE:LINE: message" errors of `file` by line (stable), for lists
  * filled by several passes (parser, TLS files, DNS, binding). */
 void ferry_config_errors_sort(struct ferry_config_errors *errs, const char *file);

@@ -153,3 +153,17 @@ void ferry__err(struct ferry__parse *p, int line, const char *fmt, ...)
     p->errs[p->nerrs] = (struct ferry__err){.line = line, .seq = p->nerrs, .msg = msg};
     p->nerrs++;
 }
+
+void ferry__warn(struct ferry__parse *p, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = vformat(fmt, ap);
+    va_end(ap);
+    if (!msg) {
+        p->oom = true;
+        return;
+    }
+    ferry_config_error_at(&p->cfg->warnings, p->cfg, line, "%s", msg);
+    free(msg);
+}

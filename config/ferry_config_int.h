@@ -79,6 +79,10 @@ struct ferry__parse {
 void ferry__err(struct ferry__parse *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Records a warning at `line` in p->cfg->warnings ("FILE:LINE: message"). */
+void ferry__warn(struct ferry__parse *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Handles one "key = value" line of the current section (p->key, p->value,
  * p->lineno). */
 void ferry__key(struct ferry__parse *p);

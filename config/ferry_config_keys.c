@@ -1198,6 +1198,27 @@ static void check_tcp_keys(struct ferry__parse *p, const struct ferry_listener *
     }
 }
 
+/* Allowed but likely a mistake: a check that cannot end before the next
+ * one is due, a backend that serves only once every server is down. */
+static void warn_backend(struct ferry__parse *p, const struct key_def *keys, size_t n)
+{
+    const struct ferry_backend *b = B(p);
+    int tline = seen_at(p, keys, n, "health_timeout");
+    int iline = seen_at(p, keys, n, "health_interval");
+    if ((b->health_check != FERRY_HEALTH_OFF || tline || iline) &&
+        b->health_timeout_ms >= b->health_interval_ms)
+        ferry__warn(p, tline ? tline : iline ? iline : b->health_check_line,
+                    "health_timeout (%llums) is not below health_interval (%llums)",
+                    (unsigned long long)b->health_timeout_ms,
+                    (unsigned long long)b->health_interval_ms);
+    size_t backups = 0;
+    for (size_t i = 0; i < b->nservers; i++)
+        backups += b->servers[i].backup;
+    if (b->nservers > 0 && backups == b->nservers && b->discover == FERRY_DISCOVER_NONE)
+        ferry__warn(p, b->line, "every server of backend \"%s\" is backup (a backup server "
+                    "is meant to serve only while no other server is up)", b->name);
+}
+
 /* A bind line with a bad value already has its error: "no bind" is only for
  * a listener without any bind line (likewise for the other checks). */
 void ferry__close_section(struct ferry__parse *p)
@@ -1229,6 +1250,7 @@ void ferry__close_section(struct ferry__parse *p)
                        B(p)->name);
         check_tls_keys(p, B(p)->tls, B(p)->health_check == FERRY_HEALTH_TLS);
         check_health_keys(p, backend_keys, n);
+        warn_backend(p, backend_keys, n);
     } else if (p->sect == FERRY__SECT_ACME) {
         ferry__acme_close(p);
     }
