@@ -42,6 +42,10 @@ struct ferry_daemon {
     pthread_mutex_t gen_ptr_lock;     /* guards gen and every bound->gen/lidx swap */
     struct ferry_listen_addr *bound;        /* listening sockets (worker 0 / reload only) */
     bool reuseport;                   /* [global] reuseport as read at start */
+    /* [global] as read at start (state_file left NULL): the values the keys
+     * only a restart applies run with, which a reload's warnings compare
+     * against (never the last file read). */
+    struct ferry_global running_global;
     struct ferry_listener_limit *limits;
     struct ferry_sd_fd *sd_fds;       /* inherited sockets (socket activation) */
     size_t nsd_fds;

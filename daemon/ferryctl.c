@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ferry_config.h"
 #include "proto/control_cmd.h"
 
 #ifndef FERRY_VERSION
@@ -30,33 +31,40 @@ enum { TIMEOUT_MS = 10000, RELOAD_TIMEOUT_MS = 30000 };
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: ferryctl [-s SOCKET] [--json] COMMAND [ARGS]\n"
+            "usage: ferryctl [-s SOCKET | -c FERRY.INI] [--json] COMMAND [ARGS]\n"
             "commands:\n"
             "  info                     daemon facts (version, pid, uptime, connections)\n"
             "  stats                    listener, backend and server counters\n"
             "  conns                    active connections\n"
             "  metrics                  Prometheus text exposition\n"
+            "  reload                   reload the configuration file (prints its errors)\n"
+            "  upgrade                  start the executable anew and hand it the sockets\n"
+            "  acme                     certificates obtained through [acme] accounts\n"
             "  disable BACKEND/SERVER   send no new connections to the server\n"
             "  enable BACKEND/SERVER    let the server take new connections again\n"
             "  set BACKEND/SERVER state ready|drain|maint\n"
             "                           drain: no new connections; maint: also cut its own\n"
             "  set BACKEND/SERVER weight N\n"
             "                           weight 0..256 until the next reload\n"
+            "  set BACKEND/SERVER addr ADDRESS\n"
+            "                           new connections go to ADDRESS (HOST:PORT)\n"
+            "  add BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N]\n"
+            "                           a server (ADDRESS: IP:PORT or HOST:PORT) until the\n"
+            "                           next reload, or del\n"
+            "  del BACKEND/SERVER       remove a disabled or maint server without connections\n"
             "  disable-listener NAME    stop accepting (clients wait in the kernel queue)\n"
             "  enable-listener NAME     accept again\n"
-            "  add BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N]\n"
-            "                           a server until the next reload (ADDRESS: IP:PORT\n"
-            "                           or HOST:PORT)\n"
-            "  del BACKEND/SERVER       remove a disabled or maint server without connections\n"
             "  shutdown CONN_ID         close that connection at once, both sides\n"
-            "  reload                   reload the configuration file\n"
             "  help                     the daemon's list of control commands\n"
             "options:\n"
-            "  -s, --socket SOCKET      control socket (default: %s)\n"
+            "  -s, --socket SOCKET      control socket\n"
+            "  -c, --config FERRY.INI   use the control_socket of this configuration file\n"
             "  -j, --json               JSON output, for every command ({\"ok\": true} or\n"
             "                           {\"ok\": false, \"error\": ...} for those answering ok)\n"
             "  -V, --version            print the version and exit\n"
-            "  -h, --help               this help\n",
+            "  -h, --help               this help\n"
+            "The socket is -s SOCKET, else the control_socket of -c FERRY.INI, else\n"
+            "$FERRY_CONTROL_SOCKET, else %s.\n",
             DEFAULT_SOCKET);
 }
 
@@ -268,6 +276,40 @@ static int fail(bool json, const char *fmt, ...)
     return 2;
 }
 
+/* What to check when the socket cannot be reached. */
+static const char *hint(int err)
+{
+    switch (err) {
+    case ENOENT:
+    case ECONNREFUSED: return " (is ferryd running?)";
+    case EACCES:
+    case EPERM: return " (are you in the socket's group?)";
+    default: return "";
+    }
+}
+
+/* The control_socket of a configuration file (relative paths resolved
+ * against its directory by the loader), into out. Returns 0, or -1 after
+ * printing why. */
+static int socket_of_config(const char *ini, bool json, char *out, size_t size)
+{
+    struct ferry_config_errors errs = {0};
+    struct ferry_config *cfg = ferry_config_load_all(ini, &errs);
+    int rc = 0;
+    if (!cfg) {
+        fail(json, "cannot read %s: %s", ini, errs.n ? errs.msgs[0] : "out of memory");
+        rc = -1;
+    } else if (!cfg->global.control_socket[0]) {
+        fail(json, "%s: control_socket is empty: that ferryd has no control socket", ini);
+        rc = -1;
+    } else {
+        snprintf(out, size, "%s", cfg->global.control_socket);
+    }
+    ferry_config_free(cfg);
+    ferry_config_errors_free(&errs);
+    return rc;
+}
+
 /* Sends line, prints the answer; returns the exit status. */
 static int exchange(const char *path, const char *line, size_t len, bool json)
 {
@@ -276,7 +318,7 @@ static int exchange(const char *path, const char *line, size_t len, bool json)
         return fail(json, "%s", req.error);
     int fd = connect_to(path);
     if (fd < 0)
-        return fail(json, "cannot connect to %s: %s", path, strerror(errno));
+        return fail(json, "cannot connect to %s: %s%s", path, strerror(errno), hint(errno));
     bool reload = req.cmd == FERRY_CTL_RELOAD;
     uint64_t deadline = now_ms() + (reload ? RELOAD_TIMEOUT_MS : TIMEOUT_MS);
     char *answer = NULL;
@@ -302,26 +344,27 @@ static int exchange(const char *path, const char *line, size_t len, bool json)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"socket", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
-        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"socket", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},         {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
-    const char *path = DEFAULT_SOCKET;
+    const char *path = NULL, *ini = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) /* known before getopt may complain */
         if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
             json = true;
     opterr = 0; /* our own one-line messages */
     int opt;
-    while ((opt = getopt_long(argc, argv, ":s:jVh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":s:c:jVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 's': path = optarg; break;
+        case 'c': ini = optarg; break;
         case 'j': json = true; break;
         case 'V': printf("ferryctl %s\n", FERRY_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         case ':':
-            return fail(json, "option '%s' needs a SOCKET argument (see 'ferryctl --help')",
-                        argv[optind - 1]);
+            return fail(json, "option '%s' needs a%s argument (see 'ferryctl --help')",
+                        argv[optind - 1], optopt == 'c' ? " FERRY.INI" : " SOCKET");
         default:
             if (optopt)
                 return fail(json, "unknown option '-%c' (see 'ferryctl --help')", optopt);
@@ -335,5 +378,16 @@ int main(int argc, char **argv)
     if (len < 0)
         return fail(json, "%s (see 'ferryctl --help')",
                     len == -ENOSPC ? "command too long" : err);
+    /* -s, else -c's control_socket, else the environment, else the default. */
+    char from_ini[sizeof(((struct ferry_global *)0)->control_socket)];
+    if (!path && ini) {
+        if (socket_of_config(ini, json, from_ini, sizeof(from_ini)) != 0)
+            return 2;
+        path = from_ini;
+    }
+    if (!path)
+        path = getenv("FERRY_CONTROL_SOCKET");
+    if (!path || !path[0])
+        path = DEFAULT_SOCKET;
     return exchange(path, line, (size_t)len, json);
 }

@@ -292,6 +292,8 @@ static int run(const char *path)
         goto out;
     }
     d.reuseport = g->cfg->global.reuseport; /* restart-only, like workers */
+    d.running_global = g->cfg->global;
+    d.running_global.state_file = NULL; /* owned by the configuration */
     struct ferry_new_sockets fresh;
     if (ferry_gen_switch_prepare(&d, g, &fresh, &errs) != 0) {
         print_errors(stderr, &errs, path);

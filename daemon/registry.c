@@ -31,17 +31,20 @@ int ferry_reject_reason_of(const char *name)
     return -1;
 }
 
-const uint64_t ferry_hist_bounds_ms[2][FERRY_HIST_BOUNDS] = {
-    [FERRY_HIST_SHORT] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000},
-    [FERRY_HIST_SESSION] = {10, 100, 500, 1000, 5000, 10000, 30000, 60000, 300000, 900000,
-                            1800000, 3600000},
+/* In microseconds, from 0.0001 s: a connect over loopback takes tens of
+ * microseconds, a TLS handshake a few milliseconds. */
+const uint64_t ferry_hist_bounds_us[2][FERRY_HIST_BOUNDS] = {
+    [FERRY_HIST_SHORT] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 500000,
+                          1000000, 5000000},
+    [FERRY_HIST_SESSION] = {100, 1000, 10000, 100000, 1000000, 5000000, 10000000, 60000000,
+                            300000000, 900000000, 1800000000, 3600000000},
 };
 
 static void hist_add(struct ferry_hist_totals *out, struct ferry_hist *h)
 {
     for (size_t i = 0; i <= FERRY_HIST_BOUNDS; i++)
         out->bucket[i] += ferry_ctr_get(&h->bucket[i]);
-    out->sum_ms += ferry_ctr_get(&h->sum_ms);
+    out->sum_us += ferry_ctr_get(&h->sum_us);
 }
 
 int ferry_registry_init(struct ferry_registry *r, unsigned nworkers)
@@ -238,6 +241,22 @@ void ferry_server_stats_sum(const struct ferry_registry *r,
         hist_add(&out->connect, &w->connect);
     }
     out->check_failures = atomic_load_explicit(&s->check_failures, memory_order_relaxed);
+}
+
+void ferry_server_stats_reset(const struct ferry_registry *r, struct ferry_server_stats *s)
+{
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        struct ferry_server_wstats *w = &s->w[i];
+        atomic_store_explicit(&w->total, 0, memory_order_relaxed);
+        atomic_store_explicit(&w->connect_errors, 0, memory_order_relaxed);
+        atomic_store_explicit(&w->bytes_in, 0, memory_order_relaxed);
+        atomic_store_explicit(&w->bytes_out, 0, memory_order_relaxed);
+        for (size_t k = 0; k < sizeof(w->connect.bucket) / sizeof(w->connect.bucket[0]); k++)
+            atomic_store_explicit(&w->connect.bucket[k], 0, memory_order_relaxed);
+        atomic_store_explicit(&w->connect.sum_us, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&s->check_failures, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->check, 0, memory_order_relaxed);
 }
 
 void ferry_server_changed(struct ferry_server_stats *s)

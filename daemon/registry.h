@@ -65,28 +65,28 @@ int ferry_reject_reason_of(const char *name);
  * waits (connect, handshake) and whole sessions. */
 #define FERRY_HIST_BOUNDS 12
 enum ferry_hist_kind { FERRY_HIST_SHORT, FERRY_HIST_SESSION };
-extern const uint64_t ferry_hist_bounds_ms[2][FERRY_HIST_BOUNDS];
+extern const uint64_t ferry_hist_bounds_us[2][FERRY_HIST_BOUNDS];
 
 /* One worker's histogram: non-cumulative bucket counts (the last is +Inf)
  * and the sum of the observations in milliseconds. */
 struct ferry_hist {
     ferry_ctr bucket[FERRY_HIST_BOUNDS + 1];
-    ferry_ctr sum_ms;
+    ferry_ctr sum_us;
 };
 
 /* Records one observation (single writer: the owning worker; no allocation). */
-static inline void ferry_hist_observe(struct ferry_hist *h, enum ferry_hist_kind k, uint64_t ms)
+static inline void ferry_hist_observe(struct ferry_hist *h, enum ferry_hist_kind k, uint64_t us)
 {
     size_t i = 0;
-    while (i < FERRY_HIST_BOUNDS && ms > ferry_hist_bounds_ms[k][i])
+    while (i < FERRY_HIST_BOUNDS && us > ferry_hist_bounds_us[k][i])
         i++;
     ferry_ctr_add(&h->bucket[i], 1);
-    ferry_ctr_add(&h->sum_ms, ms);
+    ferry_ctr_add(&h->sum_us, us);
 }
 
 struct ferry_hist_totals {
     uint64_t bucket[FERRY_HIST_BOUNDS + 1];
-    uint64_t sum_ms;
+    uint64_t sum_us;
 };
 
 
@@ -212,6 +212,12 @@ void ferry_backend_stats_sum(const struct ferry_registry *r,
                              struct ferry_backend_totals *out);
 void ferry_server_stats_sum(const struct ferry_registry *r,
                             const struct ferry_server_stats *s, struct ferry_server_totals *out);
+
+/* A name added again after `del server` (or back from discovery) starts
+ * with its counters at zero: totals, errors, bytes, the connect histogram,
+ * check failures. `active` stays: an older generation's connection may
+ * still hold it. */
+void ferry_server_stats_reset(const struct ferry_registry *r, struct ferry_server_stats *s);
 
 /* The server starts serving now (up after down, enabled, added): the
  * start of its slow_start ramp. now_ms on ac_clock_now_ms()'s clock. */

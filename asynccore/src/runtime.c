@@ -158,6 +158,13 @@ uint64_t ac_clock_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t ac_clock_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static ac_poll_t yield_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct ac_yield_now *y = (struct ac_yield_now *)f;

@@ -8,6 +8,8 @@
 
 #include "buf.h"
 #include "control/metrics_http.h"
+#include "gen.h"
+#include "registry.h"
 #include "worker.h"
 #include "control/render.h"
 #include "control/reqserver.h"
@@ -113,15 +115,30 @@ static bool loops_turn(struct ferry_daemon *d)
     return true;
 }
 
-/* /ready: 200 while serving and no stop signal came; /live: 200 while every
- * event loop turns. Probes want no caching and a short body. */
+/* True unless every listener is disabled (`disable listener`): a load
+ * balancer should then send its clients elsewhere. */
+static bool some_listener_accepts(struct ferry_daemon *d)
+{
+    struct ferry_gen *g = ferry_daemon_gen(d);
+    bool any = !g || g->cfg->nlisteners == 0;
+    for (size_t i = 0; g && !any && i < g->cfg->nlisteners; i++)
+        any = !g->listeners[i].stats || !atomic_load(&g->listeners[i].stats->disabled);
+    if (g)
+        ferry_gen_unref(g);
+    return any;
+}
+
+/* /ready: 200 while serving, no stop signal came and some listener accepts;
+ * /live: 200 while every event loop turns. Probes want no caching and a
+ * short body. */
 static void probe(struct ferry_daemon *d, const char *path, struct ferry_buf *out, bool with_body)
 {
     bool ok;
     const char *body;
     if (strcmp(path, "/ready") == 0) {
-        ok = !atomic_load(&d->stopping);
-        body = ok ? "ready\n" : "stopping\n";
+        bool stopping = atomic_load(&d->stopping);
+        ok = !stopping && some_listener_accepts(d);
+        body = ok ? "ready\n" : stopping ? "stopping\n" : "no listener accepting\n";
     } else {
         ok = loops_turn(d);
         body = ok ? "live\n" : "event loop stalled\n";

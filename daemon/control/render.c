@@ -37,7 +37,7 @@ static int done(struct ferry_buf *out) { return out->oom ? -ENOMEM : 0; }
 
 /* ---- an aligned text table ---- */
 
-#define TABLE_MAX_COLS 10
+#define TABLE_MAX_COLS 16
 
 struct table {
     size_t ncols;
@@ -388,15 +388,16 @@ static void text_listeners(struct ferry_daemon *d, const struct ferry_gen *g, st
     table_free(&t);
 }
 
-/* Backends, each followed by its servers (indented). */
+/* Backends, each followed by its servers (indented): a backend's queue, a
+ * server's weight, backup flag and seconds since its state last changed. */
 static void text_backends(struct ferry_daemon *d, const struct ferry_gen *g, struct ferry_buf *out)
 {
     struct table t;
-    table_init(&t, 9, "llllrrrrr");
-    table_cell(&t, "backend/server");
-    table_cell(&t, "balance/address");
-    table_cell(&t, "state");
-    table_cell(&t, "check");
+    table_init(&t, 13, "llllrlrrrrrrr");
+    static const char *const head[] = {"backend/server", "balance/address", "state", "check",
+                                       "weight", "backup", "queue", "last_change_s"};
+    for (size_t i = 0; i < NELEM(head); i++)
+        table_cell(&t, "%s", head[i]);
     text_counter_heads(&t, server_metrics, NELEM(server_metrics));
     for (size_t i = 0; g && i < g->cfg->nbackends; i++) {
         const struct ferry_backend_rt *b = &g->backends[i];
@@ -405,7 +406,9 @@ static void text_backends(struct ferry_daemon *d, const struct ferry_gen *g, str
             ferry_backend_stats_sum(&d->stats, b->stats, &bt);
         table_cell(&t, "%s", b->cfg->name);
         table_cell(&t, "%s", balance_name(b->cfg->balance));
-        table_cell(&t, "-");
+        for (int k = 0; k < 4; k++)
+            table_cell(&t, "-");
+        table_cell(&t, "%llu", (unsigned long long)bt.queue);
         table_cell(&t, "-");
         table_cell(&t, "%llu", (unsigned long long)bt.active);
         table_cell(&t, "%llu", (unsigned long long)bt.total);
@@ -424,6 +427,10 @@ static void text_backends(struct ferry_daemon *d, const struct ferry_gen *g, str
             char check[32];
             table_cell(&t, "%s", s->stats ? ferry_server_check_text(s->stats, check, sizeof(check))
                                           : "-");
+            table_cell(&t, "%u", server_weight(s));
+            table_cell(&t, "%s", s->cfg->backup ? "yes" : "no");
+            table_cell(&t, "-");
+            table_cell(&t, "%llu", last_change_s(s));
             text_counters(&t, server_metrics, NELEM(server_metrics), &st);
         }
     }
@@ -618,13 +625,13 @@ static void hist_series(struct ferry_buf *out, const char *name, const char *lab
         cum += h->bucket[i];
         if (i < FERRY_HIST_BOUNDS)
             ferry_buf_printf(out, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels,
-                             (double)ferry_hist_bounds_ms[kind][i] / 1000.0, (unsigned long long)cum);
+                             (double)ferry_hist_bounds_us[kind][i] / 1e6, (unsigned long long)cum);
         else
             ferry_buf_printf(out, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels,
                              (unsigned long long)cum);
     }
-    ferry_buf_printf(out, "%s_sum{%s} %.3f\n%s_count{%s} %llu\n", name, labels,
-                     (double)h->sum_ms / 1000.0, name, labels, (unsigned long long)cum);
+    ferry_buf_printf(out, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels,
+                     (double)h->sum_us / 1e6, name, labels, (unsigned long long)cum);
 }
 
 /* labels for one listener, or one backend/server, rendered into buf. */
@@ -649,6 +656,13 @@ static void metrics_listener_more(struct ferry_daemon *d, const struct ferry_gen
         ferry_buf_puts(out, "ferry_listener_max_connections{");
         label(out, "listener", g->cfg->listeners[i].name, true);
         ferry_buf_printf(out, "} %u\n", g->cfg->listeners[i].max_connections);
+    }
+    metric_head(out, "ferry_listener_accepting", "gauge",
+                "1 while the listener accepts, 0 while it is disabled or ferryd stops.");
+    for (size_t i = 0; i < n; i++) {
+        ferry_buf_puts(out, "ferry_listener_accepting{");
+        label(out, "listener", g->cfg->listeners[i].name, true);
+        ferry_buf_printf(out, "} %d\n", accepting(d, &g->listeners[i]) ? 1 : 0);
     }
     struct ferry_listener_totals *t = calloc(n ? n : 1, sizeof(*t));
     struct ferry_buf lb;
@@ -764,11 +778,13 @@ static void metrics_reloads(struct ferry_daemon *d, struct ferry_buf *out)
                      (long long)atomic_load(&d->last_reload_success));
 }
 
-/* ferry_tls_cert_not_after_seconds: each listener certificate's notAfter. */
+/* ferry_tls_cert_not_after_seconds: the notAfter of each listener
+ * certificate and each backend client certificate. */
 static void metrics_certs(const struct ferry_gen *g, struct ferry_buf *out)
 {
     metric_head(out, "ferry_tls_cert_not_after_seconds", "gauge",
-                "Expiry (notAfter) of each listener certificate, as Unix time.");
+                "Expiry (notAfter) of each listener certificate and backend client "
+                "certificate, as Unix time.");
     for (size_t i = 0; g && i < g->cfg->nlisteners; i++) {
         const struct ferry_listener *l = &g->cfg->listeners[i];
         int64_t t;
@@ -790,6 +806,18 @@ static void metrics_certs(const struct ferry_gen *g, struct ferry_buf *out)
             label(out, "cert", path, false);
             ferry_buf_printf(out, "} %lld\n", (long long)t);
         }
+    }
+    /* Client certificates presented to servers (a backend's tls_cert). */
+    for (size_t i = 0; g && i < g->cfg->nbackends; i++) {
+        const struct ferry_backend *b = &g->cfg->backends[i];
+        int64_t t;
+        if (!b->tls_cert || !g->backends[i].tls_ctx ||
+            !ferry_tls_client_cert_not_after(g->backends[i].tls_ctx, &t))
+            continue;
+        ferry_buf_puts(out, "ferry_tls_cert_not_after_seconds{");
+        label(out, "backend", b->name, true);
+        label(out, "cert", b->tls_cert, false);
+        ferry_buf_printf(out, "} %lld\n", (long long)t);
     }
 }
 

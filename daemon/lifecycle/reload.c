@@ -96,11 +96,12 @@ static void warn_key(struct ferry_reload *r, const char *key)
                            "%s changed: the running value stays until restart", key);
 }
 
-/* Settings read once at start: say so when a reload changes them. */
-static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *old,
-                              const struct ferry_gen *g)
+/* Settings read once at start: say so when the new file asks for another
+ * value than the running one (the one read at start, whatever files were
+ * reloaded since). */
+static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *g)
 {
-    const struct ferry_global *a = &old->cfg->global, *b = &g->cfg->global;
+    const struct ferry_global *a = &r->d->running_global, *b = &g->cfg->global;
     if (a->workers != b->workers)
         warn_key(r, "workers");
     if (a->reuseport != b->reuseport)
@@ -168,7 +169,7 @@ static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
     reload_job_free(j);
     if (!g)
         return finish(r, -1);
-    warn_restart_only(r, r->d->gen, g);
+    warn_restart_only(r, g);
     struct ferry_new_sockets fresh;
     if (ferry_gen_switch_prepare(r->d, g, &fresh, &r->errs) != 0) {
         ferry_gen_unref(g);

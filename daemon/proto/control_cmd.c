@@ -223,8 +223,12 @@ static int parse_set(const struct words *w, struct ferry_ctl_request *req)
     static const char *const states[] = {"ready", "drain", "maint"};
     char sh[48];
     req->cmd = FERRY_CTL_SET_SERVER_STATE;
-    if (w->n < 5 || !word_is(w, 1, "server") ||
+    if (w->n >= 5 && word_is(w, 1, "server") &&
         !(word_is(w, 3, "state") || word_is(w, 3, "weight"))) {
+        set_error(req, "unknown setting '%s' (state or weight)", shown(w->w[3], w->len[3], sh));
+        return -EINVAL;
+    }
+    if (w->n < 5 || !word_is(w, 1, "server")) {
         set_error(req, "usage: set server BACKEND/SERVER state ready|drain|maint, "
                        "set server BACKEND/SERVER weight N");
         return -EINVAL;
@@ -298,9 +302,12 @@ static int parse_add(const struct words *w, struct ferry_ctl_request *req)
                        "[max_connections=N]");
         return -EINVAL;
     }
-    if (!valid_name(w->w[2], w->len[2]) || !valid_name(w->w[3], w->len[3])) {
-        set_error(req, "invalid name '%s %s' (names: letters, digits, '_', '.', '-', at most %d "
-                       "characters)", shown(w->w[2], w->len[2], sh), "...", FERRY_NAME_MAX - 1);
+    for (size_t i = 2; i <= 3; i++) {
+        if (valid_name(w->w[i], w->len[i]))
+            continue;
+        set_error(req, "invalid %s name '%s' (names: letters, digits, '_', '.', '-', at most %d "
+                       "characters)", i == 2 ? "backend" : "server",
+                  shown(w->w[i], w->len[i], sh), FERRY_NAME_MAX - 1);
         return -EINVAL;
     }
     memcpy(req->backend, w->w[2], w->len[2]);

@@ -58,7 +58,7 @@ enum conn_phase {
  * was dropped by the runtime's teardown, logged as drained). */
 enum conn_end {
     END_NONE, END_CLOSED, END_RESET, END_IDLE_TIMEOUT, END_DRAINED, END_MAINT, END_REJECTED,
-    END_HANDSHAKE_FAILED, END_CONNECT_FAILED, END_QUEUE_TIMEOUT, END_KILLED,
+    END_HANDSHAKE_FAILED, END_CONNECT_FAILED, END_QUEUE_TIMEOUT, END_KILLED, END_NO_SERVER,
 };
 
 static const char *const end_names[] = {
@@ -66,7 +66,7 @@ static const char *const end_names[] = {
     [END_IDLE_TIMEOUT] = "idle_timeout", [END_DRAINED] = "drained", [END_MAINT] = "maint",
     [END_REJECTED] = "rejected", [END_HANDSHAKE_FAILED] = "handshake_failed",
     [END_CONNECT_FAILED] = "connect_failed", [END_QUEUE_TIMEOUT] = "queue_timeout",
-    [END_KILLED] = "killed",
+    [END_KILLED] = "killed", [END_NO_SERVER] = "no_server",
 };
 
 /* closed_by=: the side whose end was seen first. */
@@ -90,7 +90,7 @@ struct idle_fut {
  * (ferry_upstream borrows it until it is done). */
 struct conn_upstream {
     struct ferry_upstream up;
-    uint64_t start_ms;
+    uint64_t start_us; /* ac_clock_now_us() when the phase began */
     uint8_t *proxy_out; /* NULL: the backend takes none */
     size_t proxy_out_len;
 };
@@ -113,7 +113,7 @@ struct conn_tls {
 
 /* What few connections need, allocated on first use. */
 struct conn_extra {
-    char *reason_text; /* OpenSSL's words for a failed handshake (access log) */
+    char *reason_text; /* why a handshake or the last connect failed (access log) */
     char *sni;         /* a passed-through ClientHello's server name */
     struct ferry_client_slot *client_slot; /* held against max_connections_per_client */
 };
@@ -134,7 +134,7 @@ struct ferry_conn {
     uint32_t lidx;
     int32_t bidx, sidx;
     uint32_t retries;
-    uint64_t id, start_ms, last_activity;
+    uint64_t id, start_us, last_activity; /* start_us: ac_clock_now_us() at accept */
     uint64_t connect_ms;
     struct ferry_permits permits;
     struct ferry_peer_addr client, local;
@@ -276,7 +276,7 @@ static enum conn_end handshake_enter(struct ferry_conn *c)
         c->reason = "out of memory";
         return END_HANDSHAKE_FAILED;
     }
-    ferry_handshake_init(h, c->start_ms + listener_cfg(c)->handshake_timeout_ms, &c->fw->drain);
+    ferry_handshake_init(h, c->start_us / 1000 + listener_cfg(c)->handshake_timeout_ms, &c->fw->drain);
     c->ph.hs = h;
     return END_NONE;
 }
@@ -334,7 +334,7 @@ static enum conn_end upstream_enter(struct ferry_conn *c)
     ferry_upstream_init(&cu->up, c->gen, (size_t)c->bidx, c->fw->index,
                         ferry_lb_hash_addr(client_sa(c)), cu->proxy_out, cu->proxy_out_len,
                         &c->splain, brt->tls_ctx ? &c->tls->server : NULL);
-    cu->start_ms = ac_clock_now_ms();
+    cu->start_us = ac_clock_now_us();
     c->ph.up = cu;
     struct ferry_backend_wstats *bs = &c->gen->backends[c->bidx].stats->w[c->fw->index];
     ferry_ctr_add(&bs->total, 1);
@@ -553,7 +553,7 @@ static ac_poll_t tls_done(struct ferry_conn *c, struct ac_context *cx, bool time
         return end_with(c, END_HANDSHAKE_FAILED);
     }
     ferry_hist_observe(&lstats(c)->handshake, FERRY_HIST_SHORT,
-                       ac_worker_now_ms(cx->worker) - c->start_ms);
+                       ac_clock_now_us() - c->start_us);
     if (ferry_tls_acme_challenge(c->tls->client.ssl)) {
         /* tls-alpn-01 (RFC 8737): the handshake was the answer; nothing follows. */
         c->closed_by = SIDE_PROXY;
@@ -601,12 +601,17 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
             return end_with(c, END_CONNECT_FAILED);
         char a[AC_ADDR_STRLEN];
         c->retries = u->attempts > 0 ? u->attempts - 1 : 0;
+        const char *why = u->reason ? u->reason : strerror(u->err ? -u->err : EIO);
         ferry_log(FERRY_LOG_WARN, "no_server_reached",
                   "id=%llu listener=%s client=%s backend=%s error=%s", (unsigned long long)c->id,
                   listener_cfg(c)->name,
                   client_text(c, a, sizeof(a)),
-                  c->gen->cfg->backends[c->bidx].name,
-                  u->reason ? u->reason : strerror(u->err ? -u->err : EIO));
+                  c->gen->cfg->backends[c->bidx].name, why);
+        if (u->attempts == 0) /* none up, or every one at its cap with no queue */
+            return end_with(c, END_NO_SERVER);
+        /* The last attempt's error, on the access-log line itself. */
+        struct conn_extra *x = extra(c);
+        c->reason = x && (x->reason_text = strdup(why)) ? x->reason_text : NULL;
         return end_with(c, END_CONNECT_FAILED);
     }
     c->sidx = u->sidx;
@@ -614,9 +619,10 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
     c->slot_held = u->slot_held; /* passes to the connection with the stream */
     u->slot_held = false;
     c->retries = u->attempts > 0 ? u->attempts - 1 : 0;
-    c->connect_ms = ac_clock_now_ms() - c->ph.up->start_ms;
+    uint64_t connect_us = ac_clock_now_us() - c->ph.up->start_us;
+    c->connect_ms = connect_us / 1000;
     struct ferry_server_rt *s = &c->gen->backends[c->bidx].servers[c->sidx];
-    ferry_hist_observe(&s->stats->w[c->fw->index].connect, FERRY_HIST_SHORT, c->connect_ms);
+    ferry_hist_observe(&s->stats->w[c->fw->index].connect, FERRY_HIST_SHORT, connect_us);
     ferry_ctr_add(&s->stats->w[c->fw->index].total, 1);
     ferry_ctr_add(&s->stats->w[c->fw->index].active, 1);
     c->server_counted = true;
@@ -732,18 +738,19 @@ static void log_end(struct ferry_conn *c)
     if (c->server_counted)
         snprintf(server, sizeof(server), "%s/%s", c->gen->cfg->backends[c->bidx].name,
                  c->gen->backends[c->bidx].servers[c->sidx].cfg->name);
-    bool why = c->end == END_REJECTED || c->end == END_HANDSHAKE_FAILED;
+    bool why = c->end == END_REJECTED || c->end == END_HANDSHAKE_FAILED ||
+               (c->end == END_CONNECT_FAILED && c->reason);
     const char *sni = NULL, *ver = NULL, *cipher = NULL;
     char alpn[64] = "", subject[256] = "";
     tls_facts(c, &sni, &ver, &cipher, alpn, sizeof(alpn), subject, sizeof(subject));
-    uint64_t now = ac_clock_now_ms();
+    uint64_t now_us = ac_clock_now_us();
     ferry_logger_log(lg, c->fw->index, FERRY_LOG_SINK_ACCESS, FERRY_LOG_INFO, "conn",
                      "id=%llu listener=%s client=%s server=%s duration_ms=%llu connect_ms=%llu "
                      "retries=%u bytes_in=%llu bytes_out=%llu end=%s closed_by=%s ?reason=%s "
                      "?sni=%s ?tls=%s ?cipher=%s ?alpn=%s ?client_cert=%s",
                      (unsigned long long)c->id, listener_cfg(c)->name,
                      client_text(c, a, sizeof(a)), server,
-                     (unsigned long long)(now - c->start_ms), (unsigned long long)c->connect_ms,
+                     (unsigned long long)((now_us - c->start_us) / 1000), (unsigned long long)c->connect_ms,
                      (unsigned)c->retries, (unsigned long long)c->acct_in,
                      (unsigned long long)c->acct_out, end_names[c->end], side_names[c->closed_by],
                      why ? (c->reason ? c->reason : "-") : "", sni ? sni : "", ver ? ver : "",
@@ -776,7 +783,7 @@ static void conn_drop(struct ac_future *f)
     close_fn(&c->splain);
     unsigned w = c->fw->index;
     ferry_ctr_sub(&lstats(c)->active, 1);
-    ferry_hist_observe(&lstats(c)->session, FERRY_HIST_SESSION, ac_clock_now_ms() - c->start_ms);
+    ferry_hist_observe(&lstats(c)->session, FERRY_HIST_SESSION, ac_clock_now_us() - c->start_us);
     if (c->backend_counted)
         ferry_ctr_sub(&c->gen->backends[c->bidx].stats->w[w].active, 1);
     if (c->server_counted)
@@ -840,7 +847,7 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
     c->sidx = -1;
     c->permits = permits;
     c->id = atomic_fetch_add(&fw->d->next_conn_id, 1) + 1;
-    c->start_ms = ac_worker_now_ms(fw->w);
+    c->start_us = ac_clock_now_us();
     c->cs = &c->cplain;
     struct ferry_listener_wstats *ls = lstats(c);
     ferry_ctr_add(&ls->total, 1);
@@ -887,7 +894,7 @@ void ferry_conn_snapshot(const struct ferry_conn *c, uint64_t now, struct ferry_
                  c->gen->backends[c->bidx].servers[c->sidx].cfg->name);
     else
         snprintf(s->server, sizeof(s->server), "-");
-    s->age_s = now > c->start_ms ? (now - c->start_ms) / 1000 : 0;
+    s->age_s = now * 1000 > c->start_us ? (now * 1000 - c->start_us) / 1000000 : 0;
     s->bytes_in = c->acct_in;
     s->bytes_out = c->acct_out;
 }

@@ -279,8 +279,7 @@ static void attempt_failed(struct ferry_upstream *u, int err, struct ac_context 
         return;
     }
     server_failed(u, err);
-    u->reason = NULL;
-    u->state = UP_PICK;
+    u->state = UP_PICK; /* reason stays: the last attempt's, until the next one starts */
 }
 
 static void leave_queue(struct ferry_upstream *u)
@@ -373,6 +372,7 @@ static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
             u->sidx = idx;
             u->tried[u->sidx] = true;
             u->attempts++;
+            u->reason = NULL;
             u->state = UP_CONNECT;
             ac_deadline_arm_in(&u->deadline, u->b->cfg->connect_timeout_ms);
             int rc = start_step(u);

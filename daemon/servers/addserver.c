@@ -54,7 +54,9 @@ static int add_to(struct ferry_gen *g, size_t bidx, const char *name,
     struct ferry_server_rt *s = &b->servers[sidx];
     s->added = true;
     b->nadded++;
-    /* A returning name starts afresh: ready, up, ramped by slow_start. */
+    /* A returning name starts afresh: ready, up, ramped by slow_start, with
+     * counters at zero (the deleted server's are not its own). */
+    ferry_server_stats_reset(&g->d->stats, s->stats);
     atomic_store(&s->stats->disabled, false);
     atomic_store(&s->stats->maint, false);
     atomic_store(&s->stats->unresolved, false);

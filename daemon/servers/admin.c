@@ -35,8 +35,9 @@ static struct ferry_server_stats *find_server(struct ferry_daemon *d, const char
         struct ferry_backend_rt *b = &g->backends[i];
         if (strcmp(b->cfg->name, backend) != 0)
             continue;
+        /* A deleted or departed server is unlisted: not there for commands. */
         for (size_t j = 0; j < b->nservers && !st; j++)
-            if (strcmp(b->servers[j].cfg->name, server) == 0)
+            if (ferry_server_listed(&b->servers[j]) && strcmp(b->servers[j].cfg->name, server) == 0)
                 st = b->servers[j].stats; /* stats outlive generations */
         *bs = b->stats;
     }

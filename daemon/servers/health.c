@@ -294,8 +294,13 @@ static enum check_outcome poll_check(struct health_task *t, struct ac_context *c
     for (;;) {
         if (ac_future_poll(&t->under.base, cx) == AC_PENDING)
             return CHECK_GOING_ON;
-        if (t->under.timed_out) /* the step is dropped already */
+        if (t->under.timed_out) { /* the step is dropped already */
+            /* An answer came but not the expected one: that is the server's
+             * answer (expect), whether it then closes or stays silent. */
+            if (t->state == H_RECV && t->rtotal > 0)
+                return fail(t, FERRY_CHECK_EXPECT, "%s", "expected answer not received");
             return fail(t, FERRY_CHECK_TIMEOUT, "%s", "timeout");
+        }
         enum check_outcome o = step_result(t);
         ac_future_drop(&t->under.base); /* the deadline stays for the next step */
         if (o == CHECK_PASSED || o == CHECK_FAILED)

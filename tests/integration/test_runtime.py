@@ -117,13 +117,13 @@ def test_maint_cuts_and_drain_keeps():
     f.ctl("set", "app/a", "state", "maint")
     f.ctl("enable", "app/a")
     assert server(f, "a")["state"] == "up"
-    # Every server in maint: nothing to connect to.
+    # Every server in maint: nothing to connect to (end=no_server).
     f.ctl("set", "app/b", "state", "maint")
     f.ctl("set", "app/a", "state", "maint")
     s = connect(port)
     assert recv_all(s) == b""
     s.close()
-    wait_for(lambda: f.access_log()[-1].get("end") == "connect_failed", what="connect_failed")
+    wait_for(lambda: f.access_log()[-1].get("end") == "no_server", what="no_server")
 
 
 def test_disabled_listener_holds_clients_in_the_queue():

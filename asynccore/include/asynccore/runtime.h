@@ -79,6 +79,9 @@ void *ac_worker_data(const struct ac_worker *w);
 uint64_t ac_worker_now_ms(struct ac_worker *w);
 /* Uncached monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 uint64_t ac_clock_now_ms(void);
+/* The same clock in microseconds (uncached): for timings shorter than a
+ * millisecond, such as a connect over loopback. */
+uint64_t ac_clock_now_us(void);
 
 /* A future that returns Pending once (waking itself) then Ready: lets other
  * tasks run. */

@@ -112,7 +112,7 @@ static void test_errors(void **state)
     bad("set", set_usage);
     bad("set server a/b", set_usage);
     bad("set server a/b state", set_usage);
-    bad("set server a/b colour red", set_usage);
+    bad("set server a/b colour red", "unknown setting 'colour' (state or weight)");
     bad("set backend a/b state ready", set_usage);
     bad("set server a/b state up", "invalid state 'up' (ready, drain or maint)");
     bad("set server a/b weight 257", "invalid weight '257' (a whole number from 0 to 256)");

@@ -316,10 +316,10 @@ static void test_metrics_more(void **state)
     struct fake *f = *state;
     struct ferry_gen *g = f->d.gen;
     struct ferry_listener_wstats *w = &g->listeners[0].stats->w[1];
-    ferry_hist_observe(&w->handshake, FERRY_HIST_SHORT, 3);
-    ferry_hist_observe(&w->handshake, FERRY_HIST_SHORT, 700);
-    ferry_hist_observe(&w->handshake, FERRY_HIST_SHORT, 99999);
-    ferry_hist_observe(&g->backends[0].servers[0].stats->w[0].connect, FERRY_HIST_SHORT, 0);
+    ferry_hist_observe(&w->handshake, FERRY_HIST_SHORT, 3000); /* microseconds */
+    ferry_hist_observe(&w->handshake, FERRY_HIST_SHORT, 700000);
+    ferry_hist_observe(&w->handshake, FERRY_HIST_SHORT, 99999000);
+    ferry_hist_observe(&g->backends[0].servers[0].stats->w[0].connect, FERRY_HIST_SHORT, 40);
     ferry_ctr_add(&w->rejected_by[FERRY_REJECT_DENY], 2);
     ferry_ctr_add(&w->rejected_by[FERRY_REJECT_QUEUE_FULL], 1);
     atomic_store(&g->backends[0].servers[1].stats->weight, 9);
@@ -331,10 +331,13 @@ static void test_metrics_more(void **state)
         "\nferry_listener_handshake_seconds_bucket{listener=\"web\",le=\"1\"} 2\n",
         "\nferry_listener_handshake_seconds_bucket{listener=\"web\",le=\"5\"} 2\n",
         "\nferry_listener_handshake_seconds_bucket{listener=\"web\",le=\"+Inf\"} 3\n",
-        "\nferry_listener_handshake_seconds_sum{listener=\"web\"} 100.702\n",
+        "\nferry_listener_handshake_seconds_sum{listener=\"web\"} 100.702000\n",
         "\nferry_listener_handshake_seconds_count{listener=\"web\"} 3\n",
         "\nferry_listener_session_seconds_count{listener=\"sec\"} 0\n",
+        "\nferry_server_connect_seconds_bucket{backend=\"app\",server=\"app1\",le=\"0.0001\"} 1\n",
         "\nferry_server_connect_seconds_bucket{backend=\"app\",server=\"app1\",le=\"0.001\"} 1\n",
+        "\nferry_server_connect_seconds_sum{backend=\"app\",server=\"app1\"} 0.000040\n",
+        "\nferry_listener_accepting{listener=\"web\"} 1\n",
         "\nferry_listener_rejected_by_reason_total{listener=\"web\",reason=\"deny\"} 3\n",
         "\nferry_listener_rejected_by_reason_total{listener=\"web\",reason=\"queue_full\"} 1\n",
         "\nferry_listener_rejected_by_reason_total{listener=\"sec\",reason=\"deny\"} 0\n",
