@@ -46,4 +46,13 @@ int ferry_admin_add_server(struct ferry_daemon *d, const char *backend, const ch
 int ferry_admin_del_server(struct ferry_daemon *d, const char *backend, const char *name,
                             char *err, size_t errlen);
 
+/* `set server B/S addr ADDRESS` (servers/setaddr.c): new connections and
+ * health checks go to ADDRESS (IP:PORT, [IPV6]:PORT, or HOST:PORT looked up
+ * without blocking and kept current by TTL; the old address serves until
+ * the first answer); established ones run on. 0, or -errno with the reason
+ * in err: -EINVAL a bad address, -ENOENT no such server, -EPERM a
+ * discovered server, -EAGAIN a host name without a resolver. */
+int ferry_admin_set_server_addr(struct ferry_daemon *d, const char *backend, const char *server,
+                                const char *addr, char *err, size_t errlen);
+
 #endif

@@ -262,6 +262,19 @@ static void server_set_cmd(struct ferry_daemon *d, const struct ferry_ctl_reques
         ferry_buf_printf(out, "error: %s\n", err);
 }
 
+/* set server B/S addr ADDRESS: "ok", or why not. (state_file note: the
+ * state file keeps the address once it learns to, lifecycle/state_file.c.) */
+static void set_addr_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
+                         struct ferry_buf *out)
+{
+    char err[256];
+    if (ferry_admin_set_server_addr(d, req->backend, req->server, req->addr.text, err,
+                                    sizeof(err)) == 0)
+        ferry_buf_puts(out, "ok\n");
+    else
+        ferry_buf_printf(out, "error: %s\n", err);
+}
+
 /* Everything but reload and show conns answers at once. */
 static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *req,
                          struct ac_context *cx)
@@ -291,6 +304,7 @@ static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *r
     case FERRY_CTL_ENABLE_LISTENER: runtime_cmd(d, req, out); break;
     case FERRY_CTL_ADD_SERVER:
     case FERRY_CTL_DEL_SERVER: server_set_cmd(d, req, out); break;
+    case FERRY_CTL_SET_SERVER_ADDR: set_addr_cmd(d, req, out); break;
     case FERRY_CTL_RELOAD:
         ferry_reload_init(&c->reload, d);
         c->reload_live = true;

@@ -19,10 +19,12 @@ const char ferry_ctl_help_text[] =
     "                                  drain: no new connections; maint: also cut its own\n"
     "set server BACKEND/SERVER weight N\n"
     "                                  weight 0 to 256, until the next reload\n"
+    "set server BACKEND/SERVER addr ADDRESS\n"
+    "                                  new connections and checks go to ADDRESS (IP:PORT, HOST:PORT)\n"
     "disable listener NAME             stop accepting (clients wait in the kernel queue)\n"
     "enable listener NAME              accept again\n"
     "add server BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N]\n"
-    "                                  a server (numeric IP:PORT) until the next reload\n"
+    "                                  a server (IP:PORT or HOST:PORT) until the next reload\n"
     "del server BACKEND/SERVER         remove a disabled or maint server without connections\n"
     "shutdown conn ID                  close connection ID at once, both sides (end=killed)\n"
     "reload                            re-read the configuration file\n";
@@ -217,25 +219,47 @@ static int parse_server_cmd(const struct words *w, struct ferry_ctl_request *req
     return w->n > 3 ? extra_arg(w, 3, req) : 0;
 }
 
-/* set server BACKEND/SERVER state ready|drain|maint, set server B/S weight N */
+/* A server's ADDRESS: IPV4:PORT, [IPV6]:PORT or HOST:PORT (add server, set
+ * server ... addr). */
+static int parse_server_addr(const char *s, size_t n, struct ferry_ctl_request *req)
+{
+    char sh[48], text[300];
+    if (n >= sizeof(text) || (memcpy(text, s, n), text[n] = '\0',
+                              ferry_parse_addr(text, true, &req->addr) != 0) ||
+        req->addr.kind != FERRY_ADDR_INET || req->addr.port == 0) {
+        set_error(req, "invalid server address '%s' (IPV4:PORT, [IPV6]:PORT or HOST:PORT)",
+                  shown(s, n, sh));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* set server BACKEND/SERVER state ready|drain|maint, set server B/S weight N,
+ * set server B/S addr ADDRESS */
 static int parse_set(const struct words *w, struct ferry_ctl_request *req)
 {
     static const char *const states[] = {"ready", "drain", "maint"};
     char sh[48];
     req->cmd = FERRY_CTL_SET_SERVER_STATE;
     if (w->n >= 5 && word_is(w, 1, "server") &&
-        !(word_is(w, 3, "state") || word_is(w, 3, "weight"))) {
-        set_error(req, "unknown setting '%s' (state or weight)", shown(w->w[3], w->len[3], sh));
+        !(word_is(w, 3, "state") || word_is(w, 3, "weight") || word_is(w, 3, "addr"))) {
+        set_error(req, "unknown setting '%s' (state, weight or addr)",
+                  shown(w->w[3], w->len[3], sh));
         return -EINVAL;
     }
     if (w->n < 5 || !word_is(w, 1, "server")) {
         set_error(req, "usage: set server BACKEND/SERVER state ready|drain|maint, "
-                       "set server BACKEND/SERVER weight N");
+                       "set server BACKEND/SERVER weight N, set server BACKEND/SERVER addr "
+                       "ADDRESS");
         return -EINVAL;
     }
     if (parse_target(w->w[2], w->len[2], req) != 0)
         return -EINVAL;
-    if (word_is(w, 3, "state")) {
+    if (word_is(w, 3, "addr")) {
+        req->cmd = FERRY_CTL_SET_SERVER_ADDR;
+        if (parse_server_addr(w->w[4], w->len[4], req) != 0)
+            return -EINVAL;
+    } else if (word_is(w, 3, "state")) {
         size_t k = 0;
         while (k < 3 && !word_is(w, 4, states[k]))
             k++;
@@ -294,7 +318,7 @@ static int add_option(const char *o, size_t n, struct ferry_ctl_request *req, un
 /* add server BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N] */
 static int parse_add(const struct words *w, struct ferry_ctl_request *req)
 {
-    char sh[48], text[64];
+    char sh[48];
     req->cmd = FERRY_CTL_ADD_SERVER;
     req->weight = 1;
     if (w->n < 5 || w->n > 8 || !word_is(w, 1, "server")) {
@@ -314,14 +338,8 @@ static int parse_add(const struct words *w, struct ferry_ctl_request *req)
     req->backend[w->len[2]] = '\0';
     memcpy(req->server, w->w[3], w->len[3]);
     req->server[w->len[3]] = '\0';
-    if (w->len[4] >= sizeof(text) ||
-        (memcpy(text, w->w[4], w->len[4]), text[w->len[4]] = '\0',
-         ferry_parse_addr(text, false, &req->addr) != 0) ||
-        req->addr.kind != FERRY_ADDR_INET || req->addr.port == 0) {
-        set_error(req, "invalid server address '%s' (a numeric IPV4:PORT or [IPV6]:PORT)",
-                  shown(w->w[4], w->len[4], sh));
+    if (parse_server_addr(w->w[4], w->len[4], req) != 0)
         return -EINVAL;
-    }
     unsigned seen = 0;
     for (size_t i = 5; i < w->n; i++)
         if (add_option(w->w[i], w->len[i], req, &seen) != 0)
@@ -468,8 +486,8 @@ static const struct verb verbs[] = {
     {"help", "help", "help", 0, false},
     {"disable", "disable server", "disable BACKEND/SERVER", 1, false},
     {"enable", "enable server", "enable BACKEND/SERVER", 1, false},
-    {"set", "set server", "set BACKEND/SERVER state ready|drain|maint, set BACKEND/SERVER weight N",
-     3, false},
+    {"set", "set server", "set BACKEND/SERVER state ready|drain|maint, set BACKEND/SERVER weight N, "
+     "set BACKEND/SERVER addr ADDRESS", 3, false},
     {"disable-listener", "disable listener", "disable-listener NAME", 1, false},
     {"enable-listener", "enable listener", "enable-listener NAME", 1, false},
     {"add", "add server", "add BACKEND NAME ADDRESS [weight=N] [backup] [max_connections=N]", -3,

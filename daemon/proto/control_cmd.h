@@ -34,6 +34,7 @@ enum ferry_ctl_cmd {
     FERRY_CTL_DEL_SERVER,           /* del server BACKEND/SERVER */
     FERRY_CTL_SHUTDOWN_CONN,        /* shutdown conn ID */
     FERRY_CTL_SHOW_ACME,            /* show acme [json] */
+    FERRY_CTL_SET_SERVER_ADDR,      /* set server BACKEND/SERVER addr ADDRESS */
 };
 
 struct ferry_ctl_request {
@@ -44,7 +45,7 @@ struct ferry_ctl_request {
     char listener[FERRY_NAME_MAX];  /* disable / enable listener */
     enum ferry_admin_state state;   /* set server ... state */
     unsigned weight;                /* set server ... weight (0 to 256); add server (default 1) */
-    struct ferry_addr addr;         /* add server: numeric IP:PORT */
+    struct ferry_addr addr;         /* add server, set server ... addr: IP:PORT or HOST:PORT */
     bool backup;                    /* add server ... backup */
     unsigned max_connections;       /* add server ... max_connections=N (0: none) */
     uint64_t conn_id;               /* shutdown conn ID (> 0) */

@@ -1,11 +1,13 @@
 /* ferryd: `add server` and `del server` (see admin.h). */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "admin.h"
 #include "asynccore/runtime.h"
 #include "servers/discover.h"
+#include "servers/dnswatch.h"
 #include "gen.h"
 #include "servers/health.h"
 #include "log/log.h"
@@ -28,11 +30,18 @@ static long find_listed(const struct ferry_backend_rt *b, const char *name)
     return -1;
 }
 
-static int add_to(struct ferry_gen *g, size_t bidx, const char *name,
+/* A host name (HOST:PORT): looked up by the resolver and kept current by
+ * TTL; `unresolved` (no traffic, no checks) until the first answer. */
+static int add_to(struct ferry_daemon *d, struct ferry_gen *g, size_t bidx, const char *name,
                   const struct ferry_addr *addr, unsigned weight, bool backup,
                   unsigned max_connections, char *err, size_t errlen)
 {
     struct ferry_backend_rt *b = &g->backends[bidx];
+    bool named = !addr->resolved;
+    if (named && !d->dnsw) {
+        snprintf(err, errlen, "no resolver is running (give an IP:PORT)");
+        return -EAGAIN;
+    }
     if (find_listed(b, name) >= 0) {
         snprintf(err, errlen, "server %s/%s exists", b->cfg->name, name);
         return -EEXIST;
@@ -45,13 +54,24 @@ static int add_to(struct ferry_gen *g, size_t bidx, const char *name,
     }
     struct sockaddr_storage sa;
     memset(&sa, 0, sizeof(sa));
-    memcpy(&sa, &addr->sa, addr->sa_len);
-    if (!ferry_server_fill(g, bidx, sidx, name, &sa, addr->sa_len, weight, backup,
+    socklen_t sa_len = addr->sa_len;
+    if (named) {
+        sa.ss_family = AF_INET; /* a placeholder: no view carries it */
+        sa_len = sizeof(struct sockaddr_in);
+    } else {
+        memcpy(&sa, &addr->sa, addr->sa_len);
+    }
+    if (!ferry_server_fill(g, bidx, sidx, name, &sa, sa_len, weight, backup,
                            max_connections, 0)) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     struct ferry_server_rt *s = &b->servers[sidx];
+    if (named) {
+        s->own.addr = *addr; /* the name, for the checks' Host and SNI */
+        snprintf(s->addr_text, sizeof(s->addr_text), "%s", addr->text);
+        s->addr_len = 0;
+    }
     s->added = true;
     b->nadded++;
     /* A returning name starts afresh: ready, up, ramped by slow_start, with
@@ -59,18 +79,22 @@ static int add_to(struct ferry_gen *g, size_t bidx, const char *name,
     ferry_server_stats_reset(&g->d->stats, s->stats);
     atomic_store(&s->stats->disabled, false);
     atomic_store(&s->stats->maint, false);
-    atomic_store(&s->stats->unresolved, false);
+    atomic_store(&s->stats->unresolved, named);
     atomic_store(&s->stats->state, FERRY_SERVER_UP);
     ferry_server_serving_from(s->stats, ac_clock_now_ms());
     ferry_server_changed(s->stats);
     struct ferry_view_server v;
     memset(&v, 0, sizeof(v));
-    memcpy(&v.addr, &sa, addr->sa_len);
-    v.addr_len = addr->sa_len;
+    if (!named) {
+        memcpy(&v.addr, &sa, sa_len);
+        v.addr_len = sa_len;
+    }
     v.dynamic = true;
     v.weight = weight;
     v.backup = backup;
     ferry_view_publish(g, bidx, sidx, &v, true);
+    if (named && ferry_dnswatch_watch(d->dnsw, g, bidx, sidx, addr->host, addr->port) != 0)
+        ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=dns_watch");
     if (ferry_health_start_server(g, bidx, sidx) < 0)
         ferry_log(FERRY_LOG_ERROR, "out_of_memory", "what=health_check");
     ferry_log(FERRY_LOG_INFO, "server_added", "server=%s/%s address=%s weight=%u backup=%s",
@@ -89,7 +113,7 @@ int ferry_admin_add_server(struct ferry_daemon *d, const char *backend, const ch
         snprintf(err, errlen, "no such backend %s", backend);
         rc = -ENOENT;
     } else {
-        rc = add_to(g, (size_t)bidx, name, addr, weight, backup, max_connections, err, errlen);
+        rc = add_to(d, g, (size_t)bidx, name, addr, weight, backup, max_connections, err, errlen);
     }
     if (g)
         ferry_gen_unref(g);

@@ -34,6 +34,8 @@ struct watch {
     struct ferry_gen *g;        /* reference */
     enum watch_kind kind;
     size_t bidx, sidx;          /* W_HOST: the server */
+    char host[256];             /* W_HOST: the name looked up (configured, or set at runtime) */
+    uint16_t port;
     struct ferry_discovered *ds;  /* W_DISCOVER: the backend's discovered servers */
     uint64_t due_ms;
     unsigned backoff_ms;
@@ -83,7 +85,7 @@ static void describe(const struct watch *w, struct who *who)
         const struct ferry_server *c = w->g->backends[w->bidx].servers[w->sidx].cfg;
         snprintf(who->server, sizeof(who->server), "%s/%s", bc->name, c->name);
         who->backend = "";
-        who->host = c->addr.host;
+        who->host = w->host;
     } else {
         who->server[0] = '\0';
         who->backend = bc->name;
@@ -192,11 +194,14 @@ static void apply(struct watch *w, const struct ferry_dns_answer *a, uint64_t no
     char text[AC_ADDR_STRLEN];
     ac_addr_format((const struct sockaddr *)&r->sa, r->sa_len, text, sizeof(text));
     ferry_log(FERRY_LOG_INFO, "server_address", "server=%s/%s host=%s address=%s",
-              w->g->cfg->backends[w->bidx].name, s->cfg->name, s->cfg->addr.host, text);
+              w->g->cfg->backends[w->bidx].name, s->cfg->name, w->host, text);
     struct ferry_view_server v;
     memset(&v, 0, sizeof(v));
     memcpy(&v.addr, &r->sa, r->sa_len);
     v.addr_len = r->sa_len;
+    v.dynamic = s->added; /* an added server's view carries its weight and backup */
+    v.weight = s->cfg->weight;
+    v.backup = s->cfg->backup;
     ferry_view_publish(w->g, w->bidx, w->sidx, &v, true);
     atomic_store(&s->stats->unresolved, false);
 }
@@ -231,8 +236,7 @@ static void start_lookup(struct ferry_dnswatch *dw, struct watch *w)
     dw->inflight++;
     int rc;
     if (w->kind == W_HOST) {
-        const struct ferry_server_rt *s = &w->g->backends[w->bidx].servers[w->sidx];
-        rc = ferry_dns_lookup_host(dw->dns, s->cfg->addr.host, s->cfg->addr.port, answered, w);
+        rc = ferry_dns_lookup_host(dw->dns, w->host, w->port, answered, w);
     } else if (bc->discover == FERRY_DISCOVER_DNS) {
         rc = ferry_dns_lookup_host(dw->dns, bc->discover_name, bc->discover_port, answered, w);
     } else {
@@ -409,8 +413,12 @@ void ferry_dnswatch_adopt(struct ferry_dnswatch *dw, struct ferry_gen *old, stru
                 continue;
             carry_over(old, g, i, j);
             /* Spread: the first names at once, then one every DW_SPREAD_MS. */
-            add_watch(dw, g, W_HOST, i, j,
+            struct watch *w = add_watch(dw, g, W_HOST, i, j,
                       now + (k < DW_INFLIGHT ? 0 : (k - DW_INFLIGHT + 1) * DW_SPREAD_MS));
+            if (w) {
+                snprintf(w->host, sizeof(w->host), "%s", bc->servers[j].addr.host);
+                w->port = bc->servers[j].addr.port;
+            }
             k++;
         }
         if (bc->discover == FERRY_DISCOVER_NONE)
@@ -422,6 +430,32 @@ void ferry_dnswatch_adopt(struct ferry_dnswatch *dw, struct ferry_gen *old, stru
             carry_over_discovered(dw, old, w, now);
     }
     ferry_dns_set_tick(dw->dns, tick, dw, now);
+}
+
+void ferry_dnswatch_unwatch(struct ferry_dnswatch *dw, struct ferry_gen *g, size_t bidx,
+                            size_t sidx)
+{
+    for (struct watch *w = dw ? dw->watches : NULL; w; w = w->next)
+        if (w->g == g && w->kind == W_HOST && w->bidx == bidx && w->sidx == sidx)
+            w->dead = true; /* freed by the next tick (once its lookup, if any, answered) */
+}
+
+int ferry_dnswatch_watch(struct ferry_dnswatch *dw, struct ferry_gen *g, size_t bidx, size_t sidx,
+                         const char *host, uint16_t port)
+{
+    if (!dw)
+        return -EAGAIN;
+    ferry_dnswatch_unwatch(dw, g, bidx, sidx);
+    uint64_t now = ferry_dns_now_ms(dw->dns);
+    struct watch *w = add_watch(dw, g, W_HOST, bidx, sidx, now);
+    if (!w)
+        return -ENOMEM;
+    w->answered = true; /* not one start-up waits for */
+    dw->first_pending--;
+    snprintf(w->host, sizeof(w->host), "%s", host);
+    w->port = port;
+    ferry_dns_tick_at(dw->dns, now);
+    return 0;
 }
 
 static ac_poll_t first_poll(struct ac_future *f, struct ac_context *cx)

@@ -14,6 +14,7 @@
 #ifndef FERRY_DNSWATCH_H
 #define FERRY_DNSWATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dns/resolver.h"
@@ -31,6 +32,16 @@ struct ferry_dns *ferry_dnswatch_resolver(struct ferry_dnswatch *dw);
  * addresses the current generation knows for the same names, applies
  * `resolvers`, and schedules g's lookups (the previous generation's stop). */
 void ferry_dnswatch_adopt(struct ferry_dnswatch *dw, struct ferry_gen *old, struct ferry_gen *g);
+
+/* A server's address given at runtime by host name (`add server`, `set
+ * server ... addr`): looked up now and kept current by TTL like a configured
+ * one, replacing any watch the server had. On the resolver's worker, for the
+ * generation that is live. 0, -EAGAIN (no resolver) or -ENOMEM. */
+int ferry_dnswatch_watch(struct ferry_dnswatch *dw, struct ferry_gen *g, size_t bidx, size_t sidx,
+                         const char *host, uint16_t port);
+/* Stops following the server's name (its address was set to a number). */
+void ferry_dnswatch_unwatch(struct ferry_dnswatch *dw, struct ferry_gen *g, size_t bidx,
+                            size_t sidx);
 
 /* A future, ready once every lookup of the adopted generation has answered
  * once or `ms` passed (start-up waits for it before it reports ready). */

@@ -32,7 +32,7 @@ def test_add_serves_at_once_and_reload_forgets_it():
     # The same name again is refused; so is a bad address, naming the mistake.
     r = f.command(b"add server app extra 127.0.0.1:1\n")
     assert r.startswith("error:") and "exists" in r, r
-    r = f.command(b"add server app x localhost:80\n")
+    r = f.command(b"add server app x localhost\n")  # a host name needs its port
     assert r.startswith("error:") and "address" in r, r
     r = f.command(b"add server nope x 127.0.0.1:80\n")
     assert r.startswith("error:") and "no such backend" in r, r

@@ -108,11 +108,11 @@ static void test_errors(void **state)
     bad("enable listener w$b", "invalid listener name 'w$b' (names: letters, digits, '_', '.', "
                                "'-', at most 63 characters)");
     const char *set_usage = "usage: set server BACKEND/SERVER state ready|drain|maint, "
-                            "set server BACKEND/SERVER weight N";
+                            "set server BACKEND/SERVER weight N, set server BACKEND/SERVER addr ADDRESS";
     bad("set", set_usage);
     bad("set server a/b", set_usage);
     bad("set server a/b state", set_usage);
-    bad("set server a/b colour red", "unknown setting 'colour' (state or weight)");
+    bad("set server a/b colour red", "unknown setting 'colour' (state, weight or addr)");
     bad("set backend a/b state ready", set_usage);
     bad("set server a/b state up", "invalid state 'up' (ready, drain or maint)");
     bad("set server a/b weight 257", "invalid weight '257' (a whole number from 0 to 256)");
@@ -274,8 +274,28 @@ static void test_add_del_server(void **state)
     ok("del server web/app9", FERRY_CTL_DEL_SERVER, false);
     bad("add server web a", "usage: add server BACKEND NAME ADDRESS [weight=N] [backup] "
                             "[max_connections=N]");
-    bad("add server web a localhost:80",
-        "invalid server address 'localhost:80' (a numeric IPV4:PORT or [IPV6]:PORT)");
+    assert_int_equal(parse("add server web a db.example.com:5432", &r), 0);
+    assert_false(r.addr.resolved);
+    assert_string_equal(r.addr.host, "db.example.com");
+    assert_int_equal(r.addr.port, 5432);
+    bad("add server web a localhost",
+        "invalid server address 'localhost' (IPV4:PORT, [IPV6]:PORT or HOST:PORT)");
+    bad("add server web a unix:/x",
+        "invalid server address 'unix:/x' (IPV4:PORT, [IPV6]:PORT or HOST:PORT)");
+    bad("add server web a *:80", "invalid server address '*:80' (IPV4:PORT, [IPV6]:PORT or HOST:PORT)");
+    assert_int_equal(parse("set server web/a addr 10.0.0.7:8080", &r), 0);
+    assert_int_equal(r.cmd, FERRY_CTL_SET_SERVER_ADDR);
+    assert_string_equal(r.backend, "web");
+    assert_string_equal(r.server, "a");
+    assert_string_equal(r.addr.text, "10.0.0.7:8080");
+    assert_true(r.addr.resolved);
+    assert_int_equal(parse("set server web/a addr app.internal:80", &r), 0);
+    assert_string_equal(r.addr.host, "app.internal");
+    bad("set server web/a addr 10.0.0.7",
+        "invalid server address '10.0.0.7' (IPV4:PORT, [IPV6]:PORT or HOST:PORT)");
+    bad("set server web/a addr 10.0.0.7:0",
+        "invalid server address '10.0.0.7:0' (IPV4:PORT, [IPV6]:PORT or HOST:PORT)");
+    bad("set server web/a addr 1.2.3.4:5 x", "unexpected argument 'x'");
     bad("add server web a 127.0.0.1:80 weight=257",
         "invalid server option 'weight=257' (weight=0..256, backup, max_connections=N; each at "
         "most once)");
@@ -295,6 +315,8 @@ static void test_add_del_server(void **state)
     assert_string_equal(buf, "add server web a 127.0.0.1:80 weight=2 backup max_connections=3\n");
     argv_line(false, buf, sizeof(buf), err, 2, "del", "web/a");
     assert_string_equal(buf, "del server web/a\n");
+    argv_line(false, buf, sizeof(buf), err, 4, "set", "web/a", "addr", "10.0.0.7:80");
+    assert_string_equal(buf, "set server web/a addr 10.0.0.7:80\n");
     assert_int_equal(argv_line(false, buf, sizeof(buf), err, 3, "add", "web", "a"), -EINVAL);
     assert_non_null(strstr(err, "usage: add BACKEND NAME ADDRESS"));
 }
@@ -362,7 +384,7 @@ static void test_ferryctl_errors(void **state)
     assert_int_equal(argv_line(false, buf, 5, err, 1, "reload"), -ENOSPC);
     assert_int_equal(argv_line(false, buf, sizeof(buf), err, 2, "set", "web/a"), -EINVAL);
     assert_string_equal(err, "usage: set BACKEND/SERVER state ready|drain|maint, "
-                             "set BACKEND/SERVER weight N");
+                             "set BACKEND/SERVER weight N, set BACKEND/SERVER addr ADDRESS");
     assert_int_equal(argv_line(false, buf, sizeof(buf), err, 4, "set", "web/a", "state", "off"),
                      -EINVAL);
     assert_string_equal(err, "invalid state 'off' (ready, drain or maint)");
