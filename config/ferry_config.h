@@ -272,9 +272,9 @@ struct ferry_config {
     size_t nbackends;
     struct ferry_acme *acmes;
     size_t nacmes;
-    /* What is allowed but likely a mistake ("FILE:LINE: message", in line
-     * order per file): health_timeout not below health_interval, a backend
-     * whose servers are all backup. ferryd -t prints them as warnings. */
+    /* What is allowed but likely a mistake ("FILE:LINE: warning: message"):
+     * health_timeout not below health_interval, a backend whose servers are
+     * all backup. ferryd -t prints them. */
     struct ferry_config_errors warnings;
 };
 

@@ -164,6 +164,6 @@ void ferry__warn(struct ferry__parse *p, int line, const char *fmt, ...)
         p->oom = true;
         return;
     }
-    ferry_config_error_at(&p->cfg->warnings, p->cfg, line, "%s", msg);
+    ferry_config_error_at(&p->cfg->warnings, p->cfg, line, "warning: %s", msg);
     free(msg);
 }

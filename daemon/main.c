@@ -131,15 +131,18 @@ static void daemon_free(struct ferry_daemon *d)
     free(d->config_abs);
 }
 
-/* -t: syntax, references and TLS files; no DNS, no binding. */
+/* -t: syntax, references, TLS files and the files written at start; no DNS,
+ * no binding. Errors and warnings on stderr, the verdict on stdout. */
 static int check_only(const char *path)
 {
-    struct ferry_config_errors errs = {0};
-    struct ferry_config *cfg = ferry_config_load_checked(path, &errs);
+    struct ferry_config_errors errs = {0}, warns = {0};
+    struct ferry_config *cfg = ferry_config_test(path, (int64_t)time(NULL), &errs, &warns);
     if (cfg) {
         struct ferry_daemon d;
         if (daemon_init(&d, path, 1) != 0) {
             fprintf(stderr, "ferryd: out of memory\n");
+            ferry_config_free(cfg);
+            ferry_config_errors_free(&warns);
             return 2;
         }
         struct ferry_gen *g = ferry_gen_build(&d, cfg, &errs);
@@ -147,13 +150,16 @@ static int check_only(const char *path)
             ferry_gen_unref(g);
         daemon_free(&d);
     }
-    if (errs.n) {
-        print_errors(stdout, &errs, path);
-        ferry_config_errors_free(&errs);
-        return 1;
-    }
-    printf("%s: configuration is valid\n", path);
-    return 0;
+    int status = errs.n ? 1 : 0;
+    if (errs.n)
+        print_errors(stderr, &errs, path);
+    for (size_t i = 0; i < warns.n; i++)
+        fprintf(stderr, "%s\n", warns.msgs[i]);
+    ferry_config_errors_free(&errs);
+    ferry_config_errors_free(&warns);
+    if (status == 0)
+        printf("%s: configuration is valid\n", path);
+    return status;
 }
 
 /* A bind that fails at start names the line that asked for it (ferryd(8)),

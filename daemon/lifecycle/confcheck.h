@@ -11,6 +11,8 @@
 #ifndef FERRY_CONFCHECK_H
 #define FERRY_CONFCHECK_H
 
+#include <stdint.h>
+
 #include "ferry_config.h"
 
 /* Loads `path`. Without errors, returns the configuration (its TLS files
@@ -20,5 +22,19 @@
  * start and every reload use it. */
 struct ferry_config *ferry_config_load_checked(const char *path,
                                                struct ferry_config_errors *errs);
+
+/* ferryd -t (ferryd(8)): what ferry_config_load_checked checks, and the
+ * files ferryd would open for writing at start (a log or access_log file, the
+ * state_file, in a directory that is missing or not writable: errors at
+ * their lines). Warnings go to warns ("FILE:LINE: warning: message", in
+ * line order): the configuration's own (health_timeout, backup-only
+ * backends) and certificates (a listener's or a backend's tls_cert) expired
+ * or expiring within FERRY_TEST_CERT_DAYS, naming their notAfter; now is
+ * Unix time. warns is emptied first. Returns the configuration when it has
+ * no error, else NULL. */
+#define FERRY_TEST_CERT_DAYS 14
+struct ferry_config *ferry_config_test(const char *path, int64_t now,
+                                       struct ferry_config_errors *errs,
+                                       struct ferry_config_errors *warns);
 
 #endif

@@ -26,9 +26,15 @@ def write(path, text):
 
 
 def check(path, cwd="/"):
-    """ferryd -t -c path, run from cwd: (exit status, stdout lines, stderr)."""
+    """ferryd -t -c path, run from cwd: (exit status, lines, stderr). The
+    lines are the verdict on stdout when the file is valid, else the errors,
+    which go to stderr (stdout then stays empty)."""
     r = subprocess.run([FERRYD, "-t", "-c", path], capture_output=True, timeout=60, cwd=cwd)
-    return r.returncode, r.stdout.decode().strip().splitlines(), r.stderr.decode()
+    out, err = r.stdout.decode(), r.stderr.decode()
+    if r.returncode == 0:
+        return r.returncode, out.strip().splitlines(), err
+    assert out == "", f"-t printed on stdout with errors: {out!r}"
+    return r.returncode, err.strip().splitlines(), err
 
 
 def self_signed(pem):

@@ -65,7 +65,7 @@ REQUIRED = {
                  "duration_ms=1200 connect_ms=1 retries=0 bytes_in=512 bytes_out=20480",
                  "end=closed closed_by=client", "closed_by", "SIGUSR1", "JOURNAL_STREAM",
                  "log_format = json", "log_dropped", "ferry_log_lines_dropped_total",
-                 "closed", "idle_timeout", "connect_failed", "rejected", "handshake_failed",
+                 "closed", "idle_timeout", "connect_failed", "no_server", "LogsDirectory=", "rejected", "handshake_failed",
                  "reset", "drained", "/run/ferry/ferry.sock", "ferry.ini(5)", "ferryctl(8)"],
     "ferryctl.8": ["-s, --socket SOCKET", "-j, --json", "help", "info", "stats", "conns", "metrics",
                    "disable BACKEND/SERVER", "enable BACKEND/SERVER", "reload", "error:",
