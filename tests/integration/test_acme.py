@@ -61,7 +61,7 @@ class Dns:
 class Pebble:
     """pebble with its own TLS certificate (the `ca` ferryd verifies it with)."""
 
-    def __init__(self, tls_port, dns_port, validity_s=None, env=None, port=None):
+    def __init__(self, tls_port, dns_port, validity_s=None, env=None, port=None, extra=None):
         self.dir = tempfile.mkdtemp(prefix="ferry-pebble-")
         self.port = port or free_port()
         self.mgmt = free_port()
@@ -70,7 +70,7 @@ class Pebble:
         subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
                         "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", self.cert,
                         "-days", "2", "-subj", "/CN=pebble", "-addext",
-                        "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:ca.acme.test"],
                        check=True, capture_output=True)
         conf = {"listenAddress": f"127.0.0.1:{self.port}",
                 "managementListenAddress": f"127.0.0.1:{self.mgmt}",
@@ -79,6 +79,7 @@ class Pebble:
                 "ocspResponderURL": "", "externalAccountBindingRequired": False}
         if validity_s:
             conf["certificateValidityPeriod"] = validity_s
+        conf.update(extra or {})
         self.config = os.path.join(self.dir, "pebble.json")
         with open(self.config, "w") as f:
             json.dump({"pebble": conf}, f)
@@ -144,7 +145,7 @@ def start_pebble(*a, **kw):
 
 
 def acme_config(port, backend_port, pebble, storage="@DIR@/acme", listener="", acme="",
-                names=NAMES, global_lines=""):
+                names=NAMES, global_lines="", directory=None):
     return f"""
 [global]
 control_socket = @SOCK@
@@ -156,7 +157,7 @@ tls = on
 tls_acme = peb {' '.join(names)}
 {listener}
 [acme peb]
-directory = {pebble.directory}
+directory = {directory or pebble.directory}
 ca = {pebble.cert}
 email = ops@acme.test
 storage = {storage}
@@ -361,6 +362,38 @@ def subject_names_or_none(port):
     except (ssl.SSLError, OSError):
         return None
     return serial if names == NAMES else None
+
+
+EAB_KID, EAB_KEY = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+
+
+def test_eab_rsa_key_and_directory_by_name():
+    """A CA that requires External Account Binding; rsa-2048 certificate keys;
+    the directory's host name looked up through `resolvers` (c-ares)."""
+    dns = start_dns()
+    port = free_port()
+    backend = start_backend()
+    pebble = start_pebble(port, dns.port, extra={"externalAccountBindingRequired": True,
+                                                 "externalAccountMACKeys": {EAB_KID: EAB_KEY}})
+    directory = f"https://ca.acme.test:{pebble.port}/dir"
+    glob = f"resolvers = 127.0.0.1:{dns.port}"
+    # A wrong HMAC key: the CA refuses the account, with its problem detail.
+    bad = start_ferry(acme_config(port, backend.port, pebble, directory=directory,
+                                  global_lines=glob, acme=f"eab_kid = {EAB_KID}\n"
+                                  "eab_hmac_key = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+    wait_for(lambda: bad.events("acme_failed"), timeout=30, what="EAB refused")
+    err = bad.events("acme_failed")[0]["error"]
+    assert "newAccount" in err and "HTTP 4" in err, err
+    assert show_acme(bad)[0]["last_error"] == err
+    bad.stop()
+    f = start_ferry(acme_config(port, backend.port, pebble, directory=directory,
+                                global_lines=glob, acme=f"eab_kid = {EAB_KID}\n"
+                                f"eab_hmac_key = {EAB_KEY}\nkey_type = rsa-2048"))
+    issued(f)
+    der = handshake(port, NAMES[0])
+    r = subprocess.run([OPENSSL, "x509", "-inform", "DER", "-noout", "-text"], input=der,
+                       capture_output=True, check=True)
+    assert b"rsaEncryption" in r.stdout and b"2048 bit" in r.stdout, r.stdout[:600]
 
 
 def test_check_errors():
