@@ -69,6 +69,7 @@ struct job {
     char *text;                    /* J_CHAL, J_SAVE in (chain) / J_PEER out */
     EVP_PKEY *key;                 /* J_SAVE in / J_CSR out / J_LOAD out (account) */
     struct ferry_acme_material *m; /* J_LOAD, J_LOCK, J_PEER out */
+    SSL_CTX *ctx;                  /* J_LOAD out: verifies the ACME server */
     unsigned char *csr;            /* J_CSR out */
     size_t csr_len;
     int err;
@@ -205,6 +206,7 @@ static void job_free(void *p)
     free(j->text);
     EVP_PKEY_free(j->key);
     ferry_acme_material_free(j->m);
+    SSL_CTX_free(j->ctx);
     free(j->csr);
     free(j);
 }
@@ -224,6 +226,31 @@ static void job_load_cert(struct job *j)
     }
 }
 
+static SSL_CTX *client_ctx(const struct ferry_acme_slot *s, char *err, size_t cap)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read whole now (this runs on the blocking pool): verifying never
+     * reads a file on the event loop, as a hashed directory would. */
+    const char *sys = getenv(X509_get_default_cert_file_env());
+    if (!sys || !*sys)
+        sys = X509_get_default_cert_file();
+    int ok = s->ca ? SSL_CTX_load_verify_locations(ctx, s->ca, NULL)
+                   : X509_STORE_load_file(SSL_CTX_get_cert_store(ctx), sys);
+    if (ok != 1) {
+        snprintf(err, cap, "ca %s: cannot read the CA bundle", s->ca ? s->ca : sys);
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
 static void *job_run(void *p)
 {
     struct job *j = p;
@@ -234,7 +261,8 @@ static void *job_run(void *p)
             snprintf(j->why, sizeof(j->why), "storage %s: %s", s->storage, strerror(-j->err));
             break;
         }
-        if (!(j->key = ferry_acme_store_account_key(s->storage, j->why, sizeof(j->why)))) {
+        if (!(j->key = ferry_acme_store_account_key(s->storage, j->why, sizeof(j->why))) ||
+            !(j->ctx = client_ctx(s, j->why, sizeof(j->why)))) {
             j->err = -EIO;
             break;
         }
@@ -747,26 +775,6 @@ static void adopt_challenges(struct order_task *t, const char *text)
     }
 }
 
-static SSL_CTX *client_ctx(const struct ferry_acme_slot *s, char *err, size_t cap)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        snprintf(err, cap, "out of memory");
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    int ok = s->ca ? SSL_CTX_load_verify_locations(ctx, s->ca, NULL)
-                   : SSL_CTX_set_default_verify_paths(ctx);
-    if (ok != 1) {
-        snprintf(err, cap, "ca %s: cannot read the CA bundle", s->ca ? s->ca : "(system)");
-        ERR_clear_error();
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
 /* ---- the state machine ---- */
 
 static void start_release(struct order_task *t, int next)
@@ -869,6 +877,9 @@ static ac_poll_t step(struct order_task *t, struct ac_context *cx)
         EVP_PKEY_free(t->account);
         t->account = j->key;
         j->key = NULL;
+        SSL_CTX_free(t->ctx); /* fresh: a changed CA bundle counts at the next order */
+        t->ctx = j->ctx;
+        j->ctx = NULL;
         if (usable(t->s, j->m)) {
             serve_stored(t, j->m);
             j->m = NULL;
@@ -927,10 +938,6 @@ static ac_poll_t step(struct order_task *t, struct ac_context *cx)
             names_text(t->s, names, sizeof(names));
             ferry_log(FERRY_LOG_INFO, "acme_ordering", "acme=%s names=%s directory=%s",
                       t->s->acme, names, t->s->directory);
-        }
-        if (!t->ctx && !(t->ctx = client_ctx(t->s, t->err, sizeof(t->err)))) {
-            t->state = S_FAILED;
-            return AC_READY;
         }
         req_start(t, t->s->directory, false, NULL, false);
         t->state = S_DIRECTORY;
