@@ -1173,7 +1173,7 @@ def test_check_mode_reports_certificate_errors():
     with open(path, "w") as fh:
         fh.write(conf)
     r = subprocess.run([FERRYD, "-t", "-c", path], capture_output=True, timeout=30)
-    lines = r.stdout.decode().strip().splitlines()
+    lines = r.stderr.decode().strip().splitlines()  # errors go to stderr
     assert r.returncode == 1, r
     assert len(lines) == len(bad), lines
     for l, (ln, (pem, msg)) in zip(lines, sorted(want.items())):
