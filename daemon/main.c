@@ -122,6 +122,8 @@ static void daemon_free(struct ferry_daemon *d)
         if (!d->sd_fds[i].claimed)
             close(d->sd_fds[i].fd);
     free(d->sd_fds);
+    for (unsigned i = 0; d->workers && i < d->nworkers; i++)
+        ferry_worker_caches_clear(&d->workers[i]); /* the tasks are gone */
     free(d->workers);
     ferry_registry_destroy(&d->stats);
     ac_limit_destroy(&d->conn_limit);

@@ -233,13 +233,13 @@ void ferry_server_stats_sum(const struct ferry_registry *r,
     memset(out, 0, sizeof(*out));
     for (unsigned i = 0; i < r->nworkers; i++) {
         struct ferry_server_wstats *w = &s->w[i];
-        out->active += ferry_ctr_get(&w->active);
         out->total += ferry_ctr_get(&w->total);
         out->connect_errors += ferry_ctr_get(&w->connect_errors);
         out->bytes_in += ferry_ctr_get(&w->bytes_in);
         out->bytes_out += ferry_ctr_get(&w->bytes_out);
         hist_add(&out->connect, &w->connect);
     }
+    out->active = ferry_server_active(s);
     out->check_failures = atomic_load_explicit(&s->check_failures, memory_order_relaxed);
 }
 

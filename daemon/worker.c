@@ -7,6 +7,13 @@
 #include "daemon.h"
 #include "worker.h"
 
+void ferry_worker_caches_clear(struct ferry_worker *fw)
+{
+    ferry_objcache_clear(&fw->conn_cache);
+    ferry_objcache_clear(&fw->handshake_cache);
+    ferry_objcache_clear(&fw->upstream_cache);
+}
+
 void ferry_daemon_conn_totals(struct ferry_daemon *d, uint64_t *active, uint64_t *total)
 {
     *active = *total = 0;

@@ -19,6 +19,7 @@
 #include "asynccore/local_notify.h"
 #include "asynccore/sync.h"
 #include "log/log.h"
+#include "objcache.h"
 #include "pressure.h"
 
 struct ferry_daemon;
@@ -35,6 +36,8 @@ struct ferry_worker {
     struct ac_list conns;         /* active connections, newest first (this worker's thread only) */
     _Atomic uint64_t alive_ms;    /* last heartbeat of this loop (watchdog) */
     struct ferry_pressure pressure; /* local resources ran out: accepting pauses */
+    /* Freed connections and phases for reuse (proxy/conn.c; this thread only). */
+    struct ferry_objcache conn_cache, handshake_cache, upstream_cache;
 };
 
 /* Work asked of a worker by another thread: fn runs once on fw's own thread
@@ -46,6 +49,9 @@ typedef void (*ferry_worker_fn)(struct ferry_worker *fw, void *arg);
 typedef void (*ferry_worker_done_fn)(struct ferry_worker *fw, void *arg, bool ran);
 int ferry_worker_run(struct ferry_worker *fw, ferry_worker_fn fn, void *arg,
                      ferry_worker_done_fn done);
+
+/* Frees what the worker's caches hold: at teardown, once its tasks are gone. */
+void ferry_worker_caches_clear(struct ferry_worker *fw);
 
 /* Sets fw's drain signal from any thread: a message through its inbox (the
  * signal itself is the worker's own, lock-free). Returns 0 or -errno. */

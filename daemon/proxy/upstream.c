@@ -32,6 +32,8 @@ enum { UP_PICK, UP_CONNECT, UP_PROXY, UP_TLS, UP_DONE, UP_QUEUE };
 
 /* pick() found servers to use, but every one is at its max_connections. */
 #define PICK_FULL (-2)
+/* Candidates of a backend this small live on the stack during a pick. */
+#define PICK_ON_STACK 16
 /* Weights are scaled so that slow_start can ramp a weight of 1 smoothly. */
 #define WEIGHT_SCALE 256u
 
@@ -118,7 +120,9 @@ static int pick(struct ferry_upstream *u)
     struct ferry_backend_rt *b = u->b;
     const struct ferry_backend_view *view = ferry_gen_views(u->g, u->worker, u->bidx);
     size_t n = view->n; /* this worker's servers: discovered ones arrive by inbox */
-    struct ferry_lb_candidate *c = calloc(n ? n : 1, sizeof(*c));
+    /* Small backends (nearly all) pick from the stack: no malloc per pick. */
+    struct ferry_lb_candidate few[PICK_ON_STACK];
+    struct ferry_lb_candidate *c = n <= PICK_ON_STACK ? few : calloc(n, sizeof(*c));
     if (!c)
         return -1;
     int idx = -1;
@@ -133,14 +137,12 @@ static int pick(struct ferry_upstream *u)
             if (v->addr_len == 0)
                 continue; /* unresolved or departed: not a candidate */
             struct ferry_server_rt *s = &b->servers[i];
-            struct ferry_server_totals t;
-            ferry_server_stats_sum(&u->g->d->stats, s->stats, &t);
             bool up = atomic_load(&s->stats->state) == FERRY_SERVER_UP;
             unsigned weight = v->dynamic ? v->weight : s->cfg->weight;
             c[i].weight = ramped_weight(b->cfg, s->stats, ferry_server_weight(s->stats, weight), now);
             c[i].backup = v->dynamic ? v->backup : s->cfg->backup;
             c[i].key = s->key;
-            c[i].active = (unsigned)t.active;
+            c[i].active = (unsigned)ferry_server_active(s->stats);
             c[i].usable = ferry_server_admitted(s->stats) && (up || pass == 1);
         }
         if (u->capped)
@@ -156,7 +158,8 @@ static int pick(struct ferry_upstream *u)
             idx = -1;
         }
     }
-    free(c);
+    if (c != few)
+        free(c);
     return idx < 0 && full > 0 ? PICK_FULL : idx;
 }
 
@@ -421,7 +424,8 @@ static void upstream_drop(struct ac_future *f)
         put_slot(u);
     }
     leave_queue(u);
-    free(u->tried);
+    if (u->tried != u->tried_few)
+        free(u->tried);
     u->tried = NULL;
 }
 
@@ -446,7 +450,8 @@ void ferry_upstream_init(struct ferry_upstream *u, struct ferry_gen *g, size_t b
     u->tls = tls;
     for (size_t i = 0; i < u->b->nservers; i++)
         u->capped |= u->b->servers[i].cfg->max_connections > 0;
-    u->tried = calloc(u->b->cap ? u->b->cap : 1, sizeof(bool));
+    u->tried = u->b->cap <= FERRY_UPSTREAM_TRIED_FEW ? u->tried_few /* zeroed above */
+                                                     : calloc(u->b->cap, sizeof(bool));
     if (!u->tried) { /* out of memory: ready at first poll with the error */
         u->err = -ENOMEM;
         u->reason = "out of memory";

@@ -182,7 +182,7 @@ static inline void fake_fill_counters(struct fake *f)
     ferry_ctr_add(&g->backends[0].stats->w[0].active, 2);
     ferry_ctr_add(&g->backends[0].stats->w[0].total, 120);
     struct ferry_server_wstats *s = &g->backends[0].servers[0].stats->w[0];
-    ferry_ctr_add(&s->active, 1);
+    atomic_fetch_add(&g->backends[0].servers[0].stats->active, 1);
     ferry_ctr_add(&s->total, 60);
     ferry_ctr_add(&s->connect_errors, 4);
     ferry_ctr_add(&s->bytes_in, 456);
