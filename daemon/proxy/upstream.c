@@ -78,12 +78,12 @@ static size_t drop_full(struct ferry_upstream *u, struct ferry_lb_candidate *c, 
     bool primary = false;
     size_t full = 0;
     for (size_t i = 0; i < n; i++)
-        primary |= c[i].usable && c[i].weight > 0 && !c[i].backup && !u->tried[i];
+        primary |= c[i].usable && c[i].weight > 0 && !c[i].backup && !(u->tried && u->tried[i]);
     for (size_t i = 0; i < n; i++) {
         const struct ferry_server_rt *s = &u->b->servers[i];
         if (primary && c[i].backup)
             c[i].usable = false;
-        if (!c[i].usable || c[i].weight == 0 || u->tried[i])
+        if (!c[i].usable || c[i].weight == 0 || (u->tried && u->tried[i]))
             continue;
         unsigned max = s->cfg->max_connections;
         if (max && atomic_load(&s->stats->slots) >= max) {
@@ -118,6 +118,11 @@ static void put_slot(struct ferry_upstream *u)
 static int pick(struct ferry_upstream *u)
 {
     struct ferry_backend_rt *b = u->b;
+    if (u->first_tried >= 0 && !u->tried) { /* a retry: now the list pays */
+        if (!(u->tried = calloc(b->cap ? b->cap : 1, sizeof(bool))))
+            return -1;
+        u->tried[u->first_tried] = true;
+    }
     const struct ferry_backend_view *view = ferry_gen_views(u->g, u->worker, u->bidx);
     size_t n = view->n; /* this worker's servers: discovered ones arrive by inbox */
     /* Small backends (nearly all) pick from the stack: no malloc per pick. */
@@ -373,7 +378,10 @@ static ac_poll_t upstream_poll(struct ac_future *f, struct ac_context *cx)
                 return AC_READY;
             }
             u->sidx = idx;
-            u->tried[u->sidx] = true;
+            if (u->tried)
+                u->tried[idx] = true;
+            else
+                u->first_tried = idx;
             u->attempts++;
             u->reason = NULL;
             u->state = UP_CONNECT;
@@ -424,8 +432,7 @@ static void upstream_drop(struct ac_future *f)
         put_slot(u);
     }
     leave_queue(u);
-    if (u->tried != u->tried_few)
-        free(u->tried);
+    free(u->tried);
     u->tried = NULL;
 }
 
@@ -450,11 +457,5 @@ void ferry_upstream_init(struct ferry_upstream *u, struct ferry_gen *g, size_t b
     u->tls = tls;
     for (size_t i = 0; i < u->b->nservers; i++)
         u->capped |= u->b->servers[i].cfg->max_connections > 0;
-    u->tried = u->b->cap <= FERRY_UPSTREAM_TRIED_FEW ? u->tried_few /* zeroed above */
-                                                     : calloc(u->b->cap, sizeof(bool));
-    if (!u->tried) { /* out of memory: ready at first poll with the error */
-        u->err = -ENOMEM;
-        u->reason = "out of memory";
-        u->state = UP_DONE;
-    }
+    u->first_tried = -1;
 }

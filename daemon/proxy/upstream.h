@@ -28,9 +28,6 @@ enum ferry_queue_end { FERRY_QUEUE_NONE, FERRY_QUEUE_TIMEOUT, FERRY_QUEUE_FULL,
  * with the stream (release it with ferry_slot_put). Output: err (0 or
  * -errno of the last attempt), sidx (server index), stream (ready to use;
  * the caller owns it and closes it), reason (for the log). */
-/* Backends with at most this many server slots keep `tried` inline. */
-#define FERRY_UPSTREAM_TRIED_FEW 16
-
 struct ferry_upstream {
     struct ac_future base;
     struct ferry_gen *g;
@@ -43,8 +40,10 @@ struct ferry_upstream {
 
     int state;
     unsigned attempts;
-    bool *tried;              /* [b->cap]: tried_few, or malloc'd for a large backend */
-    bool tried_few[FERRY_UPSTREAM_TRIED_FEW];
+    /* Servers tried by this connection: one index until a retry needs the
+     * [b->cap] array (allocated then, so a first-try success costs none). */
+    int first_tried;          /* -1: none */
+    bool *tried;              /* NULL until the first retry */
     /* The current wait's budget, owned here and disarmed when the wait
      * ends: queue_timeout while queued, connect_timeout during an attempt
      * (the two never overlap). Steps borrow it through `under`. */
