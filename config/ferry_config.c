@@ -595,6 +595,7 @@ static void free_listener(struct ferry_listener *l)
     free(l->tls_ticket_keys);
     free(l->routes);
     ferry__tls_acme_free(l);
+    free(l->proxy_from);
     free(l->allow);
     free(l->deny);
 }

@@ -141,6 +141,9 @@ struct ferry_listener {
     struct ferry_route *routes;
     size_t nroutes;
     bool accept_proxy;
+    /* accept_proxy_from: peers allowed to send the PROXY header (none: any). */
+    struct ferry_cidr *proxy_from;
+    size_t nproxy_from;
     struct ferry_cidr *allow, *deny;
     size_t nallow, ndeny;
     unsigned max_connections;   /* 0: only the global cap */

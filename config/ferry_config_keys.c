@@ -619,6 +619,11 @@ static void l_deny(struct ferry__parse *p, const char *v)
     add_cidrs(p, v, &L(p)->deny, &L(p)->ndeny);
 }
 
+static void l_accept_proxy_from(struct ferry__parse *p, const char *v)
+{
+    add_cidrs(p, v, &L(p)->proxy_from, &L(p)->nproxy_from);
+}
+
 static void l_max_connections(struct ferry__parse *p, const char *v)
 {
     set_uint(p, v, 0, INT_MAX, &L(p)->max_connections);
@@ -685,6 +690,7 @@ static const struct key_def listener_keys[] = {
     {"tls_acme", true, false, ferry__listener_tls_acme},
     {"route", true, false, l_route},
     {"accept_proxy", false, false, l_accept_proxy},
+    {"accept_proxy_from", true, false, l_accept_proxy_from},
     {"allow", true, false, l_allow},
     {"deny", true, false, l_deny},
     {"max_connections", false, false, l_max_connections},
@@ -1234,6 +1240,9 @@ void ferry__close_section(struct ferry__parse *p)
                        "or tls_acme", l->name);
         if (!seen_at(p, listener_keys, n, "backend") && !seen_at(p, listener_keys, n, "route"))
             ferry__err(p, l->line, "listener \"%s\" has neither a backend nor a route", l->name);
+        int from = seen_at(p, listener_keys, n, "accept_proxy_from");
+        if (from && !l->accept_proxy)
+            ferry__err(p, from, "accept_proxy_from has no effect without accept_proxy = on");
         check_tls_keys(p, l->tls, false);
         check_tcp_keys(p, l, listener_keys, n);
     } else if (p->sect == FERRY__SECT_GLOBAL) {

@@ -16,6 +16,7 @@
 
 static const char *const reject_names[FERRY_REJECT_NREASONS] = {
     "deny", "client_limit", "client_rate", "bad_proxy", "bad_hello", "no_route", "queue_full",
+    "proxy_untrusted",
 };
 
 const char *ferry_reject_reason_name(enum ferry_reject_reason r)

@@ -517,7 +517,10 @@ static ac_poll_t peek_failed(struct ferry_conn *c, bool timeout, int err)
 static ac_poll_t proxy_done(struct ferry_conn *c, struct ac_context *cx)
 {
     struct ferry_peek *p = &c->ph.hs->s.peek;
-    if (p->proxy.has_addrs) {
+    /* Only an IPv4 or IPv6 source names a client; a UNIX (or any other)
+     * family leaves the socket's peer as the client, allow/deny included. */
+    sa_family_t fam = p->proxy.src.ss_family;
+    if (p->proxy.has_addrs && (fam == AF_INET || fam == AF_INET6)) {
         if (ferry_peer_addr_set(&c->client, (struct sockaddr *)&p->proxy.src, p->proxy.src_len) < 0 ||
             ferry_peer_addr_set(&c->local, (struct sockaddr *)&p->proxy.dst, p->proxy.dst_len) < 0)
             return peek_failed(c, false, -ENOMEM);
@@ -660,10 +663,28 @@ static ac_poll_t phase_run(struct ferry_conn *c, struct ac_context *cx)
     }
 }
 
+/* accept_proxy_from: the peers whose PROXY header is believed (none
+ * listed: every peer, as the man page warns). */
+static bool proxy_trusted(const struct ferry_listener *l, const struct sockaddr *sa)
+{
+    if (l->nproxy_from == 0)
+        return true;
+    for (size_t i = 0; i < l->nproxy_from; i++)
+        if (ferry_cidr_match(&l->proxy_from[i], sa))
+            return true;
+    return false;
+}
+
 static ac_poll_t conn_start(struct ferry_conn *c, struct ac_context *cx)
 {
-    if (listener_cfg(c)->accept_proxy)
+    const struct ferry_listener *l = listener_cfg(c);
+    if (l->accept_proxy) {
+        if (!proxy_trusted(l, client_sa(c))) { /* closed before a byte is read */
+            c->reason = "proxy_untrusted";
+            return end_with(c, END_REJECTED);
+        }
         return begin_step(c, FERRY_HS_PROXY, cx);
+    }
     if (!admitted(c))
         return end_with(c, END_REJECTED);
     return after_proxy(c, cx);

@@ -133,6 +133,77 @@ def test_accept_proxy_v1_and_v2_sets_client():
     assert clients == ["192.0.2.66:40000", "198.51.100.7:40000", "203.0.113.9:41000"], clients
 
 
+def proxy_v2_unix(src_path, dst_path=b"/run/lb.sock"):
+    """A v2 PROXY header of the UNIX family (0x31) carrying two paths."""
+    body = src_path.ljust(108, b"\0") + dst_path.ljust(108, b"\0")
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x31]) + struct.pack("!H", len(body)) + body
+
+
+def connect_from(src, port):
+    s = socket.socket()
+    s.settimeout(10)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_accept_proxy_from_closes_untrusted_peers():
+    """Only the peers in accept_proxy_from may send a header: another peer
+    is closed at once, before a byte is read (no wait for handshake_timeout,
+    the backend never sees it), counted as rejected_by proxy_untrusted."""
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(base(port, b.port, "accept_proxy = on\naccept_proxy_from = 127.0.0.2/32\n"
+                         "accept_proxy_from = 10.0.0.0/8\nhandshake_timeout = 30s"))
+    s = connect_from("127.0.0.2", port)  # the trusted load balancer
+    s.sendall(b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 80\r\nhello")
+    assert recv_exact(s, 5) == b"hello"
+    s.close()
+    s = connect_from("127.0.0.1", port)  # anyone else, saying nothing
+    t0 = time.monotonic()
+    assert recv_all(s) == b""
+    assert time.monotonic() - t0 < 10
+    s.close()
+    wait_for(lambda: len(f.access_log()) == 2, what="two log lines")
+    log = sorted(f.access_log(), key=lambda e: e["client"])
+    assert log[0]["client"].startswith("127.0.0.1:"), log
+    assert (log[0]["end"], log[0]["reason"], log[0]["server"]) == \
+        ("rejected", "proxy_untrusted", "-"), log
+    assert log[1]["client"] == "198.51.100.7:40000", log
+    lst = f.listener("web")
+    assert lst["rejected"] == 1 and lst["rejected_by"].get("proxy_untrusted") == 1, lst
+    assert b.accepted == 1
+    text = f.ctl("metrics")
+    assert 'ferry_listener_rejected_by_reason_total{listener="web",reason="proxy_untrusted"} 1' \
+        in text, text
+
+
+def test_accept_proxy_unix_family_keeps_peer():
+    """A v2 header of the UNIX family carries no client address: the socket's
+    peer stays the client, and deny applies to it (a forged path never walks
+    through deny = 0.0.0.0/0)."""
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(base(port, b.port, "accept_proxy = on\ndeny = 0.0.0.0/0\ndeny = ::/0"))
+    s = connect(port)
+    s.sendall(proxy_v2_unix(b"/tmp/forged") + b"x")
+    assert closed_by_peer(s)
+    s.close()
+    port2 = free_port()
+    f2 = start_ferry(base(port2, b.port, "accept_proxy = on"))
+    s = connect(port2)
+    s.sendall(proxy_v2_unix(b"/tmp/forged") + b"hi")
+    assert recv_exact(s, 2) == b"hi"
+    s.close()
+    wait_for(lambda: len(f.access_log()) == 1 and len(f2.access_log()) == 1, what="log lines")
+    e = f.access_log()[0]
+    assert e["client"].startswith("127.0.0.1:") and (e["end"], e["reason"]) == \
+        ("rejected", "deny"), e
+    e = f2.access_log()[0]
+    assert e["client"].startswith("127.0.0.1:") and e["end"] == "closed", e
+    assert b.accepted == 1
+
+
 def test_accept_proxy_rejects_garbage_and_timeout():
     b = start_backend("echo")
     port = free_port()

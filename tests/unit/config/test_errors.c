@@ -85,6 +85,12 @@ static void test_bad_values(void **state)
                    CFG_BACKEND_B, 4, "idle_timeout");
     cfg_expect_one("[listener l]\nbind = 127.0.0.1:80\nbackend = b\nallow = 10.0.0.0/33\n"
                    CFG_BACKEND_B, 4, "invalid allow \"10.0.0.0/33\"");
+    cfg_expect_one("[listener l]\nbind = 127.0.0.1:80\nbackend = b\naccept_proxy = on\n"
+                   "accept_proxy_from = 10.0.0.0/99\n" CFG_BACKEND_B, 5,
+                   "invalid accept_proxy_from \"10.0.0.0/99\"");
+    cfg_expect_one("[listener l]\nbind = 127.0.0.1:80\nbackend = b\n"
+                   "accept_proxy_from = 10.0.0.0/8\n" CFG_BACKEND_B, 4,
+                   "accept_proxy_from has no effect without accept_proxy = on");
     cfg_expect_one("[listener l]\nbind = 127.0.0.1:80\nbackend = b\nroute = onlyone\n"
                    CFG_BACKEND_B, 4, "expected SERVERNAME BACKEND");
     cfg_expect_one("[listener l]\nbind = 127.0.0.1:80\nbackend = b\nbackend_x = b\n"

@@ -131,13 +131,15 @@ static void test_every_key(void **state)
         "route = API.example.com api\n"
         "route = *.example.com app\n"
         "accept_proxy = yes\n"
+        "accept_proxy_from = 10.1.0.0/16 ::1\n"
+        "accept_proxy_from = 127.0.0.1\n"
         "allow = 10.0.0.0/8, 192.168.0.0/16\n"
         "allow = 2001:db8::/32\n"
         "deny = 10.9.0.0/16\n"
         "max_connections = 100\n"
         "idle_timeout = 1h\n"
         "handshake_timeout = 3\n"
-        "[backend app]\n"                               /* 34 */
+        "[backend app]\n"                               /* 36 */
         "server = a1 10.0.0.1:80 weight=3\n"
         "server a2 app2.internal:80 backup ; a comment\n"
         "  server\ta3   [::1]:80 backup weight=0\n"
@@ -152,7 +154,7 @@ static void test_every_key(void **state)
         "health_fall = 10\n"
         "tls = true\n"
         "tls_verify = no\n"
-        "tls_ca = /etc/ca2.pem\n"                       /* 49 */
+        "tls_ca = /etc/ca2.pem\n"                       /* 51 */
         "tls_sni = app.example.com\n"
         "send_proxy = v2\n"
         "[backend api]\n"
@@ -201,6 +203,11 @@ static void test_every_key(void **state)
     assert_string_equal(l->routes[1].servername, "*.example.com");
     assert_int_equal(l->routes[1].backend_index, 0);
     assert_true(l->accept_proxy);
+    assert_int_equal(l->nproxy_from, 3);
+    assert_int_equal(l->proxy_from[0].prefix, 16);
+    assert_int_equal(l->proxy_from[1].family, AF_INET6);
+    assert_int_equal(l->proxy_from[1].prefix, 128);
+    assert_int_equal(l->proxy_from[2].prefix, 32);
     assert_int_equal(l->nallow, 3);
     assert_int_equal(l->allow[0].family, AF_INET);
     assert_int_equal(l->allow[0].prefix, 8);
@@ -213,7 +220,7 @@ static void test_every_key(void **state)
     assert_int_equal(l->handshake_timeout_ms, 3000);
 
     const struct ferry_backend *b = &cfg->backends[0];
-    assert_int_equal(b->line, 34);
+    assert_int_equal(b->line, 36);
     assert_int_equal(b->nservers, 4);
     assert_int_equal(b->servers[0].weight, 3);
     assert_false(b->servers[0].backup);
@@ -236,7 +243,7 @@ static void test_every_key(void **state)
     assert_true(b->tls);
     assert_false(b->tls_verify);
     assert_string_equal(b->tls_ca, "/etc/ca2.pem");
-    assert_int_equal(b->tls_ca_line, 49);
+    assert_int_equal(b->tls_ca_line, 51);
     assert_string_equal(b->tls_sni, "app.example.com");
     assert_int_equal(b->send_proxy, 2);
     assert_int_equal(cfg->backends[1].send_proxy, 1);

@@ -126,7 +126,7 @@ static void test_stats_json(void **state)
                    "\"rejected\": 3, \"bytes_in\": 123, \"bytes_out\": 456, "
                    "\"handshake_errors\": 2, \"accepting\": True, \"rejected_by\": {\"deny\": 1, "
                    "\"client_limit\": 2, \"client_rate\": 0, \"bad_proxy\": 0, "
-                   "\"bad_hello\": 0, \"no_route\": 0, \"queue_full\": 0}, "
+                   "\"bad_hello\": 0, \"no_route\": 0, \"queue_full\": 0, \"proxy_untrusted\": 0}, "
                    "\"clients\": 0} and "
                    "d[\"listeners\"][1][\"name\"] == \"sec\" and d[\"listeners\"][1][\"total\"] == 0 and "
                    "len(d[\"backends\"]) == 2 and "
