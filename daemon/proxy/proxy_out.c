@@ -21,6 +21,24 @@ static struct ferry_proxy_str str(const char *s)
     return v;
 }
 
+/* The SNI goes into AUTHORITY only when it is a host name: letters,
+ * digits, '-', '.', '_', 1 to 255 bytes. OpenSSL hands a terminating
+ * listener whatever the client sent (spaces, CR/LF, quotes), and a backend
+ * may put AUTHORITY in a header or a log line. */
+bool ferry_proxy_authority_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
 /* The client certificate's subject CN into cn[cap], or "" without one. */
 static void client_cn(SSL *ssl, char *cn, size_t cap)
 {
@@ -65,7 +83,8 @@ int ferry_proxy_out_build(int version, const struct ferry_proxy_conn *pc, uint8_
         memset(&t, 0, sizeof(t));
         snprintf(id, sizeof(id), "%" PRIu64, pc->id);
         t.unique_id = str(id);
-        t.authority = str(pc->sni);
+        if (ferry_proxy_authority_ok(pc->sni))
+            t.authority = str(pc->sni);
         if (pc->ssl)
             tls_tlvs(pc->ssl, &t, cn, sizeof(cn));
         n = ferry_proxy_build_v2_tlvs(pc->client, pc->local, &t, buf, sizeof(buf));

@@ -156,6 +156,35 @@ tls_client_ca = {cert('ca.pem')}"""))
     assert f2.listener("web")["total"] == 1
 
 
+def test_send_proxy_v2_authority_only_for_host_names():
+    """A terminating listener takes whatever SNI OpenSSL accepts; AUTHORITY
+    carries it only when it is a host name (letters, digits, - . _, at most
+    255 bytes): a name with a space, CR/LF, quotes or an escape is left out,
+    the connection itself is served."""
+    b = start_backend(header_reporter)
+    port = free_port()
+    start_ferry(config(port, b.port, f"tls = on\ntls_cert = {cert('a-ec.pem')}"))
+
+    def authority(name):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=15),
+                            server_hostname=name)
+        s.sendall(b"q")
+        h = read_line(s)
+        assert s.recv(1) == b"q"
+        s.close()
+        return h.get("authority")
+
+    assert authority("Good-name_1.a.test") == "Good-name_1.a.test"
+    longest = "l" * 63 + "." + "m" * 63 + "." + "n" * 63 + "." + "o" * 63  # 255 bytes
+    assert authority(longest) == longest
+    for bad in ('bad name.test', 'x.test\r\nInjected: 1', 'q"uote.test', 'esc\x1b[2J.test',
+                'slash/x.test', 'semi;colon.test'):
+        assert authority(bad) is None, bad
+
+
 def test_send_proxy_v2_authority_from_passthrough():
     b = start_backend(header_reporter)
     port = free_port()
