@@ -105,6 +105,30 @@ int ferry_buf_json_str(struct ferry_buf *b, const char *s)
     return ferry_buf_append(b, "\"", 1);
 }
 
+int ferry_buf_text(struct ferry_buf *b, const char *s)
+{
+    static const char hexd[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t run = 0;
+        while (p[run] >= 0x20 && p[run] < 0x7f)
+            run++;
+        ferry_buf_append(b, p, run);
+        p += run;
+        if (!*p)
+            break;
+        char e[4] = {'\\', 'x', hexd[*p >> 4], hexd[*p & 15]};
+        if (*p == '\n' || *p == '\t') {
+            e[1] = *p == '\n' ? 'n' : 't';
+            ferry_buf_append(b, e, 2);
+        } else {
+            ferry_buf_append(b, e, 4);
+        }
+        p++;
+    }
+    return b->oom ? -ENOMEM : 0;
+}
+
 int ferry_buf_prom_label(struct ferry_buf *b, const char *s)
 {
     for (const char *p = s; *p; p++) {

@@ -29,6 +29,11 @@ int ferry_buf_printf(struct ferry_buf *b, const char *fmt, ...)
 /* Appends s as a JSON string literal, quotes included. Control characters
  * are escaped; bytes >= 0x80 are copied as they are (names are ASCII). */
 int ferry_buf_json_str(struct ferry_buf *b, const char *s);
+/* Appends s for a text view (a table cell, a `key: value` line): a byte
+ * below 0x20 or from 0x7f up is escaped as the logs escape it (\n, \t,
+ * \xHH), so a name or address from the network can neither break a line
+ * nor reach a terminal raw. */
+int ferry_buf_text(struct ferry_buf *b, const char *s);
 /* Appends s escaped for a Prometheus label value (\\, \" and \n), no quotes. */
 int ferry_buf_prom_label(struct ferry_buf *b, const char *s);
 

@@ -235,12 +235,31 @@ static void json_error(FILE *out, const char *answer)
     fputs("}\n", out);
 }
 
+/* Writes an answer as it came, except that no control character but the
+ * line ends reaches the terminal: escaped as in the logs (\t, \xHH, and
+ * bytes from 0x7f up) in text, as \u00HH in --json output (where a raw one
+ * can only sit inside a string). */
+static void write_escaped(FILE *out, const char *s, size_t n, bool json)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n' || (c >= 0x20 && c < 0x7f) || (json && c > 0x7f))
+            fputc(c, out);
+        else if (json)
+            fprintf(out, "\\u%04x", c);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else
+            fprintf(out, "\\x%02x", c);
+    }
+}
+
 static void print_answer(const char *answer, size_t len, enum ferry_ctl_cmd cmd, bool json)
 {
     bool error = strncmp(answer, "error:", 6) == 0;
     if (!json || (!error && (cmd == FERRY_CTL_SHOW_INFO || cmd == FERRY_CTL_SHOW_STATS ||
                              cmd == FERRY_CTL_SHOW_CONNS))) {
-        fwrite(answer, 1, len, stdout);
+        write_escaped(stdout, answer, len, json);
     } else if (error) {
         json_error(stdout, answer);
     } else if (ferry_ctl_answers_ok(cmd)) {

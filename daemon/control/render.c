@@ -85,7 +85,20 @@ static void table_cell(struct table *t, const char *fmt, ...)
         t->oom = true;
         return;
     }
-    t->cells[t->ncells++] = s;
+    /* Escaped: a client address or name may come from the network. */
+    struct ferry_buf e;
+    ferry_buf_init(&e);
+    ferry_buf_text(&e, s);
+    free(s);
+    if (e.oom || !e.data) {
+        ferry_buf_free(&e);
+        e.data = strdup("");
+        if (!e.data) {
+            t->oom = true;
+            return;
+        }
+    }
+    t->cells[t->ncells++] = e.data;
 }
 
 /* Columns separated by two spaces; no trailing blanks. */
@@ -145,10 +158,12 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
         ferry_buf_printf(out,
                          "version: %s\npid: %ld\nuptime_s: %llu\nworkers: %u\nactive: %llu\n"
                          "total: %llu\nmax_connections: %u\nreloads: %llu\nreloads_failed: %llu\n"
-                         "last_reload: %lld\nlast_reload_ok: %s\nconfig: %s\nstate: %s\n",
+                         "last_reload: %lld\nlast_reload_ok: %s\nconfig: ",
                          ferry_version(), (long)d->pid, uptime, d->nworkers,
                          (unsigned long long)active, (unsigned long long)total,
-                         d->conn_limit_size, reloads, failed, last, ok, config, state);
+                         d->conn_limit_size, reloads, failed, last, ok);
+        ferry_buf_text(out, config);
+        ferry_buf_printf(out, "\nstate: %s\n", state);
         ferry_buf_printf(out, "log_dropped: %llu\n", log_dropped);
     }
     return done(out);

@@ -70,6 +70,56 @@ def test_show_commands_match_traffic():
     held.close()
 
 
+def test_text_views_escape_control_characters():
+    """A client name from the network (here the path a Unix-socket client
+    bound itself to) is printed escaped in every text view, as in the logs:
+    `show conns`, `ferryctl conns`; JSON keeps it exact. ferryctl escapes
+    whatever control character an answer holds, whoever sent it."""
+    b = start_backend("echo")
+    f = start_ferry(web_config(free_port(), f"server app1 127.0.0.1:{b.port}",
+                               listener_lines="bind = unix:@DIR@/web.sock"))
+    forged = os.path.join(f.dir, "c\x1b[2J\r\n9 web ok\x07")
+    u = socket.socket(socket.AF_UNIX)
+    u.settimeout(10)
+    u.bind(forged)
+    u.connect(os.path.join(f.dir, "web.sock"))
+    u.sendall(b"hello")
+    assert recv_exact(u, 5) == b"hello"
+    try:
+        (c,) = f.ctl("conns", json_out=True)["conns"]
+        assert c["client"] == "unix:" + forged, c
+        for text in (f.ctl("conns"), f.command(b"show conns\n")):
+            assert not any(ord(ch) < 32 and ch != "\n" or ord(ch) == 127 for ch in text), repr(text)
+            assert len(text.splitlines()) == 2, repr(text)
+            assert "c\\x1b[2J\\x0d\\n9 web ok\\x07" in text, repr(text)
+    finally:
+        u.close()
+        os.unlink(forged)
+
+    # ferryctl itself: an answer with raw control characters (a daemon that
+    # does not escape) is printed escaped, newlines kept.
+    path = os.path.join(f.dir, "fake.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(4)
+
+    def answer():
+        for _ in range(2):
+            c, _ = srv.accept()
+            c.recv(4096)
+            c.sendall(b"version: \x1b]0;owned\x07x\ttab\rcr\x7f\nnext: line\n")
+            c.close()
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    for cmd in ("info", "conns"):
+        r = subprocess.run([FERRYCTL, "-s", path, cmd], capture_output=True, timeout=10)
+        out = r.stdout.decode()
+        assert r.returncode == 0, r
+        assert out == "version: \\x1b]0;owned\\x07x\\ttab\\x0dcr\\x7f\nnext: line\n", repr(out)
+    t.join(5)
+    srv.close()
+
+
 def test_help_and_errors():
     f, _ = setup()
     assert "show stats" in f.command(b"help\n")
