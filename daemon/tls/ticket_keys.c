@@ -47,27 +47,66 @@ struct ferry_ticket_keys *ferry_ticket_keys_from_raw(const unsigned char raw[FER
     return k;
 }
 
-/* One line without its end, blanks trimmed: 0 and the key, 1 to skip it
- * (empty or a comment), -1 when it is not a base64 80-byte key. */
-static int parse_line(char *s, unsigned char raw[FERRY_TICKET_KEY_LEN])
+/* 80 bytes are 108 base64 characters, the last one '=' padding. */
+#define KEY_B64 108
+
+/* The line without its end and surrounding blanks (in place). */
+static char *trim(char *s)
 {
     size_t n = strlen(s);
     while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
         s[--n] = '\0';
     while (*s == ' ' || *s == '\t')
-        s++, n--;
-    if (n == 0 || s[0] == '#')
-        return 1;
-    /* 80 bytes are 108 base64 characters, the last one '=' padding. */
+        s++;
+    return s;
+}
+
+/* Decodes KEY_B64 gathered characters: 0, or -1 when they are not one
+ * base64 80-byte key. */
+static int decode_key(const char *b64, unsigned char raw[FERRY_TICKET_KEY_LEN])
+{
     unsigned char buf[84];
-    if (n != 108 || s[107] != '=' || s[106] == '=')
+    if (b64[KEY_B64 - 1] != '=' || b64[KEY_B64 - 2] == '=')
         return -1;
-    int len = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
+    int len = EVP_DecodeBlock(buf, (const unsigned char *)b64, KEY_B64);
     if (len != 81) /* EVP_DecodeBlock counts the padding as a zero byte */
         return -1;
     memcpy(raw, buf, FERRY_TICKET_KEY_LEN);
     OPENSSL_cleanse(buf, sizeof(buf));
     return 0;
+}
+
+/* The reader: a key is whole on one line, or wrapped over several (as
+ * `openssl rand -base64 80` writes it, at 64 columns): lines are joined
+ * until its 108 characters are there. A blank line, a comment or the end
+ * of the file in the middle of a key is an error at the line it began. */
+struct key_reader {
+    char b64[KEY_B64 + 1];
+    size_t len;
+    int first_line; /* where the key being gathered began */
+};
+
+/* One line (trimmed): 1 when it completed a key (in raw), 0 when it was
+ * taken (or skipped), -1 with *bad_line set when it breaks a key. */
+static int reader_line(struct key_reader *r, const char *s, int lineno, int *bad_line,
+                       unsigned char raw[FERRY_TICKET_KEY_LEN])
+{
+    size_t n = strlen(s);
+    if (n == 0 || s[0] == '#') {
+        *bad_line = r->first_line;
+        return r->len ? -1 : 0;
+    }
+    if (r->len == 0)
+        r->first_line = lineno;
+    *bad_line = r->first_line;
+    if (n > KEY_B64 - r->len)
+        return -1;
+    memcpy(r->b64 + r->len, s, n);
+    r->len += n;
+    if (r->len < KEY_B64)
+        return 0;
+    r->len = 0;
+    return decode_key(r->b64, raw) == 0 ? 1 : -1;
 }
 
 struct ferry_ticket_keys *ferry_ticket_keys_load(const char *path, char *err, size_t errlen)
@@ -80,7 +119,8 @@ struct ferry_ticket_keys *ferry_ticket_keys_load(const char *path, char *err, si
     struct ferry_ticket_keys *k =
         malloc(sizeof(*k) + FERRY_TICKET_KEYS_MAX * sizeof(k->k[0]));
     char line[LINE_MAX_LEN + 2];
-    int lineno = 0;
+    struct key_reader rd = {.len = 0};
+    int lineno = 0, bad = 0;
     bool ok = k != NULL;
     if (k == NULL)
         snprintf(err, errlen, "out of memory");
@@ -97,20 +137,26 @@ struct ferry_ticket_keys *ferry_ticket_keys_load(const char *path, char *err, si
             break;
         }
         unsigned char raw[FERRY_TICKET_KEY_LEN];
-        int rc = parse_line(line, raw);
+        int rc = reader_line(&rd, trim(line), lineno, &bad, raw);
         if (rc < 0) {
-            snprintf(err, errlen, "line %d: not a base64 80-byte key (openssl rand -base64 80)",
-                     lineno);
             ok = false;
-        } else if (rc == 0 && k->n == FERRY_TICKET_KEYS_MAX) {
+        } else if (rc == 1 && k->n == FERRY_TICKET_KEYS_MAX) {
             snprintf(err, errlen, "line %d: more than %d keys", lineno, FERRY_TICKET_KEYS_MAX);
             ok = false;
-        } else if (rc == 0) {
+            bad = 0;
+        } else if (rc == 1) {
             split(&k->k[k->n++], raw);
         }
         OPENSSL_cleanse(raw, sizeof(raw));
     }
+    if (ok && rd.len > 0) { /* the file ended inside a key */
+        ok = false;
+        bad = rd.first_line;
+    }
+    if (!ok && bad > 0)
+        snprintf(err, errlen, "line %d: not a base64 80-byte key (openssl rand -base64 80)", bad);
     OPENSSL_cleanse(line, sizeof(line));
+    OPENSSL_cleanse(&rd, sizeof(rd));
     if (ok && ferror(fp)) {
         snprintf(err, errlen, "%s", strerror(errno ? errno : EIO));
         ok = false;

@@ -10,8 +10,10 @@
  * rewriting the file (new key first, the previous ones after it) and
  * reloading.
  *
- * The file holds one base64 key a line; empty lines and lines starting with
- * '#' are skipped.
+ * The file holds base64 keys (108 characters each), newest first: one a
+ * line, or wrapped over lines as `openssl rand -base64 80` writes them (64
+ * columns); empty lines and lines starting with '#' are skipped (but may
+ * not cut a key in two).
  */
 #ifndef FERRY_TICKET_KEYS_H
 #define FERRY_TICKET_KEYS_H

@@ -155,6 +155,57 @@ server s 127.0.0.1:2
         shutil.rmtree(d, True)
 
 
+def openssl_rand(*args):
+    r = subprocess.run(["openssl", "rand", *args], capture_output=True, check=True, timeout=30)
+    return r.stdout.decode()
+
+
+def openssl_one_line():
+    """`openssl rand 80 | openssl base64 -A` (rand itself has no -A)."""
+    r = subprocess.run("openssl rand 80 | openssl base64 -A", shell=True, capture_output=True,
+                       check=True, timeout=30)
+    return r.stdout.decode()
+
+
+def test_openssl_rand_recipes():
+    """The key file as `openssl rand` writes it: `-base64 80` wraps a key at
+    64 columns (two lines), `openssl rand 80 | openssl base64 -A` writes it
+    whole (no newline at all). Both load, wrapped keys may follow each other with or without a
+    blank line, and a wrapped key is the same key as its one-line form: an
+    instance reading one resumes the sessions of an instance reading the
+    other."""
+    wrapped = openssl_rand("-base64", "80")
+    assert [len(l) for l in wrapped.splitlines()] == [64, 44], wrapped
+    whole = openssl_one_line()
+    assert len(whole) == 108 and "\n" not in whole, whole
+    for text in (wrapped, whole, wrapped + openssl_rand("-base64", "80"),
+                 "# newest first\n" + wrapped + "\n" + openssl_rand("-base64", "80") + "\n" + whole):
+        rc, out, _ = check(text)
+        assert rc == 0, (text, out)
+    a = ferry(key_file_text("wrapped", wrapped + openssl_rand("-base64", "80")))
+    b = ferry(key_file_text("one-line", wrapped.replace("\n", "") + "\n"))
+    for v in VERSIONS:
+        ctx = ctx_for(v)
+        _, sess = connect(a, ctx)
+        assert connect(b, ctx, sess)[0], f"{v}: the one-line form is another key"
+        _, sess = connect(b, ctx)
+        assert connect(a, ctx, sess)[0], v
+    # Half a wrapped key is an error at the line where the key began.
+    first = wrapped.splitlines()[0]
+    for text, where in [(f"{whole}\n{first}\n", "line 2: not a base64 80-byte key"),
+                        (f"{first}\n\n{wrapped}", "line 1: not a base64 80-byte key"),
+                        (f"{first}\n{whole}\n", "line 1: not a base64 80-byte key")]:
+        rc, out, _ = check(text)
+        assert rc == 1 and where in out, (text, out)
+
+
+def key_file_text(name, text):
+    path = os.path.join(CERTS, name)
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
 def test_bad_file_is_an_error_at_its_line():
     good = base64.b64encode(os.urandom(80)).decode()
     rc, out, _ = check(f"{good}\n\n{good}\n")
