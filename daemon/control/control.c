@@ -15,21 +15,27 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "asynccore/blocking.h"
 #include "control/control.h"
 #include "lifecycle/reload.h"
 #include "proto/control_cmd.h"
 #include "control/conns_view.h"
+#include "control/metrics_http.h"
 #include "control/render.h"
 #include "control/reqserver.h"
 
-enum { IDLE_TIMEOUT_MS = 10000, WRITE_TIMEOUT_MS = 10000, MAX_CLIENTS = 128 };
+/* A command line must arrive within IDLE_TIMEOUT_MS (ferryctl sends it at
+ * once); MAX_CLIENTS are held, and past them a new client closes the
+ * oldest idle one (reqserver.h): `ferryctl reload` never waits behind idle
+ * clients. */
+enum { IDLE_TIMEOUT_MS = 5000, WRITE_TIMEOUT_MS = 10000, MAX_CLIENTS = 128 };
 
 struct ferry_control {
     struct ferry_daemon *d;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     dev_t dev; /* identity of the socket file we created */
     ino_t ino;
-    struct ac_semaphore sem;
+    struct ferry_rs_pool pool;
 };
 
 /* ---- the socket file ---- */
@@ -150,6 +156,8 @@ struct ctl_client {
     bool reload_live;
     struct ferry_conns_view conns; /* `show conns`, `shutdown conn`: the workers' answers */
     bool conns_live, conns_json;
+    struct ac_blocking metrics; /* `show metrics`, rendered on the blocking pool */
+    bool metrics_live;
 };
 
 static size_t line_complete(const char *buf, size_t len)
@@ -176,6 +184,27 @@ static void client_drop(struct ferry_rs_client *rs)
         ac_future_drop(&c->conns.base);
         c->conns_live = false;
     }
+    if (c->metrics_live) {
+        ac_future_drop(&c->metrics.base);
+        c->metrics_live = false;
+    }
+}
+
+/* `show metrics`: the exposition is rendered on the blocking pool, off
+ * worker 0's loop (metrics_http.h). */
+static ac_poll_t poll_metrics(struct ctl_client *c, struct ac_context *cx)
+{
+    if (ac_future_poll(&c->metrics.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    struct ferry_buf *body = c->metrics.err ? NULL : c->metrics.result;
+    ac_future_drop(&c->metrics.base);
+    c->metrics_live = false;
+    if (body && body->data)
+        ferry_buf_append(&c->rs.out, body->data, body->len);
+    else
+        ferry_buf_puts(&c->rs.out, "error: out of memory\n");
+    ferry_metrics_render_free(body);
+    return AC_READY;
 }
 
 static ac_poll_t poll_reload(struct ctl_client *c, struct ac_context *cx)
@@ -294,7 +323,11 @@ static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *r
         ferry_conns_view_init_kill(&c->conns, d, FERRY_CONNS_VIEW_WAIT_MS, req->conn_id);
         c->conns_live = true;
         return poll_conns(c, cx);
-    case FERRY_CTL_SHOW_METRICS: ferry_render_metrics(d, out); break;
+    case FERRY_CTL_SHOW_METRICS:
+        ac_blocking_init(&c->metrics, d->rt, ferry_metrics_render_job, d,
+                         ferry_metrics_render_free);
+        c->metrics_live = true;
+        return poll_metrics(c, cx);
     case FERRY_CTL_SHOW_ACME: ferry_acme_render(d, req->json, out); break;
     case FERRY_CTL_DISABLE_SERVER:
     case FERRY_CTL_ENABLE_SERVER:
@@ -323,6 +356,8 @@ static ac_poll_t respond(struct ferry_rs_client *rs, struct ac_context *cx)
         r = poll_reload(c, cx);
     else if (c->conns_live)
         r = poll_conns(c, cx);
+    else if (c->metrics_live)
+        r = poll_metrics(c, cx);
     else if (rs->overflow)
         ferry_buf_printf(&rs->out, "error: line too long (at most %d bytes)\n", FERRY_CTL_LINE_MAX);
     else if (memchr(rs->req, '\0', rs->req_len))
@@ -354,24 +389,24 @@ struct ferry_control *ferry_control_start(struct ferry_daemon *d, const char *pa
                                           int *err)
 {
     struct ferry_control *c = calloc(1, sizeof(*c));
-    if (!c || ac_semaphore_init(&c->sem, MAX_CLIENTS) != 0) {
-        free(c);
+    if (!c) {
         *err = -ENOMEM;
         return NULL;
     }
+    ferry_rs_pool_init(&c->pool, MAX_CLIENTS, 0);
     c->d = d;
     snprintf(c->path, sizeof(c->path), "%s", path);
     struct stat st;
     int fd = open_socket(path, mode, &st);
     if (fd < 0) {
-        ac_semaphore_destroy(&c->sem);
+        ferry_rs_pool_destroy(&c->pool);
         free(c);
         *err = fd;
         return NULL;
     }
     c->dev = st.st_dev;
     c->ino = st.st_ino;
-    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &control_ops, c, &c->sem);
+    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &control_ops, c, &c->pool);
     if (rc != 0) { /* the task closed fd */
         ferry_control_free(c);
         *err = rc;
@@ -388,6 +423,6 @@ void ferry_control_free(struct ferry_control *c)
     if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == c->dev &&
         st.st_ino == c->ino)
         unlink(c->path);
-    ac_semaphore_destroy(&c->sem);
+    ferry_rs_pool_destroy(&c->pool);
     free(c);
 }

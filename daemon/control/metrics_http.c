@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "asynccore/blocking.h"
 #include "buf.h"
 #include "control/metrics_http.h"
 #include "gen.h"
@@ -14,11 +15,25 @@
 #include "control/render.h"
 #include "control/reqserver.h"
 
-enum { HEAD_MAX = 8192, READ_TIMEOUT_MS = 10000, WRITE_TIMEOUT_MS = 10000, MAX_CLIENTS = 64 };
+/* A request head must arrive within READ_TIMEOUT_MS (probes and scrapers
+ * send theirs at once); MAX_CLIENTS are held, PER_PEER of them from one
+ * address, and a new client closes the oldest idle one past either
+ * (reqserver.h), so idle connections never keep a probe out. SCRAPES
+ * exposition renders run at once, on the blocking pool; a scrape past them
+ * is answered 503 at once rather than queued. */
+enum {
+    HEAD_MAX = 8192,
+    READ_TIMEOUT_MS = 3000,
+    WRITE_TIMEOUT_MS = 10000,
+    MAX_CLIENTS = 64,
+    PER_PEER = 16,
+    SCRAPES = 2,
+};
 
 struct ferry_metrics {
     struct ferry_daemon *d;
-    struct ac_semaphore sem;
+    struct ferry_rs_pool pool;
+    unsigned scrapes; /* renders running (worker 0 only) */
 };
 
 /* The head ends at the first empty line (CRLF CRLF, or bare LF LF). */
@@ -147,61 +162,152 @@ static void probe(struct ferry_daemon *d, const char *path, struct ferry_buf *ou
           "text/plain; charset=utf-8", body, strlen(body), with_body);
 }
 
-void ferry_metrics_answer(struct ferry_daemon *d, const char *req, size_t len, bool overflow,
-                          bool incomplete, struct ferry_buf *out)
+/* Answers everything but a scrape of /metrics: true when the request is
+ * one (GET or HEAD /metrics, *head set), with nothing written yet. */
+static bool answer_or_scrape(struct ferry_daemon *d, const char *req, size_t len, bool overflow,
+                             bool incomplete, struct ferry_buf *out, bool *head)
 {
     char method[16], path[64];
     if (overflow) {
         reply_error(out, "431 Request Header Fields Too Large", "");
-        return;
+        return false;
     }
     if (incomplete || memchr(req, '\0', len) ||
         !parse_request_line(req, len, method, sizeof(method), path, sizeof(path))) {
         reply_error(out, "400 Bad Request", "");
-        return;
+        return false;
     }
-    bool head = strcmp(method, "HEAD") == 0;
-    if (!head && strcmp(method, "GET") != 0) {
+    *head = strcmp(method, "HEAD") == 0;
+    if (!*head && strcmp(method, "GET") != 0) {
         reply_error(out, "405 Method Not Allowed", "Allow: GET, HEAD\r\n");
-        return;
+        return false;
     }
     if (strcmp(path, "/ready") == 0 || strcmp(path, "/live") == 0) {
-        probe(d, path, out, !head);
-        return;
+        probe(d, path, out, !*head);
+        return false;
     }
     if (strcmp(path, "/metrics") != 0) {
         reply_error(out, "404 Not Found", "");
-        return;
+        return false;
     }
+    return true;
+}
+
+/* The answer to a scrape, from the rendered exposition (NULL: it failed). */
+static void scrape_reply(const struct ferry_buf *body, bool head, struct ferry_buf *out)
+{
+    if (!body)
+        reply_error(out, "500 Internal Server Error", "");
+    else
+        reply(out, "200 OK", "", "text/plain; version=0.0.4; charset=utf-8", body->data,
+              body->len, !head);
+}
+
+void ferry_metrics_answer(struct ferry_daemon *d, const char *req, size_t len, bool overflow,
+                          bool incomplete, struct ferry_buf *out)
+{
+    bool head = false;
+    if (!answer_or_scrape(d, req, len, overflow, incomplete, out, &head))
+        return;
     struct ferry_buf body;
     ferry_buf_init(&body);
-    if (ferry_render_metrics(d, &body) != 0) {
-        reply_error(out, "500 Internal Server Error", "");
-    } else {
-        reply(out, "200 OK", "", "text/plain; version=0.0.4; charset=utf-8", body.data, body.len,
-              !head);
-    }
+    bool ok = ferry_render_metrics(d, &body) == 0;
+    scrape_reply(ok ? &body : NULL, head, out);
     ferry_buf_free(&body);
+}
+
+/* ---- rendering off the worker ---- */
+
+void *ferry_metrics_render_job(void *arg)
+{
+    struct ferry_buf *b = malloc(sizeof(*b));
+    if (!b)
+        return NULL;
+    ferry_buf_init(b);
+    if (ferry_render_metrics(arg, b) != 0) {
+        ferry_buf_free(b);
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void ferry_metrics_render_free(void *result)
+{
+    if (!result)
+        return;
+    ferry_buf_free(result);
+    free(result);
 }
 
 /* ---- the server ---- */
 
+struct metrics_client {
+    struct ferry_rs_client rs; /* first: reqserver allocates and frees us */
+    struct ac_blocking job;    /* the exposition, rendered on the blocking pool */
+    bool job_live, scraping, head;
+};
+
 static struct ferry_rs_client *client_new(void *arg)
 {
     (void)arg;
-    return calloc(1, sizeof(struct ferry_rs_client));
+    return calloc(1, sizeof(struct metrics_client));
 }
 
-static ac_poll_t respond(struct ferry_rs_client *c, struct ac_context *cx)
+static void client_drop(struct ferry_rs_client *rs)
 {
-    (void)cx;
-    struct ferry_metrics *m = c->arg;
-    ferry_metrics_answer(m->d, c->req, c->req_len, c->overflow, c->eof, &c->out);
-    if (c->out.oom) { /* nothing sensible to send */
-        ferry_buf_free(&c->out);
-        ferry_buf_init(&c->out);
+    struct metrics_client *c = (struct metrics_client *)rs;
+    struct ferry_metrics *m = rs->arg;
+    if (c->job_live) /* a render still running frees its result itself */
+        ac_future_drop(&c->job.base);
+    c->job_live = false;
+    if (c->scraping)
+        m->scrapes--;
+    c->scraping = false;
+}
+
+/* A scrape: the exposition is rendered on the blocking pool, so a large one
+ * (hundreds of servers) never holds up worker 0's loop and its traffic. */
+static ac_poll_t poll_scrape(struct metrics_client *c, struct ac_context *cx)
+{
+    struct ferry_metrics *m = c->rs.arg;
+    if (!c->job_live) {
+        if (m->scrapes >= SCRAPES) {
+            reply(&c->rs.out, "503 Service Unavailable", "Retry-After: 1\r\n",
+                  "text/plain; charset=utf-8", "busy\n", 5, true);
+            return AC_READY;
+        }
+        m->scrapes++;
+        c->scraping = true;
+        ac_blocking_init(&c->job, m->d->rt, ferry_metrics_render_job, m->d,
+                         ferry_metrics_render_free);
+        c->job_live = true;
     }
+    if (ac_future_poll(&c->job.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    struct ferry_buf *body = c->job.err ? NULL : c->job.result;
+    ac_future_drop(&c->job.base);
+    c->job_live = false;
+    m->scrapes--;
+    c->scraping = false;
+    scrape_reply(body, c->head, &c->rs.out);
+    ferry_metrics_render_free(body);
     return AC_READY;
+}
+
+static ac_poll_t respond(struct ferry_rs_client *rs, struct ac_context *cx)
+{
+    struct metrics_client *c = (struct metrics_client *)rs;
+    struct ferry_metrics *m = rs->arg;
+    ac_poll_t r = AC_READY;
+    if (c->job_live ||
+        answer_or_scrape(m->d, rs->req, rs->req_len, rs->overflow, rs->eof, &rs->out, &c->head))
+        r = poll_scrape(c, cx);
+    if (r == AC_READY && rs->out.oom) { /* nothing sensible to send */
+        ferry_buf_free(&rs->out);
+        ferry_buf_init(&rs->out);
+    }
+    return r;
 }
 
 static const struct ferry_rs_ops metrics_ops = {
@@ -211,7 +317,7 @@ static const struct ferry_rs_ops metrics_ops = {
     .complete = head_complete,
     .client_new = client_new,
     .respond = respond,
-    .client_drop = NULL,
+    .client_drop = client_drop,
 };
 
 /* `*:PORT` listens on every IPv4 and IPv6 address (dual stack), or on every
@@ -243,16 +349,16 @@ struct ferry_metrics *ferry_metrics_start(struct ferry_daemon *d, const struct f
         return NULL;
     }
     struct ferry_metrics *m = calloc(1, sizeof(*m));
-    if (!m || ac_semaphore_init(&m->sem, MAX_CLIENTS) != 0) {
-        free(m);
+    if (!m) {
         close(fd);
         *err = -ENOMEM;
         return NULL;
     }
     m->d = d;
-    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &metrics_ops, m, &m->sem);
+    ferry_rs_pool_init(&m->pool, MAX_CLIENTS, PER_PEER);
+    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &metrics_ops, m, &m->pool);
     if (rc != 0) {
-        ac_semaphore_destroy(&m->sem);
+        ferry_rs_pool_destroy(&m->pool);
         free(m);
         *err = rc;
         return NULL;
@@ -264,6 +370,6 @@ void ferry_metrics_free(struct ferry_metrics *m)
 {
     if (!m)
         return;
-    ac_semaphore_destroy(&m->sem);
+    ferry_rs_pool_destroy(&m->pool);
     free(m);
 }

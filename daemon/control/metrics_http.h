@@ -1,7 +1,10 @@
 /* ferryd: the Prometheus endpoint (`metrics = HOST:PORT`, ferry.ini(5)).
  *
  * A tiny HTTP/1.x server on worker 0: one request per connection, the head
- * bounded to 8 KiB and 10 s. GET (or HEAD) /metrics, query string allowed,
+ * bounded to 8 KiB and 3 s; idle clients (64 at most, 16 from one address)
+ * give way to new ones, so probes are always answered. The exposition is
+ * rendered on the blocking pool (two at once; a scrape past them gets 503),
+ * never on the worker's loop. GET (or HEAD) /metrics, query string allowed,
  * answers the same text as `show metrics`; /ready answers 200 `ready` while
  * serving and no stop signal came, else 503 (so a load balancer takes the
  * instance out during shutdown_delay); /live answers 200 while every event
@@ -31,5 +34,10 @@ void ferry_metrics_free(struct ferry_metrics *m);
  * ended before the head did. */
 void ferry_metrics_answer(struct ferry_daemon *d, const char *req, size_t len, bool overflow,
                           bool incomplete, struct ferry_buf *out);
+
+/* The exposition rendered into a new struct ferry_buf (arg: the daemon),
+ * or NULL; a blocking-pool job (asynccore/blocking.h), with its cleanup. */
+void *ferry_metrics_render_job(void *arg);
+void ferry_metrics_render_free(void *result);
 
 #endif

@@ -4,8 +4,14 @@
  * turn: armed with read_timeout_ms for the request, moved to
  * write_timeout_ms for the answer and to LINGER_MS for the drain, disarmed
  * when the client is dropped. The accept task's pause after a failure is a
- * deadline too, armed only while pausing. */
+ * deadline too, armed only while pausing.
+ *
+ * The pool (reqserver.h) lists the clients held, oldest first. A client is
+ * idle unless it is building its answer (C_RESPOND): idle ones may be
+ * closed to make room, by shutdown(2) of their socket, which wakes their
+ * task at once (it then ends without another byte). */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,6 +22,95 @@
 #include "control/reqserver.h"
 
 enum { LINGER_MAX = 64 * 1024, LINGER_MS = 2000, ACCEPT_BATCH = 64, RETRY_MS = 200 };
+
+/* ---- the pool ---- */
+
+void ferry_rs_pool_init(struct ferry_rs_pool *p, unsigned max_clients, unsigned per_peer)
+{
+    memset(p, 0, sizeof(*p));
+    p->max_clients = max_clients ? max_clients : 1;
+    p->per_peer = per_peer;
+}
+
+void ferry_rs_pool_destroy(struct ferry_rs_pool *p) { ac_waker_drop(&p->accept_waker); }
+
+static void pool_link(struct ferry_rs_pool *p, struct ferry_rs_client *c)
+{
+    c->older = p->newest;
+    c->newer = NULL;
+    if (p->newest)
+        p->newest->newer = c;
+    else
+        p->oldest = c;
+    p->newest = c;
+    c->held = true;
+    p->n++;
+}
+
+/* Out of the pool (closed, or dropped): room for another; the accept task,
+ * if it waits for room, tries again. */
+static void pool_unlink(struct ferry_rs_pool *p, struct ferry_rs_client *c)
+{
+    if (!c->held)
+        return;
+    if (c->older)
+        c->older->newer = c->newer;
+    else
+        p->oldest = c->newer;
+    if (c->newer)
+        c->newer->older = c->older;
+    else
+        p->newest = c->older;
+    c->older = c->newer = NULL;
+    c->held = false;
+    p->n--;
+    ac_waker_wake(&p->accept_waker);
+}
+
+enum { C_INIT, C_READ, C_RESPOND, C_WRITE, C_LINGER, C_DONE };
+
+static bool idle(const struct ferry_rs_client *c) { return c->state != C_RESPOND; }
+
+static bool same_peer(const struct ferry_rs_client *c, const struct sockaddr_storage *sa)
+{
+    if (c->peer.ss_family != sa->ss_family)
+        return false;
+    if (sa->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)&c->peer)->sin_addr,
+                      &((const struct sockaddr_in *)sa)->sin_addr, 4) == 0;
+    if (sa->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)&c->peer)->sin6_addr,
+                      &((const struct sockaddr_in6 *)sa)->sin6_addr, 16) == 0;
+    return true; /* Unix peers have no address worth telling apart */
+}
+
+/* The oldest idle client (of peer sa when not NULL); *count: the clients
+ * of that peer. */
+static struct ferry_rs_client *oldest_idle(const struct ferry_rs_pool *p,
+                                           const struct sockaddr_storage *sa, unsigned *count)
+{
+    struct ferry_rs_client *found = NULL;
+    unsigned k = 0;
+    for (struct ferry_rs_client *c = p->oldest; c; c = c->newer) {
+        if (sa && !same_peer(c, sa))
+            continue;
+        k++;
+        if (!found && idle(c))
+            found = c;
+    }
+    if (count)
+        *count = k;
+    return found;
+}
+
+/* Closes an idle client to make room: its task sees the end of the
+ * connection at once and ends. */
+static void evict(struct ferry_rs_pool *p, struct ferry_rs_client *c)
+{
+    pool_unlink(p, c);
+    c->evicted = true;
+    shutdown(c->fd, SHUT_RDWR);
+}
 
 /* ---- raw socket I/O on a registration ---- */
 
@@ -68,8 +163,6 @@ static ac_poll_t poll_send(struct ac_io *io, struct ac_context *cx, const void *
 }
 
 /* ---- one client ---- */
-
-enum { C_INIT, C_READ, C_RESPOND, C_WRITE, C_LINGER, C_DONE };
 
 /* Pending I/O: true if the stage's deadline passed meanwhile (else the
  * task is woken when it passes). */
@@ -176,6 +269,8 @@ static ac_poll_t client_poll(struct ac_future *f, struct ac_context *cx)
     struct ferry_rs_client *c = (struct ferry_rs_client *)f;
     for (;;) {
         ac_poll_t r = AC_READY;
+        if (c->evicted) /* closed to make room: not another byte */
+            c->state = C_DONE;
         switch (c->state) {
         case C_INIT:
             c->state = client_init(c, cx) == 0 ? C_READ : C_DONE;
@@ -188,6 +283,7 @@ static ac_poll_t client_poll(struct ac_future *f, struct ac_context *cx)
             if (r == AC_READY) {
                 ac_deadline_arm_in(&c->deadline, c->ops->write_timeout_ms);
                 c->state = C_WRITE;
+                ac_waker_wake(&c->pool->accept_waker); /* idle again: room */
             }
             break;
         case C_WRITE:
@@ -215,7 +311,7 @@ static void client_drop(struct ac_future *f)
     close(c->fd);
     free(c->req);
     ferry_buf_free(&c->out);
-    ac_semaphore_release(c->sem, 1);
+    pool_unlink(c->pool, c);
 }
 
 static const struct ac_future_vtable client_vt = {client_poll, client_drop};
@@ -228,36 +324,71 @@ struct rs_accept {
     struct ac_future base;
     const struct ferry_rs_ops *ops;
     void *arg;
-    struct ac_semaphore *sem;
+    struct ferry_rs_pool *pool;
     int fd;
     struct ac_listener l;
     bool open;
-    struct ac_acquire acq;
-    bool acq_live, have_permit;
     struct ac_deadline retry; /* armed while pausing after a failure */
 };
 
-static void spawn_client(struct rs_accept *a, struct ac_context *cx, int fd)
+static void spawn_client(struct rs_accept *a, struct ac_context *cx, int fd,
+                         const struct sockaddr_storage *peer, socklen_t peer_len)
 {
     struct ferry_rs_client *c = a->ops->client_new(a->arg);
     if (!c) {
         close(fd);
-        ac_semaphore_release(a->sem, 1);
         return;
     }
     c->base.vt = &client_vt;
     c->ops = a->ops;
     c->arg = a->arg;
-    c->sem = a->sem;
+    c->pool = a->pool;
+    memcpy(&c->peer, peer, sizeof(c->peer));
+    c->peer_len = peer_len;
     c->fd = fd;
     c->state = C_INIT;
     ac_deadline_init(&c->deadline);
     ferry_buf_init(&c->out);
-    ac_spawn(cx->worker, &c->base, client_dealloc); /* on failure it is dropped: permit back */
+    pool_link(a->pool, c);
+    ac_spawn(cx->worker, &c->base, client_dealloc); /* on failure it is dropped: unlinked */
+}
+
+/* Room for the client just accepted from peer: closes the peer's oldest
+ * idle client past per_peer, and the oldest idle one past max_clients.
+ * False when the peer holds per_peer clients all building answers (the new
+ * one is refused). */
+static bool make_room(struct ferry_rs_pool *p, const struct sockaddr_storage *peer)
+{
+    if (p->per_peer) {
+        unsigned count;
+        struct ferry_rs_client *c = oldest_idle(p, peer, &count);
+        if (count >= p->per_peer) {
+            if (!c)
+                return false;
+            evict(p, c);
+        }
+    }
+    if (p->n >= p->max_clients) {
+        struct ferry_rs_client *c = oldest_idle(p, NULL, NULL);
+        if (c)
+            evict(p, c);
+    }
+    return true;
 }
 
 /* Waits a moment before trying again (registration or accept failures). */
 static void start_retry(struct rs_accept *a) { ac_deadline_arm_in(&a->retry, RETRY_MS); }
+
+/* Accepting goes on while there is room or an idle client to close; past
+ * twice max_clients all building answers, it waits for one to end. */
+static bool full(struct rs_accept *a, struct ac_context *cx)
+{
+    struct ferry_rs_pool *p = a->pool;
+    if (p->n < 2 * p->max_clients || oldest_idle(p, NULL, NULL))
+        return false;
+    ac_waker_register(&p->accept_waker, cx->waker);
+    return true;
+}
 
 static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
 {
@@ -279,28 +410,23 @@ static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
             ac_waker_wake_by_ref(cx->waker);
             return AC_PENDING;
         }
-        if (!a->have_permit) {
-            if (!a->acq_live) {
-                ac_acquire_init(&a->acq, a->sem);
-                a->acq_live = true;
-            }
-            if (ac_future_poll(&a->acq.base, cx) == AC_PENDING)
-                return AC_PENDING;
-            ac_future_drop(&a->acq.base);
-            a->acq_live = false;
-            a->have_permit = true;
-        }
+        if (full(a, cx))
+            return AC_PENDING;
         int fd;
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof(peer);
+        memset(&peer, 0, sizeof(peer));
         if (ac_listener_poll_accept(&a->l, cx, &fd, &peer, &peer_len) == AC_PENDING)
             return AC_PENDING;
         if (fd < 0) {
             start_retry(a);
             continue;
         }
-        a->have_permit = false; /* the client owns it now */
-        spawn_client(a, cx, fd);
+        if (!make_room(a->pool, &peer)) {
+            close(fd);
+            continue;
+        }
+        spawn_client(a, cx, fd, &peer, peer_len);
     }
 }
 
@@ -308,10 +434,7 @@ static void accept_drop(struct ac_future *f)
 {
     struct rs_accept *a = (struct rs_accept *)f;
     ac_deadline_disarm(&a->retry);
-    if (a->acq_live)
-        ac_future_drop(&a->acq.base);
-    if (a->have_permit)
-        ac_semaphore_release(a->sem, 1);
+    ac_waker_drop(&a->pool->accept_waker);
     if (a->open)
         ac_listener_close(&a->l); /* owns fd */
     else
@@ -323,7 +446,7 @@ static const struct ac_future_vtable accept_vt = {accept_poll, accept_drop};
 static void accept_dealloc(struct ac_future *f) { free(f); }
 
 int ferry_rs_spawn(struct ac_worker *w, int fd, const struct ferry_rs_ops *ops, void *arg,
-                   struct ac_semaphore *sem)
+                   struct ferry_rs_pool *pool)
 {
     struct rs_accept *a = calloc(1, sizeof(*a));
     if (!a) {
@@ -333,7 +456,7 @@ int ferry_rs_spawn(struct ac_worker *w, int fd, const struct ferry_rs_ops *ops, 
     a->base.vt = &accept_vt;
     a->ops = ops;
     a->arg = arg;
-    a->sem = sem;
+    a->pool = pool;
     a->fd = fd;
     ac_deadline_init(&a->retry);
     return ac_spawn(w, &a->base, accept_dealloc);

@@ -6,8 +6,16 @@
  * e.g. a reload), writes it (within a write timeout, so a client that never
  * reads costs only its own task), shuts its write half, discards what the
  * client may still send for a moment (so the answer is not cut by a reset),
- * and closes. Concurrent clients are bounded by a semaphore owned by the
- * caller: past the bound the accept task waits and the kernel queues clients.
+ * and closes.
+ *
+ * Idle clients never keep a new one out (a liveness probe must be answered
+ * whoever holds connections open): the clients of a server are kept in a
+ * pool, in accept order. Past max_clients, each new client closes the
+ * oldest one that is not building an answer (still sending its request,
+ * or done with it: being written to or lingering); past per_peer clients
+ * from one address, that address's oldest such client goes. Only when
+ * twice max_clients are all building answers does accepting wait (the
+ * kernel queues the new clients meanwhile).
  */
 #ifndef FERRY_REQSERVER_H
 #define FERRY_REQSERVER_H
@@ -15,11 +23,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "asynccore/deadline.h"
 #include "asynccore/reactor.h"
 #include "asynccore/runtime.h"
-#include "asynccore/sync.h"
+#include "asynccore/waker.h"
 #include "buf.h"
 
 struct ferry_rs_client;
@@ -42,11 +51,30 @@ struct ferry_rs_ops {
     void (*client_drop)(struct ferry_rs_client *c);
 };
 
+/* The clients of one server (all on its worker: no lock). Owned by the
+ * caller; must outlive the runtime's tasks. */
+struct ferry_rs_pool {
+    unsigned max_clients; /* past it, a new client closes the oldest idle one */
+    unsigned per_peer;    /* clients one peer address may hold (0: no cap) */
+    unsigned n;           /* clients held now (not closed) */
+    struct ferry_rs_client *oldest, *newest;
+    struct ac_waker accept_waker; /* the accept task, waiting for room */
+};
+
+void ferry_rs_pool_init(struct ferry_rs_pool *p, unsigned max_clients, unsigned per_peer);
+/* After the runtime was freed. */
+void ferry_rs_pool_destroy(struct ferry_rs_pool *p);
+
 struct ferry_rs_client {
     struct ac_future base;
     const struct ferry_rs_ops *ops;
-    void *arg;                /* the server's arg */
-    struct ac_semaphore *sem; /* one permit held, released on drop */
+    void *arg;                 /* the server's arg */
+    struct ferry_rs_pool *pool;
+    struct ferry_rs_client *older, *newer; /* in the pool, while held */
+    bool held;                 /* in the pool (not closed to make room) */
+    bool evicted;              /* closed to make room for a newer client */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
     int fd;
     struct ac_io io;
     bool registered;
@@ -63,9 +91,9 @@ struct ferry_rs_client {
 
 /* Spawns the accept task on w for the listening socket fd (non-blocking).
  * The task takes fd in every case (closed when the task is dropped). arg is
- * passed to ops->client_new; ops, arg and sem must outlive the runtime's
+ * passed to ops->client_new; ops, arg and pool must outlive the runtime's
  * tasks. Returns 0 or -errno. */
 int ferry_rs_spawn(struct ac_worker *w, int fd, const struct ferry_rs_ops *ops, void *arg,
-                   struct ac_semaphore *sem);
+                   struct ferry_rs_pool *pool);
 
 #endif

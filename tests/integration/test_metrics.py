@@ -154,6 +154,47 @@ server down1 127.0.0.1:{free_port()}
     s.close()
 
 
+def thread_cpu_ticks(pid, tid):
+    """utime + stime of one thread (clock ticks), from /proc."""
+    with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def process_cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_metrics_rendered_off_the_worker():
+    """With one worker (the main thread, which carries all traffic), a
+    burst of scrapes of a large exposition (600 servers) costs that worker
+    little: the rendering runs on another thread. Measured in CPU ticks per
+    thread (/proc), not in time."""
+    b = start_backend("echo")
+    port, mport = free_port(), free_port()
+    many = "".join(f"server s{i} 127.3.{i // 250}.{i % 250 + 1}:{b.port}\n" for i in range(600))
+    f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port} weight=256\n" + many,
+                               global_lines=f"workers = 1\nmetrics = 127.0.0.1:{mport}"))
+    pid = f.proc.pid
+    r, body = get(mport, "/metrics")
+    assert r.status == 200 and body.count("\n") > 15000, body.count("\n")
+    w0, total = thread_cpu_ticks(pid, pid), process_cpu_ticks(pid)
+    for i in range(30):
+        r, body = get(mport, "/metrics") if i % 2 else (None, f.ctl("metrics"))
+        assert r is None or r.status == 200
+        assert 'ferry_server_up{backend="app",server="s599"}' in body
+    w0 = thread_cpu_ticks(pid, pid) - w0
+    total = process_cpu_ticks(pid) - total
+    assert total >= 20, f"the scrapes cost only {total} ticks: too little to judge"
+    assert w0 * 4 < total, f"worker 0 spent {w0} of {total} ticks on the scrapes"
+    s = connect(port)
+    s.sendall(b"after")
+    assert recv_exact(s, 5) == b"after"
+    s.close()
+
+
 def test_parser_is_strict():
     good = "# HELP a_total x\n# TYPE a_total counter\na_total{l=\"v\"} 1\n"
     parse_exposition(good)

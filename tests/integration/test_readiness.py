@@ -16,8 +16,8 @@ from ferrytest import (connect, free_port, recv_exact, runner, start_backend, st
                        wait_for, web_config)
 
 
-def get(port, path, method="GET"):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def get(port, path, method="GET", timeout=10):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     c.request(method, path)
     r = c.getresponse()
     body = r.read().decode()
@@ -93,6 +93,69 @@ def test_ready_and_live():
     f.proc.wait(15)
     assert f.proc.returncode == 0, f.proc.returncode
     assert time.monotonic() - t0 < 15
+
+
+def open_idle(n, port=None, path=None, say=b""):
+    """n connections that send `say` (perhaps nothing) and then sit idle."""
+    out = []
+    for _ in range(n):
+        if path:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(path)
+        else:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if say:
+            s.sendall(say)
+        out.append(s)
+    return out
+
+
+def test_probes_answered_under_idle_abuse():
+    """Idle connections to the metrics port (silent ones, half-sent heads,
+    scrapes that never read their answer) cannot starve the probes: with
+    more than 64 of them held open, and fresh ones opened before every
+    probe, /live and /ready are each answered in under a second."""
+    b = start_backend("echo")
+    port, mport = free_port(), free_port()
+    f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}",
+                               global_lines=f"metrics = 127.0.0.1:{mport}"))
+    held = []
+    try:
+        held += open_idle(8, mport, say=b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        for i in range(6):
+            held += open_idle(48, mport)
+            held += open_idle(24, mport, say=b"GET /live HTTP/1.1\r\n")
+            for path, body in (("/live", "live\n"), ("/ready", "ready\n")):
+                t0 = time.monotonic()
+                got = get(mport, path, timeout=5)
+                took = time.monotonic() - t0
+                assert got == (200, body), (i, path, got)
+                assert took < 1.0, f"probe {i} {path} took {took:.2f}s"
+            time.sleep(0.3)
+    finally:
+        for s in held:
+            s.close()
+    assert get(mport, "/metrics")[0] == 200
+
+
+def test_control_socket_not_blocked_by_idle_clients():
+    """More idle clients than the control socket's slots do not make
+    `ferryctl reload` (or `show info`) wait for them."""
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(web_config(port, f"server app1 127.0.0.1:{b.port}"))
+    held = []
+    try:
+        held += open_idle(150, path=f.sock_path)
+        held += open_idle(20, path=f.sock_path, say=b"show in")
+        t0 = time.monotonic()
+        assert f.ctl("reload").startswith("ok"), "reload"
+        assert "pid:" in f.ctl("info")
+        took = time.monotonic() - t0
+        assert took < 3.0, f"reload and info took {took:.2f}s behind idle clients"
+    finally:
+        for s in held:
+            s.close()
 
 
 def _shutdown_delay_keeps_serving_then_stops_accepting(reuseport):

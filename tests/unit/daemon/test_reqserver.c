@@ -7,6 +7,7 @@
  * its permit returned. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -32,7 +33,7 @@ enum { READ_MS = 300, WRITE_MS = 300, SLOW_MS = 600, BIG = 16 << 20, MAX_CLIENTS
 struct server {
     struct ac_runtime *rt;
     pthread_t thread;
-    struct ac_semaphore sem;
+    struct ferry_rs_pool pool;
     uint16_t port;
     atomic_uint dropped; /* clients dropped so far */
 };
@@ -103,7 +104,20 @@ static void *run_rt(void *arg)
     return NULL;
 }
 
-static int setup(void **state)
+/* Idle clients give way (reqserver.h): a server whose read timeout (60 s)
+ * is far beyond the tests' 10 s receive bound, so an answer or an EOF seen
+ * there came from making room, not from a timeout. */
+static const struct ferry_rs_ops patient_ops = {
+    .max_request = 64,
+    .read_timeout_ms = 60000,
+    .write_timeout_ms = WRITE_MS,
+    .complete = complete,
+    .client_new = client_new,
+    .respond = respond,
+    .client_drop = client_drop,
+};
+
+static int start(void **state, const struct ferry_rs_ops *o, unsigned per_peer)
 {
     signal(SIGPIPE, SIG_IGN);
     struct server *s = calloc(1, sizeof(*s));
@@ -111,18 +125,22 @@ static int setup(void **state)
     struct ac_runtime_opts opts = {.workers = 1};
     s->rt = ac_runtime_new(&opts);
     assert_non_null(s->rt);
-    assert_int_equal(ac_semaphore_init(&s->sem, MAX_CLIENTS), 0);
+    ferry_rs_pool_init(&s->pool, MAX_CLIENTS, per_peer);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = ac_listen_socket((struct sockaddr *)&sa, sizeof(sa), 16, 0);
     assert_true(fd >= 0);
     socklen_t len = sizeof(sa);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
     s->port = ntohs(sa.sin_port);
-    assert_int_equal(ferry_rs_spawn(ac_runtime_worker(s->rt, 0), fd, &ops, s, &s->sem), 0);
+    assert_int_equal(ferry_rs_spawn(ac_runtime_worker(s->rt, 0), fd, o, s, &s->pool), 0);
     assert_int_equal(pthread_create(&s->thread, NULL, run_rt, s), 0);
     *state = s;
     return 0;
 }
+
+static int setup(void **state) { return start(state, &ops, 0); }
+static int setup_patient(void **state) { return start(state, &patient_ops, 0); }
+static int setup_per_peer(void **state) { return start(state, &patient_ops, 3); }
 
 static int teardown(void **state)
 {
@@ -130,7 +148,8 @@ static int teardown(void **state)
     ac_runtime_stop(s->rt);
     pthread_join(s->thread, NULL);
     ac_runtime_free(s->rt); /* drops the accept task and what clients remain */
-    ac_semaphore_destroy(&s->sem);
+    assert_int_equal(s->pool.n, 0);
+    ferry_rs_pool_destroy(&s->pool);
     free(s);
     return 0;
 }
@@ -234,6 +253,60 @@ static void test_linger_ends(void **state)
     close(fd);
 }
 
+/* True when fd was closed by the server (EOF or reset) without an answer,
+ * within the 10 s receive bound. */
+static bool closed_silently(int fd)
+{
+    return drain(fd, NULL, 0) == 0;
+}
+
+/* Twice MAX_CLIENTS silent clients, and then one that asks: it is answered
+ * (the read timeout is 60 s), because each client past MAX_CLIENTS closed
+ * the oldest idle one: the first MAX_CLIENTS silent ones are closed without
+ * an answer, the newer ones are still held. */
+static void test_idle_clients_give_way(void **state)
+{
+    struct server *s = *state;
+    int idle[2 * MAX_CLIENTS];
+    for (int i = 0; i < 2 * MAX_CLIENTS; i++)
+        idle[i] = connect_to(s, 0);
+    int fd = connect_to(s, 0);
+    assert_int_equal(send(fd, "small\n", 6, MSG_NOSIGNAL), 6);
+    char got[16] = {0};
+    assert_int_equal(drain(fd, got, sizeof(got) - 1), 6);
+    assert_string_equal(got, "hello\n");
+    close(fd);
+    for (int i = 0; i < MAX_CLIENTS + 1; i++)
+        assert_true(closed_silently(idle[i]));
+    /* The newest are held: they still get their answer. */
+    for (int i = 2 * MAX_CLIENTS - 2; i < 2 * MAX_CLIENTS; i++) {
+        assert_int_equal(send(idle[i], "small\n", 6, MSG_NOSIGNAL), 6);
+        memset(got, 0, sizeof(got));
+        assert_int_equal(drain(idle[i], got, sizeof(got) - 1), 6);
+    }
+    for (int i = 0; i < 2 * MAX_CLIENTS; i++)
+        close(idle[i]);
+}
+
+/* With per_peer = 3, a fourth client from 127.0.0.1 closes that address's
+ * oldest idle client. */
+static void test_per_peer_cap(void **state)
+{
+    struct server *s = *state;
+    int fds[5];
+    for (int i = 0; i < 5; i++)
+        fds[i] = connect_to(s, 0);
+    int fd = connect_to(s, 0);
+    assert_int_equal(send(fd, "small\n", 6, MSG_NOSIGNAL), 6);
+    char got[16] = {0};
+    assert_int_equal(drain(fd, got, sizeof(got) - 1), 6);
+    close(fd);
+    for (int i = 0; i < 3; i++) /* 5 + 1 clients, 3 kept: the oldest 3 went */
+        assert_true(closed_silently(fds[i]));
+    for (int i = 0; i < 5; i++)
+        close(fds[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,5 +315,10 @@ int main(void)
         cmocka_unit_test(test_non_reader_dropped_at_write_timeout),
         cmocka_unit_test(test_linger_ends),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest room[] = {
+        cmocka_unit_test_setup_teardown(test_idle_clients_give_way, setup_patient, teardown),
+        cmocka_unit_test_setup_teardown(test_per_peer_cap, setup_per_peer, teardown),
+    };
+    int failed = cmocka_run_group_tests(tests, setup, teardown);
+    return failed + cmocka_run_group_tests(room, NULL, NULL);
 }
