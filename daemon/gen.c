@@ -38,6 +38,11 @@ static void gen_free(struct ferry_gen *g)
             SSL_CTX_free(g->backends[i].tls_ctx);
         if (g->backends[i].health_tls_ctx)
             SSL_CTX_free(g->backends[i].health_tls_ctx);
+        /* Each slot's reference: the stats of names no newer generation
+         * uses (departed, deleted, gone from the file) are freed here. */
+        size_t n = g->backends[i].servers ? atomic_load(&g->backends[i].nservers) : 0;
+        for (size_t j = 0; j < n; j++)
+            ferry_registry_server_release(&g->d->stats, g->backends[i].servers[j].stats);
         free(g->backends[i].servers);
     }
     if (g->lb) {

@@ -160,10 +160,13 @@ struct ferry_server_stats *ferry_registry_server(struct ferry_registry *r, const
 {
     pthread_mutex_lock(&r->lock);
     struct ferry_server_stats *s = r->servers;
-    while (s && (strcmp(s->backend, backend) != 0 || strcmp(s->name, name) != 0))
+    while (s && (s->forgotten || strcmp(s->backend, backend) != 0 || strcmp(s->name, name) != 0))
         s = s->next;
     void *w;
+    if (s)
+        s->refs++;
     if (!s && (s = node_new(sizeof(*s), sizeof(*s->w), r->nworkers, &w)) != NULL) {
+        s->refs = 1;
         s->w = w;
         snprintf(s->backend, sizeof(s->backend), "%s", backend);
         snprintf(s->name, sizeof(s->name), "%s", name);
@@ -180,6 +183,33 @@ struct ferry_server_stats *ferry_registry_server(struct ferry_registry *r, const
     }
     pthread_mutex_unlock(&r->lock);
     return s;
+}
+
+void ferry_registry_server_release(struct ferry_registry *r, struct ferry_server_stats *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&r->lock);
+    bool last = --s->refs == 0;
+    if (last) {
+        struct ferry_server_stats **pp = &r->servers;
+        while (*pp && *pp != s)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = s->next;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (last) {
+        free(s->w);
+        free(s);
+    }
+}
+
+void ferry_registry_server_forget(struct ferry_registry *r, struct ferry_server_stats *s)
+{
+    pthread_mutex_lock(&r->lock);
+    s->forgotten = true;
+    pthread_mutex_unlock(&r->lock);
 }
 
 void ferry_listener_stats_sum(const struct ferry_registry *r,

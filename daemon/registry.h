@@ -185,6 +185,8 @@ struct ferry_server_stats {
      * instructions per server. */
     _Atomic uint64_t active;
     _Atomic uint64_t serving_since_ms; /* start of slow_start's ramp; 0: none */
+    unsigned refs;             /* server slots of generations using it (under the lock) */
+    bool forgotten;            /* deleted: its name no longer finds it (under the lock) */
 };
 
 struct ferry_registry {
@@ -201,8 +203,19 @@ void ferry_registry_destroy(struct ferry_registry *r);
 /* Find or create (NULL on allocation failure). */
 struct ferry_listener_stats *ferry_registry_listener(struct ferry_registry *r, const char *name);
 struct ferry_backend_stats *ferry_registry_backend(struct ferry_registry *r, const char *name);
+/* A server's stats are counted: each server slot of a generation that
+ * names them holds a reference (taken here, found or created), and gives
+ * it back with ferry_registry_server_release when the generation is freed
+ * or the slot goes to another name. The last one frees them, so the names
+ * of departed and deleted servers do not pile up; a name still in use
+ * keeps its counters across reloads (the new generation takes its
+ * reference before the old one lets go). */
 struct ferry_server_stats *ferry_registry_server(struct ferry_registry *r, const char *backend,
                                               const char *name);
+void ferry_registry_server_release(struct ferry_registry *r, struct ferry_server_stats *s);
+/* `del server`: the name no longer finds these stats (a server added again
+ * under it starts afresh); they are freed with their last reference. */
+void ferry_registry_server_forget(struct ferry_registry *r, struct ferry_server_stats *s);
 
 /* The listener's client table, created with `capacity` slots if it has none
  * yet; NULL on allocation failure. */

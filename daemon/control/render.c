@@ -726,6 +726,8 @@ static void metrics_server_more(struct ferry_daemon *d, const struct ferry_gen *
                 "The weight balancing uses (set at runtime, else configured).");
     for (size_t i = 0; i < nb; i++)
         for (size_t j = 0; j < g->backends[i].nservers; j++) {
+            if (!ferry_server_listed(&g->backends[i].servers[j]))
+                continue; /* departed or deleted: its series leave */
             server_labels(out, "ferry_server_weight", &g->backends[i], &g->backends[i].servers[j]);
             ferry_buf_printf(out, "%u\n", server_weight(&g->backends[i].servers[j]));
         }
@@ -735,6 +737,8 @@ static void metrics_server_more(struct ferry_daemon *d, const struct ferry_gen *
     for (size_t i = 0; i < nb; i++)
         for (size_t j = 0; j < g->backends[i].nservers; j++) {
             const struct ferry_server_rt *s = &g->backends[i].servers[j];
+            if (!ferry_server_listed(s))
+                continue;
             const char *now = s->stats ? ferry_server_state_name(s->stats) : "up";
             for (size_t k = 0; k < NELEM(states); k++) {
                 ferry_buf_puts(out, "ferry_server_state{");
@@ -751,6 +755,8 @@ static void metrics_server_more(struct ferry_daemon *d, const struct ferry_gen *
     for (size_t i = 0; i < nb; i++)
         for (size_t j = 0; j < g->backends[i].nservers; j++) {
             const struct ferry_server_rt *s = &g->backends[i].servers[j];
+            if (!ferry_server_listed(s))
+                continue;
             struct ferry_server_totals t = {0};
             if (s->stats)
                 ferry_server_stats_sum(&d->stats, s->stats, &t);

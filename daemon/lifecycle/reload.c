@@ -124,8 +124,12 @@ static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *g)
 
 static void reset_weights(struct ferry_daemon *d)
 {
+    /* Under the registry's lock: a generation freed on a worker unlinks
+     * the stats it held last. */
+    pthread_mutex_lock(&d->stats.lock);
     for (struct ferry_server_stats *s = d->stats.servers; s; s = s->next)
         atomic_store(&s->weight, -1);
+    pthread_mutex_unlock(&d->stats.lock);
 }
 
 static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)

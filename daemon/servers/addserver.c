@@ -147,6 +147,9 @@ static int del_from(struct ferry_gen *g, size_t bidx, const char *name, char *er
         return -EBUSY;
     }
     atomic_store_explicit(&s->unlisted, true, memory_order_release);
+    /* A server added again under this name starts afresh; these stats go
+     * with the generation (nothing runs on them any more). */
+    ferry_registry_server_forget(&g->d->stats, s->stats);
     struct ferry_view_server v;
     memset(&v, 0, sizeof(v)); /* no address: never picked */
     ferry_view_publish(g, bidx, (size_t)j, &v, true);

@@ -83,7 +83,11 @@ bool ferry_server_fill(struct ferry_gen *g, size_t bidx, size_t sidx, const char
     c->max_connections = max_connections;
     c->line = line;
     s->cfg = c;
+    /* A reused slot (its departed server has no connection left) gives
+     * back the old name's stats: freed unless another generation holds it. */
+    struct ferry_server_stats *old = s->stats;
     s->stats = st;
+    ferry_registry_server_release(&g->d->stats, old);
     s->key = ferry_lb_server_key(name);
     snprintf(s->addr_text, sizeof(s->addr_text), "%s", c->addr.text);
     memcpy(&s->addr, sa, sa_len);

@@ -44,6 +44,36 @@ def test_add_serves_at_once_and_reload_forgets_it():
     assert [who(port) for _ in range(4)] == [b"aa"] * 4
 
 
+def series_of(f, server):
+    """The /metrics lines (show metrics) that name server `server`."""
+    return [l for l in f.ctl("metrics").splitlines() if f'server="{server}"' in l]
+
+
+def test_deleted_servers_leave_the_metrics():
+    """Every series of a deleted server leaves the exposition (up, counters,
+    weight, state, connect histogram), also after added and deleted names
+    churn across reloads; the servers that stay keep theirs."""
+    a = start_backend("label", label=b"aa")
+    port = free_port()
+    f = start_ferry(web_config(port, f"server a 127.0.0.1:{a.port}\n",
+                               global_lines="workers = 2"))
+    for rnd in range(3):
+        for i in range(10):
+            name = f"x{rnd}-{i}"
+            assert f.ctl("add", "app", name, f"127.0.0.1:{a.port}").strip() == "ok"
+            assert series_of(f, name), name
+            who(port)
+            assert f.ctl("disable", f"app/{name}").strip() == "ok"
+            assert f.ctl("del", f"app/{name}").strip() == "ok"
+            assert series_of(f, name) == [], (name, series_of(f, name))
+        f.signal(signal.SIGHUP)
+        wait_for(lambda: f.ctl("info", json_out=True)["reloads"] == rnd + 1, what="reload")
+    text = f.ctl("metrics")
+    assert 'server="x' not in text, [l for l in text.splitlines() if 'server="x' in l][:5]
+    assert 'ferry_server_up{backend="app",server="a"} 1' in text, text
+    assert len(series_of(f, "a")) > 10
+
+
 def test_del_only_when_disabled_and_idle():
     a = start_backend("label", label=b"aa")
     b = start_backend("label", label=b"bb")

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include "registry.h"
@@ -163,6 +164,51 @@ static void test_concurrent_writers(void **state)
     ferry_registry_destroy(&r);
 }
 
+static size_t count_servers(const struct ferry_registry *r)
+{
+    size_t n = 0;
+    for (const struct ferry_server_stats *s = r->servers; s; s = s->next)
+        n++;
+    return n;
+}
+
+/* Server stats live while a generation's slot names them: the last
+ * reference frees them (departed and deleted names do not pile up); a
+ * forgotten (deleted) name finds fresh stats. */
+static void test_server_stats_freed_with_last_reference(void **state)
+{
+    (void)state;
+    struct ferry_registry r;
+    assert_int_equal(ferry_registry_init(&r, 2), 0);
+    for (int round = 0; round < 100; round++) {
+        char name[32];
+        snprintf(name, sizeof(name), "10.0.%d.%d:80", round / 250, round % 250);
+        struct ferry_server_stats *a = ferry_registry_server(&r, "app", name);
+        struct ferry_server_stats *b = ferry_registry_server(&r, "app", name); /* a reload */
+        assert_ptr_equal(a, b);
+        ferry_ctr_add(&a->w[1].total, 5);
+        ferry_registry_server_release(&r, a); /* the old generation goes */
+        struct ferry_server_totals t;
+        ferry_server_stats_sum(&r, b, &t);
+        assert_int_equal(t.total, 5); /* counters kept while a slot names it */
+        assert_int_equal(count_servers(&r), 1);
+        ferry_registry_server_release(&r, b); /* departed, its slot reused */
+        assert_int_equal(count_servers(&r), 0);
+    }
+    struct ferry_server_stats *x = ferry_registry_server(&r, "app", "x");
+    ferry_ctr_add(&x->w[0].total, 3);
+    ferry_registry_server_forget(&r, x); /* del server */
+    struct ferry_server_stats *x2 = ferry_registry_server(&r, "app", "x"); /* added again */
+    assert_ptr_not_equal(x, x2);
+    struct ferry_server_totals t;
+    ferry_server_stats_sum(&r, x2, &t);
+    assert_int_equal(t.total, 0);
+    assert_int_equal(count_servers(&r), 2);
+    ferry_registry_server_release(&r, x);
+    assert_int_equal(count_servers(&r), 1);
+    ferry_registry_destroy(&r);
+}
+
 static void test_server_state_name(void **state)
 {
     (void)state;
@@ -190,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_sums_across_workers),
         cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_server_state_name),
+        cmocka_unit_test(test_server_stats_freed_with_last_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
