@@ -31,11 +31,15 @@ struct dns_sock {
     struct ac_io io;
 };
 
+/* "IP:PORT,IP:PORT" of `resolvers` ("": /etc/resolv.conf). */
+#define DNS_SERVERS_MAX (FERRY_RESOLVERS_MAX * 66)
+
 struct ferry_dns {
     struct ac_future base;
     struct ac_worker *w;
     ares_channel ch;
     bool channel_live;
+    char servers[DNS_SERVERS_MAX]; /* the channel's, as configured */
     struct dns_sock *socks;
     struct ac_sleep timer;
     struct ac_waker waker;   /* the driver's, to kick it */
@@ -197,17 +201,56 @@ static void dns_dealloc(struct ac_future *f)
 
 static const struct ac_future_vtable dns_vt = {dns_poll, dns_drop};
 
+static void servers_csv(const struct ferry_global *gl, char *csv, size_t cap)
+{
+    size_t off = 0;
+    csv[0] = '\0';
+    for (size_t i = 0; i < gl->nresolvers && off < cap; i++)
+        off += (size_t)snprintf(csv + off, cap - off, "%s%s", i ? "," : "", gl->resolvers[i]);
+}
+
+/* A channel asking `csv` ("": the servers of /etc/resolv.conf, read now). */
+static int channel_new(struct ferry_dns *dns, const char *csv, ares_channel *out)
+{
+    struct ares_options o = {0};
+    o.sock_state_cb = sock_state;
+    o.sock_state_cb_data = dns;
+    o.timeout = 1000; /* ms per try (ARES_OPT_TIMEOUTMS) */
+    o.tries = 2;
+    /* An answer too large for UDP is retried over TCP (c-ares caps a reply at
+     * 64 KiB); no EDNS, so a UDP reply is at most 512 bytes. */
+    int rc = ares_init_options(out, &o,
+                               ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+    if (rc != ARES_SUCCESS)
+        return rc;
+    if (csv[0] && ares_set_servers_ports_csv(*out, csv) != ARES_SUCCESS) {
+        ares_destroy(*out);
+        return ARES_EBADSTR;
+    }
+    return ARES_SUCCESS;
+}
+
+/* New resolvers get a new channel: c-ares refuses to change the servers of
+ * a channel with queries in flight, so changing them in place could keep
+ * the old ones. The old channel's queries are cancelled (their callbacks
+ * see ARES_ECANCELLED, a failed lookup) and it is destroyed, closing its
+ * sockets; every lookup from now on asks the new servers. */
 int ferry_dns_configure(struct ferry_dns *dns, const struct ferry_global *gl)
 {
-    if (gl->nresolvers == 0)
-        return 0; /* /etc/resolv.conf, read when the channel was made */
-    char csv[FERRY_RESOLVERS_MAX * 66];
-    size_t off = 0;
-    for (size_t i = 0; i < gl->nresolvers; i++)
-        off += (size_t)snprintf(csv + off, sizeof(csv) - off, "%s%s", i ? "," : "",
-                                gl->resolvers[i]);
-    int rc = ares_set_servers_ports_csv(dns->ch, csv);
-    return rc == ARES_SUCCESS ? 0 : -EINVAL;
+    char csv[DNS_SERVERS_MAX];
+    servers_csv(gl, csv, sizeof(csv));
+    if (strcmp(csv, dns->servers) == 0)
+        return 0;
+    ares_channel ch;
+    if (channel_new(dns, csv, &ch) != ARES_SUCCESS)
+        return -EINVAL;
+    ares_channel old = dns->ch;
+    dns->ch = ch;
+    snprintf(dns->servers, sizeof(dns->servers), "%s", csv);
+    ares_cancel(old);
+    ares_destroy(old);
+    ferry_dns_kick(dns);
+    return 0;
 }
 
 struct ferry_dns *ferry_dns_start(struct ac_worker *w, const struct ferry_global *gl, int *err)
@@ -220,27 +263,14 @@ struct ferry_dns *ferry_dns_start(struct ac_worker *w, const struct ferry_global
     dns->base.vt = &dns_vt;
     dns->w = w;
     ac_sleep_init_deadline(&dns->timer, UINT64_MAX);
-    struct ares_options o = {0};
-    o.sock_state_cb = sock_state;
-    o.sock_state_cb_data = dns;
-    o.timeout = 1000; /* ms per try (ARES_OPT_TIMEOUTMS) */
-    o.tries = 2;
-    /* An answer too large for UDP is retried over TCP (c-ares caps a reply at
-     * 64 KiB); no EDNS, so a UDP reply is at most 512 bytes. */
-    int rc = ares_init_options(&dns->ch, &o,
-                               ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+    servers_csv(gl, dns->servers, sizeof(dns->servers));
+    int rc = channel_new(dns, dns->servers, &dns->ch);
     if (rc != ARES_SUCCESS) {
         free(dns);
-        *err = rc;
+        *err = rc == ARES_EBADSTR ? -EINVAL : rc;
         return NULL;
     }
     dns->channel_live = true;
-    if (ferry_dns_configure(dns, gl) != 0) {
-        ares_destroy(dns->ch);
-        free(dns);
-        *err = -EINVAL;
-        return NULL;
-    }
     rc = ac_spawn(w, &dns->base, dns_dealloc);
     if (rc < 0) {
         *err = rc; /* the task dropped and freed it */
@@ -328,7 +358,38 @@ uint32_t ferry_dns_reply_min_ttl(const unsigned char *abuf, int alen)
     return min;
 }
 
-/* Collects addresses of an ares_addrinfo into rec[*n] (distinct only). */
+/* The order records are kept and cut in: family, address, port. */
+static int rec_cmp(const struct ferry_dns_record *a, const struct ferry_dns_record *b)
+{
+    int fa = a->sa.ss_family, fb = b->sa.ss_family;
+    if (fa != fb)
+        return fa < fb ? -1 : 1;
+    int c = fa == AF_INET
+                ? memcmp(&((const struct sockaddr_in *)&a->sa)->sin_addr,
+                         &((const struct sockaddr_in *)&b->sa)->sin_addr, 4)
+                : memcmp(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr,
+                         &((const struct sockaddr_in6 *)&b->sa)->sin6_addr, 16);
+    if (c != 0)
+        return c;
+    return a->port < b->port ? -1 : a->port > b->port;
+}
+
+static int rec_qsort_cmp(const void *a, const void *b) { return rec_cmp(a, b); }
+
+/* Index of the greatest of rec[0..n) (n > 0). */
+static size_t rec_max(const struct ferry_dns_record *rec, size_t n)
+{
+    size_t m = 0;
+    for (size_t i = 1; i < n; i++)
+        if (rec_cmp(&rec[i], &rec[m]) > 0)
+            m = i;
+    return m;
+}
+
+/* Collects addresses of an ares_addrinfo into rec[*n] (distinct only).
+ * Past FERRY_DNS_MAX_ANSWERS the lowest addresses are kept (a record that
+ * sorts below the greatest kept one takes its place), so which ones stay
+ * does not depend on the order the server sent them in. */
 static void collect_addrs(const struct ares_addrinfo *ai, struct ferry_dns_record *rec,
                           size_t *n, size_t *dropped, uint32_t *ttl, const char *target,
                           uint16_t prio, uint16_t weight)
@@ -342,23 +403,36 @@ static void collect_addrs(const struct ares_addrinfo *ai, struct ferry_dns_recor
             dup = rec[i].sa_len == nd->ai_addrlen && memcmp(&rec[i].sa, nd->ai_addr, nd->ai_addrlen) == 0;
         if (dup)
             continue;
+        struct ferry_dns_record r;
+        memset(&r, 0, sizeof(r));
+        memcpy(&r.sa, nd->ai_addr, nd->ai_addrlen);
+        r.sa_len = nd->ai_addrlen;
+        r.port = ntohs(nd->ai_family == AF_INET ? ((struct sockaddr_in *)nd->ai_addr)->sin_port
+                                                : ((struct sockaddr_in6 *)nd->ai_addr)->sin6_port);
+        r.priority = prio;
+        r.weight = weight;
+        snprintf(r.target, sizeof(r.target), "%s", target ? target : "");
+        size_t at = *n;
         if (*n == FERRY_DNS_MAX_ANSWERS) {
             (*dropped)++;
-            continue;
+            at = rec_max(rec, *n);
+            if (rec_cmp(&r, &rec[at]) >= 0)
+                continue;
+        } else {
+            (*n)++;
         }
-        struct ferry_dns_record *r = &rec[(*n)++];
-        memset(r, 0, sizeof(*r));
-        memcpy(&r->sa, nd->ai_addr, nd->ai_addrlen);
-        r->sa_len = nd->ai_addrlen;
-        r->port = ntohs(nd->ai_family == AF_INET ? ((struct sockaddr_in *)nd->ai_addr)->sin_port
-                                                 : ((struct sockaddr_in6 *)nd->ai_addr)->sin6_port);
-        r->priority = prio;
-        r->weight = weight;
-        snprintf(r->target, sizeof(r->target), "%s", target ? target : "");
+        rec[at] = r;
         uint32_t t = nd->ai_ttl > 0 ? (uint32_t)nd->ai_ttl : 0;
         if (t < *ttl)
             *ttl = t;
     }
+}
+
+/* The kept records in address order: the answer reads the same whatever
+ * order the server sent it in. */
+static void sort_records(struct ferry_dns_record *rec, size_t n)
+{
+    qsort(rec, n, sizeof(*rec), rec_qsort_cmp);
 }
 
 /* A host lookup. */
@@ -381,6 +455,7 @@ static void host_done(void *arg, int status, int timeouts, struct ares_addrinfo 
         a.status = ARES_SUCCESS; /* the name has no address: an empty set */
     a.err = a.status ? ares_strerror(a.status) : NULL;
     a.rec = rec;
+    sort_records(rec, a.n);
     if (ai)
         ares_freeaddrinfo(ai);
     q->cb(q->arg, &a);
@@ -429,6 +504,7 @@ static void srv_finish(struct srv_req *q)
         q->a.status = q->failed; /* nothing resolved because lookups failed */
     q->a.err = q->a.status ? ares_strerror(q->a.status) : NULL;
     q->a.rec = q->rec;
+    sort_records(q->rec, q->a.n);
     q->cb(q->arg, &q->a);
     free(q->rec);
     free(q);
@@ -453,6 +529,44 @@ static void srv_target_done(void *arg, int status, int timeouts, struct ares_add
         srv_finish(q);
 }
 
+static int srv_cmp(const void *pa, const void *pb)
+{
+    const struct ares_srv_reply *a = *(const struct ares_srv_reply *const *)pa;
+    const struct ares_srv_reply *b = *(const struct ares_srv_reply *const *)pb;
+    if (a->priority != b->priority)
+        return a->priority < b->priority ? -1 : 1;
+    int c = strcmp(a->host, b->host);
+    if (c != 0)
+        return c;
+    if (a->port != b->port)
+        return a->port < b->port ? -1 : 1;
+    return a->weight < b->weight ? -1 : a->weight > b->weight;
+}
+
+/* The records of an SRV reply, at most FERRY_DNS_MAX_ANSWERS of them:
+ * sorted by priority, target and port, so an answer too large is cut the
+ * same way whatever its order (the rest counted in *dropped). Returns the
+ * count; *out is malloc'd (NULL when there is none or memory ran out). */
+static size_t srv_sorted(struct ares_srv_reply *srv, struct ares_srv_reply ***out,
+                         size_t *dropped)
+{
+    size_t n = 0;
+    for (struct ares_srv_reply *r = srv; r; r = r->next)
+        n++;
+    *out = n ? malloc(n * sizeof(**out)) : NULL;
+    if (!*out)
+        return 0;
+    n = 0;
+    for (struct ares_srv_reply *r = srv; r; r = r->next)
+        (*out)[n++] = r;
+    qsort(*out, n, sizeof(**out), srv_cmp);
+    if (n > FERRY_DNS_MAX_ANSWERS) {
+        *dropped += n - FERRY_DNS_MAX_ANSWERS;
+        n = FERRY_DNS_MAX_ANSWERS;
+    }
+    return n;
+}
+
 /* SRV targets: ports differ per record, so the addresses get the record's
  * port (set after resolution: getaddrinfo is asked with the port). */
 static void srv_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -473,12 +587,12 @@ static void srv_done(void *arg, int status, int timeouts, unsigned char *abuf, i
             q->a.ttl_s = ttl;
     }
     q->pending = 1; /* held while the targets are started */
-    size_t started = 0;
-    for (struct ares_srv_reply *r = srv; r && q->a.status == ARES_SUCCESS; r = r->next) {
-        if (started == FERRY_DNS_MAX_ANSWERS) {
-            q->a.dropped++;
-            continue;
-        }
+    struct ares_srv_reply **recs = NULL;
+    size_t nrecs = status == ARES_SUCCESS ? srv_sorted(srv, &recs, &q->a.dropped) : 0;
+    if (srv && !recs && q->a.status == ARES_SUCCESS)
+        q->failed = ARES_ENOMEM;
+    for (size_t i = 0; i < nrecs; i++) {
+        const struct ares_srv_reply *r = recs[i];
         struct srv_target *t = calloc(1, sizeof(*t));
         if (!t) {
             q->failed = ARES_ENOMEM;
@@ -495,9 +609,9 @@ static void srv_done(void *arg, int status, int timeouts, unsigned char *abuf, i
                                         .ai_flags = ARES_AI_NUMERICSERV | ARES_AI_NOSORT,
                                         .ai_socktype = SOCK_STREAM};
         q->pending++;
-        started++;
         ares_getaddrinfo(q->dns->ch, t->name, svc, &h, srv_target_done, t);
     }
+    free(recs);
     if (srv)
         ares_free_data(srv);
     if (--q->pending == 0)

@@ -39,6 +39,7 @@ struct watch {
     struct ferry_discovered *ds;  /* W_DISCOVER: the backend's discovered servers */
     uint64_t due_ms;
     unsigned backoff_ms;
+    size_t dropped;             /* records the last answer had past the bound */
     bool inflight, dead, answered, failing;
 };
 
@@ -138,9 +139,25 @@ static void failed(struct watch *w, const char *why, uint64_t now)
 }
 
 /* A good answer: next lookup when its TTL ends (clamped, spread). */
+/* An answer over FERRY_DNS_MAX_ANSWERS records keeps the lowest addresses
+ * (dns.h); how many were left out is said once, and again when it changes. */
+static void note_dropped(struct watch *w, const struct ferry_dns_answer *a)
+{
+    if (a->dropped == w->dropped)
+        return;
+    w->dropped = a->dropped;
+    if (a->dropped == 0)
+        return;
+    struct who who;
+    describe(w, &who);
+    ferry_log(FERRY_LOG_WARN, "dns_answer_cut", "?server=%s ?backend=%s host=%s kept=%zu dropped=%zu",
+              who.server, who.backend, who.host, a->n, a->dropped);
+}
+
 static void succeeded(struct watch *w, const struct ferry_dns_answer *a, uint64_t now)
 {
     struct ferry_dnswatch *dw = w->dw;
+    note_dropped(w, a);
     uint64_t ttl = a->ttl_s == UINT32_MAX ? dw->max_ttl_ms : (uint64_t)a->ttl_s * 1000;
     if (ttl < dw->min_ttl_ms)
         ttl = dw->min_ttl_ms;

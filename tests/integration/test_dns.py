@@ -40,7 +40,8 @@ def dns_query(port, name, qtype=1, timeout=0.5):
 class Dnsmasq:
     """dnsmasq on 127.0.0.1:port answering for *.test from a hosts file and SRV lines."""
 
-    def __init__(self, hosts="", srv=(), port=None):
+    def __init__(self, hosts="", srv=(), port=None, extra=()):
+        self.extra = list(extra)
         self.dir = tempfile.mkdtemp(prefix="ferry-dns-")
         self.port = port or free_port()
         self.hosts = os.path.join(self.dir, "hosts")
@@ -62,7 +63,7 @@ class Dnsmasq:
                 "--local-ttl=1", f"--pid-file={self.dir}/pid"]
         if os.getuid() == 0:
             args.append("--user=root")
-        args += [f"--srv-host={s}" for s in self.srv]
+        args += [f"--srv-host={s}" for s in self.srv] + self.extra
         self.log = open(os.path.join(self.dir, "log"), "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         wait_for(lambda: self.proc.poll() is not None or dns_query(self.port, "probe.test"),
@@ -264,6 +265,92 @@ def test_discover_srv_weights_and_backup():
     wait_for(lambda: set(servers(f)) == names - {f"127.0.0.2:{pa}"}, timeout=15,
              what="the removed SRV record's server leaving")
     assert [who(port) for _ in range(4)] == [b"w3"] * 4
+
+
+def test_reload_changes_resolvers_with_lookups_in_flight():
+    """resolvers changed by a reload while lookups are running (names that
+    the first server forwards to a black hole, so they stay in flight for
+    seconds) take effect for certain: every later lookup goes to the new
+    server, seen as traffic following its answer and as the old server
+    getting no more queries."""
+    bport = free_port()
+    labelled("127.0.0.2", b"aa", bport)
+    labelled("127.0.0.3", b"bb", bport)
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes queries, never answers
+    hole.bind(("127.0.0.1", 0))
+    cleanup(hole.close)
+    old = start_dnsmasq("127.0.0.2 db.test\n", extra=[
+        f"--server=/slow.test/127.0.0.1#{hole.getsockname()[1]}", "--log-queries"])
+    new = start_dnsmasq("127.0.0.3 db.test\n")
+    port = free_port()
+    slow = "".join(f"server slow{i} n{i}.slow.test:{bport} backup\n" for i in range(8))
+    f = start_ferry(web_config(port, f"server db db.test:{bport}\n" + slow,
+                               global_lines=dns_globals(old)))
+    assert who(port) == b"aa"
+    wait_for(lambda: open(os.path.join(old.dir, "log")).read().count("slow.test") >= 8,
+             timeout=10, what="lookups in flight to the black hole")
+    f.write_config(web_config(port, f"server db db.test:{bport}\n" + slow,
+                              global_lines=dns_globals(new)))
+    assert f.ctl("reload").startswith("ok")
+    wait_for(lambda: who(port) == b"bb", timeout=15, what="answers of the new resolver")
+    assert [who(port) for _ in range(4)] == [b"bb"] * 4
+    # c-ares gives up on what it sent before the reload within 2 s (1 s per
+    # try, 2 tries); after that the old server hears nothing more.
+    import time
+    time.sleep(2.5)
+    before = open(os.path.join(old.dir, "log")).read().count("query[")
+    time.sleep(3)
+    after = open(os.path.join(old.dir, "log")).read().count("query[")
+    assert after == before, f"{after - before} queries to the old resolver after the reload"
+    assert "dns_resolvers_rejected" not in f.logtext()
+
+
+def test_discover_over_256_records_keeps_lowest_addresses():
+    """An answer of 300 A records keeps 256 of them: the lowest addresses,
+    whatever order the records arrive in (dnsmasq answers in its hosts
+    file's order, here highest first, then shuffled), so the set does not
+    churn between refreshes; how many were dropped is logged."""
+    import random
+    bport = free_port()
+    addrs = [f"127.1.{i // 200}.{i % 200 + 1}" for i in range(300)]
+    key = lambda a: tuple(int(x) for x in a.split("."))
+    dns = start_dnsmasq("".join(f"{a} big.test\n" for a in sorted(addrs, key=key, reverse=True)))
+    port = free_port()
+    f = start_ferry(web_config(port, f"discover = dns big.test:{bport}\n",
+                               global_lines=dns_globals(dns).replace("workers = 2", "workers = 1")))
+    want = {f"{a}:{bport}" for a in sorted(addrs, key=key)[:256]}
+    wait_for(lambda: len(servers(f)) == 256, timeout=15, what="256 discovered servers")
+    assert set(servers(f)) == want, sorted(set(servers(f)) ^ want)[:8]
+    wait_for(lambda: "dropped=44" in f.logtext(), timeout=5, what="the dropped records logged")
+    shuffled = list(addrs)
+    random.Random(7).shuffle(shuffled)
+    dns.reload("".join(f"{a} big.test\n" for a in shuffled))
+    import time
+    time.sleep(3)  # several refreshes (TTL 1 s)
+    assert set(servers(f)) == want
+    assert "server_departed" not in f.logtext()
+
+
+def test_departed_servers_leave_the_metrics():
+    """Discovered names that churn (each answer a new set of addresses)
+    leave the exposition once departed, and the ones that stay keep their
+    series; the backend never lists more than the answer."""
+    bport = free_port()
+    dns = start_dnsmasq("127.2.0.1 churn.test\n")
+    port = free_port()
+    f = start_ferry(web_config(port, f"discover = dns churn.test:{bport}\nconnect_timeout = 100ms\n"
+                               "retries = 0\n",
+                               global_lines=dns_globals(dns).replace("workers = 2", "workers = 1")))
+    wait_for(lambda: set(servers(f)) == {f"127.2.0.1:{bport}"}, timeout=10, what="first set")
+    for rnd in range(1, 5):
+        hosts = "".join(f"127.2.{rnd}.{i} churn.test\n" for i in range(1, 21))
+        dns.reload(hosts + "127.2.0.1 churn.test\n")
+        want = {f"127.2.{rnd}.{i}:{bport}" for i in range(1, 21)} | {f"127.2.0.1:{bport}"}
+        wait_for(lambda: set(servers(f)) == want, timeout=15, what=f"set {rnd}")
+        text = f.ctl("metrics")
+        lines = [l for l in text.splitlines() if 'server="127.2.' in l]
+        named = {l.split('server="', 1)[1].split('"', 1)[0] for l in lines}
+        assert named == want, sorted(named ^ want)[:6]
 
 
 def test_check_mode_does_not_resolve():
