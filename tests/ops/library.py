@@ -4,7 +4,8 @@
 libasynccore.so.N, per `readelf -d`), the libasynccore.so link,
 libasynccore.a, asynccore.pc and exactly the public headers
 (asynccore/include/asynccore/*.h) under include/asynccore/. Each header must
-compile on its own (strict C11, -pedantic, -Werror) and twice in a row.
+compile on its own (strict C11, -pedantic, -Werror) and twice in a row;
+the shared library exports the ac_ API and no internal (ac__) symbol.
 
 Then the examples (examples/*.c with common.h) are copied to a temporary
 directory and built there with
@@ -68,9 +69,15 @@ def check_tree(e, root):
     assert os.path.realpath(libdir + "/" + soname) == os.path.realpath(so), f"{soname} link"
     assert os.path.realpath(libdir + "/libasynccore.so") == os.path.realpath(so), \
         "libasynccore.so (the link-time name) does not lead to the library"
+    # Only the public API is exported: ac_* functions, never the ac__ internals.
+    syms = run(["nm", "-D", "--defined-only", so]).split("\n")
+    names = [ln.split()[-1].split("@")[0] for ln in syms if ln.strip() and ln.split()[1] != "A"]
+    stray = [n for n in names if not n.startswith("ac_") or n.startswith("ac__")]
+    assert names and not stray, f"{so} exports more than the ac_ API: {stray[:10]}"
     assert os.path.isfile(libdir + "/libasynccore.a"), "libasynccore.a is not installed"
     assert os.path.isfile(libdir + "/pkgconfig/asynccore.pc"), "asynccore.pc is not installed"
-    print(f"ok: {os.path.basename(so)} with SONAME {soname}, libasynccore.a, asynccore.pc")
+    print(f"ok: {os.path.basename(so)} with SONAME {soname} exporting {len(names)} ac_ symbols "
+          "and no internal one, libasynccore.a, asynccore.pc")
 
     want = sorted(os.path.basename(p) for p in
                   glob.glob(e["SOURCE_ROOT"] + "/asynccore/include/asynccore/*.h"))
@@ -223,7 +230,7 @@ def timeouts(exes, run_env):
 
 def main():
     e = env()
-    for tool in ("meson", "cc", "pkg-config", "readelf"):
+    for tool in ("meson", "cc", "pkg-config", "readelf", "nm"):
         if not shutil.which(tool):
             opslib.skip(f"{tool} is not in PATH")
     with tempfile.TemporaryDirectory(prefix="asynccore-lib-") as tmp:
