@@ -22,8 +22,12 @@ struct slot {
 
 void *ferry_objcache_get(struct ferry_objcache *c, struct ac_worker *owner, size_t size)
 {
+    /* Another thread must not even read the list: the owner's thread
+     * changes it meanwhile (a data race). So the owner is checked first. */
+    if (ac_worker_current() != owner || size < sizeof(struct slot))
+        return malloc(size);
     struct slot *s = c->head;
-    if (s == NULL || size < sizeof(*s) || ac_worker_current() != owner)
+    if (s == NULL)
         return malloc(size);
     c->head = s->next;
     c->n--;
@@ -35,7 +39,7 @@ void ferry_objcache_put(struct ferry_objcache *c, struct ac_worker *owner, void 
 {
     if (p == NULL)
         return;
-    if (size < sizeof(struct slot) || c->n >= FERRY_OBJCACHE_MAX || ac_worker_current() != owner) {
+    if (ac_worker_current() != owner || size < sizeof(struct slot) || c->n >= FERRY_OBJCACHE_MAX) {
         free(p);
         return;
     }
