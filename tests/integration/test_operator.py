@@ -8,6 +8,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -374,6 +375,59 @@ tls_cert = {os.path.join(c, "client.pem")}
     mine = [l for l in lines if 'backend="app"' in l]
     assert len(mine) == 1 and os.path.join(c, "client.pem") in mine[0], lines
     assert float(mine[0].split()[-1]) > time.time(), mine
+
+
+# ---- memory at rest (item 19) ----
+
+def openssl_conf_read(config, tmp):
+    """Runs ferryd under strace until it has started, then stops it: whether
+    it opened OPENSSL_CONF, the sign that OpenSSL initialised itself (its
+    configuration, providers and random generator: about 2.4 MB of RSS)."""
+    conf = os.path.join(tmp, "openssl-probe.cnf")
+    with open(conf, "w") as fh:
+        fh.write("# ferry test: read only when OpenSSL initialises\n")
+    ini = os.path.join(tmp, "ferry.ini")
+    with open(ini, "w") as fh:
+        fh.write(config)
+    trace = os.path.join(tmp, "strace.out")
+    log = open(os.path.join(tmp, "ferryd.log"), "wb")
+    p = subprocess.Popen(["strace", "-f", "-e", "trace=openat,open", "-o", trace,
+                          os.environ.get("FERRYD", "build/daemon/ferryd"), "-c", ini],
+                         stdout=log, stderr=subprocess.STDOUT,
+                         env=dict(os.environ, OPENSSL_CONF=conf))
+    try:
+        wait_for(lambda: "started" in open(log.name, errors="replace").read() or
+                 p.poll() is not None, timeout=30, what="ferryd started")
+    finally:
+        # Stop ferryd itself (its pid is on the started line); strace follows.
+        m = re.search(r"msg=started .*?pid=(\d+)", open(log.name, errors="replace").read())
+        if m:
+            os.kill(int(m.group(1)), signal.SIGTERM)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        log.close()
+    with open(trace) as fh:
+        return conf in fh.read()
+
+
+def test_plain_ferryd_leaves_openssl_uninitialised():
+    if not shutil.which("strace"):
+        print("skip: no strace")
+        return
+    d = tmpdir()
+    port = free_port()
+    plain = (f"[global]\ncontrol_socket =\nworkers = 1\n[listener web]\n"
+             f"bind = 127.0.0.1:{port}\nbackend = app\n[backend app]\nserver a 127.0.0.1:9\n")
+    assert not openssl_conf_read(plain, d), "ferryd without TLS initialised OpenSSL"
+    # With a TLS listener it must (the probe can tell).
+    c = certs()
+    tls = plain.replace("backend = app\n[backend",
+                        f"backend = app\ntls = on\ntls_cert = {os.path.join(c, 'a-ec.pem')}\n"
+                        "[backend", 1)
+    assert openssl_conf_read(tls.replace(str(port), str(free_port())), tmpdir())
 
 
 if __name__ == "__main__":
