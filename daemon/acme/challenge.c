@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* extnValue: the DER of Authorization ::= OCTET STRING (SIZE (32)). */
@@ -67,4 +68,16 @@ out:
     X509_free(x);
     EVP_PKEY_free(k);
     return rc;
+}
+
+struct ferry_acme_material *ferry_acme_challenge_material(const char *name,
+                                                          const char *key_authorization)
+{
+    struct ferry_acme_material *m = calloc(1, sizeof(*m));
+    if (!m || !(m->chain = sk_X509_new_null()) ||
+        ferry_acme_challenge_cert(name, key_authorization, &m->leaf, &m->key) < 0) {
+        ferry_acme_material_free(m);
+        return NULL;
+    }
+    return m;
 }

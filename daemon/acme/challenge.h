@@ -11,10 +11,16 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "acme/material.h"
+
 #define FERRY_ACME_OID_IDENTIFIER "1.3.6.1.5.5.7.1.31"
 
 /* Makes the certificate and its (new P-256) key. 0, or -ENOMEM / -EINVAL. */
 int ferry_acme_challenge_cert(const char *name, const char *key_authorization, X509 **cert,
                               EVP_PKEY **key);
+
+/* The same as served material (no chain); NULL on failure. */
+struct ferry_acme_material *ferry_acme_challenge_material(const char *name,
+                                                          const char *key_authorization);
 
 #endif
