@@ -6,10 +6,11 @@
  *             answering its challenges (NAME.challenges) until its
  *             certificate appears in storage (or the lock is free)
  *   DIRECTORY GET the directory; ACCOUNT newAccount (the key's JWK, EAB)
- *   NEW_ORDER newOrder for the names; per authorization (AUTHZ): the
- *             tls-alpn-01 challenge certificate published here and in
- *             storage (CHAL_STORE), the challenge answered (CHAL_POST), the
- *             authorization polled until valid (AUTHZ_POLL)
+ *   NEW_ORDER newOrder for the names; AUTHZ reads each authorization and
+ *             publishes the tls-alpn-01 challenge certificate of each pending
+ *             one; CHAL_STORE writes them to storage and gives the instances
+ *             sharing it time to pick them up; CHAL_POST answers each
+ *             challenge; AUTHZ_POLL polls each authorization until valid
  *   ORDER_READY, CSR, FINALIZE, ORDER_VALID, CERT: a new key and its CSR
  *             (blocking pool), finalize, the order polled until valid, the
  *             chain downloaded
@@ -43,7 +44,7 @@
 #define PEER_POLL_MS 500             /* waiting for another instance's order */
 /* After the challenges went to storage and before the CA is told to
  * validate: time for instances sharing the storage to pick them up. */
-#define CHAL_SHARE_MS (2 * PEER_POLL_MS)
+#define CHAL_SHARE_MS (4 * PEER_POLL_MS)
 #define SLEEP_MAX_MS (3600u * 1000u) /* long sleeps are cut: the wall clock may jump */
 #define POLLS_MAX 300                /* authorization / order polls before giving up */
 #define STEPS_PER_POLL 64
@@ -62,8 +63,9 @@ struct order_task {
     enum state after_release;
     struct ferry_acme_session ss;
     char new_account[1024], new_order[1024];
-    char order_url[1024], finalize_url[1024], cert_url[1024], chal_url[1024];
+    char order_url[1024], finalize_url[1024], cert_url[1024];
     json_t *authzs;
+    json_t *chal_urls;             /* per authorization: its challenge's URL, or null */
     size_t authz_i;
     unsigned polls;
     char *chal_text;               /* "NAME KEYAUTH" lines of this order */
@@ -246,16 +248,16 @@ static json_t *alpn_challenge(json_t *authz)
 }
 
 /* Publishes the challenge certificate of the authorization just read and
- * keeps its line for the storage file. */
+ * keeps its line for the storage file and its URL. */
 static ac_poll_t publish_challenge(struct order_task *t)
 {
     json_t *authz = t->ss.req.json, *ch = alpn_challenge(authz);
-    const char *name = NULL, *token = NULL;
+    const char *name = NULL, *token = NULL, *url = NULL;
     if (!ch)
         return fail(t, "the server offers no tls-alpn-01 challenge for %s", t->ss.req.url);
     if (json_unpack(authz, "{s:{s:s}}", "identifier", "value", &name) < 0 ||
-        json_unpack(ch, "{s:s}", "token", &token) < 0 ||
-        !copy_url(t->chal_url, sizeof(t->chal_url), ch, "url"))
+        json_unpack(ch, "{s:s, s:s}", "token", &token, "url", &url) < 0 ||
+        json_array_set_new(t->chal_urls, t->authz_i, json_string(url)) < 0)
         return fail(t, "malformed authorization from %s", t->ss.req.url);
     char *keyauth = ferry_acme_key_authorization(t->ss.account, token);
     struct ferry_acme_material *m = keyauth ? ferry_acme_challenge_material(name, keyauth) : NULL;
@@ -272,7 +274,7 @@ static ac_poll_t publish_challenge(struct order_task *t)
     t->chal_text = text;
     free(keyauth);
     ferry_acme_req_reset(&t->ss);
-    t->state = S_CHAL_STORE;
+    t->authz_i++;
     return AC_READY;
 }
 
@@ -313,7 +315,8 @@ static void order_reset(struct order_task *t)
 {
     ferry_acme_req_reset(&t->ss);
     json_decref(t->authzs);
-    t->authzs = NULL;
+    json_decref(t->chal_urls);
+    t->authzs = t->chal_urls = NULL;
     free(t->chal_text);
     t->chal_text = NULL;
     EVP_PKEY_free(t->cert_key);
@@ -541,7 +544,13 @@ static ac_poll_t st_new_order(struct order_task *t, struct ac_context *cx)
         return problem(t, "newOrder");
     snprintf(t->order_url, sizeof(t->order_url), "%s", t->ss.req.location);
     json_decref(t->authzs);
+    json_decref(t->chal_urls);
     t->authzs = json_incref(json_object_get(o, "authorizations"));
+    t->chal_urls = json_array();
+    for (size_t i = 0; t->chal_urls && i < json_array_size(t->authzs); i++)
+        json_array_append_new(t->chal_urls, json_null());
+    if (!t->chal_urls)
+        return fail(t, "out of memory");
     t->authz_i = 0;
     ferry_acme_req_reset(&t->ss);
     t->state = S_AUTHZ;
@@ -559,8 +568,13 @@ static const char *authz_url(struct order_task *t)
 static ac_poll_t st_authz(struct order_task *t, struct ac_context *cx)
 {
     if (!t->ss.req_live) {
-        if (t->authz_i == json_array_size(t->authzs)) { /* all valid */
-            t->polls = 0;
+        if (t->authz_i == json_array_size(t->authzs)) {
+            t->authz_i = 0;
+            if (t->chal_text) { /* challenges to answer */
+                t->state = S_CHAL_STORE;
+                return AC_READY;
+            }
+            t->polls = 0; /* every authorization was valid already */
             ferry_acme_req_start(&t->ss, t->order_url, true, NULL, false);
             t->state = S_ORDER_READY;
             return AC_READY;
@@ -610,12 +624,27 @@ static ac_poll_t st_chal_store(struct order_task *t, struct ac_context *cx)
     return AC_READY;
 }
 
+/* The challenge URL of authorization i, NULL when it needs none. */
+static const char *chal_url(struct order_task *t, size_t i)
+{
+    json_t *u = json_array_get(t->chal_urls, i);
+    return json_is_string(u) ? json_string_value(u) : NULL;
+}
+
+/* Each pending authorization's challenge answered ("{}"), in turn. */
 static ac_poll_t st_chal_post(struct order_task *t, struct ac_context *cx)
 {
     if (!t->ss.req_live) {
         if (sleep_poll(t, cx) == AC_PENDING)
             return AC_PENDING;
-        ferry_acme_req_start(&t->ss, t->chal_url, true, json_object(), false);
+        while (t->authz_i < json_array_size(t->chal_urls) && !chal_url(t, t->authz_i))
+            t->authz_i++;
+        if (t->authz_i == json_array_size(t->chal_urls)) {
+            t->authz_i = t->polls = 0;
+            t->state = S_AUTHZ_POLL;
+            return AC_READY;
+        }
+        ferry_acme_req_start(&t->ss, chal_url(t, t->authz_i), true, json_object(), false);
     }
     bool ok;
     ac_poll_t r = request(t, cx, &ok);
@@ -623,9 +652,8 @@ static ac_poll_t st_chal_post(struct order_task *t, struct ac_context *cx)
         return r;
     if (t->ss.req.status != 200)
         return problem(t, "challenge");
-    t->polls = 0;
-    poll_later(t);
-    t->state = S_AUTHZ_POLL;
+    t->authz_i++;
+    ferry_acme_req_reset(&t->ss);
     return AC_READY;
 }
 
@@ -641,9 +669,18 @@ static ac_poll_t authz_invalid(struct order_task *t)
                 detail ? detail : "");
 }
 
+/* Each answered authorization polled until it is valid, in turn. */
 static ac_poll_t st_authz_poll(struct order_task *t, struct ac_context *cx)
 {
     if (!t->ss.req_live) {
+        while (t->authz_i < json_array_size(t->chal_urls) && !chal_url(t, t->authz_i))
+            t->authz_i++;
+        if (t->authz_i == json_array_size(t->chal_urls)) {
+            t->polls = 0;
+            ferry_acme_req_start(&t->ss, t->order_url, true, NULL, false);
+            t->state = S_ORDER_READY;
+            return AC_READY;
+        }
         if (sleep_poll(t, cx) == AC_PENDING)
             return AC_PENDING;
         ferry_acme_req_start(&t->ss, authz_url(t), true, NULL, false);
@@ -660,7 +697,6 @@ static ac_poll_t st_authz_poll(struct order_task *t, struct ac_context *cx)
     if (strcmp(st, "valid") == 0) {
         t->authz_i++;
         ferry_acme_req_reset(&t->ss);
-        t->state = S_AUTHZ;
     } else if (++t->polls > POLLS_MAX) {
         return fail(t, "authorization still %s after %u polls", st, POLLS_MAX);
     } else {
@@ -848,6 +884,7 @@ static void order_drop(struct ac_future *f)
     if (t->lock_fd >= 0)
         close(t->lock_fd);
     json_decref(t->authzs);
+    json_decref(t->chal_urls);
     free(t->chal_text);
     EVP_PKEY_free(t->cert_key);
     ferry_acme_material_free(t->issued);
