@@ -320,6 +320,11 @@ void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, 
  * ferry_config_source): *file_line gets the line in that file. A line <= 0
  * is the main file's, unchanged. */
 const char *ferry_config_source_of(const struct ferry_config *cfg, int line, int *file_line);
+/* Rewrites each "CFG->PATH:LINE: message" of errs whose LINE is in an
+ * included file as "INCLUDED:LINE': message" (and sorts it by LINE), for
+ * passes that report with the configuration's path and a `line` field
+ * (TLS files, binding). Idempotent. */
+void ferry_config_errors_map(struct ferry_config_errors *errs, const struct ferry_config *cfg);
 /* ferry_config_error_add() at configuration line `line` (0: the main file
  * as a whole), naming the included file it is in; sorted by that line. */
 void ferry_config_error_at(struct ferry_config_errors *errs, const struct ferry_config *cfg,

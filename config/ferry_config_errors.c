@@ -3,6 +3,7 @@
 #include "ferry_config_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,29 @@ void ferry_config_error_add(struct ferry_config_errors *errs, const char *file, 
     va_start(ap, fmt);
     add_formatted(errs, file, line, -1, fmt, ap);
     va_end(ap);
+}
+
+void ferry_config_errors_map(struct ferry_config_errors *errs, const struct ferry_config *cfg)
+{
+    size_t pathlen = strlen(cfg->path);
+    for (size_t i = 0; cfg->nsources > 1 && i < errs->n; i++) {
+        const char *m = errs->msgs[i];
+        if (strncmp(m, cfg->path, pathlen) != 0 || m[pathlen] != ':')
+            continue;
+        char *end;
+        long line = strtol(m + pathlen + 1, &end, 10);
+        if (line <= 0 || line > INT_MAX || strncmp(end, ": ", 2) != 0)
+            continue;
+        int at;
+        const char *file = ferry_config_source_of(cfg, (int)line, &at);
+        char *msg;
+        if (file == cfg->path || asprintf(&msg, "%s:%d%s", file, at, end) < 0)
+            continue;
+        free(errs->msgs[i]);
+        errs->msgs[i] = msg;
+        if (errs->keys)
+            errs->keys[i] = line;
+    }
 }
 
 void ferry_config_error_at(struct ferry_config_errors *errs, const struct ferry_config *cfg,

@@ -231,6 +231,7 @@ struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *c
             failed = -1;
     if (failed == -ENOMEM)
         ferry_config_error_add(errs, cfg->path, 0, "out of memory building the configuration");
+    ferry_config_errors_map(errs, cfg); /* a TLS file of an included file names it */
     if (failed) {
         gen_free(g);
         return NULL;

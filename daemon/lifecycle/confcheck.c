@@ -37,10 +37,13 @@ static void drop_repeats(struct ferry_config_errors *errs)
         bool seen = false;
         for (size_t j = 0; j < n && !seen; j++)
             seen = strcmp(errs->msgs[j], errs->msgs[i]) == 0;
-        if (seen)
+        if (seen) {
             free(errs->msgs[i]);
-        else
-            errs->msgs[n++] = errs->msgs[i];
+            continue;
+        }
+        if (errs->keys)
+            errs->keys[n] = errs->keys[i];
+        errs->msgs[n++] = errs->msgs[i];
     }
     errs->n = n;
 }
@@ -53,6 +56,7 @@ struct ferry_config *ferry_config_load_checked(const char *path,
     if (!cfg || errs->n == before)
         return cfg;
     check_tls(cfg, errs);
+    ferry_config_errors_map(errs, cfg); /* lines of included files name them */
     ferry_config_free(cfg);
     drop_repeats(errs);
     ferry_config_errors_sort(errs, path);

@@ -128,6 +128,7 @@ int ferry_gen_switch_prepare(struct ferry_daemon *d, struct ferry_gen *g, struct
     }
     return 0;
 fail:
+    ferry_config_errors_map(errs, g->cfg); /* a bind of an included file names it */
     ferry_gen_switch_abort(d, f);
     if (errs->n == 0)
         ferry_config_error_add(errs, d->config_path, 0, "out of memory binding listeners");

@@ -98,6 +98,38 @@ def test_a_named_file_must_exist_an_empty_glob_is_fine():
     assert rc == 0, (rc, out, err)
 
 
+def test_tls_and_bind_errors_of_an_included_file_name_it():
+    import socket
+    d = tmpdir()
+    main = os.path.join(d, "ferry.ini")
+    inc = os.path.join(d, "conf.d", "tls.ini")
+    p1 = free_port()
+    write(main, "[global]\ncontrol_socket =\ninclude = conf.d/*.ini\n" + backend("b", 9))
+    write(inc, f"[listener t]\nbind = 127.0.0.1:{p1}\nbackend = b\ntls = on\n"
+          f"tls_cert = {d}/missing.pem\n")
+    rc, out, err = check(main)
+    assert rc == 1 and err == [f"{inc}:5: cannot read tls_cert {d}/missing.pem: No such file "
+                               "or directory"], err
+    # With a syntax error as well, every pass still names the included file.
+    write(inc, f"[listener t]\nbind = 127.0.0.1:{p1}\nbackend = b\ntls = on\n"
+          f"tls_cert = {d}/missing.pem\nbogus = 1\n")
+    rc, out, err = check(main)
+    assert rc == 1 and err == [
+        f"{inc}:5: cannot read tls_cert {d}/missing.pem: No such file or directory",
+        f"{inc}:6: unknown key \"bogus\" in [listener t]"], err
+    # A bind that fails at start names the included line.
+    write(inc, listener("t", p1, "b"))
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", p1))
+    busy.listen(1)
+    try:
+        r = subprocess.run([FERRYD, "-c", main], capture_output=True, timeout=60, cwd="/")
+    finally:
+        busy.close()
+    assert r.returncode == 2, r
+    assert f"{inc}:2: cannot bind 127.0.0.1:{p1}: Address already in use" in r.stderr.decode(), r
+
+
 def echo_once(port, payload):
     s = connect(port)
     s.sendall(payload)
