@@ -125,6 +125,7 @@ struct ferry_config *ferry_config_test(const char *path, int64_t now,
     if (errs->n == before)
         return cfg;
     check_tls(cfg, errs);
+    ferry_config_errors_map(errs, cfg); /* lines of included files name them */
     ferry_config_free(cfg);
     drop_repeats(errs);
     ferry_config_errors_sort(errs, path);
