@@ -31,6 +31,8 @@ struct ferry_sd_fd;
 struct ferry_dnswatch;
 struct ferry_acme_reg;
 struct ferry_buf;
+struct ferry_handover;
+struct ferry_addr_note;
 
 struct ferry_daemon {
     char *config_path;
@@ -58,6 +60,8 @@ struct ferry_daemon {
     _Atomic int64_t last_reload;      /* unix time of the last attempt, 0: none */
     _Atomic int64_t last_reload_success; /* unix time of the last success (or start) */
     _Atomic bool last_reload_ok;      /* its outcome (true before any) */
+    _Atomic uint64_t tls_reloads;     /* tls_watch re-reads that renewed contexts */
+    _Atomic uint64_t tls_reload_runs; /* tls_watch re-reads, whatever their outcome */
     _Atomic bool stopping;            /* a stop signal came: /ready answers 503 */
     _Atomic uint64_t accept_until_ms; /* while stopping: accepting ends then (shutdown_delay) */
     uint64_t start_ms;                /* ac_clock_now_ms() at start */
@@ -65,18 +69,31 @@ struct ferry_daemon {
     struct ferry_acme_reg *acme;      /* ACME certificates (acme/); NULL: -t */
     double start_unix;                /* wall clock at start (process_start_time_seconds) */
     char *config_abs;                 /* absolute path of the configuration file */
-    pthread_mutex_t state_file_lock;  /* serialises state_file writes */
+    pthread_mutex_t state_file_lock;  /* serialises state_file writes; guards addr_notes */
+    struct ferry_addr_note *addr_notes; /* addresses set at runtime (state_file.h) */
     _Atomic uint64_t state_changes;   /* runtime changes since start (state_file) */
     pid_t pid;
     struct ferry_logger log;          /* where log lines go (log_writer.h) */
     unsigned char ticket_key[80];     /* random, for listeners without tls_ticket_keys */
+    /* Upgrading in place (upgrade.h): what is started, and its progress. */
+    const char *version;              /* this executable's version */
+    char *exe_path;                   /* the executable's path as started (absolute) */
+    char **argv;                      /* our arguments, NULL-terminated */
+    struct ferry_handover *handover;  /* new process: what the old one handed (start only) */
+    _Atomic bool upgrading;           /* an upgrade runs: no reload, no second upgrade */
+    _Atomic bool handed_over;         /* a new process took over: drain and exit */
+    bool serving;                     /* start-up went through (the loops run) */
+    struct ac_notify services_stop;   /* control socket and metrics stop accepting */
+    int ctl_fd, metrics_fd;           /* their listening sockets (-1: none), for a handover */
+    char ctl_path[108];               /* control_socket as bound */
+    char metrics_addr[256];           /* metrics as bound */
 };
 
 /* Current generation with a reference taken (release with ferry_gen_unref). */
 struct ferry_gen *ferry_daemon_gen(struct ferry_daemon *d);
 
-/* After a runtime change: the state file (lifecycle/state_file.c) writes the
- * state on the blocking pool, soon. */
+/* After a runtime change: counts it (lifecycle/state_file.c; the control
+ * socket writes the state file before it answers, main at stop). */
 void ferry_state_file_changed(struct ferry_daemon *d);
 
 /* ---- ACME (tls_acme), implemented in acme/ ---- */

@@ -26,7 +26,8 @@
 
 #define DEFAULT_SOCKET "/run/ferry/ferry.sock"
 
-enum { TIMEOUT_MS = 10000, RELOAD_TIMEOUT_MS = 30000 };
+/* An upgrade waits up to 30 s for the new process to be ready. */
+enum { TIMEOUT_MS = 10000, RELOAD_TIMEOUT_MS = 30000, UPGRADE_TIMEOUT_MS = 45000 };
 
 static void usage(FILE *out)
 {
@@ -264,6 +265,14 @@ static void print_answer(const char *answer, size_t len, enum ferry_ctl_cmd cmd,
         json_error(stdout, answer);
     } else if (ferry_ctl_answers_ok(cmd)) {
         fputs("{\"ok\": true", stdout);
+        long pid;
+        char version[64];
+        const char *nl = strchr(answer, '\n');
+        if (cmd == FERRY_CTL_UPGRADE && nl &&
+            sscanf(nl + 1, "pid: %ld version: %63s", &pid, version) == 2) {
+            fprintf(stdout, ", \"pid\": %ld, \"version\": ", pid);
+            json_str(stdout, version, strlen(version));
+        }
         if (count_lines(answer, "warning: ") > 0) {
             fputs(", \"warnings\": ", stdout);
             json_lines(stdout, answer, "warning: ");
@@ -338,8 +347,9 @@ static int exchange(const char *path, const char *line, size_t len, bool json)
     int fd = connect_to(path);
     if (fd < 0)
         return fail(json, "cannot connect to %s: %s%s", path, strerror(errno), hint(errno));
-    bool reload = req.cmd == FERRY_CTL_RELOAD;
-    uint64_t deadline = now_ms() + (reload ? RELOAD_TIMEOUT_MS : TIMEOUT_MS);
+    uint64_t deadline = now_ms() + (req.cmd == FERRY_CTL_RELOAD    ? RELOAD_TIMEOUT_MS
+                                    : req.cmd == FERRY_CTL_UPGRADE ? UPGRADE_TIMEOUT_MS
+                                                                   : TIMEOUT_MS);
     char *answer = NULL;
     size_t alen = 0;
     int rc = send_line(fd, line, len, deadline);

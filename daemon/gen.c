@@ -24,9 +24,21 @@ struct ferry_gen *ferry_gen_ref(struct ferry_gen *g)
     return g;
 }
 
+/* A TLS context replaced by tls_watch, kept until the generation goes. */
+struct ferry_retired_ctx {
+    struct ferry_retired_ctx *next;
+    SSL_CTX *ctx;
+};
+
 static void gen_free(struct ferry_gen *g)
 {
     struct ferry_config *cfg = g->cfg;
+    while (g->retired) {
+        struct ferry_retired_ctx *r = g->retired;
+        g->retired = r->next;
+        SSL_CTX_free(r->ctx);
+        free(r);
+    }
     for (size_t i = 0; g->listeners && i < cfg->nlisteners; i++) {
         if (g->listeners[i].tls_ctx)
             SSL_CTX_free(g->listeners[i].tls_ctx);
@@ -160,6 +172,23 @@ static int build_backend(struct ferry_gen *g, size_t i, struct ferry_config_erro
     return failed;
 }
 
+/* A terminating listener's context, with its ticket keys. */
+static SSL_CTX *listener_ctx(struct ferry_gen *g, const struct ferry_listener *l,
+                             struct ferry_config_errors *errs)
+{
+    SSL_CTX *ctx = ferry_tls_server_ctx_new(l, g->cfg->path, errs);
+    /* tls_acme's certificates; tickets stay valid across reloads (and
+     * upgrades, which hand the key over): one random key per process. */
+    if (ctx && (ferry_acme_attach(g->d, ctx, g->cfg, l) < 0 ||
+                (!l->tls_ticket_keys &&
+                 ferry_ticket_keys_install(ctx, ferry_ticket_keys_from_raw(g->d->ticket_key)) != 0))) {
+        SSL_CTX_free(ctx);
+        ferry_config_error_add(errs, g->cfg->path, l->line, "out of memory");
+        return NULL;
+    }
+    return ctx;
+}
+
 static int build_listener(struct ferry_gen *g, size_t i, struct ferry_config_errors *errs)
 {
     const struct ferry_listener *l = &g->cfg->listeners[i];
@@ -183,15 +212,9 @@ static int build_listener(struct ferry_gen *g, size_t i, struct ferry_config_err
             return -ENOMEM;
     }
     if (l->tls) {
-        rt->tls_ctx = ferry_tls_server_ctx_new(l, g->cfg->path, errs);
+        rt->tls_ctx = listener_ctx(g, l, errs);
         if (!rt->tls_ctx)
             return -1;
-        if (ferry_acme_attach(g->d, rt->tls_ctx, g->cfg, l) < 0) /* tls_acme */
-            return -ENOMEM;
-        /* Tickets stay valid across reloads: one random key per process. */
-        if (!l->tls_ticket_keys &&
-            ferry_ticket_keys_install(rt->tls_ctx, ferry_ticket_keys_from_raw(g->d->ticket_key)) != 0)
-            return -ENOMEM;
     }
     return 0;
 }
@@ -253,4 +276,86 @@ struct ferry_view_server *ferry_gen_view(struct ferry_gen *g, unsigned worker, s
 struct ferry_lb_state *ferry_gen_lb(struct ferry_gen *g, unsigned worker, size_t backend)
 {
     return &g->lb[(size_t)worker * g->cfg->nbackends + backend];
+}
+
+/* ---- tls_watch: new contexts for a live generation ---- */
+
+struct ferry_gen_tls {
+    SSL_CTX **listener;      /* [nlisteners], NULL: keep the old one */
+    SSL_CTX **backend;       /* [nbackends] */
+    SSL_CTX **health;        /* [nbackends] */
+    size_t nl, nb;
+};
+
+void ferry_gen_tls_free(struct ferry_gen_tls *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nl; i++)
+        SSL_CTX_free(t->listener[i]);
+    for (size_t i = 0; i < t->nb; i++) {
+        SSL_CTX_free(t->backend[i]);
+        SSL_CTX_free(t->health[i]);
+    }
+    free(t->listener);
+    free(t->backend);
+    free(t->health);
+    free(t);
+}
+
+struct ferry_gen_tls *ferry_gen_tls_build(struct ferry_gen *g, struct ferry_config_errors *errs)
+{
+    const struct ferry_config *cfg = g->cfg;
+    struct ferry_gen_tls *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->nl = cfg->nlisteners;
+    t->nb = cfg->nbackends;
+    t->listener = calloc(t->nl ? t->nl : 1, sizeof(*t->listener));
+    t->backend = calloc(t->nb ? t->nb : 1, sizeof(*t->backend));
+    t->health = calloc(t->nb ? t->nb : 1, sizeof(*t->health));
+    if (!t->listener || !t->backend || !t->health) {
+        ferry_gen_tls_free(t);
+        return NULL;
+    }
+    /* Each context on its own: a file that fails keeps its old one, the
+     * others are renewed all the same. */
+    for (size_t i = 0; i < t->nl; i++)
+        if (cfg->listeners[i].tls)
+            t->listener[i] = listener_ctx(g, &cfg->listeners[i], errs);
+    for (size_t i = 0; i < t->nb; i++) {
+        const struct ferry_backend *b = &cfg->backends[i];
+        if (b->tls)
+            t->backend[i] = ferry_tls_client_ctx_new(b, cfg->path, errs);
+        else if (b->health_check == FERRY_HEALTH_TLS && b->tls_cert)
+            t->health[i] = ferry_tls_client_ctx_new(b, cfg->path, errs);
+    }
+    return t;
+}
+
+static size_t swap_one(struct ferry_gen *g, SSL_CTX *_Atomic *slot, SSL_CTX **fresh)
+{
+    if (!*fresh)
+        return 0;
+    struct ferry_retired_ctx *r = malloc(sizeof(*r));
+    if (!r)
+        return 0; /* keep the old one: the new is freed with t */
+    r->ctx = atomic_exchange(slot, *fresh);
+    r->next = g->retired;
+    g->retired = r;
+    *fresh = NULL;
+    return 1;
+}
+
+size_t ferry_gen_tls_swap(struct ferry_gen *g, struct ferry_gen_tls *t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->nl && i < g->cfg->nlisteners; i++)
+        n += swap_one(g, &g->listeners[i].tls_ctx, &t->listener[i]);
+    for (size_t i = 0; i < t->nb && i < g->cfg->nbackends; i++) {
+        n += swap_one(g, &g->backends[i].tls_ctx, &t->backend[i]);
+        n += swap_one(g, &g->backends[i].health_tls_ctx, &t->health[i]);
+    }
+    ferry_gen_tls_free(t);
+    return n;
 }

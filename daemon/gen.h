@@ -74,8 +74,10 @@ struct ferry_backend_rt {
     size_t cap;                       /* configured + FERRY_DISCOVER_MAX with discover
                                        * + FERRY_ADDED_MAX */
     size_t nadded;                    /* slots taken by `add server` (worker 0 only) */
-    SSL_CTX *tls_ctx; /* backend tls = on */
-    SSL_CTX *health_tls_ctx; /* health_check = tls with tls_cert, without tls = on */
+    /* Atomic: tls_watch replaces them in a live generation (every read is
+     * an atomic load; a replaced one is kept until the generation goes). */
+    SSL_CTX *_Atomic tls_ctx;        /* backend tls = on */
+    SSL_CTX *_Atomic health_tls_ctx; /* health_check = tls with tls_cert, without tls = on */
 };
 
 /* A listener's own max_connections, kept by name across reloads so that
@@ -90,7 +92,7 @@ struct ferry_listener_limit {
 struct ferry_listener_rt {
     const struct ferry_listener *cfg;
     struct ferry_listener_stats *stats;
-    SSL_CTX *tls_ctx;                   /* tls = on */
+    SSL_CTX *_Atomic tls_ctx;           /* tls = on (replaced by tls_watch, see above) */
     struct ferry_listener_limit *limit; /* NULL: no per-listener cap */
     struct ferry_client_table *clients; /* per-client caps (stats' table); NULL: none */
     struct ferry_listen_addr **bounds;        /* its listening sockets */
@@ -109,6 +111,7 @@ struct ferry_gen {
     struct ferry_lb_state *lb;           /* [nworkers * nbackends], per worker */
     struct ferry_backend_view *views;    /* [nworkers * nbackends], per worker */
     struct ac_notify stop;               /* set when the generation is replaced */
+    struct ferry_retired_ctx *retired;   /* TLS contexts tls_watch replaced (worker 0) */
 };
 
 struct ferry_gen *ferry_gen_ref(struct ferry_gen *g);
@@ -127,6 +130,17 @@ struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *c
 
 /* Resizes the persistent per-listener caps to this generation's values. */
 void ferry_gen_apply_limits(struct ferry_gen *g);
+
+/* tls_watch: reads g's TLS files again into new contexts and puts each one
+ * that built in place of the old (new handshakes use it; the old one lives
+ * on until the generation goes: a handshake may hold it). Nothing else of g
+ * changes. Blocking (files): the blocking pool. The contexts are built
+ * first, then swapped by ferry_gen_tls_swap on worker 0. */
+struct ferry_gen_tls;
+struct ferry_gen_tls *ferry_gen_tls_build(struct ferry_gen *g, struct ferry_config_errors *errs);
+/* Swaps the built contexts in; returns how many. Frees t. */
+size_t ferry_gen_tls_swap(struct ferry_gen *g, struct ferry_gen_tls *t);
+void ferry_gen_tls_free(struct ferry_gen_tls *t);
 
 /* Balancer state of a backend on one worker. */
 struct ferry_lb_state *ferry_gen_lb(struct ferry_gen *g, unsigned worker, size_t backend);

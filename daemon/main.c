@@ -33,6 +33,8 @@
 #include "lifecycle/sdnotify.h"
 #include "lifecycle/tls_watch.h"
 #include "lifecycle/state_file.h"
+#include "lifecycle/handover.h"
+#include "lifecycle/upgrade.h"
 
 #ifndef FERRY_VERSION
 #define FERRY_VERSION "0.0.0"
@@ -72,9 +74,22 @@ static int fill_random(unsigned char *buf, size_t len)
     return 0;
 }
 
+/* Start-up errors: on stderr, and to the old process when this is an
+ * upgrade (it answers them to whoever asked for the upgrade). */
+static void report_errors(const struct ferry_handover *ho, struct ferry_config_errors *errs,
+                          const char *path)
+{
+    print_errors(stderr, errs, path);
+    for (size_t i = 0; ho && ho->chan >= 0 && i < errs->n; i++)
+        ferry_handover_send_msg(ho->chan, 'e', errs->msgs[i]);
+}
+
 static int daemon_init(struct ferry_daemon *d, const char *path, unsigned workers)
 {
     memset(d, 0, sizeof(*d));
+    d->version = FERRY_VERSION;
+    d->ctl_fd = d->metrics_fd = -1;
+    ac_notify_init(&d->services_stop);
     d->config_path = strdup(path);
     d->config_abs = realpath(path, NULL);
     if (!d->config_abs)
@@ -145,8 +160,11 @@ static void daemon_free(struct ferry_daemon *d)
     ac_limit_destroy(&d->conn_limit);
     pthread_mutex_destroy(&d->gen_ptr_lock);
     pthread_mutex_destroy(&d->state_file_lock);
+    ac_notify_destroy(&d->services_stop);
+    ferry_state_notes_free(d);
     free(d->config_path);
     free(d->config_abs);
+    free(d->exe_path);
 }
 
 /* -t: syntax, references, TLS files and the files written at start; no DNS,
@@ -182,11 +200,12 @@ static int check_only(const char *path)
 
 /* A bind that fails at start names the line that asked for it (ferryd(8)),
  * as `-t` prints errors. */
-static void bind_error(const char *path, int line, const char *what, int err)
+static void bind_error(const struct ferry_daemon *d, const char *path, int line,
+                       const char *what, int err)
 {
     struct ferry_config_errors errs = {0};
     ferry_config_error_add(&errs, path, line, "cannot bind %s: %s", what, strerror(err));
-    print_errors(stderr, &errs, path);
+    report_errors(d->handover, &errs, path);
     ferry_config_errors_free(&errs);
 }
 
@@ -195,17 +214,34 @@ static int start_services(struct ferry_daemon *d, const struct ferry_gen *g,
 {
     const struct ferry_global *gl = &g->cfg->global;
     int err = 0;
-    if (gl->control_socket[0]) {
+    struct ferry_handed_sock *hs;
+    if (gl->control_socket[0] &&
+        (hs = ferry_handover_find(d->handover, FERRY_HANDED_CONTROL, gl->control_socket, NULL))) {
+        hs->claimed = true; /* the old process's socket, at the same path */
+        *ctl = ferry_control_adopt(d, gl->control_socket, hs->fds[0], &err);
+        if (!*ctl) {
+            bind_error(d, g->cfg->path, gl->control_socket_line, gl->control_socket, -err);
+            return -1;
+        }
+    } else if (gl->control_socket[0]) {
         *ctl = ferry_control_start(d, gl->control_socket, gl->control_mode, &err);
         if (!*ctl) {
-            bind_error(g->cfg->path, gl->control_socket_line, gl->control_socket, -err);
+            bind_error(d, g->cfg->path, gl->control_socket_line, gl->control_socket, -err);
             return -1;
         }
     }
-    if (gl->has_metrics) {
+    if (gl->has_metrics &&
+        (hs = ferry_handover_find(d->handover, FERRY_HANDED_METRICS, gl->metrics.text, NULL))) {
+        hs->claimed = true;
+        *metrics = ferry_metrics_adopt(d, &gl->metrics, hs->fds[0], &err);
+        if (!*metrics) {
+            bind_error(d, g->cfg->path, gl->metrics_line, gl->metrics.text, -err);
+            return -1;
+        }
+    } else if (gl->has_metrics) {
         *metrics = ferry_metrics_start(d, &gl->metrics, &err);
         if (!*metrics) {
-            bind_error(g->cfg->path, gl->metrics_line, gl->metrics.text, -err);
+            bind_error(d, g->cfg->path, gl->metrics_line, gl->metrics.text, -err);
             return -1;
         }
     }
@@ -275,13 +311,64 @@ static int unclaimed_inherited(struct ferry_daemon *d)
     return 0;
 }
 
-static int run(const char *path)
+/* A new process started by an upgrade: takes what the old one hands over
+ * (sockets, ticket key, runtime state). 0 when this is no upgrade or all
+ * arrived; -1 with the reason printed. */
+static int take_handover(struct ferry_handover *ho)
 {
+    memset(ho, 0, sizeof(*ho));
+    ho->chan = -1;
+    int chan = ferry_handover_channel_from_env();
+    if (chan == -1)
+        return 0;
+    if (chan < 0) {
+        fprintf(stderr, "ferryd: $%s does not name an upgrade channel\n", FERRY_HANDOVER_ENV);
+        return -1;
+    }
+    /* The watchdog is ours to ping once we are the main process. */
+    if (getenv("WATCHDOG_PID")) {
+        char pid[24];
+        snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+        setenv("WATCHDOG_PID", pid, 1);
+    }
+    char err[256];
+    if (ferry_handover_recv(chan, 10000, ho, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ferryd: %s\n", err);
+        ferry_handover_send_msg(chan, 'e', err);
+        ho->chan = chan;
+        ferry_handover_free(ho); /* closes chan and what arrived */
+        return -1;
+    }
+    return 0;
+}
+
+/* An upgrade: says we are ready and waits for the old process's go. */
+static int become_main(struct ferry_daemon *d, struct ferry_handover *ho)
+{
+    if (ho->chan < 0)
+        return 0;
+    int rc = ferry_handover_ready(ho->chan, d->version, FERRY_UPGRADE_READY_MS + 5000);
+    if (rc != 0) {
+        fprintf(stderr, "ferryd: the old process (pid %ld) did not hand over: %s\n",
+                (long)ho->old_pid, strerror(-rc));
+        return -1;
+    }
+    ferry_handover_free(ho); /* the sockets no listener took close now */
+    return 0;
+}
+
+static int run(const char *path, char **argv)
+{
+    struct ferry_handover ho;
+    if (take_handover(&ho) != 0)
+        return 2;
+    pid_t upgraded_from = ho.old_pid;
     struct ferry_config_errors errs = {0};
     struct ferry_config *cfg = ferry_config_load_checked(path, &errs);
     if (!cfg) {
-        print_errors(stderr, &errs, path);
+        report_errors(&ho, &errs, path);
         ferry_config_errors_free(&errs);
+        ferry_handover_free(&ho);
         return 1;
     }
     sigset_t sigs;
@@ -293,6 +380,13 @@ static int run(const char *path)
     if (daemon_init(&d, path, cfg->global.workers) != 0) {
         fprintf(stderr, "ferryd: cannot start the runtime: %s\n", strerror(errno));
         goto free_cfg;
+    }
+    d.argv = argv;
+    d.exe_path = ferry_upgrade_exe_path(argv[0]);
+    if (ho.chan >= 0) {
+        d.handover = &ho;
+        if (ho.has_ticket_key) /* tickets issued by the old process resume here */
+            memcpy(d.ticket_key, ho.ticket_key, sizeof(d.ticket_key));
     }
     char lerr[FERRY_PATH_MAX + 256];
     if (ferry_logger_start(&d.log, &cfg->global, path, d.nworkers, lerr, sizeof(lerr)) != 0) {
@@ -311,7 +405,7 @@ static int run(const char *path)
     }
     struct ferry_gen *g = build_first_gen(&d, cfg, &errs);
     if (!g) {
-        print_errors(stderr, &errs, path);
+        report_errors(&ho, &errs, path);
         status = 1;
         goto out;
     }
@@ -320,7 +414,7 @@ static int run(const char *path)
     d.running_global.state_file = NULL; /* owned by the configuration */
     struct ferry_new_sockets fresh;
     if (ferry_gen_switch_prepare(&d, g, &fresh, &errs) != 0) {
-        print_errors(stderr, &errs, path);
+        report_errors(&ho, &errs, path);
         goto drop_gen;
     }
     if (unclaimed_inherited(&d) != 0) {
@@ -344,27 +438,45 @@ static int run(const char *path)
     ferry_dnswatch_first_init(&first, d.dnsw, 2000);
     ac_block_on(d.workers[0].w, &first.base);
     ac_future_drop(&first.base);
-    ferry_state_file_load(&d, g); /* before the first connection */
     ferry_gen_switch_to(&d, g, &fresh);
+    /* Runtime state, before the first connection (the loops run later):
+     * the old process's when upgrading, else the state file's. */
+    if (ho.chan >= 0)
+        ferry_state_apply(&d, ho.state, "upgrade");
+    else
+        ferry_state_file_load(&d);
+    d.handover = NULL;
     if (ferry_lifecycle_start(&d, &sigs) != 0) {
         fprintf(stderr, "ferryd: cannot start: out of resources\n");
         goto out;
     }
+    if (become_main(&d, &ho) != 0)
+        goto out;
     int werr = 0;
     struct ferry_tls_watch *watch = ferry_tls_watch_start(&d, &werr);
     if (!watch)
         fprintf(stderr, "ferryd: cannot watch TLS files (tls_watch): %s\n", strerror(-werr));
     char status_line[128];
     ferry_lifecycle_status(&d, status_line, sizeof(status_line));
-    ferry_sd_notifyf("READY=1\nSTATUS=%s", status_line);
+    /* After an upgrade this process becomes the unit's main one: one
+     * datagram with both, so systemd never sees READY=1 from a process it
+     * does not follow. */
+    if (upgraded_from)
+        ferry_sd_notifyf("MAINPID=%ld\nREADY=1\nSTATUS=%s", (long)d.pid, status_line);
+    else
+        ferry_sd_notifyf("READY=1\nSTATUS=%s", status_line);
+    char from[24] = "";
+    if (upgraded_from)
+        snprintf(from, sizeof(from), "%ld", (long)upgraded_from);
     if (ferry_logger_enabled(&d.log, FERRY_LOG_INFO))
         ferry_logger_log(&d.log, d.nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "started",
-                         "version=%s pid=%d workers=%u listeners=%zu config=%s", FERRY_VERSION,
-                         (int)d.pid, d.nworkers, g->cfg->nlisteners, path);
+                         "version=%s pid=%d workers=%u listeners=%zu config=%s ?upgraded_from=%s",
+                         d.version, (int)d.pid, d.nworkers, g->cfg->nlisteners, path, from);
+    d.serving = true;
     status = ac_runtime_run(d.rt) == 0 ? 0 : 2;
     ferry_tls_watch_stop(watch); /* before the runtime it hands work to goes */
     if (atomic_load(&d.state_changes))
-        ferry_state_file_save(&d); /* the loops stopped: the last word */
+        ferry_state_file_save(&d); /* the loops stopped: the last word (none once handed over) */
     if (ferry_logger_enabled(&d.log, FERRY_LOG_INFO))
         ferry_logger_log(&d.log, d.nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "stopped",
                          "pid=%d", (int)d.pid);
@@ -385,6 +497,7 @@ out:
     if (metrics)
         ferry_metrics_free(metrics);
     ferry_config_errors_free(&errs);
+    ferry_handover_free(&ho);
     return status;
 }
 
@@ -412,5 +525,5 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    return test ? check_only(path) : run(path);
+    return test ? check_only(path) : run(path, argv);
 }

@@ -23,6 +23,8 @@
 #include "control/metrics_http.h"
 #include "control/render.h"
 #include "control/reqserver.h"
+#include "lifecycle/state_file.h"
+#include "lifecycle/upgrade.h"
 
 /* A command line must arrive within IDLE_TIMEOUT_MS (ferryctl sends it at
  * once); MAX_CLIENTS are held, and past them a new client closes the
@@ -35,6 +37,7 @@ struct ferry_control {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     dev_t dev; /* identity of the socket file we created */
     ino_t ino;
+    bool adopted; /* handed over by an old process (upgrade) */
     struct ferry_rs_pool pool;
 };
 
@@ -158,6 +161,10 @@ struct ctl_client {
     bool conns_live, conns_json;
     struct ac_blocking metrics; /* `show metrics`, rendered on the blocking pool */
     bool metrics_live;
+    struct ferry_upgrade upgrade;
+    bool upgrade_live;
+    struct ferry_state_save save; /* after a runtime change: state_file written */
+    bool save_live;
 };
 
 static size_t line_complete(const char *buf, size_t len)
@@ -188,6 +195,46 @@ static void client_drop(struct ferry_rs_client *rs)
         ac_future_drop(&c->metrics.base);
         c->metrics_live = false;
     }
+    if (c->upgrade_live) {
+        ac_future_drop(&c->upgrade.base);
+        c->upgrade_live = false;
+    }
+    if (c->save_live) {
+        ac_future_drop(&c->save.base);
+        c->save_live = false;
+    }
+}
+
+/* After a runtime change answered `ok`: the state_file is written before
+ * the answer ends, and a write that failed adds `warning: state_file ...`
+ * (the change itself stands). */
+static ac_poll_t poll_save(struct ctl_client *c, struct ac_context *cx)
+{
+    if (ac_future_poll(&c->save.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    if (c->save.rc != 0)
+        ferry_buf_printf(&c->rs.out, "warning: %s\n", c->save.err);
+    ac_future_drop(&c->save.base);
+    c->save_live = false;
+    return AC_READY;
+}
+
+/* `upgrade`: answered once the new process is ready, or has failed. */
+static ac_poll_t poll_upgrade(struct ctl_client *c, struct ac_context *cx)
+{
+    if (ac_future_poll(&c->upgrade.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    struct ferry_buf *out = &c->rs.out;
+    if (c->upgrade.err == 0)
+        ferry_buf_printf(out, "ok\npid: %ld version: %s\n", c->upgrade.new_pid,
+                         c->upgrade.new_version);
+    else if (c->upgrade.errors)
+        ferry_buf_puts(out, c->upgrade.errors);
+    else
+        ferry_buf_puts(out, "error: upgrade failed\n");
+    ac_future_drop(&c->upgrade.base);
+    c->upgrade_live = false;
+    return AC_READY;
 }
 
 /* `show metrics`: the exposition is rendered on the blocking pool, off
@@ -244,8 +291,8 @@ static ac_poll_t poll_conns(struct ctl_client *c, struct ac_context *cx)
     return AC_READY;
 }
 
-/* The runtime API: "ok", or why not. */
-static void runtime_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
+/* The runtime API: "ok" (returns 0), or why not. */
+static int runtime_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
                         struct ferry_buf *out)
 {
     int rc;
@@ -267,17 +314,18 @@ static void runtime_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *
                                                req->cmd == FERRY_CTL_ENABLE_LISTENER);
         if (rc != 0) {
             ferry_buf_printf(out, "error: no such listener %s\n", req->listener);
-            return;
+            return rc;
         }
     }
     if (rc == 0)
         ferry_buf_puts(out, "ok\n");
     else
         ferry_buf_printf(out, "error: no such server %s/%s\n", req->backend, req->server);
+    return rc;
 }
 
-/* add server / del server: "ok", or why not. */
-static void server_set_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
+/* add server / del server: "ok" (returns 0), or why not. */
+static int server_set_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
                            struct ferry_buf *out)
 {
     char err[256];
@@ -285,23 +333,39 @@ static void server_set_cmd(struct ferry_daemon *d, const struct ferry_ctl_reques
                  ? ferry_admin_add_server(d, req->backend, req->server, &req->addr, req->weight,
                                            req->backup, req->max_connections, err, sizeof(err))
                  : ferry_admin_del_server(d, req->backend, req->server, err, sizeof(err));
-    if (rc == 0)
+    if (rc == 0) {
+        ferry_state_forget_addr(d, req->backend, req->server); /* a new server, or none */
         ferry_buf_puts(out, "ok\n");
-    else
+    } else {
         ferry_buf_printf(out, "error: %s\n", err);
+    }
+    return rc;
 }
 
-/* set server B/S addr ADDRESS: "ok", or why not. (state_file note: the
- * state file keeps the address once it learns to, lifecycle/state_file.c.) */
-static void set_addr_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
-                         struct ferry_buf *out)
+/* set server B/S addr ADDRESS: "ok" (returns 0; the address is kept by
+ * state_file and an upgrade, lifecycle/state_file.c), or why not. */
+static int set_addr_cmd(struct ferry_daemon *d, const struct ferry_ctl_request *req,
+                        struct ferry_buf *out)
 {
     char err[256];
-    if (ferry_admin_set_server_addr(d, req->backend, req->server, req->addr.text, err,
-                                    sizeof(err)) == 0)
+    int rc = ferry_admin_set_server_addr(d, req->backend, req->server, req->addr.text, err,
+                                         sizeof(err));
+    if (rc == 0) {
+        ferry_state_note_addr(d, req->backend, req->server, req->addr.text);
         ferry_buf_puts(out, "ok\n");
-    else
+    } else {
         ferry_buf_printf(out, "error: %s\n", err);
+    }
+    return rc;
+}
+
+/* A runtime change went through: counted, then kept in the state_file. */
+static ac_poll_t changed(struct ctl_client *c, struct ferry_daemon *d, struct ac_context *cx)
+{
+    ferry_state_file_changed(d);
+    ferry_state_save_init(&c->save, d);
+    c->save_live = true;
+    return poll_save(c, cx);
 }
 
 /* Everything but reload and show conns answers at once. */
@@ -334,14 +398,31 @@ static ac_poll_t execute(struct ctl_client *c, const struct ferry_ctl_request *r
     case FERRY_CTL_SET_SERVER_STATE:
     case FERRY_CTL_SET_SERVER_WEIGHT:
     case FERRY_CTL_DISABLE_LISTENER:
-    case FERRY_CTL_ENABLE_LISTENER: runtime_cmd(d, req, out); break;
+    case FERRY_CTL_ENABLE_LISTENER:
+        if (runtime_cmd(d, req, out) == 0)
+            return changed(c, d, cx);
+        break;
     case FERRY_CTL_ADD_SERVER:
-    case FERRY_CTL_DEL_SERVER: server_set_cmd(d, req, out); break;
-    case FERRY_CTL_SET_SERVER_ADDR: set_addr_cmd(d, req, out); break;
+    case FERRY_CTL_DEL_SERVER:
+        if (server_set_cmd(d, req, out) == 0)
+            return changed(c, d, cx);
+        break;
+    case FERRY_CTL_SET_SERVER_ADDR:
+        if (set_addr_cmd(d, req, out) == 0)
+            return changed(c, d, cx);
+        break;
     case FERRY_CTL_RELOAD:
+        if (atomic_load(&d->upgrading)) {
+            ferry_buf_puts(out, "error: upgrade in progress\n");
+            break;
+        }
         ferry_reload_init(&c->reload, d);
         c->reload_live = true;
         return poll_reload(c, cx);
+    case FERRY_CTL_UPGRADE:
+        ferry_upgrade_init(&c->upgrade, d);
+        c->upgrade_live = true;
+        return poll_upgrade(c, cx);
     default: ferry_buf_puts(out, "error: unknown command\n"); break;
     }
     return AC_READY;
@@ -358,6 +439,10 @@ static ac_poll_t respond(struct ferry_rs_client *rs, struct ac_context *cx)
         r = poll_conns(c, cx);
     else if (c->metrics_live)
         r = poll_metrics(c, cx);
+    else if (c->upgrade_live)
+        r = poll_upgrade(c, cx);
+    else if (c->save_live)
+        r = poll_save(c, cx);
     else if (rs->overflow)
         ferry_buf_printf(&rs->out, "error: line too long (at most %d bytes)\n", FERRY_CTL_LINE_MAX);
     else if (memchr(rs->req, '\0', rs->req_len))
@@ -385,29 +470,28 @@ static const struct ferry_rs_ops control_ops = {
 
 /* ---- start and free ---- */
 
-struct ferry_control *ferry_control_start(struct ferry_daemon *d, const char *path, unsigned mode,
-                                          int *err)
+/* Serves the listening socket fd (bound at path, identified by st). */
+static struct ferry_control *serve(struct ferry_daemon *d, const char *path, int fd,
+                                   const struct stat *st, bool adopted, int *err)
 {
     struct ferry_control *c = calloc(1, sizeof(*c));
     if (!c) {
+        close(fd);
         *err = -ENOMEM;
         return NULL;
     }
     ferry_rs_pool_init(&c->pool, MAX_CLIENTS, 0);
     c->d = d;
+    c->adopted = adopted;
     snprintf(c->path, sizeof(c->path), "%s", path);
-    struct stat st;
-    int fd = open_socket(path, mode, &st);
-    if (fd < 0) {
-        ferry_rs_pool_destroy(&c->pool);
-        free(c);
-        *err = fd;
-        return NULL;
-    }
-    c->dev = st.st_dev;
-    c->ino = st.st_ino;
-    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &control_ops, c, &c->pool);
+    c->dev = st->st_dev;
+    c->ino = st->st_ino;
+    d->ctl_fd = fd; /* for an upgrade */
+    snprintf(d->ctl_path, sizeof(d->ctl_path), "%s", path);
+    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &control_ops, c, &c->pool,
+                            &d->services_stop);
     if (rc != 0) { /* the task closed fd */
+        d->ctl_fd = -1;
         ferry_control_free(c);
         *err = rc;
         return NULL;
@@ -415,12 +499,36 @@ struct ferry_control *ferry_control_start(struct ferry_daemon *d, const char *pa
     return c;
 }
 
+struct ferry_control *ferry_control_start(struct ferry_daemon *d, const char *path, unsigned mode,
+                                          int *err)
+{
+    struct stat st;
+    int fd = open_socket(path, mode, &st);
+    if (fd < 0) {
+        *err = fd;
+        return NULL;
+    }
+    return serve(d, path, fd, &st, false, err);
+}
+
+struct ferry_control *ferry_control_adopt(struct ferry_daemon *d, const char *path, int fd,
+                                          int *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) /* the file went (removed by hand): serve the socket anyway */
+        memset(&st, 0, sizeof(st));
+    return serve(d, path, fd, &st, true, err);
+}
+
 void ferry_control_free(struct ferry_control *c)
 {
     if (!c)
         return;
+    /* The file stays while another ferryd serves it: the new process after
+     * an upgrade, or the old one when this was a new process that failed. */
+    bool ours = !atomic_load(&c->d->handed_over) && (!c->adopted || c->d->serving);
     struct stat st;
-    if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == c->dev &&
+    if (ours && lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == c->dev &&
         st.st_ino == c->ino)
         unlink(c->path);
     ferry_rs_pool_destroy(&c->pool);

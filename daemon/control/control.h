@@ -23,6 +23,11 @@ struct ferry_control;
 struct ferry_control *ferry_control_start(struct ferry_daemon *d, const char *path, unsigned mode,
                                           int *err);
 
+/* Serves fd, the control socket at path an old process handed over
+ * (upgrade): nothing is created or removed. */
+struct ferry_control *ferry_control_adopt(struct ferry_daemon *d, const char *path, int fd,
+                                          int *err);
+
 /* After the runtime was freed (its tasks dropped): removes the socket file
  * (if it is still ours) and frees. */
 void ferry_control_free(struct ferry_control *c);

@@ -344,6 +344,12 @@ struct ferry_metrics *ferry_metrics_start(struct ferry_daemon *d, const struct f
         fd = ac_listen_socket((const struct sockaddr *)&addr->sa, addr->sa_len, 128, 0);
     else
         fd = -EADDRNOTAVAIL; /* a host name: the metrics address must be numeric */
+    return ferry_metrics_adopt(d, addr, fd, err);
+}
+
+struct ferry_metrics *ferry_metrics_adopt(struct ferry_daemon *d, const struct ferry_addr *addr,
+                                          int fd, int *err)
+{
     if (fd < 0) {
         *err = fd;
         return NULL;
@@ -356,7 +362,10 @@ struct ferry_metrics *ferry_metrics_start(struct ferry_daemon *d, const struct f
     }
     m->d = d;
     ferry_rs_pool_init(&m->pool, MAX_CLIENTS, PER_PEER);
-    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &metrics_ops, m, &m->pool);
+    d->metrics_fd = fd; /* for an upgrade */
+    snprintf(d->metrics_addr, sizeof(d->metrics_addr), "%s", addr->text);
+    int rc = ferry_rs_spawn(ac_runtime_worker(d->rt, 0), fd, &metrics_ops, m, &m->pool,
+                            &d->services_stop);
     if (rc != 0) {
         ferry_rs_pool_destroy(&m->pool);
         free(m);

@@ -26,6 +26,9 @@ struct ferry_metrics;
  * -errno on failure. */
 struct ferry_metrics *ferry_metrics_start(struct ferry_daemon *d, const struct ferry_addr *addr,
                                           int *err);
+/* Serves fd, the listening socket of addr an old process handed over. */
+struct ferry_metrics *ferry_metrics_adopt(struct ferry_daemon *d, const struct ferry_addr *addr,
+                                          int fd, int *err);
 /* After the runtime was freed (its tasks dropped): frees what is left. */
 void ferry_metrics_free(struct ferry_metrics *m);
 

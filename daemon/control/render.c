@@ -22,6 +22,12 @@
 
 const char *ferry_version(void) { return FERRY_VERSION; }
 
+/* The running executable's (main sets it; two builds may share this code). */
+static const char *version_of(const struct ferry_daemon *d)
+{
+    return d->version ? d->version : ferry_version();
+}
+
 static const char *balance_name(enum ferry_balance b)
 {
     switch (b) {
@@ -138,12 +144,14 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
     unsigned long long failed = atomic_load(&d->reloads_failed);
     long long last = (long long)atomic_load(&d->last_reload);
     const char *ok = atomic_load(&d->last_reload_ok) ? "true" : "false";
-    const char *state = atomic_load(&d->stopping) ? "stopping" : "ready";
+    const char *state = atomic_load(&d->stopping)    ? "stopping"
+                        : atomic_load(&d->upgrading) ? "upgrading"
+                                                     : "ready";
     const char *config = d->config_abs ? d->config_abs : "";
     unsigned long long log_dropped = ferry_logger_dropped(&d->log);
     if (json) {
         ferry_buf_puts(out, "{\"version\": ");
-        ferry_buf_json_str(out, ferry_version());
+        ferry_buf_json_str(out, version_of(d));
         ferry_buf_printf(out,
                          ", \"pid\": %ld, \"uptime_s\": %llu, \"workers\": %u, \"active\": %llu, "
                          "\"total\": %llu, \"max_connections\": %u, \"reloads\": %llu, "
@@ -159,7 +167,7 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
                          "version: %s\npid: %ld\nuptime_s: %llu\nworkers: %u\nactive: %llu\n"
                          "total: %llu\nmax_connections: %u\nreloads: %llu\nreloads_failed: %llu\n"
                          "last_reload: %lld\nlast_reload_ok: %s\nconfig: ",
-                         ferry_version(), (long)d->pid, uptime, d->nworkers,
+                         version_of(d), (long)d->pid, uptime, d->nworkers,
                          (unsigned long long)active, (unsigned long long)total,
                          d->conn_limit_size, reloads, failed, last, ok);
         ferry_buf_text(out, config);
@@ -776,7 +784,7 @@ static void metrics_process(struct ferry_daemon *d, struct ferry_buf *out)
     ferry_buf_printf(out, "ferry_max_connections %u\n", d->conn_limit_size);
     metric_head(out, "ferry_build_info", "gauge", "Always 1; the version of ferryd as a label.");
     ferry_buf_puts(out, "ferry_build_info{");
-    label(out, "version", ferry_version(), true);
+    label(out, "version", version_of(d), true);
     ferry_buf_puts(out, "} 1\n");
     ferry_procstat_render(d->start_unix, out);
 }
@@ -785,6 +793,10 @@ static void metrics_reloads(struct ferry_daemon *d, struct ferry_buf *out)
 {
     metric_head(out, "ferry_reloads_total", "counter", "Successful configuration reloads.");
     ferry_buf_printf(out, "ferry_reloads_total %llu\n", (unsigned long long)atomic_load(&d->reloads));
+    metric_head(out, "ferry_tls_reloads_total", "counter",
+                "TLS files read again by tls_watch (new contexts for new handshakes).");
+    ferry_buf_printf(out, "ferry_tls_reloads_total %llu\n",
+                     (unsigned long long)atomic_load(&d->tls_reloads));
     metric_head(out, "ferry_reloads_failed_total", "counter",
                 "Configuration reloads that failed (the running configuration stayed).");
     ferry_buf_printf(out, "ferry_reloads_failed_total %llu\n",

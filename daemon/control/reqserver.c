@@ -329,6 +329,8 @@ struct rs_accept {
     struct ac_listener l;
     bool open;
     struct ac_deadline retry; /* armed while pausing after a failure */
+    struct ac_notified stop;  /* the caller's stop (upgrade): accepting ends */
+    bool has_stop;
 };
 
 static void spawn_client(struct rs_accept *a, struct ac_context *cx, int fd,
@@ -393,6 +395,11 @@ static bool full(struct rs_accept *a, struct ac_context *cx)
 static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
 {
     struct rs_accept *a = (struct rs_accept *)f;
+    /* Clients already accepted go on (the one that asked for the upgrade
+     * gets its answer); only accepting ends, and the socket is closed here
+     * only: the process it was handed to keeps it open. */
+    if (a->has_stop && ac_future_poll(&a->stop.base, cx) == AC_READY)
+        return AC_READY;
     for (unsigned batch = 0;; batch++) {
         if (ac_deadline_armed(&a->retry)) {
             if (ac_deadline_poll(&a->retry, cx) == AC_PENDING)
@@ -434,6 +441,8 @@ static void accept_drop(struct ac_future *f)
 {
     struct rs_accept *a = (struct rs_accept *)f;
     ac_deadline_disarm(&a->retry);
+    if (a->has_stop)
+        ac_future_drop(&a->stop.base);
     ac_waker_drop(&a->pool->accept_waker);
     if (a->open)
         ac_listener_close(&a->l); /* owns fd */
@@ -446,7 +455,7 @@ static const struct ac_future_vtable accept_vt = {accept_poll, accept_drop};
 static void accept_dealloc(struct ac_future *f) { free(f); }
 
 int ferry_rs_spawn(struct ac_worker *w, int fd, const struct ferry_rs_ops *ops, void *arg,
-                   struct ferry_rs_pool *pool)
+                   struct ferry_rs_pool *pool, struct ac_notify *stop)
 {
     struct rs_accept *a = calloc(1, sizeof(*a));
     if (!a) {
@@ -459,5 +468,9 @@ int ferry_rs_spawn(struct ac_worker *w, int fd, const struct ferry_rs_ops *ops, 
     a->pool = pool;
     a->fd = fd;
     ac_deadline_init(&a->retry);
+    if (stop) {
+        ac_notified_init(&a->stop, stop);
+        a->has_stop = true;
+    }
     return ac_spawn(w, &a->base, accept_dealloc);
 }

@@ -28,6 +28,7 @@
 #include "asynccore/deadline.h"
 #include "asynccore/reactor.h"
 #include "asynccore/runtime.h"
+#include "asynccore/sync.h"
 #include "asynccore/waker.h"
 #include "buf.h"
 
@@ -91,9 +92,10 @@ struct ferry_rs_client {
 
 /* Spawns the accept task on w for the listening socket fd (non-blocking).
  * The task takes fd in every case (closed when the task is dropped). arg is
- * passed to ops->client_new; ops, arg and pool must outlive the runtime's
- * tasks. Returns 0 or -errno. */
+ * passed to ops->client_new; ops, arg, pool and stop must outlive the
+ * runtime's tasks. Once stop (may be NULL) is notified the task stops
+ * accepting and closes fd; its clients go on. Returns 0 or -errno. */
 int ferry_rs_spawn(struct ac_worker *w, int fd, const struct ferry_rs_ops *ops, void *arg,
-                   struct ferry_rs_pool *pool);
+                   struct ferry_rs_pool *pool, struct ac_notify *stop);
 
 #endif

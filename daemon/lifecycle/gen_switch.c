@@ -17,6 +17,7 @@
 #include "acme/acme.h"
 #include "proxy/listen.h"
 #include "gen.h"
+#include "lifecycle/handover.h"
 #include "servers/health.h"
 #include "log/log.h"
 #include "lifecycle/sdnotify.h"
@@ -54,10 +55,30 @@ static int add_fresh(struct ferry_new_sockets *f, struct ferry_listen_addr *b)
     return 0;
 }
 
+/* A socket an old process handed over (upgrade), found by its key. */
+static struct ferry_listen_addr *take_handed(struct ferry_daemon *d, const char *addr,
+                                       const char *sd_name)
+{
+    struct ferry_handed_sock *s =
+        ferry_handover_find(d->handover, FERRY_HANDED_LISTENER, addr, sd_name);
+    if (!s)
+        return NULL;
+    struct ferry_listen_addr *b =
+        ferry_listen_adopt_group(s->addr, s->fds, s->nfds, s->inherited, s->sd_name);
+    if (b)
+        s->claimed = true;
+    return b;
+}
+
 /* Sockets inherited under the listener's name, existing or new. */
 static int bind_named(struct ferry_daemon *d, struct ferry_listener_rt *lr, struct ferry_new_sockets *f)
 {
     int found = 0;
+    for (struct ferry_listen_addr *b; (b = take_handed(d, NULL, lr->cfg->name)) != NULL;) {
+        if (add_fresh(f, b) != 0 || add_bound(lr, b) != 0)
+            return -ENOMEM;
+        found = 1;
+    }
     for (struct ferry_listen_addr *b = d->bound; b; b = b->next)
         if (b->sd_name[0] && strcmp(b->sd_name, lr->cfg->name) == 0) {
             if (add_bound(lr, b) != 0)
@@ -87,7 +108,8 @@ static int bind_one(struct ferry_daemon *d, struct ferry_listener_rt *lr, size_t
             b = f->v[k];
     if (b)
         return add_bound(lr, b);
-    for (size_t k = 0; k < d->nsd_fds; k++) {
+    b = take_handed(d, a->text, NULL);
+    for (size_t k = 0; !b && k < d->nsd_fds; k++) {
         struct ferry_sd_fd *s = &d->sd_fds[k];
         if (!s->claimed && ferry_sd_addr_equal(s, a)) {
             b = ferry_listen_adopt(a->text, s->fd, NULL);
@@ -139,7 +161,7 @@ void ferry_gen_switch_abort(struct ferry_daemon *d, struct ferry_new_sockets *f)
 {
     for (size_t i = 0; i < f->n; i++) {
         struct ferry_listen_addr *b = f->v[i];
-        if (b->inherited) {
+        if (b->inherited && !b->keep_file) {
             for (size_t k = 0; k < d->nsd_fds; k++)
                 if (d->sd_fds[k].fd == b->fds[0])
                     d->sd_fds[k].claimed = false;

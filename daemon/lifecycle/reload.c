@@ -20,6 +20,7 @@
 #include "lifecycle/reload.h"
 #include "log/log.h"
 #include "lifecycle/sdnotify.h"
+#include "lifecycle/state_file.h"
 
 enum { R_START, R_LOAD, R_DONE };
 
@@ -143,6 +144,13 @@ static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
             r->state = R_DONE;
             return AC_READY;
         }
+        if (atomic_load(&r->d->upgrading)) { /* the new process reads the file itself */
+            atomic_store(&r->d->reloading, false);
+            ferry_config_error_add(&r->errs, r->d->config_path, 0, "upgrade in progress");
+            r->err = -1;
+            r->state = R_DONE;
+            return AC_READY;
+        }
         notify_reloading();
         struct reload_job *j = calloc(1, sizeof(*j));
         if (!j) {
@@ -179,10 +187,17 @@ static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
         ferry_gen_unref(g);
         return finish(r, -1);
     }
+    /* With a state_file, runtime changes outlive the reload: what the old
+     * generation holds (servers added, addresses set) is carried over to
+     * the new one as the state text. Without, they last until now. */
+    char *state = g->cfg->global.state_file ? ferry_state_file_render(r->d) : NULL;
     ferry_dnswatch_adopt(r->d->dnsw, r->d->gen, g);
     ferry_gen_switch_to(r->d, g, &fresh);
-    if (!g->cfg->global.state_file)
-        reset_weights(r->d); /* set at runtime "until the next reload" (ferryctl(8) COMMANDS) */
+    if (state)
+        ferry_state_apply(r->d, state, "reload");
+    else
+        reset_weights(r->d); /* set at runtime "until the next reload" (ferryctl(8)) */
+    free(state);
     return finish(r, 0);
 }
 

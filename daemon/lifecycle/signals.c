@@ -3,6 +3,7 @@
  * Signals arrive through a signalfd registered with worker 0's reactor (they
  * are blocked in every thread), so handling them is ordinary task code:
  *   SIGHUP          reload (one at a time; one more queued if it comes during)
+ *   SIGUSR2         upgrade (upgrade.h), as `ferryctl upgrade` does
  *   SIGTERM/SIGINT  /ready turns 503 and, for shutdown_delay, ferryd goes on
  *                   accepting and serving (a load balancer takes it out of
  *                   rotation meanwhile); then it stops accepting, lets
@@ -10,6 +11,9 @@
  *                   the end of the delay, so a connection accepted during it
  *                   gets the whole drain time), cuts the rest and exits; a
  *                   second signal stops at once.
+ * After an upgrade handed everything over, the old process stops as on
+ * SIGTERM but says nothing to systemd (the new process is its main one),
+ * skips shutdown_delay and leaves the accept queues to the new process.
  * A heartbeat task on each worker stamps its loop as alive; WATCHDOG=1 is sent
  * only while every loop is.
  */
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "asynccore/reactor.h"
@@ -30,6 +35,7 @@
 #include "gen.h"
 #include "log/log.h"
 #include "lifecycle/sdnotify.h"
+#include "lifecycle/upgrade.h"
 #include "worker.h"
 
 #define HEARTBEAT_MS 250
@@ -45,6 +51,8 @@ struct signal_task {
     struct ac_io io;
     struct ferry_reload reload;
     bool reload_live, reload_again;
+    struct ferry_upgrade upgrade;
+    bool upgrade_live;
     int stop_state;
     uint64_t cut_at, give_up_at;
     struct ac_sleep tick;
@@ -58,6 +66,7 @@ void ferry_lifecycle_block_signals(sigset_t *set)
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
@@ -87,16 +96,22 @@ static void stop_accepting(struct signal_task *t, struct ac_context *cx)
         ferry_config_errors_free(&t->reload.errs);
         t->reload_live = t->reload_again = false;
     }
+    if (t->upgrade_live) { /* a new process not ready yet is stopped */
+        ac_future_drop(&t->upgrade.base);
+        t->upgrade_live = false;
+    }
+    bool handed = atomic_load(&d->handed_over);
     uint64_t now = ac_worker_now_ms(cx->worker);
     atomic_store(&d->accept_until_ms, now);
-    ferry_log(FERRY_LOG_INFO, "stopping", "active=%llu drain_timeout_ms=%llu",
+    ferry_log(FERRY_LOG_INFO, "stopping", "active=%llu drain_timeout_ms=%llu ?handed_over=%s",
               (unsigned long long)active_conns(d),
-              (unsigned long long)d->gen->cfg->global.drain_timeout_ms);
-    /* Connections the kernel already completed are served, not reset. */
+              (unsigned long long)d->gen->cfg->global.drain_timeout_ms, handed ? "yes" : "");
+    /* Connections the kernel already completed are served, not reset; after
+     * a handover the new process serves them (the queues stay open there). */
     while (d->bound) {
         struct ferry_listen_addr *b = d->bound;
         d->bound = b->next;
-        ferry_listen_close(b, true);
+        ferry_listen_close(b, !handed);
     }
     ac_notify_all(&d->gen->stop); /* health checks */
     t->cut_at = now + d->gen->cfg->global.drain_timeout_ms;
@@ -108,11 +123,13 @@ static void stop_accepting(struct signal_task *t, struct ac_context *cx)
 static void begin_stop(struct signal_task *t, struct ac_context *cx)
 {
     struct ferry_daemon *d = t->d;
-    uint64_t delay = d->gen->cfg->global.shutdown_delay_ms;
+    bool handed = atomic_load(&d->handed_over);
+    uint64_t delay = handed ? 0 : d->gen->cfg->global.shutdown_delay_ms;
     uint64_t now = ac_worker_now_ms(cx->worker);
     atomic_store(&d->accept_until_ms, now + delay);
     atomic_store(&d->stopping, true);
-    ferry_sd_notify("STOPPING=1");
+    if (!handed)
+        ferry_sd_notify("STOPPING=1");
     if (delay == 0) {
         stop_accepting(t, cx);
         return;
@@ -137,9 +154,24 @@ static void on_signal(struct signal_task *t, struct ac_context *cx, int signo)
         ferry_logger_reopen(&t->d->log);
         return;
     }
+    if (signo == SIGUSR2) {
+        if (t->stop_state != RUNNING)
+            return;
+        if (t->upgrade_live) {
+            ferry_log(FERRY_LOG_WARN, "upgrade_ignored", "error=%s", "upgrade in progress");
+            return;
+        }
+        ferry_upgrade_init(&t->upgrade, t->d);
+        t->upgrade_live = true;
+        return;
+    }
     if (signo == SIGHUP) {
         if (t->stop_state != RUNNING)
             return;
+        if (atomic_load(&t->d->upgrading)) {
+            ferry_log(FERRY_LOG_WARN, "reload_ignored", "error=%s", "upgrade in progress");
+            return;
+        }
         if (t->reload_live) {
             t->reload_again = true;
             return;
@@ -175,6 +207,27 @@ static void read_signals(struct signal_task *t, struct ac_context *cx)
     }
 }
 
+/* SIGUSR2's upgrade: its outcome is logged by the upgrade itself. */
+static void poll_upgrade(struct signal_task *t, struct ac_context *cx)
+{
+    if (!t->upgrade_live || ac_future_poll(&t->upgrade.base, cx) == AC_PENDING)
+        return;
+    ac_future_drop(&t->upgrade.base);
+    t->upgrade_live = false;
+}
+
+/* After a handover: a new process that ended while this one drains was
+ * our child; reap it (the one that serves now is no child of ours once
+ * we are gone). Nothing else here has children. */
+static void reap_children(struct ferry_daemon *d)
+{
+    if (!atomic_load(&d->handed_over))
+        return;
+    int st;
+    while (waitpid(-1, &st, WNOHANG) > 0)
+        ;
+}
+
 static void poll_reload(struct signal_task *t, struct ac_context *cx)
 {
     while (t->reload_live) {
@@ -197,6 +250,7 @@ static ac_poll_t poll_stop(struct signal_task *t, struct ac_context *cx)
 {
     for (;;) {
         uint64_t now = ac_worker_now_ms(cx->worker);
+        reap_children(t->d);
         if (t->stop_state == DELAYING && now >= atomic_load(&t->d->accept_until_ms))
             stop_accepting(t, cx);
         if (t->stop_state != DELAYING && (active_conns(t->d) == 0 || now >= t->give_up_at)) {
@@ -232,6 +286,7 @@ static ac_poll_t signal_poll(struct ac_future *f, struct ac_context *cx)
     }
     read_signals(t, cx);
     poll_reload(t, cx);
+    poll_upgrade(t, cx);
     if (t->stop_state != RUNNING)
         return poll_stop(t, cx);
     return AC_PENDING;
@@ -244,6 +299,8 @@ static void signal_drop(struct ac_future *f)
         ac_future_drop(&t->reload.base);
         ferry_reload_free_msgs(&t->reload);
     }
+    if (t->upgrade_live)
+        ac_future_drop(&t->upgrade.base);
     if (t->tick_live)
         ac_future_drop(&t->tick.base);
     ac_io_deregister(&t->io);

@@ -1,4 +1,4 @@
-/* ferryd: reload when a TLS file changes (see tls_watch.h). */
+/* ferryd: re-read TLS files when they change (see tls_watch.h). */
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "asynccore/blocking.h"
 #include "asynccore/runtime.h"
 #include "daemon.h"
 #include "gen.h"
@@ -239,22 +240,67 @@ static void rebuild(struct ferry_tls_watch *w)
 
 struct trigger_task {
     struct ac_future base;
+    struct ferry_daemon *d;
     char file[PATH_MAX];
+    struct ferry_gen *g;          /* the generation renewed (a reference) */
+    struct ac_blocking job;       /* builds the new contexts (files: blocking pool) */
+    bool job_live;
+    struct ferry_config_errors errs;
 };
 
-/* On worker 0: say why, then reload as SIGHUP does (the signal task there
- * reads it from its signalfd; a reload already running queues one more). */
+static void *build_work(void *arg)
+{
+    struct trigger_task *t = arg;
+    return ferry_gen_tls_build(t->g, &t->errs);
+}
+
+static void build_cleanup(void *result) { ferry_gen_tls_free(result); }
+
+/* On worker 0: re-read the TLS files of the running generation into new
+ * contexts and put them in place; nothing else changes (no reload). */
 static ac_poll_t trigger_poll(struct ac_future *f, struct ac_context *cx)
 {
-    (void)cx;
     struct trigger_task *t = (struct trigger_task *)f;
-    ferry_log(FERRY_LOG_INFO, "tls_file_changed", "file=%s", t->file);
-    if (kill(getpid(), SIGHUP) != 0)
-        ferry_log(FERRY_LOG_ERROR, "tls_watch_failed", "error=%s", strerror(errno));
+    if (!t->job_live) {
+        ferry_log(FERRY_LOG_INFO, "tls_file_changed", "file=%s", t->file);
+        t->g = ferry_daemon_gen(t->d);
+        if (!t->g)
+            return AC_READY;
+        ac_blocking_init(&t->job, t->d->rt, build_work, t, build_cleanup);
+        t->job_live = true;
+    }
+    if (ac_future_poll(&t->job.base, cx) == AC_PENDING)
+        return AC_PENDING;
+    struct ferry_gen_tls *built = t->job.err ? NULL : t->job.result;
+    t->job.result = NULL;
+    ac_future_drop(&t->job.base);
+    t->job_live = false;
+    ferry_config_errors_sort(&t->errs, t->g->cfg->path);
+    for (size_t i = 0; i < t->errs.n; i++)
+        ferry_log(FERRY_LOG_ERROR, "tls_reload_failed", "file=%s error=%s", t->file,
+                  t->errs.msgs[i]);
+    size_t n = built ? ferry_gen_tls_swap(t->g, built) : 0;
+    if (!built)
+        ferry_log(FERRY_LOG_ERROR, "tls_reload_failed", "file=%s error=%s", t->file,
+                  "out of memory");
+    if (n > 0) {
+        atomic_fetch_add(&t->d->tls_reloads, 1);
+        ferry_log(FERRY_LOG_INFO, "tls_reloaded", "file=%s contexts=%zu ?kept_old=%s", t->file,
+                  n, t->errs.n ? "yes" : "");
+    }
+    atomic_fetch_add(&t->d->tls_reload_runs, 1); /* the watches follow new links */
     return AC_READY;
 }
 
-static void trigger_drop(struct ac_future *f) { (void)f; }
+static void trigger_drop(struct ac_future *f)
+{
+    struct trigger_task *t = (struct trigger_task *)f;
+    if (t->job_live)
+        ac_future_drop(&t->job.base);
+    ferry_config_errors_free(&t->errs);
+    if (t->g)
+        ferry_gen_unref(t->g);
+}
 
 static const struct ac_future_vtable trigger_vt = {trigger_poll, trigger_drop};
 
@@ -266,17 +312,20 @@ static void trigger(struct ferry_tls_watch *w)
     if (t == NULL)
         return; /* the next event tries again */
     t->base.vt = &trigger_vt;
+    t->d = w->d;
     snprintf(t->file, sizeof(t->file), "%s", w->changed);
-    if (ac_spawn(ac_runtime_worker(w->d->rt, 0), &t->base, task_free) < 0)
-        free(t);
+    ac_spawn(ac_runtime_worker(w->d->rt, 0), &t->base, task_free); /* frees t on failure */
     w->dirty = false;
 }
 
 /* ---- the thread ---- */
 
+/* Changes after which the watches are built again: reloads (another
+ * configuration) and TLS re-reads (links may point elsewhere now). */
 static uint64_t reload_count(struct ferry_daemon *d)
 {
-    return atomic_load(&d->reloads) + atomic_load(&d->reloads_failed);
+    return atomic_load(&d->reloads) + atomic_load(&d->reloads_failed) +
+           atomic_load(&d->tls_reload_runs);
 }
 
 static void note(struct ferry_tls_watch *w, const char *file, uint64_t now)

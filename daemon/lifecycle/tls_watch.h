@@ -1,4 +1,4 @@
-/* ferryd: reload when a TLS file changes (`tls_watch`, ferry.ini(5)).
+/* ferryd: re-read TLS files when they change (`tls_watch`, ferry.ini(5)).
  *
  * Every file named by tls_cert (and its key), tls_client_ca, tls_ca and
  * tls_ticket_keys in the running configuration is watched with inotify on
@@ -8,15 +8,20 @@
  * re-pointed (a Kubernetes secret volume swapping its `..data` link,
  * certbot re-pointing `live/` links) is seen, and so is a directory on the
  * way being replaced. After the events settle (DEBOUNCE_MS of quiet, at most
- * MAX_WAIT_MS after the first) ferryd reloads exactly as on SIGHUP: the same
- * checks, counters and log lines; a broken file fails that reload, which is
- * logged and keeps the running set.
+ * MAX_WAIT_MS after the first) ferryd reads the TLS files of the running
+ * generation again into new contexts, used by new handshakes (connections
+ * in their handshake keep the one they started with). Nothing else changes:
+ * it is no reload (servers added at runtime, weights, counters stay;
+ * `reloads` does not count it, ferry_tls_reloads_total does). Logged as
+ * msg=tls_reloaded; a file that fails to load keeps its old context in use
+ * and logs msg=tls_reload_failed with the FILE:LINE-style error.
  *
  * Path walking and inotify reads happen on a thread of their own, never on
  * an event loop; the thread hands each trigger to worker 0 as a small task
- * (which logs what changed and raises SIGHUP for the signal task there).
- * After every reload, successful or not, the watches are rebuilt from the
- * configuration then running (and the new targets of re-pointed links);
+ * (which logs what changed, builds the contexts on the blocking pool and
+ * swaps them in). After every reload and every re-read, successful or not,
+ * the watches are rebuilt from the configuration then running (and the new
+ * targets of re-pointed links);
  * with tls_watch = off nothing is watched.
  */
 #ifndef FERRY_TLS_WATCH_H

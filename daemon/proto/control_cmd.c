@@ -27,7 +27,8 @@ const char ferry_ctl_help_text[] =
     "                                  a server (IP:PORT or HOST:PORT) until the next reload\n"
     "del server BACKEND/SERVER         remove a disabled or maint server without connections\n"
     "shutdown conn ID                  close connection ID at once, both sides (end=killed)\n"
-    "reload                            re-read the configuration file\n";
+    "reload                            re-read the configuration file\n"
+    "upgrade                           start the executable anew and hand it the sockets\n";
 
 #define MAX_WORDS 8
 
@@ -420,8 +421,10 @@ int ferry_ctl_parse(const char *line, size_t len, struct ferry_ctl_request *req)
         set_error(req, "empty command (try 'help')");
         return -EINVAL;
     }
-    if (word_is(&w, 0, "help") || word_is(&w, 0, "reload")) {
-        req->cmd = word_is(&w, 0, "help") ? FERRY_CTL_HELP : FERRY_CTL_RELOAD;
+    if (word_is(&w, 0, "help") || word_is(&w, 0, "reload") || word_is(&w, 0, "upgrade")) {
+        req->cmd = word_is(&w, 0, "help")     ? FERRY_CTL_HELP
+                   : word_is(&w, 0, "reload") ? FERRY_CTL_RELOAD
+                                              : FERRY_CTL_UPGRADE;
         return w.n > 1 ? extra_arg(&w, 1, req) : 0;
     }
     if (word_is(&w, 0, "show"))
@@ -483,6 +486,7 @@ static const struct verb verbs[] = {
     {"metrics", "show metrics", "metrics", 0, false},
     {"acme", "show acme", "acme", 0, true},
     {"reload", "reload", "reload", 0, false},
+    {"upgrade", "upgrade", "upgrade", 0, false},
     {"help", "help", "help", 0, false},
     {"disable", "disable server", "disable BACKEND/SERVER", 1, false},
     {"enable", "enable server", "enable BACKEND/SERVER", 1, false},
@@ -496,7 +500,7 @@ static const struct verb verbs[] = {
     {"shutdown", "shutdown conn", "shutdown CONN_ID", 1, false},
 };
 
-#define VERB_WORDS "info, stats, conns, metrics, acme, reload, disable, enable, set, " \
+#define VERB_WORDS "info, stats, conns, metrics, acme, reload, upgrade, disable, enable, set, " \
                    "disable-listener, enable-listener, add, del, shutdown, help"
 #define ARGS_MAX 7
 

@@ -35,6 +35,7 @@ enum ferry_ctl_cmd {
     FERRY_CTL_SHUTDOWN_CONN,        /* shutdown conn ID */
     FERRY_CTL_SHOW_ACME,            /* show acme [json] */
     FERRY_CTL_SET_SERVER_ADDR,      /* set server BACKEND/SERVER addr ADDRESS */
+    FERRY_CTL_UPGRADE,              /* upgrade: a new process takes over */
 };
 
 struct ferry_ctl_request {

@@ -64,6 +64,7 @@
 
 struct accept_task {
     struct ac_future base;
+    unsigned slot;                  /* the socket it serves in a reuseport group */
     struct ferry_daemon *d;
     struct ferry_worker *fw;
     struct ferry_listen_addr *b;
@@ -95,7 +96,7 @@ static void bound_release(struct ferry_listen_addr *b)
             close(b->fds[i]);
             closed = true;
         }
-    if (closed && b->unix_path && !b->inherited)
+    if (closed && b->unix_path && !b->inherited && !b->keep_file)
         unlink(b->addr + strlen("unix:"));
     ac_notify_destroy(&b->closing);
     if (b->gen)
@@ -272,7 +273,7 @@ static ac_poll_t accept_poll(struct ac_future *f, struct ac_context *cx)
          * not all of them (poll(2) has no such flag: there all wake). A
          * reuseport group: this worker's own socket. */
         bool shared = t->b->nfds == 1;
-        int fd = t->b->fds[shared ? 0 : t->fw->index];
+        int fd = t->b->fds[shared ? 0 : t->slot];
         int rc = ac_listener_open(&t->l, cx->worker, fd, false, shared ? AC_REG_EXCLUSIVE : 0);
         if (rc < 0) {
             ferry_log(FERRY_LOG_ERROR, "listener_register_failed", "bind=%s error=%s",
@@ -326,7 +327,7 @@ static void own_socket_close(struct accept_task *t)
 {
     if (t->b->nfds == 1)
         return;
-    int *fd = &t->b->fds[t->fw->index];
+    int *fd = &t->b->fds[t->slot];
     if (*fd >= 0)
         close(*fd);
     *fd = -1;
@@ -356,17 +357,22 @@ static void accept_free(struct ac_future *f) { free(f); }
 
 int ferry_listen_start(struct ferry_daemon *d, struct ferry_listen_addr *b)
 {
-    for (unsigned i = 0; i < d->nworkers; i++) {
+    /* One task per worker on a shared socket; one per socket of a group
+     * (a group handed over by an upgrade may have been made for another
+     * number of workers: every socket is served, round robin). */
+    unsigned ntasks = b->nfds == 1 ? d->nworkers : b->nfds;
+    for (unsigned i = 0; i < ntasks; i++) {
         struct accept_task *t = calloc(1, sizeof(*t));
         if (!t)
             return -ENOMEM;
         t->base.vt = &accept_vt;
         t->d = d;
-        t->fw = &d->workers[i];
+        t->fw = &d->workers[i % d->nworkers];
+        t->slot = i;
         t->b = b;
         ac_notified_init(&t->closing, &b->closing);
         atomic_fetch_add(&b->tasks, 1);
-        int rc = ac_spawn(d->workers[i].w, &t->base, accept_free);
+        int rc = ac_spawn(t->fw->w, &t->base, accept_free);
         if (rc < 0)
             return rc; /* the task was dropped: its reference is released */
     }
@@ -391,6 +397,18 @@ static struct ferry_listen_addr *bound_new(const char *addr, const int *fds, uns
     b->unix_path = strncmp(addr, "unix:", 5) == 0;
     atomic_init(&b->tasks, 1); /* the daemon's reference */
     ac_notify_init(&b->closing);
+    return b;
+}
+
+struct ferry_listen_addr *ferry_listen_adopt_group(const char *addr, const int *fds, unsigned nfds,
+                                            bool inherited, const char *sd_name)
+{
+    struct ferry_listen_addr *b = bound_new(addr, fds, nfds);
+    if (b) {
+        b->inherited = inherited;
+        b->keep_file = true; /* the old process's file (see listen.h) */
+        snprintf(b->sd_name, sizeof(b->sd_name), "%s", sd_name ? sd_name : "");
+    }
     return b;
 }
 

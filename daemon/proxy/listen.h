@@ -21,7 +21,9 @@ struct ferry_listen_addr {
     char addr[256];          /* normalised address text, the key */
     bool inherited;          /* from socket activation */
     char sd_name[64];        /* its FileDescriptorName= when claimed by name */
-    bool unix_path;          /* unlink addr+5 when closed (not inherited) */
+    bool unix_path;          /* unlink addr+5 when closed (not inherited, not keep_file) */
+    bool keep_file;          /* a unix: socket shared with another ferryd (handed over
+                              * by an upgrade, or to one): its file is never unlinked */
     struct ferry_gen *gen;   /* generation serving it (guarded by gen_ptr_lock) */
     struct ferry_gen *prev_gen; /* replaced one, released after the swap */
     size_t lidx;             /* its listener's index in gen */
@@ -41,9 +43,14 @@ struct ferry_listen_addr {
  * refuses it is a warning). Returns 0 or -errno. */
 int ferry_listen_bind(const struct ferry_addr *a, bool reuseport, unsigned nsockets, bool mptcp,
                       unsigned fastopen, struct ferry_listen_addr **out);
+/* Wraps the sockets an old process handed over (upgrade): nfds of them
+ * (a reuseport group, or one), as they were there. */
+struct ferry_listen_addr *ferry_listen_adopt_group(const char *addr, const int *fds, unsigned nfds,
+                                                   bool inherited, const char *sd_name);
 /* Wraps an inherited (socket activation) descriptor. */
 struct ferry_listen_addr *ferry_listen_adopt(const char *addr, int fd, const char *sd_name);
-/* Spawns one accept task per worker. */
+/* Spawns the accept tasks: one per worker on a shared socket, one per
+ * socket of a reuseport group. */
 int ferry_listen_start(struct ferry_daemon *d, struct ferry_listen_addr *b);
 /* Stops accepting (after accepting what is queued when serve_queue) and
  * releases the daemon's reference; the last accept task closes the sockets. */

@@ -203,5 +203,68 @@ def test_corrupt_state_file_is_ignored():
     assert "msg=state_file_ignored" in f2.logtext()
 
 
+def test_state_file_without_final_newline():
+    """The last line needs no newline (it was rejected whole as a NUL byte)."""
+    a, b, port, config = two_servers("state_file = ferry.state")
+
+    def state(d):
+        with open(os.path.join(d, "ferry.state"), "w") as fh:
+            fh.write("# kept\nserver app/b ready 4\nserver app/a maint -")
+    f = start_ferry(config, pre_start=state)
+    assert "state_file_ignored" not in f.logtext(), f.logtext()
+    assert server(f, "a")["state"] == "maint" and server(f, "b")["weight"] == 4
+
+
+def test_state_file_keeps_added_servers_and_disabled_listeners():
+    """Servers added at runtime (with their options and state), weights and
+    disabled listeners last across a reload and a restart; the file is
+    written through a temporary file of a unique name, nothing left over."""
+    a, b, port, config = two_servers("state_file = ferry.state")
+    f = start_ferry(config)
+    c = start_backend("label", label=b"C")
+    path = os.path.join(f.dir, "ferry.state")
+    assert f.ctl("add", "app", "c", f"127.0.0.1:{c.port}", "weight=2", "backup",
+                 "max_connections=7").strip() == "ok"
+    assert f.ctl("set", "app/c", "state", "drain").strip() == "ok"
+    assert f.ctl("disable-listener", "web").strip() == "ok"
+    with open(path) as fh:  # written before the answer
+        text = fh.read()
+    assert f"added app/c 127.0.0.1:{c.port} weight=2 backup max_connections=7" in text, text
+    assert "server app/c drain -" in text and "listener web disabled" in text, text
+    assert [n for n in os.listdir(f.dir) if n.startswith("ferry.state")] == ["ferry.state"]
+    assert f.ctl("reload").startswith("ok")
+    sc = server(f, "c")
+    assert (sc["weight"], sc["backup"], sc["max_connections"], sc["state"]) == \
+        (2, True, 7, "disabled"), sc
+    assert f.listener("web")["accepting"] is False
+    assert f.stop() == 0
+    f2 = start_ferry(config.replace("state_file = ferry.state", f"state_file = {path}"))
+    sc = f2.server("app", "c")
+    assert (sc["weight"], sc["backup"], sc["max_connections"], sc["state"]) == \
+        (2, True, 7, "disabled"), sc
+    assert sc["address"] == f"127.0.0.1:{c.port}"
+    assert f2.listener("web")["accepting"] is False
+    f2.ctl("enable-listener", "web")
+    f2.ctl("enable", "app/c")
+    # The configuration now defines c itself: its settings win.
+    f2.write_config(config.replace("state_file = ferry.state", f"state_file = {path}")
+                    + f"server c 127.0.0.1:{c.port} weight=9\n")
+    assert f2.ctl("reload").startswith("ok")
+    sc = f2.server("app", "c")
+    assert (sc["weight"], sc["backup"], sc["max_connections"]) == (9, False, 0), sc
+
+
+def test_state_file_write_failure_is_a_warning():
+    """A change that cannot be written stands, answered ok + warning."""
+    a, b, port, config = two_servers("state_file = st/ferry.state")
+    f = start_ferry(config, pre_start=lambda d: os.mkdir(os.path.join(d, "st")))
+    os.rmdir(os.path.join(f.dir, "st"))
+    out = f.ctl("set", "app/a", "weight", "3")
+    lines = out.splitlines()
+    assert lines[0] == "ok" and len(lines) == 2, out
+    assert lines[1].startswith("warning: state_file ") and "st/ferry.state" in lines[1], out
+    assert server(f, "a")["weight"] == 3
+
+
 if __name__ == "__main__":
     runner.run(globals())

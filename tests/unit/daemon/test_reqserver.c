@@ -132,7 +132,7 @@ static int start(void **state, const struct ferry_rs_ops *o, unsigned per_peer)
     socklen_t len = sizeof(sa);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
     s->port = ntohs(sa.sin_port);
-    assert_int_equal(ferry_rs_spawn(ac_runtime_worker(s->rt, 0), fd, o, s, &s->pool), 0);
+    assert_int_equal(ferry_rs_spawn(ac_runtime_worker(s->rt, 0), fd, o, s, &s->pool, NULL), 0);
     assert_int_equal(pthread_create(&s->thread, NULL, run_rt, s), 0);
     *state = s;
     return 0;
