@@ -63,6 +63,8 @@ struct ferry_daemon {
     _Atomic uint64_t tls_reloads;     /* tls_watch re-reads that renewed contexts */
     _Atomic uint64_t tls_reload_runs; /* tls_watch re-reads, whatever their outcome */
     _Atomic bool stopping;            /* a stop signal came: /ready answers 503 */
+    _Atomic unsigned accept_tasks;    /* accept tasks alive (proxy/listen.c): a stop
+                                       * ends once they ended and no connection is left */
     _Atomic uint64_t accept_until_ms; /* while stopping: accepting ends then (shutdown_delay) */
     uint64_t start_ms;                /* ac_clock_now_ms() at start */
     struct ferry_dnswatch *dnsw;      /* name lookups (worker 0 only; NULL: none) */

@@ -253,7 +253,12 @@ static ac_poll_t poll_stop(struct signal_task *t, struct ac_context *cx)
         reap_children(t->d);
         if (t->stop_state == DELAYING && now >= atomic_load(&t->d->accept_until_ms))
             stop_accepting(t, cx);
-        if (t->stop_state != DELAYING && (active_conns(t->d) == 0 || now >= t->give_up_at)) {
+        /* Done when the accept tasks ended (so that a connection one of
+         * them accepted last is counted) and no connection is left. */
+        if (t->stop_state != DELAYING &&
+            ((atomic_load_explicit(&t->d->accept_tasks, memory_order_acquire) == 0 &&
+              active_conns(t->d) == 0) ||
+             now >= t->give_up_at)) {
             ac_runtime_stop(t->d->rt);
             return AC_READY;
         }

@@ -348,7 +348,10 @@ static void accept_drop(struct ac_future *f)
     own_socket_close(t);
     if (t->gen)
         ferry_gen_unref(t->gen);
+    struct ferry_daemon *d = t->d;
     bound_release(t->b);
+    /* Last: a connection this task accepted is counted active by now. */
+    atomic_fetch_sub_explicit(&d->accept_tasks, 1, memory_order_release);
 }
 
 static const struct ac_future_vtable accept_vt = {accept_poll, accept_drop};
@@ -372,6 +375,7 @@ int ferry_listen_start(struct ferry_daemon *d, struct ferry_listen_addr *b)
         t->b = b;
         ac_notified_init(&t->closing, &b->closing);
         atomic_fetch_add(&b->tasks, 1);
+        atomic_fetch_add(&d->accept_tasks, 1);
         int rc = ac_spawn(t->fw->w, &t->base, accept_free);
         if (rc < 0)
             return rc; /* the task was dropped: its reference is released */
