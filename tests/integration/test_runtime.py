@@ -254,6 +254,35 @@ def test_state_file_keeps_added_servers_and_disabled_listeners():
     assert (sc["weight"], sc["backup"], sc["max_connections"]) == (9, False, 0), sc
 
 
+def test_state_file_keeps_addresses_set_at_runtime():
+    """`set server addr` lasts across a reload and a restart while the
+    configuration still gives the server the address it had; once the
+    configuration changes it, the configuration's wins."""
+    a, b, port, config = two_servers("state_file = ferry.state")
+    f = start_ferry(config)
+    c = start_backend("label", label=b"C")
+    path = os.path.join(f.dir, "ferry.state")
+    assert f.ctl("set", "app/a", "addr", f"127.0.0.1:{c.port}").strip() == "ok"
+    with open(path) as fh:
+        text = fh.read()
+    assert f"server app/a ready - addr=127.0.0.1:{c.port} cfg=127.0.0.1:{a.port}" in text, text
+    assert f.ctl("reload").startswith("ok")
+    assert server(f, "a")["address"] == f"127.0.0.1:{c.port}"
+    assert {label_of(port) for _ in range(20)} == {b"B", b"C"}
+    assert f.stop() == 0
+    config2 = config.replace("state_file = ferry.state", f"state_file = {path}")
+    f2 = start_ferry(config2)
+    assert f2.server("app", "a")["address"] == f"127.0.0.1:{c.port}"
+    # The configuration moves a: its address wins, the runtime one is gone.
+    d = start_backend("label", label=b"D")
+    f2.write_config(config2.replace(f"server a 127.0.0.1:{a.port}", f"server a 127.0.0.1:{d.port}"))
+    assert f2.ctl("reload").startswith("ok")
+    assert f2.server("app", "a")["address"] == f"127.0.0.1:{d.port}"
+    f2.ctl("set", "app/b", "weight", "2")  # rewrites the file
+    with open(path) as fh:
+        assert "addr=" not in fh.read()
+
+
 def test_state_file_write_failure_is_a_warning():
     """A change that cannot be written stands, answered ok + warning."""
     a, b, port, config = two_servers("state_file = st/ferry.state")

@@ -312,10 +312,13 @@ def test_tickets_resume_after_upgrade():
 
 def test_disabled_listener_and_state_survive():
     site = Site()
+    other = start_backend("echo")
     assert site.ctl("disable-listener", "web")[0] == 0
     assert site.ctl("set", "app/a1", "state", "maint")[0] == 0
+    assert site.ctl("set", "app/a1", "addr", f"127.0.0.1:{other.port}")[0] == 0
     site.upgrade()
     stats = site.f.stats()
+    assert stats["backends"][0]["servers"][0]["address"] == f"127.0.0.1:{other.port}"
     assert stats["listeners"][0]["accepting"] is False, stats["listeners"]
     assert stats["backends"][0]["servers"][0]["state"] == "maint"
     # The kernel queue holds a client meanwhile; enabling serves it.
