@@ -259,7 +259,7 @@ static void print_answer(const char *answer, size_t len, enum ferry_ctl_cmd cmd,
 {
     bool error = strncmp(answer, "error:", 6) == 0;
     if (!json || (!error && (cmd == FERRY_CTL_SHOW_INFO || cmd == FERRY_CTL_SHOW_STATS ||
-                             cmd == FERRY_CTL_SHOW_CONNS))) {
+                             cmd == FERRY_CTL_SHOW_CONNS || cmd == FERRY_CTL_SHOW_ACME))) {
         write_escaped(stdout, answer, len, json);
     } else if (error) {
         json_error(stdout, answer);

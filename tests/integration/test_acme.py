@@ -246,6 +246,7 @@ def test_issue_two_names_then_restart_reuses():
     assert st[0]["not_after"] > st[0]["renew_at"] > time.time(), st
     text = f.ctl("acme")
     assert "peb" in text and "valid" in text and NAMES[0] in text, text
+    assert f.ctl("acme", json_out=True)["acme"][0]["state"] == "valid"
     assert metric(f, "ferry_acme_orders_total", acme="peb", result="ok") == 1
     assert metric(f, "ferry_tls_cert_not_after_seconds", listener="web") == st[0]["not_after"]
     # Storage: 0700 directory, 0600 files.
