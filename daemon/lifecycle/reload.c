@@ -123,6 +123,25 @@ static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *g)
         warn_key(r, "access_log");
 }
 
+/* mptcp and tcp_fastopen are set on a listening socket when it is created:
+ * an address a reload keeps keeps its socket as it was. */
+static void warn_socket_options(struct ferry_reload *r, const struct ferry_gen *g)
+{
+    const struct ferry_gen *old = r->d->gen;
+    for (size_t i = 0; old && i < g->cfg->nlisteners; i++) {
+        const struct ferry_listener *b = &g->cfg->listeners[i];
+        for (size_t j = 0; j < old->cfg->nlisteners; j++) {
+            const struct ferry_listener *a = &old->cfg->listeners[j];
+            if (strcmp(a->name, b->name) != 0)
+                continue;
+            if (a->mptcp != b->mptcp)
+                warn_key(r, "mptcp");
+            if (a->tcp_fastopen != b->tcp_fastopen)
+                warn_key(r, "tcp_fastopen");
+        }
+    }
+}
+
 static void reset_weights(struct ferry_daemon *d)
 {
     /* Under the registry's lock: a generation freed on a worker unlinks
@@ -182,6 +201,7 @@ static ac_poll_t reload_poll(struct ac_future *f, struct ac_context *cx)
     if (!g)
         return finish(r, -1);
     warn_restart_only(r, g);
+    warn_socket_options(r, g);
     struct ferry_new_sockets fresh;
     if (ferry_gen_switch_prepare(r->d, g, &fresh, &r->errs) != 0) {
         ferry_gen_unref(g);

@@ -86,6 +86,14 @@ server s 127.0.0.1:{app.port}
     # Plain TCP clients are served by the same listener.
     assert echo_through(p_on, payload) == payload
     assert f.listener("on")["total"] == 4
+    # A reload keeps the listening socket of an address that stays: the change
+    # of mptcp waits for a restart, and the reload says so.
+    f.write_config(open(f.path).read().replace("mptcp = on", "mptcp = off"))
+    out = f.ctl("reload")
+    assert out.splitlines()[0] == "ok" and "mptcp changed" in out, out
+    before = netstat()
+    assert echo_through(p_on, payload, IPPROTO_MPTCP) == payload
+    assert delta(before, "MPTcpExt.MPCapableSYNRX") >= 1
 
 
 class MptcpEcho:

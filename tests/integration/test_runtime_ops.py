@@ -4,7 +4,6 @@ ID` (end=killed, in every phase of a connection), `set server B/S addr
 ADDRESS` (new connections and health checks follow, established ones run
 on), and `add server` with a host name (resolved by a real dnsmasq,
 `unresolved` until then, kept current by TTL)."""
-import os
 import socket
 import subprocess
 import time
@@ -171,29 +170,6 @@ def test_set_server_addr_moves_new_connections_and_checks():
         "error: no such server app/nope"
     assert f.command(b"set server app/s addr 127.0.0.1\n").startswith("error: ")
     assert f.command(b"set server app/s addr unix:/tmp/x\n").startswith("error: ")
-
-
-# Runs once state_file keeps runtime addresses (the upgrade work of the same
-# issue carries them: lifecycle/state_file.c); rename to test_... then.
-def pending_test_set_server_addr_is_kept_by_the_state_file():
-    a = start_backend("label", label=b"A")
-    b = start_backend("label", label=b"B")
-    port = free_port()
-    cfg = web_config(port, f"server s 127.0.0.1:{a.port}", "state_file = @DIR@/state\n")
-    f = start_ferry(cfg)
-    assert f.ctl("set", "app/s", "addr", f"127.0.0.1:{b.port}").strip() == "ok"
-    assert label_of(port) == b"B"
-    # A reload keeps it (state_file), so does a restart.
-    assert f.ctl("reload").strip() == "ok"
-    assert label_of(port) == b"B"
-    wait_for(lambda: f"127.0.0.1:{b.port}" in open(os.path.join(f.dir, "state")).read(),
-             what="address in the state file")
-    state = open(os.path.join(f.dir, "state")).read()
-    f.stop()
-    g = start_ferry(cfg.replace("@DIR@", f.dir))
-    assert open(os.path.join(f.dir, "state")).read() == state
-    assert label_of(port) == b"B"
-    assert g.server("app", "s")["address"] == f"127.0.0.1:{b.port}"
 
 
 def test_add_server_with_a_host_name():
