@@ -222,6 +222,11 @@ def test_discover_a_records_as_servers():
     assert recv_exact(held, 10) == b"still here"
     held.close()
     assert "server_departed" in f.logtext()
+    # Gone from discovery, it is gone for commands too (ferryctl(8) COMMANDS).
+    gone = f"app/127.0.0.4:{bport}"
+    for cmd in (f"disable server {gone}\n", f"set server {gone} weight 3\n"):
+        assert f.command(cmd.encode()) == f"error: no such server {gone}\n", cmd
+    assert "server_state_set" not in f.logtext() and "server_weight_set" not in f.logtext()
     # It comes back under the same name, with its counters.
     dns.reload(hosts3)
     wait_for(lambda: f"127.0.0.4:{bport}" in servers(f), timeout=15, what="the record returning")
