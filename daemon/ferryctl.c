@@ -325,7 +325,10 @@ static int socket_of_config(const char *ini, bool json, char *out, size_t size)
     struct ferry_config *cfg = ferry_config_load_all(ini, &errs);
     int rc = 0;
     if (!cfg) {
-        fail(json, "cannot read %s: %s", ini, errs.n ? errs.msgs[0] : "out of memory");
+        if (errs.n) /* "FERRY.INI: cannot open: ..." */
+            fail(json, "%s", errs.msgs[0]);
+        else
+            fail(json, "cannot read %s: out of memory", ini);
         rc = -1;
     } else if (!cfg->global.control_socket[0]) {
         fail(json, "%s: control_socket is empty: that ferryd has no control socket", ini);
