@@ -365,6 +365,37 @@ def subject_names_or_none(port):
     return serial if names == NAMES else None
 
 
+def test_upgrade_during_an_order():
+    """`ferryctl upgrade` while an order waits for slow validation: the old
+    process drains and exits, the new one (waiting on the storage lock,
+    answering the challenges from storage) serves the certificate."""
+    dns = start_dns()
+    port = free_port()
+    backend = start_backend()
+    pebble = start_pebble(port, dns.port, env={"PEBBLE_VA_SLEEPTIME": "3"})
+    f = start_ferry(acme_config(port, backend.port, pebble, global_lines="drain_timeout = 1s"))
+    wait_for(lambda: f.events("acme_ordering"), what="the order started")
+    out = f.ctl("upgrade")
+    m = re.search(r"pid: (\d+)", out)
+    assert m, out
+    new_pid = int(m.group(1))
+
+    def stop_new():
+        try:
+            os.kill(new_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        wait_for(lambda: not os.path.exists(f"/proc/{new_pid}") or
+                 open(f"/proc/{new_pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+                 timeout=30, what="the new ferryd gone")
+    cleanup(stop_new)
+    wait_for(lambda: f.proc.poll() is not None, timeout=30, what="the old ferryd exits")
+    assert f.proc.returncode == 0, f.logtext()[-3000:]
+    wait_for(lambda: subject_names_or_none(port), timeout=60, interval=0.2,
+             what="the new process serves the certificate")
+    assert len(f.events("acme_ordering")) <= 2, f.logtext()
+
+
 EAB_KID, EAB_KEY = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 
 
