@@ -330,6 +330,36 @@ def test_disabled_listener_and_state_survive():
     c.close()
 
 
+def test_metrics_and_unix_listener_are_handed_over():
+    """The metrics port and a unix: listener go to the new process too: no
+    bind error there, the socket file stays when the old one exits, both
+    serve after it."""
+    mport = free_port()
+    site = Site(config_extra=f"metrics = 127.0.0.1:{mport}",
+                listener_extra="bind = unix:@DIR@/web.sock")
+    path = os.path.join(site.f.dir, "web.sock")
+    old = site.pid
+    site.install(1)
+    site.upgrade()
+    wait_for(lambda: gone(old), timeout=30, what="old process gone")
+    assert os.path.exists(path) and os.path.exists(site.f.sock_path)
+    u = socket.socket(socket.AF_UNIX)
+    u.settimeout(10)
+    u.connect(path)
+    u.sendall(b"unix")
+    assert recv_exact(u, 4) == b"unix"
+    u.close()
+    with socket.create_connection(("127.0.0.1", mport), timeout=10) as m:
+        m.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        body = b""
+        while True:
+            b = m.recv(65536)
+            if not b:
+                break
+            body += b
+    assert body.startswith(b"HTTP/1.1 200") and VERSIONS[1].encode() in body, body[:300]
+
+
 def test_failed_upgrades_leave_the_old_one_serving():
     site = Site()
     pid = site.pid
