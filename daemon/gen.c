@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "asynccore/runtime.h"
 #include "balance.h"
 #include "serverset.h"
 #include "daemon.h"
@@ -24,11 +25,17 @@ struct ferry_gen *ferry_gen_ref(struct ferry_gen *g)
     return g;
 }
 
-/* A TLS context replaced by tls_watch, kept until the generation goes. */
+/* A TLS context replaced by tls_watch. Every reader takes the pointer and
+ * makes its SSL (which holds a reference of its own) within one poll, so a
+ * replaced context is released once RETIRE_MS passed, at the next swap, or
+ * when the generation goes. */
 struct ferry_retired_ctx {
     struct ferry_retired_ctx *next;
     SSL_CTX *ctx;
+    uint64_t at_ms;
 };
+
+#define RETIRE_MS 60000
 
 static void gen_free(struct ferry_gen *g)
 {
@@ -333,13 +340,15 @@ struct ferry_gen_tls *ferry_gen_tls_build(struct ferry_gen *g, struct ferry_conf
     return t;
 }
 
-static size_t swap_one(struct ferry_gen *g, SSL_CTX *_Atomic *slot, SSL_CTX **fresh)
+static size_t swap_one(struct ferry_gen *g, SSL_CTX *_Atomic *slot, SSL_CTX **fresh,
+                       uint64_t now)
 {
     if (!*fresh)
         return 0;
     struct ferry_retired_ctx *r = malloc(sizeof(*r));
     if (!r)
         return 0; /* keep the old one: the new is freed with t */
+    r->at_ms = now;
     r->ctx = atomic_exchange(slot, *fresh);
     r->next = g->retired;
     g->retired = r;
@@ -349,12 +358,23 @@ static size_t swap_one(struct ferry_gen *g, SSL_CTX *_Atomic *slot, SSL_CTX **fr
 
 size_t ferry_gen_tls_swap(struct ferry_gen *g, struct ferry_gen_tls *t)
 {
+    uint64_t now = ac_clock_now_ms();
+    for (struct ferry_retired_ctx **pp = &g->retired; *pp;) {
+        struct ferry_retired_ctx *r = *pp;
+        if (now - r->at_ms < RETIRE_MS) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        SSL_CTX_free(r->ctx);
+        free(r);
+    }
     size_t n = 0;
     for (size_t i = 0; i < t->nl && i < g->cfg->nlisteners; i++)
-        n += swap_one(g, &g->listeners[i].tls_ctx, &t->listener[i]);
+        n += swap_one(g, &g->listeners[i].tls_ctx, &t->listener[i], now);
     for (size_t i = 0; i < t->nb && i < g->cfg->nbackends; i++) {
-        n += swap_one(g, &g->backends[i].tls_ctx, &t->backend[i]);
-        n += swap_one(g, &g->backends[i].health_tls_ctx, &t->health[i]);
+        n += swap_one(g, &g->backends[i].tls_ctx, &t->backend[i], now);
+        n += swap_one(g, &g->backends[i].health_tls_ctx, &t->health[i], now);
     }
     ferry_gen_tls_free(t);
     return n;

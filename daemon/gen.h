@@ -75,7 +75,7 @@ struct ferry_backend_rt {
                                        * + FERRY_ADDED_MAX */
     size_t nadded;                    /* slots taken by `add server` (worker 0 only) */
     /* Atomic: tls_watch replaces them in a live generation (every read is
-     * an atomic load; a replaced one is kept until the generation goes). */
+     * an atomic load; a replaced one is kept a minute, see gen.c). */
     SSL_CTX *_Atomic tls_ctx;        /* backend tls = on */
     SSL_CTX *_Atomic health_tls_ctx; /* health_check = tls with tls_cert, without tls = on */
 };
@@ -132,8 +132,8 @@ struct ferry_gen *ferry_gen_build(struct ferry_daemon *d, struct ferry_config *c
 void ferry_gen_apply_limits(struct ferry_gen *g);
 
 /* tls_watch: reads g's TLS files again into new contexts and puts each one
- * that built in place of the old (new handshakes use it; the old one lives
- * on until the generation goes: a handshake may hold it). Nothing else of g
+ * that built in place of the old (new handshakes use it; the old one is
+ * released a minute later: SSLs made from it hold their own reference). Nothing else of g
  * changes. Blocking (files): the blocking pool. The contexts are built
  * first, then swapped by ferry_gen_tls_swap on worker 0. */
 struct ferry_gen_tls;
