@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <strings.h>
 #include <time.h>
@@ -159,6 +160,28 @@ static char *slot_id(const struct ferry_acme *c, const struct ferry_tls_acme *t)
     return id;
 }
 
+/* The files of a certificate in storage: its first name, and for several
+ * names a hash of all of them, so that two certificates sharing a first
+ * name never share files (every instance computes the same). */
+static void file_base(const struct ferry_tls_acme *t, char *out, size_t cap)
+{
+    if (t->nnames == 1) {
+        snprintf(out, cap, "%s", t->names[0]);
+        return;
+    }
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char h[EVP_MAX_MD_SIZE];
+    unsigned int hn = 0;
+    if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
+        for (size_t i = 0; i < t->nnames; i++)
+            EVP_DigestUpdate(md, t->names[i], strlen(t->names[i]) + 1); /* NUL: a separator */
+        EVP_DigestFinal_ex(md, h, &hn);
+    }
+    EVP_MD_CTX_free(md);
+    snprintf(out, cap, "%s+%02x%02x%02x%02x", t->names[0], hn ? h[0] : 0, hn ? h[1] : 0,
+             hn ? h[2] : 0, hn ? h[3] : 0);
+}
+
 static char *dup_or_null(const char *s, bool *oom)
 {
     char *d = s ? strdup(s) : NULL;
@@ -182,7 +205,7 @@ static struct ferry_acme_slot *slot_new(struct ferry_acme_reg *a, const struct f
     s->owner = a;
     s->id = id;
     snprintf(s->acme, sizeof(s->acme), "%s", c->name);
-    snprintf(s->base, sizeof(s->base), "%s", t->names[0]);
+    file_base(t, s->base, sizeof(s->base));
     s->names = calloc(t->nnames, sizeof(*s->names));
     oom |= !s->names;
     for (size_t i = 0; s->names && i < t->nnames; i++, s->nnames++)

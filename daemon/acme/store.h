@@ -10,7 +10,8 @@
  *   BASE.challenges the pending tls-alpn-01 challenges of that order
  *                   ("NAME KEY_AUTHORIZATION" lines), so every instance
  *                   sharing DIR answers them.
- * BASE is the certificate's first name. Files are written to a temporary
+ * BASE is the certificate's first name, followed for several names by '+'
+ * and 8 hex digits of a hash of all of them (NAME+1a2b3c4d). Files are written to a temporary
  * name, synced and renamed, so a reader never sees half a file. */
 #ifndef FERRY_ACME_STORE_H
 #define FERRY_ACME_STORE_H

@@ -253,7 +253,10 @@ def test_issue_two_names_then_restart_reuses():
     assert stat.S_IMODE(os.stat(storage).st_mode) == 0o700
     for fn in os.listdir(storage):
         assert stat.S_IMODE(os.stat(os.path.join(storage, fn)).st_mode) == 0o600, fn
-    assert {"account.key", NAMES[0] + ".crt", NAMES[0] + ".key"} <= set(os.listdir(storage))
+    files = set(os.listdir(storage))
+    base = st[0]["cert"][len(storage) + 1:-len(".crt")]
+    assert re.fullmatch(re.escape(NAMES[0]) + r"\+[0-9a-f]{8}", base), st[0]["cert"]
+    assert {"account.key", base + ".crt", base + ".key", base + ".lock"} <= files, files
     orders = pebble.logtext().count("POST /order-plz")
     assert orders == 1, pebble.logtext()[-2000:]
     # A restart serves the stored certificate at once and orders nothing.
