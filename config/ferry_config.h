@@ -66,6 +66,7 @@ struct ferry_global {
     int state_file_line;
     unsigned control_mode;      /* default 0660 */
     char user[64], group[64];   /* "" none */
+    int user_line, group_line;  /* 0: unset */
     enum ferry_log_level log_level;
     enum ferry_log_target log_target; /* `log`, default stderr */
     char log_path[FERRY_PATH_MAX];   /* FERRY_LOG_TO_FILE */

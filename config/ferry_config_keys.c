@@ -178,11 +178,13 @@ static void set_account(struct ferry__parse *p, const char *v, char *dst, size_t
 static void g_user(struct ferry__parse *p, const char *v)
 {
     set_account(p, v, G(p)->user, sizeof(G(p)->user));
+    G(p)->user_line = p->lineno;
 }
 
 static void g_group(struct ferry__parse *p, const char *v)
 {
     set_account(p, v, G(p)->group, sizeof(G(p)->group));
+    G(p)->group_line = p->lineno;
 }
 
 static void g_log_level(struct ferry__parse *p, const char *v)

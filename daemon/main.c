@@ -371,6 +371,16 @@ static int run(const char *path, char **argv)
         ferry_handover_free(&ho);
         return 1;
     }
+    /* A user or group that does not exist would stop the start at the
+     * privilege drop, after binding: say so first, at its line (exit 2). */
+    ferry_config_check_accounts(cfg, &errs);
+    if (errs.n) {
+        report_errors(&ho, &errs, path);
+        ferry_config_errors_free(&errs);
+        ferry_config_free(cfg);
+        ferry_handover_free(&ho);
+        return 2;
+    }
     sigset_t sigs;
     ferry_lifecycle_block_signals(&sigs);
     struct ferry_daemon d;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lifecycle/privs.h"
 #include "tls/tls_ctx.h"
 
 /* Builds and frees each TLS context: only its errors matter here. */
@@ -63,6 +64,19 @@ struct ferry_config *ferry_config_load_checked(const char *path,
     return NULL;
 }
 
+void ferry_config_check_accounts(const struct ferry_config *cfg,
+                                 struct ferry_config_errors *errs)
+{
+    const struct ferry_global *g = &cfg->global;
+    uid_t uid;
+    gid_t gid;
+    char err[128];
+    if (g->user[0] && ferry_privs_lookup(g->user, "", &uid, &gid, err, sizeof(err)) != 0)
+        ferry_config_error_at(errs, cfg, g->user_line, "%s", err);
+    if (g->group[0] && ferry_privs_lookup("", g->group, &uid, &gid, err, sizeof(err)) != 0)
+        ferry_config_error_at(errs, cfg, g->group_line, "%s", err);
+}
+
 /* ---- ferryd -t ---- */
 
 /* One certificate file: a warning at line when its first certificate has
@@ -115,6 +129,7 @@ struct ferry_config *ferry_config_test(const char *path, int64_t now,
     if (!cfg)
         return NULL;
     ferry_config_check_writable(cfg, errs);
+    ferry_config_check_accounts(cfg, errs);
     /* The configuration's own warnings become the caller's (warns starts
      * empty), then the certificates', each kept with its line for sorting. */
     ferry_config_errors_free(warns);

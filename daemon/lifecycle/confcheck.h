@@ -37,4 +37,10 @@ struct ferry_config *ferry_config_test(const char *path, int64_t now,
                                        struct ferry_config_errors *errs,
                                        struct ferry_config_errors *warns);
 
+/* The `user` and `group` of [global] must exist (the privilege drop at
+ * start needs them): an error at each one's line otherwise. ferryd -t and
+ * the start (before anything is bound) use it. */
+void ferry_config_check_accounts(const struct ferry_config *cfg,
+                                 struct ferry_config_errors *errs);
+
 #endif

@@ -103,6 +103,24 @@ def test_files_opened_for_writing_are_checked():
     assert os.listdir(os.path.join(d, "logs")) == []
 
 
+def test_unknown_user_and_group_are_errors_at_their_lines():
+    # What would stop the start (the privilege drop) fails -t too, at the line.
+    d = tmpdir()
+    text = ("[global]\ncontrol_socket =\nuser = no-such-user-ferry\n"
+            "group = no-such-group-ferry\n"
+            "[listener l]\nbind = 127.0.0.1:1\nbackend = b\n" + BACKEND)
+    path = write(d, text)
+    rc, out, err = check(path)
+    assert rc == 1 and out == "", (rc, out, err)
+    assert err.splitlines() == [f"{path}:3: unknown user 'no-such-user-ferry'",
+                                f"{path}:4: unknown group 'no-such-group-ferry'"], err
+    # Accounts that exist (by name) are valid.
+    path = write(d, text.replace("no-such-user-ferry", "root").replace("no-such-group-ferry",
+                                                                        "root"))
+    rc, out, err = check(path)
+    assert rc == 0 and err == "", (rc, out, err)
+
+
 def test_warnings_do_not_change_the_verdict():
     d = tmpdir()
     soon, soon_date = cert(d, "soon", 5)

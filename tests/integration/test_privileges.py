@@ -180,7 +180,8 @@ server app1 127.0.0.1:9
 """)
     r = subprocess.run([FERRYD, "-c", path], capture_output=True, timeout=30)
     assert r.returncode == 2, r
-    assert b"no-such-user-ferry" in r.stderr, r.stderr
+    # Before anything is bound, at the line that names it (ferryd(8) EXIT STATUS).
+    assert f"{path}:4: unknown user 'no-such-user-ferry'\n".encode() in r.stderr, r.stderr
 
 
 if __name__ == "__main__":
