@@ -31,8 +31,8 @@ import threading
 import time
 
 import ferrytest
-from ferrytest import (FERRYCTL, free_port, recv_exact, runner, start_backend, start_ferry,
-                       wait_for)
+from ferrytest import (FERRYCTL, cleanup, free_port, recv_exact, runner, start_backend,
+                       start_ferry, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FERRYD_NEXT = os.environ.get("FERRYD_NEXT", "build/tests/integration/ferryd-next")
@@ -358,6 +358,74 @@ def test_metrics_and_unix_listener_are_handed_over():
                 break
             body += b
     assert body.startswith(b"HTTP/1.1 200") and VERSIONS[1].encode() in body, body[:300]
+
+
+# Puts the socket on fd 3 with LISTEN_* as systemd does, and becomes ferryd.
+SD_WRAPPER = r"""
+import os, sys
+fd = int(os.environ.pop("T_FD"))
+os.dup2(fd, 3)
+os.set_inheritable(3, True)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="web")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_socket_from_systemd_is_handed_over():
+    """A socket systemd gave (FileDescriptorName=web) goes to the new process
+    by its name: it binds none of the listener's bind lines and serves it."""
+    d = tempfile.mkdtemp(prefix="ferry-upgrade-sd-")
+    cleanup(lambda: shutil.rmtree(d, True))
+    exe = os.path.join(d, "ferryd")
+    shutil.copy2(EXES[0], exe)
+    backend = start_backend("echo")
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(128)
+    port = ls.getsockname()[1]
+    sock = os.path.join(d, "ferry.sock")
+    with open(os.path.join(d, "ferry.ini"), "w") as fh:
+        fh.write(f"[global]\ncontrol_socket = {sock}\n[listener web]\n"
+                 f"bind = 127.0.0.1:{free_port()}\nbackend = app\n"
+                 f"[backend app]\nserver a 127.0.0.1:{backend.port}\n")
+    log = open(os.path.join(d, "log"), "wb")
+    env = dict(os.environ, T_FD=str(ls.fileno()))
+    proc = subprocess.Popen([sys.executable, "-c", SD_WRAPPER, exe, "-c",
+                             os.path.join(d, "ferry.ini")], env=env, pass_fds=(ls.fileno(),),
+                            stdout=log, stderr=subprocess.STDOUT)
+    ls.close()  # only ferryd holds it now
+    PIDS.add(proc.pid)
+
+    def stop():
+        for p in list(PIDS):
+            if not gone(p):
+                os.kill(p, signal.SIGTERM)
+        wait_for(lambda: all(gone(p) for p in PIDS), timeout=30, what="ferryd gone")
+        PIDS.clear()
+        log.close()
+        with open(os.path.join(d, "log"), "rb") as fh:
+            text = fh.read().decode(errors="replace")
+        assert "Sanitizer" not in text and "runtime error:" not in text, text[-3000:]
+    cleanup(stop)
+    wait_for(lambda: os.path.exists(sock), timeout=15, what="control socket")
+
+    def served():
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"sd")
+            return recv_exact(c, 2) == b"sd"
+    assert served()
+    shutil.copy2(EXES[1], exe + ".new")
+    os.replace(exe + ".new", exe)
+    r = subprocess.run([FERRYCTL, "-s", sock, "upgrade"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    new = int(re.search(rb"pid: (\d+)", r.stdout).group(1))
+    PIDS.add(new)
+    wait_for(lambda: gone(proc.pid), timeout=30, what="old process gone")
+    assert EXITS.get(proc.pid, proc.returncode) == 0, (EXITS, proc.returncode)
+    assert served()
+    out = subprocess.run([FERRYCTL, "-s", sock, "--json", "stats"], capture_output=True,
+                         timeout=30).stdout
+    assert f"127.0.0.1:{port}".encode() in out, out
 
 
 def test_failed_upgrades_leave_the_old_one_serving():
