@@ -61,6 +61,14 @@ static uint64_t frames_in(const struct ferry_log_remote *r, size_t from)
     return n;
 }
 
+void ferry_log_remote_discard(struct ferry_log_remote *r)
+{
+    if (!r->tcp)
+        return;
+    drop_lines(r, frames_in(r, r->skip) + (r->skip ? 1 : 0));
+    r->olen = r->skip = 0;
+}
+
 /* The connection is gone: what it did not send is lost, a new attempt
  * waits for the back-off. */
 static void disconnect(struct ferry_log_remote *r)
@@ -69,10 +77,7 @@ static void disconnect(struct ferry_log_remote *r)
         close(r->fd);
     r->fd = -1;
     r->connecting = false;
-    if (r->tcp) {
-        drop_lines(r, frames_in(r, r->skip) + (r->skip ? 1 : 0));
-        r->olen = r->skip = 0;
-    }
+    ferry_log_remote_discard(r);
     r->retry_ms = ac_clock_now_ms() + r->backoff_ms;
     r->backoff_ms = r->backoff_ms * 2 > FERRY_LOG_REMOTE_BACKOFF_MAX_MS
                         ? FERRY_LOG_REMOTE_BACKOFF_MAX_MS : r->backoff_ms * 2;

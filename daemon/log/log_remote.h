@@ -49,6 +49,9 @@ struct ferry_log_remote {
 int ferry_log_remote_init(struct ferry_log_remote *r, const struct ferry_addr *a, bool tcp,
                           long pid, _Atomic uint64_t *dropped);
 void ferry_log_remote_close(struct ferry_log_remote *r);
+/* At exit, with a stream that stays stuck: the frames still queued are
+ * counted as dropped and forgotten. */
+void ferry_log_remote_discard(struct ferry_log_remote *r);
 
 /* Sends or queues one line (`line`, without its '\n') at severity
  * `priority` (0..7). Returns false only when a connected TCP stream is full

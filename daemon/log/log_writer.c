@@ -373,6 +373,8 @@ static void discard_all(struct ferry_logger *lg)
         struct ferry_log_sink *s = &lg->sinks[i];
         atomic_fetch_add(&lg->writer_dropped, count_lines(s->batch, s->blen));
         s->blen = 0;
+        if (s->remote)
+            ferry_log_remote_discard(s->remote);
     }
 }
 

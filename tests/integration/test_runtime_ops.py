@@ -134,6 +134,30 @@ retries = 0
     assert conn_ids(f) == []
 
 
+def test_shutdown_conn_waiting_in_the_queue():
+    app = start_backend("echo")
+    port = free_port()
+    f = start_ferry(web_config(port, f"server s 127.0.0.1:{app.port} max_connections=1\n"
+                                     "queue_timeout = 60s\n"))
+    first = connect(port)
+    first.sendall(b"1")
+    assert recv_exact(first, 1) == b"1"
+    queued = connect(port)
+    wait_for(lambda: f.stats()["backends"][0]["queue"] == 1, what="one connection queued")
+    cid = max(conn_ids(f))
+    assert f.command(f"shutdown conn {cid}\n".encode()).strip() == "ok"
+    assert gone(queued)
+    wait_for(lambda: f.stats()["backends"][0]["queue"] == 0, what="the queue empty again")
+    e = wait_for(lambda: ended(f, cid), what="its access line")
+    assert e["end"] == "killed" and e["server"] == "-", e
+    # The slot is still the first one's; a new client gets it once that ends.
+    first.close()
+    nxt = connect(port)
+    nxt.sendall(b"2")
+    assert recv_exact(nxt, 1) == b"2"
+    nxt.close()
+
+
 def label_of(port):
     s = connect(port)
     got = recv_exact(s, 1)
