@@ -49,6 +49,19 @@ static void drop_repeats(struct ferry_config_errors *errs)
     errs->n = n;
 }
 
+/* A configuration with errors: the TLS files' own are added (in the same
+ * run, every pass), each names its file, and the configuration is freed. */
+static struct ferry_config *with_errors(struct ferry_config *cfg, struct ferry_config_errors *errs,
+                                        const char *path)
+{
+    check_tls(cfg, errs);
+    ferry_config_errors_map(errs, cfg); /* lines of included files name them */
+    ferry_config_free(cfg);
+    drop_repeats(errs);
+    ferry_config_errors_sort(errs, path);
+    return NULL;
+}
+
 struct ferry_config *ferry_config_load_checked(const char *path,
                                                struct ferry_config_errors *errs)
 {
@@ -56,12 +69,7 @@ struct ferry_config *ferry_config_load_checked(const char *path,
     struct ferry_config *cfg = ferry_config_load_all(path, errs);
     if (!cfg || errs->n == before)
         return cfg;
-    check_tls(cfg, errs);
-    ferry_config_errors_map(errs, cfg); /* lines of included files name them */
-    ferry_config_free(cfg);
-    drop_repeats(errs);
-    ferry_config_errors_sort(errs, path);
-    return NULL;
+    return with_errors(cfg, errs, path);
 }
 
 void ferry_config_check_accounts(const struct ferry_config *cfg,
@@ -139,10 +147,5 @@ struct ferry_config *ferry_config_test(const char *path, int64_t now,
     ferry_config_errors_sort(warns, path);
     if (errs->n == before)
         return cfg;
-    check_tls(cfg, errs);
-    ferry_config_errors_map(errs, cfg); /* lines of included files name them */
-    ferry_config_free(cfg);
-    drop_repeats(errs);
-    ferry_config_errors_sort(errs, path);
-    return NULL;
+    return with_errors(cfg, errs, path);
 }

@@ -52,10 +52,9 @@ def echo_through(port, payload, proto=0):
     return got
 
 
-def test_mptcp_listener_takes_mptcp_and_plain_clients():
-    if not mptcp_available():
-        print("skip: no Multipath TCP in this kernel")
-        return
+def on_and_off(option):
+    """ferryd with two listeners to one echo backend: `on` with option, `off`
+    without. Returns (ferry, port on, port off)."""
     app = start_backend("echo")
     p_on, p_off = free_port(), free_port()
     f = start_ferry(f"""
@@ -64,13 +63,21 @@ control_socket = @SOCK@
 [listener on]
 bind = 127.0.0.1:{p_on}
 backend = app
-mptcp = on
+{option}
 [listener off]
 bind = 127.0.0.1:{p_off}
 backend = app
 [backend app]
 server s 127.0.0.1:{app.port}
 """)
+    return f, p_on, p_off
+
+
+def test_mptcp_listener_takes_mptcp_and_plain_clients():
+    if not mptcp_available():
+        print("skip: no Multipath TCP in this kernel")
+        return
+    f, p_on, p_off = on_and_off("mptcp = on")
     payload = os.urandom(200000)
     # An MPTCP client against the listener without mptcp: it falls back, and
     # no MP_CAPABLE SYN is received by an MPTCP listener.
@@ -209,21 +216,7 @@ def test_tcp_fastopen_listener_takes_data_in_the_syn():
         print(f"skip: cannot set net.ipv4.tcp_fastopen ({e})")
         return
     cleanup(lambda: set_tcp_fastopen(saved))
-    app = start_backend("echo")
-    p_on, p_off = free_port(), free_port()
-    f = start_ferry(f"""
-[global]
-control_socket = @SOCK@
-[listener on]
-bind = 127.0.0.1:{p_on}
-backend = app
-tcp_fastopen = 64
-[listener off]
-bind = 127.0.0.1:{p_off}
-backend = app
-[backend app]
-server s 127.0.0.1:{app.port}
-""")
+    f, p_on, p_off = on_and_off("tcp_fastopen = 64")
     # Without tcp_fastopen the listener ignores the cookie request: no SYN
     # data is ever taken.
     before = netstat()
