@@ -131,10 +131,10 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
 
 static void daemon_free(struct ferry_daemon *d)
 {
-    ferry_acme_free(d->acme); /* its tasks end as the runtime drops them */
-    d->acme = NULL;
     if (d->rt)
         ac_runtime_free(d->rt); /* drops every task: connections log, sockets close */
+    ferry_acme_free(d->acme); /* after its tasks and the blocking pool are gone */
+    d->acme = NULL;
     ferry_logger_stop(&d->log); /* writes what the connections logged */
     while (d->bound) {
         struct ferry_listen_addr *b = d->bound;

@@ -99,6 +99,7 @@ void ferry_acme_free(struct ferry_acme_reg *a)
         ferry_acme_slot_unref(a->slots[i]);
     }
     free(a->slots);
+    ferry_acme_jobs_free(a);
     for (size_t i = 0; i < a->nchal; i++)
         ferry_acme_material_free(a->chal[i].m);
     free(a->chal);

@@ -39,8 +39,8 @@ struct ferry_acme_reg *ferry_acme_new(struct ac_runtime *rt, struct ac_worker *w
  * addresses only. Call before the first ferry_acme_sync. */
 struct ferry_dns;
 void ferry_acme_use_dns(struct ferry_acme_reg *a, struct ferry_dns *dns);
-/* Stops every task (they end at their next poll) and drops the registry's
- * references. Call before the runtime is freed; NULL is a no-op. */
+/* Frees the registry, after the runtime (whose drop ended every task and
+ * joined the blocking pool). NULL is a no-op. */
 void ferry_acme_free(struct ferry_acme_reg *a);
 
 /* The slot of tls_acme t (of cfg's listener), made when new. A new

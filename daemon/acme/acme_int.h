@@ -36,6 +36,8 @@ struct ferry_acme_slot {
     char last_error[600];
 };
 
+struct ferry_acme_job;
+
 struct ferry_acme_chal {
     char name[256];
     struct ferry_acme_material *m;
@@ -63,7 +65,12 @@ struct ferry_acme_reg {
     size_t nchal;
     struct ferry_acme_count *counts;
     size_t ncounts;
+    struct ferry_acme_job *jobs;     /* every job not freed yet (jobs.c) */
 };
+
+/* jobs.c: frees every job still listed in reg (ones the pool skipped or
+ * cancelled): only once the runtime and its blocking pool are gone. */
+void ferry_acme_jobs_free(struct ferry_acme_reg *reg);
 
 /* order.c: starts the task of s on a->w (takes its own reference). 0 or -errno. */
 int ferry_acme_order_start(struct ferry_acme_reg *a, struct ferry_acme_slot *s);

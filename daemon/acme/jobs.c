@@ -18,6 +18,16 @@ void ferry_acme_job_free(void *p)
     struct ferry_acme_job *j = p;
     if (!j)
         return;
+    if (j->reg) {
+        pthread_mutex_lock(&j->reg->lock);
+        if (j->prev)
+            j->prev->next = j->next;
+        else
+            j->reg->jobs = j->next;
+        if (j->next)
+            j->next->prev = j->prev;
+        pthread_mutex_unlock(&j->reg->lock);
+    }
     if (j->kind == FERRY_ACME_J_LOCK && j->fd >= 0)
         close(j->fd); /* the task is gone: nobody will release it */
     ferry_acme_slot_unref(j->s);
@@ -143,7 +153,24 @@ struct ferry_acme_job *ferry_acme_job_new(struct ferry_acme_slot *s,
     j->kind = kind;
     j->fd = -1;
     j->s = ferry_acme_slot_ref(s);
+    pthread_mutex_lock(&s->lock);
+    j->reg = s->owner;
+    pthread_mutex_unlock(&s->lock);
+    if (j->reg) {
+        pthread_mutex_lock(&j->reg->lock);
+        j->next = j->reg->jobs;
+        if (j->next)
+            j->next->prev = j;
+        j->reg->jobs = j;
+        pthread_mutex_unlock(&j->reg->lock);
+    }
     return j;
+}
+
+void ferry_acme_jobs_free(struct ferry_acme_reg *reg)
+{
+    while (reg->jobs)
+        ferry_acme_job_free(reg->jobs);
 }
 
 void ferry_acme_job_start(struct ac_blocking *b, struct ac_runtime *rt, struct ferry_acme_job *j)

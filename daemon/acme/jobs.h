@@ -39,6 +39,10 @@ struct ferry_acme_job {
     size_t csr_len;
     int err;                       /* 0 or -errno (LOCK: -EWOULDBLOCK when held) */
     char why[600];
+    /* The registry's list of jobs: one the pool skipped or cancelled (its
+     * task dropped first) is freed with the registry, after the runtime. */
+    struct ferry_acme_reg *reg;
+    struct ferry_acme_job *prev, *next;
 };
 
 /* A job for slot s (NULL when out of memory). */

@@ -878,6 +878,7 @@ static void order_drop(struct ac_future *f)
     pthread_mutex_lock(&t->s->lock);
     bool registered = t->s->owner != NULL;
     t->s->running = false;
+    ac_waker_drop(&t->s->waker); /* our clone: nothing may wake this task any more */
     pthread_mutex_unlock(&t->s->lock);
     if (registered)
         ferry_acme_chal_clear(t->a, t->s);
