@@ -9,16 +9,40 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include "lifecycle/privs.h"
 
+/* A decimal id ("65534") into *id; false for anything else. */
+static bool numeric_id(const char *s, unsigned long *id)
+{
+    if (!s[0] || strspn(s, "0123456789") != strlen(s) || strlen(s) > 9)
+        return false;
+    *id = strtoul(s, NULL, 10);
+    return true;
+}
+
+/* A user by name, else by number (ferry.ini(5): a name or a number). */
+static struct passwd *find_user(const char *user)
+{
+    unsigned long id;
+    struct passwd *pw = getpwnam(user);
+    if (!pw && numeric_id(user, &id))
+        pw = getpwuid((uid_t)id);
+    return pw;
+}
+
 static int lookup_group(const char *name, gid_t *gid, char *err, size_t errlen)
 {
+    unsigned long id;
     struct group *gr = getgrnam(name);
+    if (!gr && numeric_id(name, &id))
+        gr = getgrgid((gid_t)id);
     if (!gr) {
         snprintf(err, errlen, "unknown group '%s'", name);
         return -1;
@@ -33,7 +57,7 @@ int ferry_privs_lookup(const char *user, const char *group, uid_t *uid, gid_t *g
     *uid = (uid_t)-1;
     *gid = (gid_t)-1;
     if (user[0]) {
-        struct passwd *pw = getpwnam(user);
+        struct passwd *pw = find_user(user);
         if (!pw) {
             snprintf(err, errlen, "unknown user '%s'", user);
             return -1;
@@ -51,7 +75,7 @@ int ferry_drop_privileges(const char *user, const char *group, char *err, size_t
     struct passwd *pw = NULL;
     gid_t gid = (gid_t)-1;
     if (user[0]) {
-        pw = getpwnam(user);
+        pw = find_user(user);
         if (!pw) {
             snprintf(err, errlen, "unknown user '%s'", user);
             return -1;

@@ -119,6 +119,11 @@ def test_unknown_user_and_group_are_errors_at_their_lines():
                                                                         "root"))
     rc, out, err = check(path)
     assert rc == 0 and err == "", (rc, out, err)
+    # Or by number (ferry.ini(5)): an id that exists, as nobody's 65534 does.
+    nobody = subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True).stdout.strip()
+    path = write(d, text.replace("no-such-user-ferry", nobody).replace("no-such-group-ferry", "0"))
+    rc, out, err = check(path)
+    assert rc == 0 and err == "", (rc, out, err)
 
 
 def test_warnings_do_not_change_the_verdict():

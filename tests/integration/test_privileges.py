@@ -161,6 +161,35 @@ server app1 127.0.0.1:{b.port}
         assert p.wait(10) == 0
 
 
+def test_drop_by_number():
+    # user and group may be numbers (ferry.ini(5)), ids that have an entry.
+    if os.geteuid() != 0:
+        print("skipped: needs root")
+        return
+    nobody = pwd.getpwnam("nobody")
+    b = start_backend("echo")
+    port = free_port()
+    f = start_ferry(f"""
+[global]
+control_socket = @SOCK@
+user = {nobody.pw_uid}
+group = {nobody.pw_gid}
+[listener web]
+bind = 127.0.0.1:{port}
+backend = app
+[backend app]
+server app1 127.0.0.1:{b.port}
+""", pre_start=lambda d: os.chmod(d, 0o755))
+    wait_for(lambda: status_fields(f.proc.pid).get("NoNewPrivs") == "1", what="privilege drop")
+    st = status_fields(f.proc.pid)
+    assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
+    assert st["Gid"].split() == [str(nobody.pw_gid)] * 4, st["Gid"]
+    c = connect(port)
+    c.sendall(b"by number")
+    assert recv_exact(c, 9) == b"by number"
+    c.close()
+
+
 def test_unknown_user_is_fatal():
     if os.geteuid() != 0:
         print("skipped: needs root")
