@@ -3,9 +3,12 @@
 
 Two real executables built with different version strings (FERRYD and
 FERRYD_NEXT) take turns at one path, replaced by rename as a package upgrade
-does, while two clients load the listener: 20 upgrades in a row refuse and
-cut nothing, long streams arrive byte for byte (SHA-256), every old process
-exits 0 once its connections ended; session tickets made before an upgrade
+does, while two clients load the listener (short connections one after
+another, and long streams, some started before the first upgrade, some
+after the tenth): 20 upgrades in a row refuse and cut nothing, long streams
+arrive byte for byte (SHA-256), the old processes holding streams drain them
+while the others are gone, every old process exits 0 once its connections
+ended; session tickets made before an upgrade
 resume after it; runtime changes survive it. Failed upgrades (a bad
 configuration, an executable that exits at once, one that never gets ready)
 leave the old process serving and `ferryctl upgrade` exits 1 with the
@@ -179,6 +182,7 @@ class Load:
         self.refused = self.cut = self.short_ok = 0
         self.errors = []
         self.stream_results = []
+        self.streaming = 0  # streams past their first echo
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._shorts, daemon=True)]
         self.threads += [threading.Thread(target=self._stream, args=(i,), daemon=True)
@@ -230,6 +234,9 @@ class Load:
                 sent.update(chunk)
                 s.sendall(chunk)
                 got.update(recv_exact(s, len(chunk)))
+                if n == 0:
+                    with self.lock:
+                        self.streaming += 1
                 n += len(chunk)
                 time.sleep(0.01)
             s.shutdown(socket.SHUT_WR)
@@ -241,6 +248,16 @@ class Load:
             self._note("cut", e)
         finally:
             s.close()
+
+    def more_streams(self, n):
+        """Streams that start now (on the process serving now): returns once
+        each has been served its first echo."""
+        before = self.streaming
+        for i in range(n):
+            t = threading.Thread(target=self._stream, args=(100 + i,), daemon=True)
+            self.threads.append(t)
+            t.start()
+        wait_for(lambda: self.streaming >= before + n, timeout=30, what="new streams")
 
     def finish(self):
         self.stop.set()
@@ -260,7 +277,8 @@ def test_twenty_upgrades_under_load():
     load = Load(site.port)
     pids = [site.pid]
     try:
-        wait_for(lambda: load.short_ok > 20, timeout=30, what="load running")
+        wait_for(lambda: load.short_ok > 20 and load.streaming >= 3, timeout=30,
+                 what="load running")
         for k in range(20):
             which = (k + 1) % 2
             site.install(which)
@@ -270,10 +288,16 @@ def test_twenty_upgrades_under_load():
             pids.append(pid)
             ok = load.short_ok
             wait_for(lambda: load.short_ok > ok + 5, timeout=30, what="clients served after")
+            if k == 9:  # these run on the 10th new process across the next 10 upgrades
+                load.more_streams(2)
+        # The processes holding the streams still drain them, the others are gone.
+        assert not gone(pids[0]) and not gone(pids[10]), (pids, EXITS)
+        wait_for(lambda: all(gone(p) for i, p in enumerate(pids[:-1]) if i not in (0, 10)),
+                 timeout=30, what="old processes without connections gone")
     finally:
         load.finish()
     assert load.refused == 0 and load.cut == 0, load.errors[:10]
-    assert len(load.stream_results) == 3, load.stream_results
+    assert len(load.stream_results) == 5, load.stream_results
     for n, same in load.stream_results:
         assert same and n > 0, load.stream_results
     # The old processes end once their connections did (the streams closed).
