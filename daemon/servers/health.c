@@ -278,6 +278,11 @@ static enum check_outcome step_result(struct health_task *t)
         return CHECK_STEP_DONE;
     default: {
         ssize_t n = t->step.read.n;
+        /* A reset after an answer that was not the expected one: that answer
+         * is the verdict (expect), as when the server closes after it. */
+        if (n < 0 && t->rtotal > 0)
+            return fail(t, FERRY_CHECK_EXPECT, "expected answer not received (read: %s)",
+                        strerror((int)-n));
         if (n < 0)
             return fail(t, FERRY_CHECK_REFUSED, "read: %s", strerror((int)-n));
         t->rlen += (size_t)n;

@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -143,6 +145,33 @@ health_fall = 1
         time.sleep(0.3)
         assert f.server("app", "a")["check"] == "expect", f.server("app", "a")
     assert f.server("app", "a")["state"] == "down"
+
+
+def wrong_and_reset(c, b):
+    """Answers a check with the wrong words, then resets the connection."""
+    c.recv(64)
+    c.sendall(b"-ERR nope\r\n")
+    time.sleep(0.05)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_send_expect_wrong_answer_then_reset_is_expect():
+    # The server answered something else: a reset after it is still expect.
+    srv = start_backend(wrong_and_reset)
+    port = free_port()
+    f = start_ferry(web_config(port, f"""
+server a 127.0.0.1:{srv.port}
+health_check = send-expect
+health_send = PING\\r\\n
+health_expect = PONG
+health_interval = 300ms
+health_timeout = 250ms
+health_fall = 1
+"""))
+    wait_for(lambda: f.server("app", "a")["check"] != "-", timeout=5, what="a check result")
+    for _ in range(3):
+        time.sleep(0.3)
+        assert f.server("app", "a")["check"] == "expect", f.server("app", "a")
 
 
 def test_no_server_and_connect_failed_reason():
