@@ -102,44 +102,59 @@ static void link_up(struct ferry_acme_http *h, const char *line, size_t n)
     }
 }
 
-/* Decodes a chunked body in place; false when malformed or incomplete. */
-static bool dechunk(char *b, size_t len, size_t *out)
+/* Decodes the chunked body src[0..len) into dst (room for len bytes; the
+ * source is left as it is, so an incomplete body can be decoded again once
+ * more arrived). False when malformed or incomplete. */
+static bool dechunk(const char *src, size_t len, char *dst, size_t *out)
 {
     size_t r = 0, w = 0;
     for (;;) {
-        char *e;
-        if (r >= len)
+        size_t n = 0, digits = 0;
+        while (r < len && isxdigit((unsigned char)src[r]) && digits < 8) {
+            int c = src[r++], v = c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+            n = n * 16 + (size_t)v;
+            digits++;
+        }
+        const char *crlf = r < len ? memchr(src + r, '\n', len - r) : NULL;
+        if (digits == 0 || !crlf)
             return false;
-        unsigned long n = strtoul(b + r, &e, 16);
-        char *crlf = memchr(b + r, '\n', len - r);
-        if (e == b + r || !crlf)
-            return false;
-        r = (size_t)(crlf - b) + 1;
+        r = (size_t)(crlf - src) + 1; /* chunk extensions skipped */
         if (n == 0)
             break;
-        if (n > len - r)
+        if (n > len - r || len - r - n < 2 || src[r + n] != '\r' || src[r + n + 1] != '\n')
             return false;
-        memmove(b + w, b + r, n);
+        memcpy(dst + w, src + r, n);
         w += n;
-        r += n;
-        if (r + 2 > len || b[r] != '\r' || b[r + 1] != '\n')
-            return false;
-        r += 2;
+        r += n + 2;
     }
     *out = w;
     return true;
 }
 
-/* Parses what was read. Returns true when the answer is complete. */
-static bool parse(struct ferry_acme_http *h, bool eof)
+/* "HTTP/1.x NNN ...": the status, or -1. */
+static int status_line(const char *line, size_t n)
 {
-    char *end = h->len ? memmem(h->buf, h->len, "\r\n\r\n", 4) : NULL;
+    if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)line[7]) ||
+        line[8] != ' ')
+        return -1;
+    int st = 0;
+    for (int i = 9; i < 12; i++) {
+        if (!isdigit((unsigned char)line[i]))
+            return -1;
+        st = st * 10 + (line[i] - '0');
+    }
+    return st >= 100 && (n == 12 || line[12] == ' ' || line[12] == '\r') ? st : -1;
+}
+
+bool ferry_acme_http_parse(struct ferry_acme_http *h, const char *buf, size_t len, bool eof)
+{
+    const char *end = len >= 4 ? memmem(buf, len, "\r\n\r\n", 4) : NULL;
     if (!end)
         return false;
-    size_t hlen = (size_t)(end - h->buf) + 4;
-    char *line = h->buf, *lend = memchr(line, '\n', hlen);
-    if (sscanf(line, "HTTP/1.%*d %d", &h->status) != 1)
-        return h->status = -1, true;
+    size_t hlen = (size_t)(end - buf) + 4;
+    const char *line = buf, *lend = memchr(line, '\n', hlen);
+    if ((h->status = status_line(line, (size_t)(lend - line))) < 0)
+        return true;
     long clen = -1;
     bool chunked = false;
     char tmp[64];
@@ -162,24 +177,28 @@ static bool parse(struct ferry_acme_http *h, bool eof)
         header(line, n, "Transfer-Encoding", tmp, sizeof(tmp));
         chunked |= strcasecmp(tmp, "chunked") == 0;
     }
-    size_t blen = h->len - hlen;
+    size_t blen = len - hlen;
     if (!chunked && clen >= 0 && blen < (size_t)clen && !eof)
         return false;
     if (!chunked && clen >= 0 && blen > (size_t)clen)
         blen = (size_t)clen;
-    if (chunked && !dechunk(end + 4, blen, &blen)) {
+    if (!chunked && clen < 0 && !eof)
+        return false;
+    char *body = malloc(blen + 1);
+    if (!body)
+        return h->status = -1, true;
+    if (chunked && !dechunk(end + 4, blen, body, &blen)) {
+        free(body);
         if (!eof)
             return false;
         h->status = -1;
         return true;
     }
-    if (!chunked && clen < 0 && !eof)
-        return false;
-    h->body = malloc(blen + 1);
-    if (!h->body)
-        return h->status = -1, true;
-    memcpy(h->body, end + 4, blen);
-    h->body[blen] = '\0';
+    if (!chunked)
+        memcpy(body, end + 4, blen);
+    body[blen] = '\0';
+    free(h->body);
+    h->body = body;
     h->body_len = blen;
     return true;
 }
@@ -203,7 +222,7 @@ static ac_poll_t step_read(struct ferry_acme_http *h, struct ac_context *cx)
             return fail(h, (int)n, "read: %s", strerror((int)-n));
         h->len += (size_t)n;
         h->buf[h->len] = '\0';
-        if (parse(h, n == 0) || n == 0) {
+        if (ferry_acme_http_parse(h, h->buf, h->len, n == 0) || n == 0) {
             if (!h->body || h->status < 100)
                 return fail(h, -EPROTO, "%s", n == 0 && !memmem(h->buf, h->len, "\r\n\r\n", 4)
                                               ? "connection closed before the answer"

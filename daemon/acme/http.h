@@ -26,6 +26,13 @@
 int ferry_acme_url_parse(const char *url, char *host, size_t host_cap, uint16_t *port,
                          const char **path);
 
+struct ferry_acme_http;
+/* Parses an HTTP/1.x answer in buf[0..len) (left unchanged); eof: nothing
+ * more will come. False: incomplete. True: h->status (-1: malformed), the headers
+ * below and h->body (malloc'd, NUL-terminated, h->body_len bytes; NULL
+ * when malformed) are set. Exposed for the fuzz target. */
+bool ferry_acme_http_parse(struct ferry_acme_http *h, const char *buf, size_t len, bool eof);
+
 struct ferry_acme_http {
     struct ac_future base;
     SSL_CTX *ctx;
