@@ -160,8 +160,9 @@ static void bury(struct ferry_upgrade *u, bool kill_it)
         kill(u->pid, SIGKILL);
         r = waitpid(u->pid, &st, 0);
     } else if (r == 0) {
-        /* It closed the channel: it is on its way out; give it a moment. */
-        for (int i = 0; i < 100 && r == 0; i++) {
+        /* It closed the channel: it is on its way out; give it a moment
+         * (at most 200 ms of worker 0, on this failure path only). */
+        for (int i = 0; i < 20 && r == 0; i++) {
             usleep(10000);
             r = waitpid(u->pid, &st, WNOHANG);
         }
@@ -301,6 +302,10 @@ static ac_poll_t start(struct ferry_upgrade *u, struct ac_context *cx)
         add_error(u, "reload in progress");
         atomic_store(&d->upgrading, false);
         return AC_READY;
+    }
+    if (!d->exe_path || !d->argv) {
+        add_error(u, "the path ferryd was started from is not known");
+        return fail(u, false);
     }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
