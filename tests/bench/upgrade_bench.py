@@ -20,6 +20,7 @@ processes once the new one serves and the old one still drains.
 Benchmarks measure; nothing here asserts a time.
 """
 import argparse
+import datetime
 import os
 import re
 import shutil
@@ -75,6 +76,18 @@ def rss_kib(pid):
             return int(m.group(1)) if m else 0
     except FileNotFoundError:
         return 0
+
+
+def started_at(logpath, pid):
+    """Wall-clock time of the new process's msg=started line (logged right
+    before its event loops run, i.e. when it starts accepting)."""
+    with open(logpath, "rb") as fh:
+        for line in fh.read().decode(errors="replace").splitlines():
+            if "msg=started" in line and f" pid={pid} " in line:
+                ts = line.split()[0][len("ts="):]
+                return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                    tzinfo=datetime.timezone.utc).timestamp()
+    return float("nan")
 
 
 def ctl(ferryctl, sock, *args):
@@ -182,6 +195,7 @@ server a 127.0.0.1:{echo.getsockname()[1]}
                 h.sendall(b"h")
                 h.recv(1)
             old = pids[-1]
+            w0 = time.time()
             t0 = time.monotonic()
             rc, out = ctl(a.ferryctl, sock, "upgrade")
             t1 = time.monotonic()
@@ -192,6 +206,7 @@ server a 127.0.0.1:{echo.getsockname()[1]}
             new = int(m.group(1))
             pids.append(new)
             time.sleep(0.5)
+            accepting = started_at(os.path.join(d, "ferryd.log"), new) - w0
             mem_old, mem_new = rss_kib(old), rss_kib(new)
             t2 = time.monotonic()
             for h in held:
@@ -203,7 +218,8 @@ server a 127.0.0.1:{echo.getsockname()[1]}
             after = [e for s, e in done if s >= t1]
             first_new = min(after) - t0 if after else float("nan")
             during = [e - s for s, e in done if s < t1 + 0.2 and e > t0]
-            rows.append((t1 - t0, first_new, max(during) if during else 0.0, mem_old, mem_new))
+            rows.append((t1 - t0, first_new, max(during) if during else 0.0, mem_old, mem_new,
+                         accepting))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t2)))
     finally:
         clients.finish()
@@ -220,12 +236,15 @@ server a 127.0.0.1:{echo.getsockname()[1]}
         echo.close()
     outside = [e - s for s, e in clients.done]
     print(f"{len(rows)} upgrades, {a.clients} clients, {a.held} connections held across each")
-    print("upgrade_ms  first_served_by_new_ms  longest_wait_ms  rss_old_kib  rss_new_kib")
+    print("upgrade_ms  new_accepting_ms  first_served_by_new_ms  longest_wait_ms  rss_old_kib  "
+          "rss_new_kib")
     for r in rows:
-        print(f"{r[0] * 1000:10.1f}  {r[1] * 1000:22.1f}  {r[2] * 1000:15.1f}  {r[3]:11d}  "
-              f"{r[4]:11d}")
+        print(f"{r[0] * 1000:10.1f}  {r[5] * 1000:16.1f}  {r[1] * 1000:22.1f}  "
+              f"{r[2] * 1000:15.1f}  {r[3]:11d}  {r[4]:11d}")
     if rows:
         print(f"median upgrade {statistics.median(r[0] for r in rows) * 1000:.1f} ms, "
+              f"median to the new process accepting "
+              f"{statistics.median(r[5] for r in rows) * 1000:.1f} ms, "
               f"longest wait during upgrades {max(r[2] for r in rows) * 1000:.1f} ms; "
               f"all connections: p50 {statistics.median(outside) * 1000:.2f} ms, "
               f"p99 {sorted(outside)[int(len(outside) * 0.99)] * 1000:.2f} ms, "
