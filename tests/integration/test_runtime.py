@@ -209,10 +209,19 @@ def test_state_file_without_final_newline():
 
     def state(d):
         with open(os.path.join(d, "ferry.state"), "w") as fh:
-            fh.write("# kept\nserver app/b ready 4\nserver app/a maint -")
+            fh.write("# kept\nserver app/zz drain 3\nlistener gone disabled\n"
+                     "added app/b 127.0.0.1:1 weight=9\nserver app/b ready 4\n"
+                     "server app/a maint -")
     f = start_ferry(config, pre_start=state)
     assert "state_file_ignored" not in f.logtext(), f.logtext()
     assert server(f, "a")["state"] == "maint" and server(f, "b")["weight"] == 4
+    # Entries for what the configuration does not have are dropped; b is the
+    # configuration's own server: its address stays the configured one.
+    assert server(f, "b")["address"] != "127.0.0.1:1"
+    f.ctl("set", "app/b", "weight", "5")
+    with open(os.path.join(f.dir, "ferry.state")) as fh:
+        text = fh.read()
+    assert "zz" not in text and "gone" not in text and "added" not in text, text
 
 
 def test_state_file_keeps_added_servers_and_disabled_listeners():
