@@ -80,6 +80,8 @@ static uint64_t active_conns(struct ferry_daemon *d)
 
 static void send_status(struct ferry_daemon *d)
 {
+    if (atomic_load(&d->handed_over))
+        return; /* the new process speaks for the unit now */
     char line[160];
     ferry_lifecycle_status(d, line, sizeof(line));
     ferry_sd_notifyf("STATUS=%s", line);
@@ -384,11 +386,14 @@ static ac_poll_t watchdog_poll(struct ac_future *f, struct ac_context *cx)
         if (ac_future_poll(&t->tick.base, cx) == AC_PENDING)
             return AC_PENDING;
         uint64_t now = ac_worker_now_ms(cx->worker);
-        if (t->interval_ms && loops_alive(t->d, now, t->watchdog_limit_ms))
+        /* After an upgrade handed over, the new process is the unit's main
+         * one: this one pings and reports nothing more. */
+        bool quiet = atomic_load(&t->d->handed_over);
+        if (t->interval_ms && !quiet && loops_alive(t->d, now, t->watchdog_limit_ms))
             ferry_sd_notify("WATCHDOG=1");
         char status[128];
         ferry_lifecycle_status(t->d, status, sizeof(status));
-        if (now - t->last_status_ms >= 10000 && strcmp(status, t->last_status) != 0) {
+        if (!quiet && now - t->last_status_ms >= 10000 && strcmp(status, t->last_status) != 0) {
             ferry_sd_notifyf("STATUS=%s", status);
             memcpy(t->last_status, status, sizeof(status));
             t->last_status_ms = now;

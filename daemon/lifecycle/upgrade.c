@@ -214,11 +214,9 @@ static ac_poll_t fail(struct ferry_upgrade *u, bool kill_it)
  * serving the accept queues. */
 static void hand_off(struct ferry_daemon *d)
 {
-    atomic_store(&d->handed_over, true);
     /* The new process is the unit's main process now: no STATUS=,
-     * WATCHDOG=1 or STOPPING=1 from this one (every notification is sent
-     * from worker 0, as this runs, so nothing reads the variable meanwhile). */
-    unsetenv("NOTIFY_SOCKET");
+     * WATCHDOG=1 or STOPPING=1 from this one (signals.c reads the flag). */
+    atomic_store(&d->handed_over, true);
     for (struct ferry_listen_addr *b = d->bound; b; b = b->next)
         b->keep_file = true; /* a unix: listener's file is the new one's now */
     ac_notify_all(&d->services_stop); /* control socket and metrics endpoint */

@@ -513,46 +513,59 @@ def test_sigusr2_upgrades():
 
 
 class Notify:
+    """systemd's end of NOTIFY_SOCKET, with the sender's pid of each
+    datagram (SO_PASSCRED), as systemd sees it."""
+
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock.bind(path)
         self.sock.settimeout(0.2)
-        self.msgs = []
+        self.msgs = []  # (pid, {key: value})
+
+    def recv(self):
+        data, anc, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(12))
+        pid = 0
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = int.from_bytes(payload[:4], sys.byteorder)
+        msg = dict(l.split("=", 1) for l in data.decode().split("\n") if "=" in l)
+        self.msgs.append((pid, msg))
+        return pid, msg
 
     def drain(self, until, timeout, what):
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             try:
-                data = self.sock.recv(65536)
+                pid, msg = self.recv()
             except socket.timeout:
                 continue
-            msg = dict(l.split("=", 1) for l in data.decode().split("\n") if "=" in l)
-            self.msgs.append(msg)
-            if until(msg):
-                return msg
+            if until(pid, msg):
+                return pid, msg
         raise AssertionError(f"no {what}: {self.msgs}")
 
 
 def test_systemd_main_pid_moves():
+    """The new process sends MAINPID= and READY=1 in one datagram, then
+    pings the watchdog; the old one, draining, sends nothing more at all (no
+    STOPPING=1, no WATCHDOG=1, no STATUS=)."""
     d = tempfile.mkdtemp(prefix="ferry-upgrade-notify-")
     atexit.register(shutil.rmtree, d, True)
     n = Notify(os.path.join(d, "notify"))
-    site = Site(env={"NOTIFY_SOCKET": os.path.join(d, "notify")})
+    site = Site(env={"NOTIFY_SOCKET": os.path.join(d, "notify"), "WATCHDOG_USEC": "200000"})
     old = site.pid
-    n.drain(lambda m: m.get("READY") == "1", 15, "READY=1")
+    n.drain(lambda p, m: m.get("READY") == "1" and p == old, 15, "READY=1")
+    n.drain(lambda p, m: m.get("WATCHDOG") == "1" and p == old, 15, "WATCHDOG=1 from the old")
     site.install(1)
     pid, _ = site.upgrade()
-    msg = n.drain(lambda m: "MAINPID" in m, 15, "MAINPID=")
-    assert msg.get("MAINPID") == str(pid) and msg.get("READY") == "1", msg
+    sender, msg = n.drain(lambda p, m: "MAINPID" in m, 15, "MAINPID=")
+    assert sender == pid and msg.get("MAINPID") == str(pid) and msg.get("READY") == "1", msg
+    mark = len(n.msgs)
     wait_for(lambda: gone(old), timeout=30, what="old process gone")
-    time.sleep(0.3)
-    try:
-        while True:
-            data = n.sock.recv(65536)
-            n.msgs.append(dict(l.split("=", 1) for l in data.decode().split("\n") if "=" in l))
-    except socket.timeout:
-        pass
-    assert not any("STOPPING" in m for m in n.msgs), n.msgs
+    n.drain(lambda p, m: m.get("WATCHDOG") == "1" and p == pid, 15, "WATCHDOG=1 from the new")
+    after = n.msgs[mark:]
+    assert all(p == pid for p, _ in after), after
+    assert not any("STOPPING" in m for _, m in n.msgs), n.msgs
 
 
 if __name__ == "__main__":
