@@ -3,6 +3,8 @@
 (text format 0.0.4) with values checked against real traffic."""
 import http.client
 import re
+import shutil
+import subprocess
 
 from ferrytest import (web_config, connect, free_port, recv_exact, runner, start_backend, start_ferry,
                        wait_for)
@@ -193,6 +195,32 @@ def test_metrics_rendered_off_the_worker():
     s.sendall(b"after")
     assert recv_exact(s, 5) == b"after"
     s.close()
+
+
+def test_promtool_check_metrics():
+    """Prometheus' own linter accepts a live scrape with every family filled:
+    traffic, a server down, a queue-capable backend."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed (scripts/deps.sh test installs prometheus)"
+    b = start_backend("echo")
+    port, mport = free_port(), free_port()
+    f = start_ferry(web_config(port, f"""
+server app1 127.0.0.1:{b.port}
+server down1 127.0.0.1:{free_port()}
+health_check = tcp
+health_interval = 100ms
+""", global_lines=f"metrics = 127.0.0.1:{mport}"))
+    for _ in range(4):
+        s = connect(port)
+        s.sendall(b"promtool")
+        assert recv_exact(s, 8) == b"promtool"
+        s.close()
+    wait_for(lambda: f.server("app", "down1")["state"] != "up", what="down1 seen down")
+    r, body = get(mport, "/metrics")
+    assert r.status == 200
+    p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, f"promtool check metrics:\n{p.stdout}{p.stderr}"
 
 
 def test_parser_is_strict():
