@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds ferry under AddressSanitizer and
-# UndefinedBehaviorSanitizer, and runs every test: the whole suite with the
-# default reactor (epoll on Linux), the asynccore and integration suites again
-# with the poll(2) backend, the asynccore suite on the kqueue backend over a
-# test-only kevent(2) emulation, and asynccore's line coverage (at least 85%).
+# Installs what is missing, builds ferry and runs every check, lane by lane:
+#   gcc       gcc, ASan+UBSan, -Werror: unit, ops and fuzz-driver tests (meson),
+#             the integration tests under pytest (one result per test function)
+#   poll      the same sanitizers with the poll(2) backend: asynccore and integration
+#   kqueue    asynccore on the kqueue backend over a TEST-ONLY kevent(2)
+#             emulation on epoll (tests/kqueue_emul/), same sanitizers
+#   coverage  asynccore's line coverage (at least 85%)
+#   clang     clang release build (hardening, -Werror) and the unit tests
+#   tsan      ThreadSanitizer (clang): asynccore and daemon unit tests, and the
+#             integration tests that run several threads (workers, DNS, logs)
+#   fuzz      every libFuzzer target (clang, -Dfuzz=true, ASan+UBSan) for
+#             FUZZ_SECONDS each (default 25) from its seeds: a crash fails
+#   package   the Debian package: build, contents, hardening-check, lintian,
+#             install/upgrade/purge in a throwaway Debian 12 root
+# Usage: ./test.sh [--quick] [LANE...]   (--quick: the gcc lane only; default: all)
+# Each lane builds in build-LANE; the last line is "N passed, N failed" over all.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh test
@@ -11,31 +22,125 @@ scripts/deps.sh test
 san=(-Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true -Dbuildtype=debug)
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export PYTHONDONTWRITEBYTECODE=1
+jobs=2
 
 setup() { # dir, options...
   local dir=$1; shift
   if [ -d "$dir" ]; then meson setup --wipe "$dir" "$@" >/dev/null; else meson setup "$dir" "$@" >/dev/null; fi
 }
 
+# pytest over tests/integration against BUILD's ferryd; extra args go to pytest.
+pytest_integration() { # build, lane, pytest args...
+  local build=$1 lane=$2; shift 2
+  FERRYD=$build/daemon/ferryd FERRYCTL=$build/daemon/ferryctl ECHO=$build/asynccore/ac-echo \
+    python3 -m pytest -p no:cacheprovider -q -n "$jobs" --dist loadfile \
+      --junitxml="$build/pytest-$lane.xml" -o junit_suite_name="$lane" "$@" tests/integration
+}
+
+lane_gcc() {
+  setup build-test "${san[@]}"
+  meson compile -C build-test
+  meson test -C build-test --print-errorlogs --num-processes "$jobs" --no-suite integration
+  pytest_integration build-test gcc
+}
+
+lane_poll() {
+  setup build-poll "${san[@]}" -Dreactor=poll
+  meson compile -C build-poll
+  meson test -C build-poll --print-errorlogs --num-processes "$jobs" --suite asynccore
+  pytest_integration build-poll poll
+}
+
+# The emulation's own test, then asynccore's suite.
+lane_kqueue() {
+  setup build-kqueue "${san[@]}" -Dkqueue_emulation=true
+  meson compile -C build-kqueue
+  meson test -C build-kqueue --print-errorlogs --num-processes "$jobs" --suite asynccore
+}
+
+lane_coverage() {
+  setup build-cov -Db_coverage=true -Dbuildtype=debug -Dwerror=true
+  meson compile -C build-cov
+  meson test -C build-cov --suite asynccore --num-processes "$jobs" >/dev/null
+  python3 scripts/coverage.py build-cov 85
+}
+
+lane_clang() {
+  CC=clang setup build-clang -Dbuildtype=release -Dwerror=true
+  meson compile -C build-clang
+  meson test -C build-clang --print-errorlogs --num-processes "$jobs" \
+    --suite asynccore --suite config --suite daemon
+}
+
+# Integration files whose ferryd runs several threads at once: workers > 1,
+# the log writer, the DNS resolver and the blocking pool, the control socket.
+tsan_integration=(test_forward.py test_dns.py test_logs.py test_control.py test_runtime.py
+                  test_tls.py test_tickets.py)
+lane_tsan() {
+  CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true -Dbuildtype=debug
+  meson compile -C build-tsan
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    meson test -C build-tsan --print-errorlogs --num-processes "$jobs" --suite asynccore --suite daemon
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    pytest_integration build-tsan tsan "${tsan_integration[@]/#/tests/integration/}"
+}
+
+lane_fuzz() {
+  CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbuildtype=debugoptimized -Dwerror=true
+  meson compile -C build-fuzz
+  local targets
+  targets=$(cd build-fuzz/tests/fuzz && ls fuzz_*_seeds | sed 's/^fuzz_//; s/_seeds$//')
+  # Two at a time; each exits non-zero on a crash, a leak or a timeout.
+  rm -f build-fuzz/results-fuzz.txt
+  printf '%s\n' $targets | xargs -P "$jobs" -I{} sh -c \
+    'if tests/fuzz/run.sh build-fuzz {} "${FUZZ_SECONDS:-25}" -timeout=20 >build-fuzz/fuzz-{}.log 2>&1; then
+       echo "ok fuzz_{}" >>build-fuzz/results-fuzz.txt
+       echo "fuzz {}: $(grep -m1 "stat::number_of_executed_units" build-fuzz/fuzz-{}.log)"
+     else
+       echo "FAIL fuzz_{}" >>build-fuzz/results-fuzz.txt
+       echo "fuzz {}: FAILED"; tail -40 build-fuzz/fuzz-{}.log; exit 1
+     fi'
+}
+
+lane_package() {
+  mkdir -p build-package
+  python3 tests/package/package_test.py --results build-package/results-package.txt || [ $? -eq 77 ]
+}
+
+all_lanes=(gcc poll kqueue coverage clang tsan fuzz package)
+# The build directory whose results a lane leaves (summary below).
+declare -A lane_dir=([gcc]=build-test [poll]=build-poll [kqueue]=build-kqueue [coverage]=build-cov [clang]=build-clang
+                     [tsan]=build-tsan [fuzz]=build-fuzz [package]=build-package)
+lanes=()
+for a in "$@"; do
+  case $a in
+    --quick) lanes+=(gcc) ;;
+    -*) echo "unknown option $a" >&2; exit 2 ;;
+    *) lanes+=("$a") ;;
+  esac
+done
+[ ${#lanes[@]} -gt 0 ] || lanes=("${all_lanes[@]}")
+
 status=0
-setup build-test "${san[@]}"
-meson compile -C build-test
-meson test -C build-test --print-errorlogs --num-processes 2 || status=1
-
-setup build-poll "${san[@]}" -Dreactor=poll
-meson compile -C build-poll
-meson test -C build-poll --print-errorlogs --suite asynccore --suite integration || status=1
-
-# The kqueue backend on a TEST-ONLY kevent(2) emulation over epoll
-# (tests/kqueue_emul/): the emulation's own test, then asynccore's suite.
-setup build-kqueue "${san[@]}" -Dkqueue_emulation=true
-meson compile -C build-kqueue
-meson test -C build-kqueue --print-errorlogs --suite asynccore || status=1
-
-setup build-cov -Db_coverage=true -Dbuildtype=debug -Dwerror=true
-meson compile -C build-cov
-meson test -C build-cov --suite asynccore >/dev/null || status=1
-python3 scripts/coverage.py build-cov 85 || status=1
-
-python3 scripts/summary.py build-test build-poll || status=1
+report=()
+dirs=()
+lane_failures=0
+for l in "${lanes[@]}"; do
+  declare -F "lane_$l" >/dev/null || { echo "unknown lane $l (lanes: ${all_lanes[*]})" >&2; exit 2; }
+  echo "=== lane $l"
+  t0=$SECONDS
+  set +e
+  ( set -e; "lane_$l" )   # not in an if: set -e must stay in force inside the lane
+  rc=$?
+  set -e
+  if [ $rc -eq 0 ]; then r=ok; else r=FAILED; status=1; lane_failures=$((lane_failures + 1)); fi
+  dirs+=("${lane_dir[$l]}")
+  report+=("$(printf '%-9s %-6s %4ds' "$l" "$r" $((SECONDS - t0)))")
+done
+echo "=== lanes"
+printf '%s\n' "${report[@]}"
+# A failed lane counts once more than its failed tests: its build may have broken first.
+python3 scripts/summary.py --lane-failures "$lane_failures" "${dirs[@]}" || status=1
 exit $status
