@@ -31,11 +31,14 @@ setup() { # dir, options...
 }
 
 # pytest over tests/integration against BUILD's ferryd; extra args go to pytest.
+# Debian's python3 (python3-pytest, -xdist and -yaml are installed for it),
+# whatever python3 comes first in PATH.
 pytest_integration() { # build, lane, pytest args...
-  local build=$1 lane=$2; shift 2
+  local build=$PWD/$1 lane=$2; shift 2
+  [ $# -gt 0 ] || set -- tests/integration
   FERRYD=$build/daemon/ferryd FERRYCTL=$build/daemon/ferryctl ECHO=$build/asynccore/ac-echo \
-    python3 -m pytest -p no:cacheprovider -q -n "$jobs" --dist loadfile \
-      --junitxml="$build/pytest-$lane.xml" -o junit_suite_name="$lane" "$@" tests/integration
+    /usr/bin/python3 -m pytest -p no:cacheprovider -q -n "$jobs" --dist loadfile \
+      --junitxml="$build/pytest-$lane.xml" -o junit_suite_name="$lane" "$@"
 }
 
 lane_gcc() {

@@ -6,7 +6,12 @@ what=${1:-build}
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libinih-dev libcmocka-dev libc-ares-dev libjansson-dev openssl)
 case "$what" in
   run)   pkgs+=(python3 netcat-openbsd curl) ;;
-  test)  pkgs+=(python3 gcovr socat mandoc man-db systemd iproute2 procps strace dnsmasq-base pebble prometheus python3-yaml) ;;
+  # test.sh's lanes: pytest (integration), clang and its sanitizer and libFuzzer
+  # runtimes (clang, tsan, fuzz), the Debian tool chain and a debootstrap for
+  # the package lane.
+  test)  pkgs+=(python3 gcovr socat mandoc man-db systemd iproute2 procps strace dnsmasq-base pebble prometheus python3-yaml
+                python3-pytest python3-pytest-xdist clang libclang-rt-dev
+                build-essential dpkg-dev debhelper fakeroot lintian devscripts debootstrap binutils) ;;
   bench) pkgs+=(python3 haproxy nginx-light libnginx-mod-stream hitch wrk socat iperf3 strace valgrind procps) ;;
 esac
 missing=()

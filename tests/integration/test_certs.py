@@ -259,4 +259,5 @@ tls_cert = {soon}
     assert "backend=up" in line and soon in line, line
 
 
-runner.run(globals())
+if __name__ == "__main__":
+    runner.run(globals())

@@ -283,4 +283,5 @@ def test_no_delay_stops_accepting_at_once():
     assert f.proc.returncode == 0
 
 
-runner.run(globals())
+if __name__ == "__main__":
+    runner.run(globals())

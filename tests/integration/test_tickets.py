@@ -233,4 +233,5 @@ def test_bad_file_is_an_error_at_its_line():
     assert connect(f, ctx, sess)[0]
 
 
-runner.run(globals())
+if __name__ == "__main__":
+    runner.run(globals())

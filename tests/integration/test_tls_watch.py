@@ -214,4 +214,5 @@ def test_off_watches_nothing():
     shutil.rmtree(d, True)
 
 
-runner.run(globals())
+if __name__ == "__main__":
+    runner.run(globals())
