@@ -529,10 +529,15 @@ static void srv_target_done(void *arg, int status, int timeouts, struct ares_add
         srv_finish(q);
 }
 
+/* One SRV record, as either c-ares API gives it (host owned by the reply). */
+struct srv_rec {
+    const char *host;
+    uint16_t port, priority, weight;
+};
+
 static int srv_cmp(const void *pa, const void *pb)
 {
-    const struct ares_srv_reply *a = *(const struct ares_srv_reply *const *)pa;
-    const struct ares_srv_reply *b = *(const struct ares_srv_reply *const *)pb;
+    const struct srv_rec *a = pa, *b = pb;
     if (a->priority != b->priority)
         return a->priority < b->priority ? -1 : 1;
     int c = strcmp(a->host, b->host);
@@ -543,56 +548,21 @@ static int srv_cmp(const void *pa, const void *pb)
     return a->weight < b->weight ? -1 : a->weight > b->weight;
 }
 
-/* The records of an SRV reply, at most FERRY_DNS_MAX_ANSWERS of them:
- * sorted by priority, target and port, so an answer too large is cut the
- * same way whatever its order (the rest counted in *dropped). Returns the
- * count; *out is malloc'd (NULL when there is none or memory ran out). */
-static size_t srv_sorted(struct ares_srv_reply *srv, struct ares_srv_reply ***out,
-                         size_t *dropped)
+/* Starts the address lookups of the records' targets, at most
+ * FERRY_DNS_MAX_ANSWERS of them: sorted by priority, target and port, so an
+ * answer too large is cut the same way whatever its order (the rest counted
+ * in dropped). SRV targets: ports differ per record, so the addresses get
+ * the record's port (getaddrinfo is asked with it). */
+static void srv_start(struct srv_req *q, struct srv_rec *recs, size_t n)
 {
-    size_t n = 0;
-    for (struct ares_srv_reply *r = srv; r; r = r->next)
-        n++;
-    *out = n ? malloc(n * sizeof(**out)) : NULL;
-    if (!*out)
-        return 0;
-    n = 0;
-    for (struct ares_srv_reply *r = srv; r; r = r->next)
-        (*out)[n++] = r;
-    qsort(*out, n, sizeof(**out), srv_cmp);
+    if (n > 1)
+        qsort(recs, n, sizeof(*recs), srv_cmp);
     if (n > FERRY_DNS_MAX_ANSWERS) {
-        *dropped += n - FERRY_DNS_MAX_ANSWERS;
+        q->a.dropped += n - FERRY_DNS_MAX_ANSWERS;
         n = FERRY_DNS_MAX_ANSWERS;
     }
-    return n;
-}
-
-/* SRV targets: ports differ per record, so the addresses get the record's
- * port (set after resolution: getaddrinfo is asked with the port). */
-static void srv_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
-{
-    struct srv_req *q = arg;
-    (void)timeouts;
-    struct ares_srv_reply *srv = NULL;
-    if (status == ARES_SUCCESS)
-        status = ares_parse_srv_reply(abuf, alen, &srv);
-    if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
-        status = ARES_SUCCESS; /* no such service: an empty set */
-        srv = NULL;
-    }
-    q->a.status = status;
-    if (status == ARES_SUCCESS) {
-        uint32_t ttl = ferry_dns_reply_min_ttl(abuf, alen);
-        if (ttl < q->a.ttl_s)
-            q->a.ttl_s = ttl;
-    }
-    q->pending = 1; /* held while the targets are started */
-    struct ares_srv_reply **recs = NULL;
-    size_t nrecs = status == ARES_SUCCESS ? srv_sorted(srv, &recs, &q->a.dropped) : 0;
-    if (srv && !recs && q->a.status == ARES_SUCCESS)
-        q->failed = ARES_ENOMEM;
-    for (size_t i = 0; i < nrecs; i++) {
-        const struct ares_srv_reply *r = recs[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct srv_rec *r = &recs[i];
         struct srv_target *t = calloc(1, sizeof(*t));
         if (!t) {
             q->failed = ARES_ENOMEM;
@@ -611,12 +581,81 @@ static void srv_done(void *arg, int status, int timeouts, unsigned char *abuf, i
         q->pending++;
         ares_getaddrinfo(q->dns->ch, t->name, svc, &h, srv_target_done, t);
     }
+}
+
+/* The SRV answer's status: no such service is an empty set, not an error. */
+static int srv_status(int status)
+{
+    return status == ARES_ENOTFOUND || status == ARES_ENODATA ? ARES_SUCCESS : status;
+}
+
+#ifdef FERRY_CARES_DNSREC
+/* c-ares >= 1.28: the parsed reply (ares_query_dnsrec). */
+static void srv_done(void *arg, ares_status_t status, size_t timeouts,
+                     const ares_dns_record_t *dnsrec)
+{
+    struct srv_req *q = arg;
+    (void)timeouts;
+    q->a.status = srv_status((int)status);
+    size_t n = status == ARES_SUCCESS && dnsrec ? ares_dns_record_rr_cnt(dnsrec, ARES_SECTION_ANSWER)
+                                                : 0;
+    struct srv_rec *recs = n ? malloc(n * sizeof(*recs)) : NULL;
+    if (n && !recs) {
+        q->failed = ARES_ENOMEM;
+        n = 0;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ares_dns_rr_t *rr = ares_dns_record_rr_get_const(dnsrec, ARES_SECTION_ANSWER, i);
+        if (ares_dns_rr_get_ttl(rr) < q->a.ttl_s)
+            q->a.ttl_s = ares_dns_rr_get_ttl(rr);
+        if (ares_dns_rr_get_type(rr) == ARES_REC_TYPE_SRV)
+            recs[k++] = (struct srv_rec){ares_dns_rr_get_str(rr, ARES_RR_SRV_TARGET),
+                                         ares_dns_rr_get_u16(rr, ARES_RR_SRV_PORT),
+                                         ares_dns_rr_get_u16(rr, ARES_RR_SRV_PRIORITY),
+                                         ares_dns_rr_get_u16(rr, ARES_RR_SRV_WEIGHT)};
+    }
+    q->pending = 1; /* held while the targets are started */
+    srv_start(q, recs, k);
+    free(recs);
+    if (--q->pending == 0)
+        srv_finish(q);
+}
+#else
+/* Older c-ares: the raw reply, parsed with ares_parse_srv_reply (ares_query). */
+static void srv_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct srv_req *q = arg;
+    (void)timeouts;
+    struct ares_srv_reply *srv = NULL;
+    if (status == ARES_SUCCESS)
+        status = ares_parse_srv_reply(abuf, alen, &srv);
+    q->a.status = srv_status(status);
+    if (status == ARES_SUCCESS) {
+        uint32_t ttl = ferry_dns_reply_min_ttl(abuf, alen);
+        if (ttl < q->a.ttl_s)
+            q->a.ttl_s = ttl;
+    }
+    size_t n = 0;
+    for (struct ares_srv_reply *r = status == ARES_SUCCESS ? srv : NULL; r; r = r->next)
+        n++;
+    struct srv_rec *recs = n ? malloc(n * sizeof(*recs)) : NULL;
+    if (n && !recs) {
+        q->failed = ARES_ENOMEM;
+        n = 0;
+    }
+    size_t k = 0;
+    for (struct ares_srv_reply *r = srv; r && k < n; r = r->next)
+        recs[k++] = (struct srv_rec){r->host, r->port, r->priority, r->weight};
+    q->pending = 1; /* held while the targets are started */
+    srv_start(q, recs, k);
     free(recs);
     if (srv)
         ares_free_data(srv);
     if (--q->pending == 0)
         srv_finish(q);
 }
+#endif
 
 int ferry_dns_lookup_srv(struct ferry_dns *dns, const char *name, ferry_dns_cb cb, void *arg)
 {
@@ -632,7 +671,11 @@ int ferry_dns_lookup_srv(struct ferry_dns *dns, const char *name, ferry_dns_cb c
     q->cb = cb;
     q->arg = arg;
     q->a.ttl_s = UINT32_MAX;
+#ifdef FERRY_CARES_DNSREC
+    ares_query_dnsrec(dns->ch, name, ARES_CLASS_IN, ARES_REC_TYPE_SRV, srv_done, q, NULL);
+#else
     ares_query(dns->ch, name, ns_c_in, ns_t_srv, srv_done, q);
+#endif
     ferry_dns_kick(dns);
     return 0;
 }
