@@ -14,6 +14,7 @@
 #include "worker.h"
 #include "control/render.h"
 #include "control/reqserver.h"
+#include "proto/http_request.h"
 
 /* A request head must arrive within READ_TIMEOUT_MS (probes and scrapers
  * send theirs at once); MAX_CLIENTS are held, PER_PEER of them from one
@@ -36,20 +37,6 @@ struct ferry_metrics {
     unsigned scrapes; /* renders running (worker 0 only) */
 };
 
-/* The head ends at the first empty line (CRLF CRLF, or bare LF LF). */
-static size_t head_complete(const char *buf, size_t len)
-{
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (buf[i] != '\n')
-            continue;
-        if (buf[i + 1] == '\n')
-            return i + 2;
-        if (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n')
-            return i + 3;
-    }
-    return 0;
-}
-
 static void reply(struct ferry_buf *out, const char *status, const char *extra_headers,
                   const char *ctype, const char *body, size_t body_len, bool with_body)
 {
@@ -66,54 +53,6 @@ static void reply_error(struct ferry_buf *out, const char *status, const char *e
     char body[96];
     int n = snprintf(body, sizeof(body), "%s\n", status + 4); /* "404 Not Found" -> "Not Found" */
     reply(out, status, extra_headers, "text/plain; charset=utf-8", body, (size_t)n, true);
-}
-
-static bool is_token(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < 'A' || s[i] > 'Z')
-            return false;
-    return true;
-}
-
-/* The request line: METHOD SP TARGET SP HTTP/1.x. Fills the method and path
- * (target without its query). Returns false when malformed. */
-static bool parse_request_line(const char *req, size_t len, char *method, size_t msize,
-                               char *path, size_t psize)
-{
-    const char *eol = memchr(req, '\n', len);
-    if (!eol)
-        return false;
-    size_t n = (size_t)(eol - req);
-    if (n && req[n - 1] == '\r')
-        n--;
-    const char *sp1 = memchr(req, ' ', n);
-    if (!sp1)
-        return false;
-    const char *target = sp1 + 1;
-    const char *sp2 = memchr(target, ' ', n - (size_t)(target - req));
-    if (!sp2)
-        return false;
-    const char *version = sp2 + 1;
-    size_t vlen = n - (size_t)(version - req);
-    size_t mlen = (size_t)(sp1 - req), tlen = (size_t)(sp2 - target);
-    if (!is_token(req, mlen) || mlen >= msize || tlen == 0 || target[0] != '/' ||
-        vlen != 8 || memcmp(version, "HTTP/1.", 7) != 0 || version[7] < '0' || version[7] > '9')
-        return false;
-    for (size_t i = 0; i < tlen; i++)
-        if ((unsigned char)target[i] <= ' ' || target[i] == 0x7f)
-            return false;
-    const char *q = memchr(target, '?', tlen);
-    size_t plen = q ? (size_t)(q - target) : tlen;
-    if (plen >= psize)
-        plen = psize - 1; /* a long path is simply not /metrics */
-    memcpy(method, req, mlen);
-    method[mlen] = '\0';
-    memcpy(path, target, plen);
-    path[plen] = '\0';
-    return true;
 }
 
 /* Every event loop stamped its heartbeat within the limit (see signals.c). */
@@ -173,7 +112,7 @@ static bool answer_or_scrape(struct ferry_daemon *d, const char *req, size_t len
         return false;
     }
     if (incomplete || memchr(req, '\0', len) ||
-        !parse_request_line(req, len, method, sizeof(method), path, sizeof(path))) {
+        !ferry_http_request_line(req, len, method, sizeof(method), path, sizeof(path))) {
         reply_error(out, "400 Bad Request", "");
         return false;
     }
@@ -314,7 +253,7 @@ static const struct ferry_rs_ops metrics_ops = {
     .max_request = HEAD_MAX,
     .read_timeout_ms = READ_TIMEOUT_MS,
     .write_timeout_ms = WRITE_TIMEOUT_MS,
-    .complete = head_complete,
+    .complete = ferry_http_head_complete,
     .client_new = client_new,
     .respond = respond,
     .client_drop = client_drop,

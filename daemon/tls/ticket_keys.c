@@ -22,6 +22,8 @@ struct ferry_ticket_keys {
     struct ticket_key k[];
 };
 
+size_t ferry_ticket_keys_count(const struct ferry_ticket_keys *k) { return k->n; }
+
 void ferry_ticket_keys_free(struct ferry_ticket_keys *k)
 {
     if (k == NULL)
@@ -116,6 +118,13 @@ struct ferry_ticket_keys *ferry_ticket_keys_load(const char *path, char *err, si
         snprintf(err, errlen, "%s", strerror(errno));
         return NULL;
     }
+    struct ferry_ticket_keys *k = ferry_ticket_keys_read(fp, err, errlen);
+    fclose(fp);
+    return k;
+}
+
+struct ferry_ticket_keys *ferry_ticket_keys_read(FILE *fp, char *err, size_t errlen)
+{
     struct ferry_ticket_keys *k =
         malloc(sizeof(*k) + FERRY_TICKET_KEYS_MAX * sizeof(k->k[0]));
     char line[LINE_MAX_LEN + 2];
@@ -161,7 +170,6 @@ struct ferry_ticket_keys *ferry_ticket_keys_load(const char *path, char *err, si
         snprintf(err, errlen, "%s", strerror(errno ? errno : EIO));
         ok = false;
     }
-    fclose(fp);
     if (ok && k->n == 0) {
         snprintf(err, errlen, "no key in the file");
         ok = false;

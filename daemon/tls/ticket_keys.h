@@ -20,6 +20,7 @@
 
 #include <openssl/ssl.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define FERRY_TICKET_KEY_LEN 80
 #define FERRY_TICKET_KEYS_MAX 256 /* keys a file may hold */
@@ -29,6 +30,13 @@ struct ferry_ticket_keys;
 /* Reads path. Returns the set (free with ferry_ticket_keys_free), or NULL
  * with the reason in err ("line 3: not a base64 80-byte key"). */
 struct ferry_ticket_keys *ferry_ticket_keys_load(const char *path, char *err, size_t errlen);
+
+/* The same from an open stream (left open): the parser itself, which the
+ * fuzz target feeds through fmemopen(3). */
+struct ferry_ticket_keys *ferry_ticket_keys_read(FILE *fp, char *err, size_t errlen);
+
+/* How many keys a set holds (1..FERRY_TICKET_KEYS_MAX). */
+size_t ferry_ticket_keys_count(const struct ferry_ticket_keys *k);
 
 /* A set of one key from raw bytes (the per-process random key). */
 struct ferry_ticket_keys *ferry_ticket_keys_from_raw(const unsigned char raw[FERRY_TICKET_KEY_LEN]);
