@@ -25,9 +25,13 @@ _Static_assert(sizeof(struct ac_task) >= sizeof(struct ac__task_slot), "a task h
 
 struct ac_task *ac__task_cache_get(struct ac_worker *w)
 {
+    /* Another thread (a spawn onto w from elsewhere) must not even read w's
+     * list: its thread changes it meanwhile (a data race, seen by TSan). */
+    if (ac_worker_current() != w)
+        return malloc(sizeof(struct ac_task));
     struct ac__task_cache *c = &w->tasks;
     struct ac__task_slot *s = c->head;
-    if (s == NULL || ac_worker_current() != w)
+    if (s == NULL)
         return malloc(sizeof(struct ac_task));
     c->head = s->next;
     c->n--;
