@@ -42,6 +42,9 @@ static const struct fuzz_seed seeds[] = {
     FUZZ_SEED("#\n\n"),
     FUZZ_SEED("not a key\n"),
     FUZZ_SEED(KEY1 "\n"),
+    /* wrapped at 64 columns, as openssl rand -base64 80 writes it */
+    FUZZ_SEED("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n"
+              "MDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk8=\n"),
 };
 
 const struct fuzz_seed *fuzz_seeds(size_t *n)
