@@ -347,7 +347,6 @@ def lifecycle_steps(root, procs):
             time.sleep(0.01)
     th = threading.Thread(target=hammer)
     th.start()
-    has_upgrade = "upgrade" in root.sh("ferryctl --help").stdout
     try:
         out = root.sh("dpkg -i /tmp/ferry-new.deb").stdout
     finally:
@@ -356,28 +355,18 @@ def lifecycle_steps(root, procs):
         th.join()
     installed = root.sh("dpkg-query -W -f '${Version}' ferry").stdout
     assert installed.endswith("+1"), f"upgrade left version {installed}"
-    if has_upgrade:
-        new = ferryd_pid(root)
-        assert new and new != old, f"ferryd was not upgraded in place (pid {old} -> {new}):\n{out}"
-        root.daemon_pid = new
-        roundtrip(kept, b"after the upgrade, same connection\n")
-        assert not refused, f"{len(refused)} connection attempts failed during the upgrade: " \
-            f"{refused[:3]}\n{out}"
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-            roundtrip(c, b"a new connection\n")
-        kept.close()
-        wait_for(lambda: not alive(old), timeout=20, what="the old ferryd exiting after its drain")
-        print(f"  upgraded in place: pid {old} -> {new}, {served[0]} connections served "
-              "during the upgrade, none refused, the open one kept")
-    else:
-        # ferryctl upgrade is not there yet: the postinst falls back, and without
-        # systemd it leaves the running ferryd alone (and says so).
-        assert "restart ferryd yourself" in out, out
-        assert ferryd_pid(root) == old and not refused, (old, refused[:3])
-        roundtrip(kept, b"after the upgrade, same connection\n")
-        kept.close()
-        print("  note: ferryctl has no upgrade command yet: the postinst's fallback ran "
-              "(ferryd left running, told to restart)")
+    new = ferryd_pid(root)
+    assert new and new != old, f"ferryd was not upgraded in place (pid {old} -> {new}):\n{out}"
+    root.daemon_pid = new
+    roundtrip(kept, b"after the upgrade, same connection\n")
+    assert not refused, f"{len(refused)} connection attempts failed during the upgrade: " \
+        f"{refused[:3]}\n{out}"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        roundtrip(c, b"a new connection\n")
+    kept.close()
+    wait_for(lambda: not alive(old), timeout=20, what="the old ferryd exiting after its drain")
+    print(f"  upgraded in place: pid {old} -> {new}, {served[0]} connections served "
+          "during the upgrade, none refused, the open one kept")
 
     # Remove: ferryd stopped, the conffile kept.
     running = root.daemon_pid
