@@ -37,6 +37,7 @@ pytest_integration() { # build, lane, pytest args...
   local build=$PWD/$1 lane=$2; shift 2
   [ $# -gt 0 ] || set -- tests/integration
   FERRYD=$build/daemon/ferryd FERRYCTL=$build/daemon/ferryctl ECHO=$build/asynccore/ac-echo \
+    FERRYD_NEXT=$build/tests/integration/ferryd-next \
     /usr/bin/python3 -m pytest -p no:cacheprovider -q -n "$jobs" --dist loadfile \
       --junitxml="$build/pytest-$lane.xml" -o junit_suite_name="$lane" "$@"
 }

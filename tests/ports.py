@@ -5,6 +5,19 @@ import socket
 import time
 
 _PORTS_GIVEN = set()
+LOW, HIGH = 20000, 32000
+
+
+def _share():
+    """This process's share of LOW..HIGH. Under pytest-xdist each worker
+    (gw0, gw1, ...) takes a slice of its own, so two tests running at once
+    never pick the same port between checking it and binding it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2:
+        return LOW, HIGH
+    k, span = int(worker[2:]) % count, (HIGH - LOW) // count
+    return LOW + k * span, LOW + (k + 1) * span
 
 
 def free_port():
@@ -14,8 +27,9 @@ def free_port():
     fails with EADDRINUSE (seen on 127.0.0.2 under load). Never the same port
     twice in one process."""
     rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    low, high = _share()
     for _ in range(500):
-        port = rng.randrange(20000, 32000)
+        port = rng.randrange(low, high)
         if port in _PORTS_GIVEN:
             continue
         with socket.socket() as s:
