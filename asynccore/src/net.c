@@ -168,6 +168,7 @@ int ac_listener_open(struct ac_listener *l, struct ac_worker *w, int fd, bool ow
     memset(l, 0, sizeof(*l));
     l->io.fd = -1;
     l->backoff_ms = BACKOFF_MIN_MS;
+    l->reg_flags = flags;
     int r = ac_io_register(w, fd, flags, &l->io);
     if (r < 0) {
         l->io.worker = NULL;
@@ -247,6 +248,20 @@ static ac_poll_t wait_backoff(struct ac_listener *l, struct ac_context *cx)
     return AC_READY;
 }
 
+/* A hang-up or error the reactor saw while the socket did not listen yet
+ * (an inherited socket bound before its listen(2)) is final for a stream but
+ * not for a listener, whose accept now says EAGAIN: register afresh, so
+ * that stale state cannot make the listener look ready forever. */
+static int reregister(struct ac_listener *l)
+{
+    struct ac_worker *w = l->io.worker;
+    int fd = l->io.fd;
+    ac_io_deregister(&l->io);
+    int r = ac_io_register(w, fd, l->reg_flags, &l->io);
+    l->io.fd = fd;
+    return r;
+}
+
 static void set_nodelay(int fd, const struct sockaddr_storage *peer)
 {
     if (peer->ss_family == AF_INET || peer->ss_family == AF_INET6) {
@@ -280,7 +295,15 @@ ac_poll_t ac_listener_poll_accept(struct ac_listener *l, struct ac_context *cx, 
         }
         int e = errno;
         if (e == EAGAIN || e == EWOULDBLOCK) {
-            ac_io_clear_ready(&l->io, AC_DIR_READ, ev);
+            if (ev.ready & (AC_READ_CLOSED | AC_ERROR)) {
+                int r = reregister(l);
+                if (r < 0) {
+                    *fd_out = r;
+                    return AC_READY;
+                }
+            } else {
+                ac_io_clear_ready(&l->io, AC_DIR_READ, ev);
+            }
         } else if (accept_transient(e)) {
             l->accept_errors++;
         } else if (accept_resource(e)) {

@@ -49,6 +49,7 @@ struct ac_listener {
     struct ac_io io;
     bool owns_fd;
     bool paused;          /* accepting stopped by EMFILE-type errors */
+    unsigned reg_flags;   /* how the socket is registered (AC_REG_*) */
     unsigned backoff_ms;  /* current EMFILE back-off */
     struct ac_sleep retry; /* the back-off timer */
     bool retry_armed;
