@@ -107,13 +107,17 @@ static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *g)
         warn_key(r, "workers");
     if (a->reuseport != b->reuseport)
         warn_key(r, "reuseport");
-    if (strcmp(a->control_socket, b->control_socket) != 0 || a->control_mode != b->control_mode)
+    if (strcmp(a->control_socket, b->control_socket) != 0)
         warn_key(r, "control_socket");
+    if (a->control_mode != b->control_mode)
+        warn_key(r, "control_mode");
     if (a->has_metrics != b->has_metrics ||
         (a->has_metrics && strcmp(a->metrics.text, b->metrics.text) != 0))
         warn_key(r, "metrics");
-    if (strcmp(a->user, b->user) != 0 || strcmp(a->group, b->group) != 0)
+    if (strcmp(a->user, b->user) != 0)
         warn_key(r, "user");
+    if (strcmp(a->group, b->group) != 0)
+        warn_key(r, "group");
     if (a->log_target != b->log_target || strcmp(a->log_path, b->log_path) != 0 ||
         strcmp(a->log_addr.text, b->log_addr.text) != 0)
         warn_key(r, "log");

@@ -116,6 +116,14 @@ def test_reload_warnings_compare_with_the_running_values():
     out = f.ctl("reload")
     assert out == "ok\n", out
     assert f.ctl("info").count("workers: 1") == 1
+    # Each warning names the key that changed: control_mode, group.
+    f.write_config(conf(1) .replace("[listener", "control_mode = 0600\n[listener", 1))
+    out = f.ctl("reload")
+    assert "warning:" in out and "control_mode changed" in out, out
+    assert "control_socket" not in out, out
+    f.write_config(conf(1).replace("[listener", "group = root\n[listener", 1))
+    out = f.ctl("reload")
+    assert "group changed" in out and "user" not in out, out
 
 
 # ---- health checks and the access log (item 14) ----
