@@ -357,157 +357,197 @@ static int become_main(struct ferry_daemon *d, struct ferry_handover *ho)
     return 0;
 }
 
-static int run(const char *path, char **argv)
-{
+/* What a run of ferryd holds, from start to exit; run() unwinds it once. */
+struct run {
+    const char *path;
+    char **argv;
     struct ferry_handover ho;
-    if (take_handover(&ho) != 0)
-        return 2;
-    pid_t upgraded_from = ho.old_pid;
-    struct ferry_config_errors errs = {0};
-    struct ferry_config *cfg = ferry_config_load_checked(path, &errs);
-    if (!cfg) {
-        report_errors(&ho, &errs, path);
-        ferry_config_errors_free(&errs);
-        ferry_handover_free(&ho);
-        return 1;
-    }
-    /* A user or group that does not exist would stop the start at the
-     * privilege drop, after binding: say so first, at its line (exit 2). */
-    ferry_config_check_accounts(cfg, &errs);
-    if (errs.n) {
-        report_errors(&ho, &errs, path);
-        ferry_config_errors_free(&errs);
-        ferry_config_free(cfg);
-        ferry_handover_free(&ho);
-        return 2;
-    }
-    sigset_t sigs;
-    ferry_lifecycle_block_signals(&sigs);
+    struct ferry_config_errors errs;
+    bool have_daemon; /* daemon_init ran: daemon_free undoes it */
     struct ferry_daemon d;
-    struct ferry_control *ctl = NULL;
-    struct ferry_metrics *metrics = NULL;
-    int status = 2;
-    if (daemon_init(&d, path, cfg->global.workers) != 0) {
+    struct ferry_control *ctl;
+    struct ferry_metrics *metrics;
+    struct ferry_gen *g;
+    struct ferry_new_sockets fresh;
+    sigset_t sigs;
+};
+
+/* The configuration, checked: NULL with *status 1 (errors) or 2 (an
+ * account that does not exist would stop the start at the privilege drop,
+ * after binding: said first, at its line). */
+static struct ferry_config *load_config(struct run *r, int *status)
+{
+    struct ferry_config *cfg = ferry_config_load_checked(r->path, &r->errs);
+    *status = 1;
+    if (cfg) {
+        ferry_config_check_accounts(cfg, &r->errs);
+        *status = 2;
+        if (r->errs.n == 0)
+            return cfg;
+        ferry_config_free(cfg);
+    }
+    report_errors(&r->ho, &r->errs, r->path);
+    return NULL;
+}
+
+/* The runtime, the logger and the first generation with its sockets bound
+ * (or taken over from the old process), services started and privileges
+ * dropped. Takes cfg. Returns 0, or the exit status with every step it took
+ * undone except the daemon itself (run() frees that). */
+static int bring_up(struct run *r, struct ferry_config *cfg)
+{
+    struct ferry_daemon *d = &r->d;
+    ferry_lifecycle_block_signals(&r->sigs);
+    r->have_daemon = true;
+    if (daemon_init(d, r->path, cfg->global.workers) != 0) {
         fprintf(stderr, "ferryd: cannot start the runtime: %s\n", strerror(errno));
         goto free_cfg;
     }
-    d.argv = argv;
-    d.exe_path = ferry_upgrade_exe_path(argv[0]);
-    if (ho.chan >= 0) {
-        d.handover = &ho;
-        if (ho.has_ticket_key) /* tickets issued by the old process resume here */
-            memcpy(d.ticket_key, ho.ticket_key, sizeof(d.ticket_key));
+    d->argv = r->argv;
+    d->exe_path = ferry_upgrade_exe_path(r->argv[0]);
+    if (r->ho.chan >= 0) {
+        d->handover = &r->ho;
+        if (r->ho.has_ticket_key) /* tickets issued by the old process resume here */
+            memcpy(d->ticket_key, r->ho.ticket_key, sizeof(d->ticket_key));
     }
     char lerr[FERRY_PATH_MAX + 256];
-    if (ferry_logger_start(&d.log, &cfg->global, path, d.nworkers, lerr, sizeof(lerr)) != 0) {
+    if (ferry_logger_start(&d->log, &cfg->global, r->path, d->nworkers, lerr, sizeof(lerr)) != 0) {
         fprintf(stderr, "%s\n", lerr);
         goto free_cfg;
     }
     /* ACME certificates: the registry outlives generations (tls_acme). */
-    if (!(d.acme = ferry_acme_new(d.rt, d.workers[0].w))) {
+    if (!(d->acme = ferry_acme_new(d->rt, d->workers[0].w))) {
         fprintf(stderr, "ferryd: cannot start: out of memory\n");
-        ferry_config_free(cfg);
-        goto out;
+        goto free_cfg;
     }
-    if (ferry_sd_listen_fds(&d.sd_fds, &d.nsd_fds) < 0) {
+    if (ferry_sd_listen_fds(&d->sd_fds, &d->nsd_fds) < 0) {
         fprintf(stderr, "ferryd: cannot use the inherited sockets: %s\n", strerror(errno));
         goto free_cfg;
     }
-    struct ferry_gen *g = build_first_gen(&d, cfg, &errs);
+    struct ferry_gen *g = build_first_gen(d, cfg, &r->errs);
     if (!g) {
-        report_errors(&ho, &errs, path);
-        status = 1;
-        goto out;
+        report_errors(&r->ho, &r->errs, r->path);
+        return 1;
     }
-    d.reuseport = g->cfg->global.reuseport; /* restart-only, like workers */
-    d.running_global = g->cfg->global;
-    d.running_global.state_file = NULL; /* owned by the configuration */
-    struct ferry_new_sockets fresh;
-    if (ferry_gen_switch_prepare(&d, g, &fresh, &errs) != 0) {
-        report_errors(&ho, &errs, path);
+    d->reuseport = g->cfg->global.reuseport; /* restart-only, like workers */
+    d->running_global = g->cfg->global;
+    d->running_global.state_file = NULL; /* owned by the configuration */
+    if (ferry_gen_switch_prepare(d, g, &r->fresh, &r->errs) != 0) {
+        report_errors(&r->ho, &r->errs, r->path);
         goto drop_gen;
     }
-    if (unclaimed_inherited(&d) != 0) {
+    if (unclaimed_inherited(d) != 0 || start_services(d, g, &r->ctl, &r->metrics) != 0)
         goto unbind;
-    }
-    if (start_services(&d, g, &ctl, &metrics) != 0) {
-        goto unbind;
-    }
     char err[256];
     if (chown_control_socket(g, err, sizeof(err)) != 0 ||
         ferry_drop_privileges(g->cfg->global.user, g->cfg->global.group, err, sizeof(err)) != 0) {
         fprintf(stderr, "ferryd: cannot drop privileges: %s\n", err);
         goto unbind;
     }
-    /* Names are looked up on the event loops; start-up waits for their
-     * first answers a little, and never fails on them (ferryd(8)). */
-    d.dnsw = ferry_dnswatch_start(&d, &g->cfg->global);
-    ferry_acme_use_dns(d.acme, ferry_dnswatch_resolver(d.dnsw));
-    ferry_dnswatch_adopt(d.dnsw, NULL, g);
+    r->g = g;
+    return 0;
+    /* Each label undoes one step and falls into the ones before it. */
+unbind:
+    ferry_gen_switch_abort(d, &r->fresh); /* sockets made for g, never served */
+drop_gen:
+    ferry_gen_unref(g);
+    return 2;
+free_cfg:
+    ferry_config_free(cfg);
+    return 2;
+}
+
+/* Makes the first generation current: names looked up (start-up waits for
+ * their first answers a little, and never fails on them: ferryd(8)), then
+ * the runtime state, before the first connection: the old process's when
+ * upgrading, else the state file's. */
+static void go_live(struct run *r)
+{
+    struct ferry_daemon *d = &r->d;
+    d->dnsw = ferry_dnswatch_start(d, &r->g->cfg->global);
+    ferry_acme_use_dns(d->acme, ferry_dnswatch_resolver(d->dnsw));
+    ferry_dnswatch_adopt(d->dnsw, NULL, r->g);
     struct ferry_dnswatch_first first;
-    ferry_dnswatch_first_init(&first, d.dnsw, 2000);
-    ac_block_on(d.workers[0].w, &first.base);
+    ferry_dnswatch_first_init(&first, d->dnsw, 2000);
+    ac_block_on(d->workers[0].w, &first.base);
     ac_future_drop(&first.base);
-    ferry_gen_switch_to(&d, g, &fresh);
-    /* Runtime state, before the first connection (the loops run later):
-     * the old process's when upgrading, else the state file's. */
-    if (ho.chan >= 0)
-        ferry_state_apply(&d, ho.state, "upgrade");
+    ferry_gen_switch_to(d, r->g, &r->fresh);
+    if (r->ho.chan >= 0)
+        ferry_state_apply(d, r->ho.state, "upgrade");
     else
-        ferry_state_file_load(&d);
-    d.handover = NULL;
-    if (ferry_lifecycle_start(&d, &sigs) != 0) {
-        fprintf(stderr, "ferryd: cannot start: out of resources\n");
-        goto out;
-    }
-    if (become_main(&d, &ho) != 0)
-        goto out;
-    int werr = 0;
-    struct ferry_tls_watch *watch = ferry_tls_watch_start(&d, &werr);
-    if (!watch)
-        fprintf(stderr, "ferryd: cannot watch TLS files (tls_watch): %s\n", strerror(-werr));
+        ferry_state_file_load(d);
+    d->handover = NULL;
+}
+
+/* Says ready (to systemd: after an upgrade this process becomes the unit's
+ * main one, one datagram with both, so systemd never sees READY=1 from a
+ * process it does not follow) and logs the start. */
+static void announce(struct run *r, pid_t upgraded_from)
+{
+    struct ferry_daemon *d = &r->d;
     char status_line[128];
-    ferry_lifecycle_status(&d, status_line, sizeof(status_line));
-    /* After an upgrade this process becomes the unit's main one: one
-     * datagram with both, so systemd never sees READY=1 from a process it
-     * does not follow. */
+    ferry_lifecycle_status(d, status_line, sizeof(status_line));
     if (upgraded_from)
-        ferry_sd_notifyf("MAINPID=%ld\nREADY=1\nSTATUS=%s", (long)d.pid, status_line);
+        ferry_sd_notifyf("MAINPID=%ld\nREADY=1\nSTATUS=%s", (long)d->pid, status_line);
     else
         ferry_sd_notifyf("READY=1\nSTATUS=%s", status_line);
     char from[24] = "";
     if (upgraded_from)
         snprintf(from, sizeof(from), "%ld", (long)upgraded_from);
-    if (ferry_logger_enabled(&d.log, FERRY_LOG_INFO))
-        ferry_logger_log(&d.log, d.nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "started",
+    if (ferry_logger_enabled(&d->log, FERRY_LOG_INFO))
+        ferry_logger_log(&d->log, d->nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "started",
                          "version=%s pid=%d workers=%u listeners=%zu config=%s ?upgraded_from=%s",
-                         d.version, (int)d.pid, d.nworkers, g->cfg->nlisteners, path, from);
-    d.serving = true;
-    status = ac_runtime_run(d.rt) == 0 ? 0 : 2;
+                         d->version, (int)d->pid, d->nworkers, r->g->cfg->nlisteners, r->path,
+                         from);
+}
+
+/* Serves until a stop; returns the exit status. */
+static int serve(struct run *r)
+{
+    struct ferry_daemon *d = &r->d;
+    pid_t upgraded_from = r->ho.old_pid;
+    if (ferry_lifecycle_start(d, &r->sigs) != 0) {
+        fprintf(stderr, "ferryd: cannot start: out of resources\n");
+        return 2;
+    }
+    if (become_main(d, &r->ho) != 0)
+        return 2;
+    int werr = 0;
+    struct ferry_tls_watch *watch = ferry_tls_watch_start(d, &werr);
+    if (!watch)
+        fprintf(stderr, "ferryd: cannot watch TLS files (tls_watch): %s\n", strerror(-werr));
+    announce(r, upgraded_from);
+    d->serving = true;
+    int status = ac_runtime_run(d->rt) == 0 ? 0 : 2;
     ferry_tls_watch_stop(watch); /* before the runtime it hands work to goes */
-    if (atomic_load(&d.state_changes))
-        ferry_state_file_save(&d); /* the loops stopped: the last word (none once handed over) */
-    if (ferry_logger_enabled(&d.log, FERRY_LOG_INFO))
-        ferry_logger_log(&d.log, d.nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "stopped",
-                         "pid=%d", (int)d.pid);
-    goto out;
-    /* The one unwind of a start that failed: each label undoes one step and
-     * falls into the ones before it. */
-unbind:
-    ferry_gen_switch_abort(&d, &fresh); /* sockets made for g, never served */
-drop_gen:
-    ferry_gen_unref(g);
-    goto out;
-free_cfg:
-    ferry_config_free(cfg);
-out:
-    daemon_free(&d);
-    if (ctl)
-        ferry_control_free(ctl);
-    if (metrics)
-        ferry_metrics_free(metrics);
-    ferry_config_errors_free(&errs);
-    ferry_handover_free(&ho);
+    if (atomic_load(&d->state_changes))
+        ferry_state_file_save(d); /* the loops stopped: the last word (none once handed over) */
+    if (ferry_logger_enabled(&d->log, FERRY_LOG_INFO))
+        ferry_logger_log(&d->log, d->nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "stopped",
+                         "pid=%d", (int)d->pid);
+    return status;
+}
+
+static int run(const char *path, char **argv)
+{
+    struct run r = {.path = path, .argv = argv};
+    if (take_handover(&r.ho) != 0)
+        return 2;
+    int status;
+    struct ferry_config *cfg = load_config(&r, &status);
+    if (cfg && (status = bring_up(&r, cfg)) == 0) {
+        go_live(&r);
+        status = serve(&r);
+    }
+    /* The one unwind, whatever step ended the run. */
+    if (r.have_daemon)
+        daemon_free(&r.d);
+    if (r.ctl)
+        ferry_control_free(r.ctl);
+    if (r.metrics)
+        ferry_metrics_free(r.metrics);
+    ferry_config_errors_free(&r.errs);
+    ferry_handover_free(&r.ho);
     return status;
 }
 
