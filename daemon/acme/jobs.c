@@ -94,8 +94,10 @@ static void run_load(struct ferry_acme_job *j, const struct ferry_acme_slot *s)
 static void run_lock(struct ferry_acme_job *j, const struct ferry_acme_slot *s)
 {
     j->fd = ferry_acme_store_try_lock(s->storage, s->base);
-    if (j->fd >= 0)
+    if (j->fd >= 0) {
         load_cert(j); /* another instance may have just finished */
+        j->text = ferry_acme_store_get_order(s->storage, s->base, &j->key);
+    }
     j->err = j->fd < 0 ? j->fd : 0;
     if (j->err && j->err != -EWOULDBLOCK)
         snprintf(j->why, sizeof(j->why), "lock %s/%s.lock: %s", s->storage, s->base,
@@ -109,6 +111,8 @@ static void run_csr(struct ferry_acme_job *j, const struct ferry_acme_slot *s)
     j->err = j->csr_len ? 0 : -ENOMEM;
     if (j->err)
         snprintf(j->why, sizeof(j->why), "cannot make the key and CSR");
+    else if ((j->err = ferry_acme_store_put_order(s->storage, s->base, NULL, j->key)))
+        snprintf(j->why, sizeof(j->why), "storage %s: %s", s->storage, strerror(-j->err));
     ERR_clear_error();
 }
 
@@ -133,9 +137,15 @@ static void *job_run(void *p)
         if ((j->err = ferry_acme_store_save_cert(s->storage, s->base, j->text, j->key)))
             snprintf(j->why, sizeof(j->why), "storage %s: %s", s->storage, strerror(-j->err));
         break;
+    case FERRY_ACME_J_ORDER:
+        if ((j->err = ferry_acme_store_put_order(s->storage, s->base, j->text, NULL)))
+            snprintf(j->why, sizeof(j->why), "storage %s: %s", s->storage, strerror(-j->err));
+        break;
     case FERRY_ACME_J_RELEASE:
         if (j->text)
             (void)ferry_acme_store_put_challenges(s->storage, s->base, NULL);
+        if (j->fd >= 0) /* the lock holder: no order of ours is in flight any more */
+            (void)ferry_acme_store_put_order(s->storage, s->base, NULL, NULL);
         if (j->fd >= 0)
             close(j->fd);
         j->fd = -1;

@@ -21,18 +21,21 @@ enum ferry_acme_job_kind {
     FERRY_ACME_J_LOCK,    /* NAME.lock taken without waiting, and the stored certificate */
     FERRY_ACME_J_PEER,    /* another instance's challenges and the stored certificate */
     FERRY_ACME_J_CHAL,    /* this order's challenges written for the others */
-    FERRY_ACME_J_CSR,     /* a new certificate key and its CSR */
+    FERRY_ACME_J_CSR,     /* a new certificate key (kept in storage) and its CSR */
+    FERRY_ACME_J_ORDER,   /* the order in flight's URL written to storage */
     FERRY_ACME_J_SAVE,    /* key and chain stored */
-    FERRY_ACME_J_RELEASE, /* the challenges file removed, the lock released */
+    FERRY_ACME_J_RELEASE, /* the challenges (and order) files removed, the lock released */
 };
 
 struct ferry_acme_job {
     enum ferry_acme_job_kind kind;
     struct ferry_acme_slot *s;     /* a reference */
     int fd;                        /* LOCK out / RELEASE in: the lock file */
-    char *text;                    /* CHAL, SAVE (the chain) in / PEER out; RELEASE: non-NULL
+    char *text;                    /* CHAL, SAVE (the chain), ORDER (URL) in / PEER out,
+                                    * LOCK out (an order in flight's URL); RELEASE: non-NULL
                                     * when the challenges file was written */
-    EVP_PKEY *key;                 /* SAVE in / CSR out / LOAD out (the account's) */
+    EVP_PKEY *key;                 /* SAVE in / CSR out / LOAD out (the account's) / LOCK out
+                                    * (the order in flight's CSR key) */
     struct ferry_acme_material *m; /* LOAD, LOCK, PEER out: a usable stored certificate */
     SSL_CTX *ctx;                  /* LOAD out: verifies the ACME server */
     unsigned char *csr;            /* CSR out (DER) */

@@ -6,7 +6,10 @@
  *             answering its challenges (NAME.challenges) until its
  *             certificate appears in storage (or the lock is free)
  *   DIRECTORY GET the directory; ACCOUNT newAccount (the key's JWK, EAB)
- *   NEW_ORDER newOrder for the names; AUTHZ reads each authorization and
+ *   RESUME    an order left in flight in storage by a process that held the
+ *             lock before (restart, upgrade) is taken up where it is
+ *   NEW_ORDER newOrder for the names (its URL kept in storage: ORDER_STORE);
+ *             AUTHZ reads each authorization and
  *             publishes the tls-alpn-01 challenge certificate of each pending
  *             one; CHAL_STORE writes them to storage and gives the instances
  *             sharing it time to pick them up; CHAL_POST answers each
@@ -50,7 +53,8 @@
 #define STEPS_PER_POLL 64
 
 enum state {
-    S_LOAD, S_WAIT, S_LOCK, S_PEER, S_DIRECTORY, S_ACCOUNT, S_NEW_ORDER, S_AUTHZ,
+    S_LOAD, S_WAIT, S_LOCK, S_PEER, S_DIRECTORY, S_ACCOUNT, S_RESUME, S_NEW_ORDER,
+    S_ORDER_STORE, S_AUTHZ,
     S_CHAL_STORE, S_CHAL_POST, S_AUTHZ_POLL, S_ORDER_READY, S_CSR, S_FINALIZE, S_ORDER_VALID,
     S_CERT, S_SAVE, S_RELEASE, S_FAILED, S_COUNT
 };
@@ -64,6 +68,7 @@ struct order_task {
     struct ferry_acme_session ss;
     char new_account[1024], new_order[1024];
     char order_url[1024], finalize_url[1024], cert_url[1024];
+    char resume_url[1024];         /* an order left in flight in storage ("": none) */
     json_t *authzs;
     json_t *chal_urls;             /* per authorization: its challenge's URL, or null */
     size_t authz_i;
@@ -256,8 +261,13 @@ static ac_poll_t publish_challenge(struct order_task *t)
     if (!ch)
         return fail(t, "the server offers no tls-alpn-01 challenge for %s", t->ss.req.url);
     if (json_unpack(authz, "{s:{s:s}}", "identifier", "value", &name) < 0 ||
-        json_unpack(ch, "{s:s, s:s}", "token", &token, "url", &url) < 0 ||
-        json_array_set_new(t->chal_urls, t->authz_i, json_string(url)) < 0)
+        json_unpack(ch, "{s:s, s:s}", "token", &token, "url", &url) < 0)
+        return fail(t, "malformed authorization from %s", t->ss.req.url);
+    /* Already answered (an order taken up after a restart): served, polled,
+     * not answered again. */
+    if (strcmp(status_of(ch), "processing") == 0)
+        url = "";
+    if (json_array_set_new(t->chal_urls, t->authz_i, json_string(url)) < 0)
         return fail(t, "malformed authorization from %s", t->ss.req.url);
     char *keyauth = ferry_acme_key_authorization(t->ss.account, token);
     struct ferry_acme_material *m = keyauth ? ferry_acme_challenge_material(name, keyauth) : NULL;
@@ -323,6 +333,7 @@ static void order_reset(struct order_task *t)
     t->cert_key = NULL;
     ferry_acme_material_free(t->issued);
     t->issued = NULL;
+    t->resume_url[0] = '\0';
     ferry_acme_chal_clear(t->a, t->s);
 }
 
@@ -438,6 +449,11 @@ static ac_poll_t st_lock(struct order_task *t, struct ac_context *cx)
     t->lock_fd = j->fd, j->fd = -1;
     if (j->m) /* it finished while we looked */
         serve_stored(t, j->m), j->m = NULL;
+    if (j->text && strlen(j->text) < sizeof(t->resume_url)) { /* an order left in flight */
+        snprintf(t->resume_url, sizeof(t->resume_url), "%s", j->text);
+        EVP_PKEY_free(t->cert_key);
+        t->cert_key = j->key, j->key = NULL;
+    }
     ferry_acme_job_free(j);
     if (due(t))
         return begin_order(t);
@@ -515,6 +531,14 @@ static json_t *identifiers(const struct ferry_acme_slot *s)
     return ids;
 }
 
+static ac_poll_t new_order(struct order_task *t)
+{
+    ferry_acme_req_start(&t->ss, t->new_order, true,
+                         json_pack("{s:o}", "identifiers", identifiers(t->s)), false);
+    t->state = S_NEW_ORDER;
+    return AC_READY;
+}
+
 static ac_poll_t st_account(struct order_task *t, struct ac_context *cx)
 {
     bool ok;
@@ -525,9 +549,56 @@ static ac_poll_t st_account(struct order_task *t, struct ac_context *cx)
         return problem(t, "newAccount");
     free(t->ss.kid);
     t->ss.kid = strdup(t->ss.req.location);
-    ferry_acme_req_start(&t->ss, t->new_order, true,
-                         json_pack("{s:o}", "identifiers", identifiers(t->s)), false);
-    t->state = S_NEW_ORDER;
+    if (t->resume_url[0]) {
+        ferry_acme_req_start(&t->ss, t->resume_url, true, NULL, false);
+        t->state = S_RESUME;
+        return AC_READY;
+    }
+    return new_order(t);
+}
+
+/* The order's URLs and authorizations from its JSON (t->ss.req.json). */
+static bool take_order(struct order_task *t, const char *url)
+{
+    json_t *o = t->ss.req.json;
+    if (!copy_url(t->finalize_url, sizeof(t->finalize_url), o, "finalize") ||
+        !json_is_array(json_object_get(o, "authorizations")))
+        return false;
+    snprintf(t->order_url, sizeof(t->order_url), "%s", url);
+    json_decref(t->authzs);
+    json_decref(t->chal_urls);
+    t->authzs = json_incref(json_object_get(o, "authorizations"));
+    t->chal_urls = json_array();
+    for (size_t i = 0; t->chal_urls && i < json_array_size(t->authzs); i++)
+        json_array_append_new(t->chal_urls, json_null());
+    t->authz_i = 0;
+    return t->chal_urls != NULL;
+}
+
+/* An order another process left in flight: on from where it is, or a new
+ * one when it cannot go on (invalid, expired, gone, finalized without the
+ * key at hand). */
+static ac_poll_t st_resume(struct order_task *t, struct ac_context *cx)
+{
+    bool ok;
+    ac_poll_t r = request(t, cx, &ok);
+    if (r == AC_PENDING || !ok)
+        return r;
+    const char *st = status_of(t->ss.req.json);
+    bool later = strcmp(st, "processing") == 0 || strcmp(st, "valid") == 0;
+    if (t->ss.req.status != 200 || !take_order(t, t->resume_url) ||
+        (strcmp(st, "pending") != 0 && strcmp(st, "ready") != 0 && !later) ||
+        (later && !t->cert_key)) {
+        t->resume_url[0] = '\0';
+        return new_order(t);
+    }
+    char names[1024];
+    names_text(t->s, names, sizeof(names));
+    ferry_log(FERRY_LOG_INFO, "acme_resumed", "acme=%s names=%s order=%s status=%s", t->s->acme,
+              names, t->order_url, st);
+    t->polls = 0;
+    t->state = later ? S_ORDER_VALID : strcmp(st, "ready") == 0 ? S_CSR : S_AUTHZ;
+    ferry_acme_req_reset(&t->ss); /* st points into the answer: last */
     return AC_READY;
 }
 
@@ -537,22 +608,30 @@ static ac_poll_t st_new_order(struct order_task *t, struct ac_context *cx)
     ac_poll_t r = request(t, cx, &ok);
     if (r == AC_PENDING || !ok)
         return r;
-    json_t *o = t->ss.req.json;
     if (t->ss.req.status != 201 || !t->ss.req.location[0] ||
-        !copy_url(t->finalize_url, sizeof(t->finalize_url), o, "finalize") ||
-        !json_is_array(json_object_get(o, "authorizations")))
+        !take_order(t, t->ss.req.location))
         return problem(t, "newOrder");
-    snprintf(t->order_url, sizeof(t->order_url), "%s", t->ss.req.location);
-    json_decref(t->authzs);
-    json_decref(t->chal_urls);
-    t->authzs = json_incref(json_object_get(o, "authorizations"));
-    t->chal_urls = json_array();
-    for (size_t i = 0; t->chal_urls && i < json_array_size(t->authzs); i++)
-        json_array_append_new(t->chal_urls, json_null());
-    if (!t->chal_urls)
-        return fail(t, "out of memory");
-    t->authz_i = 0;
     ferry_acme_req_reset(&t->ss);
+    struct ferry_acme_job *j = ferry_acme_job_new(t->s, FERRY_ACME_J_ORDER);
+    if (!j || !(j->text = strdup(t->order_url))) {
+        ferry_acme_job_free(j);
+        return fail(t, "out of memory");
+    }
+    ferry_acme_job_start(&t->job, t->a->rt, j);
+    t->state = S_ORDER_STORE;
+    return AC_READY;
+}
+
+/* The order's URL in storage, for whoever holds the lock next. */
+static ac_poll_t st_order_store(struct order_task *t, struct ac_context *cx)
+{
+    struct ferry_acme_job *j;
+    if (ferry_acme_job_poll(&t->job, cx, &j) == AC_PENDING)
+        return AC_PENDING;
+    if (!j || j->err)
+        ferry_log(FERRY_LOG_WARN, "acme_storage_failed", "acme=%s error=%s", t->s->acme,
+                  j ? j->why : "blocking pool unavailable");
+    ferry_acme_job_free(j);
     t->state = S_AUTHZ;
     return AC_READY;
 }
@@ -624,7 +703,8 @@ static ac_poll_t st_chal_store(struct order_task *t, struct ac_context *cx)
     return AC_READY;
 }
 
-/* The challenge URL of authorization i, NULL when it needs none. */
+/* The challenge URL of authorization i, NULL when it needs none ("" when
+ * it was answered already). */
 static const char *chal_url(struct order_task *t, size_t i)
 {
     json_t *u = json_array_get(t->chal_urls, i);
@@ -637,7 +717,8 @@ static ac_poll_t st_chal_post(struct order_task *t, struct ac_context *cx)
     if (!t->ss.req_live) {
         if (sleep_poll(t, cx) == AC_PENDING)
             return AC_PENDING;
-        while (t->authz_i < json_array_size(t->chal_urls) && !chal_url(t, t->authz_i))
+        while (t->authz_i < json_array_size(t->chal_urls) &&
+               (!chal_url(t, t->authz_i) || !*chal_url(t, t->authz_i)))
             t->authz_i++;
         if (t->authz_i == json_array_size(t->chal_urls)) {
             t->authz_i = t->polls = 0;
@@ -838,7 +919,8 @@ static ac_poll_t (*const states[S_COUNT])(struct order_task *t, struct ac_contex
     [S_LOAD] = st_load,           [S_WAIT] = st_wait,
     [S_LOCK] = st_lock,           [S_PEER] = st_peer,
     [S_DIRECTORY] = st_directory, [S_ACCOUNT] = st_account,
-    [S_NEW_ORDER] = st_new_order, [S_AUTHZ] = st_authz,
+    [S_RESUME] = st_resume,       [S_NEW_ORDER] = st_new_order,
+    [S_ORDER_STORE] = st_order_store, [S_AUTHZ] = st_authz,
     [S_CHAL_STORE] = st_chal_store, [S_CHAL_POST] = st_chal_post,
     [S_AUTHZ_POLL] = st_authz_poll, [S_ORDER_READY] = st_order_poll,
     [S_CSR] = st_csr,             [S_FINALIZE] = st_finalize,

@@ -241,6 +241,45 @@ int ferry_acme_store_put_challenges(const char *dir, const char *base, const cha
     return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
 }
 
+int ferry_acme_store_put_order(const char *dir, const char *base, const char *url, EVP_PKEY *key)
+{
+    char path[PATH_MAX];
+    int err = 0;
+    if (key) {
+        size_t len = 0;
+        char *pem = key_pem(key, &len);
+        if (!pem)
+            return -ENOMEM;
+        ferry_acme_store_path(path, sizeof(path), dir, base, ".order.key");
+        err = put_file(path, pem, len);
+        OPENSSL_cleanse(pem, len);
+        free(pem);
+        return err;
+    }
+    ferry_acme_store_path(path, sizeof(path), dir, base, ".order");
+    if (url)
+        return put_file(path, url, strlen(url));
+    if (unlink(path) < 0 && errno != ENOENT)
+        err = -errno;
+    ferry_acme_store_path(path, sizeof(path), dir, base, ".order.key");
+    if (unlink(path) < 0 && errno != ENOENT && !err)
+        err = -errno;
+    return err;
+}
+
+char *ferry_acme_store_get_order(const char *dir, const char *base, EVP_PKEY **key)
+{
+    char path[PATH_MAX];
+    ferry_acme_store_path(path, sizeof(path), dir, base, ".order");
+    char *url = slurp(path, NULL);
+    if (url) {
+        url[strcspn(url, "\r\n")] = '\0';
+        ferry_acme_store_path(path, sizeof(path), dir, base, ".order.key");
+        *key = read_key(path);
+    }
+    return url;
+}
+
 char *ferry_acme_store_get_challenges(const char *dir, const char *base)
 {
     char path[PATH_MAX];

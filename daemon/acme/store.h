@@ -9,7 +9,11 @@
  *                   and pick the result up;
  *   BASE.challenges the pending tls-alpn-01 challenges of that order
  *                   ("NAME KEY_AUTHORIZATION" lines), so every instance
- *                   sharing DIR answers them.
+ *                   sharing DIR answers them;
+ *   BASE.order      the URL of the order in flight, and BASE.order.key the
+ *                   key of its CSR once made: the process that takes the
+ *                   lock next (after a restart or an upgrade) goes on with
+ *                   that order instead of placing another.
  * BASE is the certificate's first name, followed for several names by '+'
  * and 8 hex digits of a hash of all of them (NAME+1a2b3c4d). Files are written to a temporary
  * name, synced and renamed, so a reader never sees half a file. */
@@ -45,6 +49,12 @@ int ferry_acme_store_try_lock(const char *dir, const char *base);
 int ferry_acme_store_put_challenges(const char *dir, const char *base, const char *text);
 /* Its content (malloc'd), or NULL when there is none. */
 char *ferry_acme_store_get_challenges(const char *dir, const char *base);
+
+/* The order in flight: its URL (url non-NULL), or its CSR's key (key
+ * non-NULL), or with both NULL both files removed. 0 or -errno. */
+int ferry_acme_store_put_order(const char *dir, const char *base, const char *url, EVP_PKEY *key);
+/* Its URL (malloc'd; NULL: none) and *key (NULL: no CSR made yet). */
+char *ferry_acme_store_get_order(const char *dir, const char *base, EVP_PKEY **key);
 
 /* Path of a file in DIR, into buf. */
 void ferry_acme_store_path(char *buf, size_t cap, const char *dir, const char *base,

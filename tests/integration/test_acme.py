@@ -132,6 +132,12 @@ class Pebble:
         self.proc = None
 
 
+def orders_placed(pebble):
+    """Orders pebble created (a POST refused for its nonce and sent again is
+    one order)."""
+    return pebble.logtext().count("Added order")
+
+
 def start_dns():
     d = Dns()
     cleanup(d.stop)
@@ -257,7 +263,7 @@ def test_issue_two_names_then_restart_reuses():
     base = st[0]["cert"][len(storage) + 1:-len(".crt")]
     assert re.fullmatch(re.escape(NAMES[0]) + r"\+[0-9a-f]{8}", base), st[0]["cert"]
     assert {"account.key", base + ".crt", base + ".key", base + ".lock"} <= files, files
-    orders = pebble.logtext().count("POST /order-plz")
+    orders = orders_placed(pebble)
     assert orders == 1, pebble.logtext()[-2000:]
     # A restart serves the stored certificate at once and orders nothing.
     f.stop()
@@ -266,7 +272,7 @@ def test_issue_two_names_then_restart_reuses():
     assert subject_names(der)[1] == serial
     time.sleep(1.0)
     assert not f2.events("acme_ordering") and not f2.events("acme_issued"), f2.logtext()
-    assert pebble.logtext().count("POST /order-plz") == 1
+    assert orders_placed(pebble) == 1
     assert show_acme(f2)[0]["state"] == "valid"
 
 
@@ -357,7 +363,7 @@ def test_two_instances_share_storage_one_order():
     assert subject_names_or_none(port_a) == subject_names_or_none(port_b)
     orders = len(fa.events("acme_ordering")) + len(fb.events("acme_ordering"))
     assert orders == 1, (fa.logtext(), fb.logtext())
-    assert pebble.logtext().count("POST /order-plz") == 1
+    assert orders_placed(pebble) == 1
 
 
 def subject_names_or_none(port):
@@ -371,7 +377,8 @@ def subject_names_or_none(port):
 def test_upgrade_during_an_order():
     """`ferryctl upgrade` while an order waits for slow validation: the old
     process drains and exits, the new one (waiting on the storage lock,
-    answering the challenges from storage) serves the certificate."""
+    answering the challenges from storage) takes the same order up and
+    serves the certificate."""
     dns = start_dns()
     port = free_port()
     backend = start_backend()
@@ -396,7 +403,10 @@ def test_upgrade_during_an_order():
     assert f.proc.returncode == 0, f.logtext()[-3000:]
     wait_for(lambda: subject_names_or_none(port), timeout=60, interval=0.2,
              what="the new process serves the certificate")
-    assert len(f.events("acme_ordering")) <= 2, f.logtext()
+    # The new process took the order in flight up (BASE.order in storage):
+    # the CA saw one order.
+    assert f.events("acme_resumed"), f.logtext()[-3000:]
+    assert orders_placed(pebble) == 1, f.logtext()[-3000:]
 
 
 EAB_KID, EAB_KEY = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"

@@ -135,6 +135,33 @@ static void test_lock_and_challenges(void **state)
     assert_int_equal(ferry_acme_store_put_challenges(dir, "a.test", NULL), 0);
     assert_null(ferry_acme_store_get_challenges(dir, "a.test"));
     assert_int_equal(ferry_acme_store_put_challenges(dir, "a.test", NULL), 0); /* none: fine */
+
+    /* the order in flight: its URL, then its CSR's key; both removed at its end */
+    EVP_PKEY *key = NULL, *back = NULL;
+    assert_null(ferry_acme_store_get_order(dir, "a.test", &back));
+    assert_int_equal(ferry_acme_store_put_order(dir, "a.test", "https://ca/order/7", NULL), 0);
+    char *url = ferry_acme_store_get_order(dir, "a.test", &back);
+    assert_string_equal(url, "https://ca/order/7");
+    assert_null(back);
+    free(url);
+    X509 *x = NULL;
+    assert_int_equal(ferry_acme_challenge_cert("a.test", "k", &x, &key), 0);
+    X509_free(x);
+    assert_int_equal(ferry_acme_store_put_order(dir, "a.test", NULL, key), 0);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/a.test.order.key", dir);
+    assert_int_equal(mode_of(path), 0600);
+    url = ferry_acme_store_get_order(dir, "a.test", &back);
+    assert_non_null(url);
+    assert_non_null(back);
+    assert_int_equal(EVP_PKEY_eq(key, back), 1);
+    free(url);
+    EVP_PKEY_free(back);
+    back = NULL;
+    assert_int_equal(ferry_acme_store_put_order(dir, "a.test", NULL, NULL), 0);
+    assert_null(ferry_acme_store_get_order(dir, "a.test", &back));
+    assert_int_equal(access(path, F_OK), -1);
+    EVP_PKEY_free(key);
 }
 
 int main(void)
