@@ -49,7 +49,7 @@ struct ferry_acme_http {
     size_t len, cap;
     /* output */
     int err;            /* 0, or -errno (then errmsg says what failed) */
-    char errmsg[256];
+    char errmsg[320];
     int status;
     char *body;         /* NUL-terminated (owned; freed by drop) */
     size_t body_len;
