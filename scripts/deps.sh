@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [build|run|test|bench]
 set -euo pipefail
 what=${1:-build}
-pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libinih-dev libcmocka-dev libc-ares-dev libjansson-dev openssl)
+pkgs=(meson ninja-build pkg-config gcc libc6-dev libssl-dev libinih-dev libcmocka-dev libc-ares-dev libjansson-dev liburing-dev openssl)
 case "$what" in
   run)   pkgs+=(python3 netcat-openbsd curl) ;;
   # test.sh's lanes: pytest (integration), clang and its sanitizer and libFuzzer

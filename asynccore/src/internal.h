@@ -112,6 +112,9 @@ int ac__reactor_init(struct ac__reactor *r);
 void ac__reactor_destroy(struct ac__reactor *r);
 /* Applies a batch of events to the waker map, then frees deregistered slots. */
 void ac__reactor_dispatch(struct ac_worker *w, const struct ac__poll_event *ev, int n);
+/* Whether io's backend is edge-triggered (a short read or write may clear
+ * readiness: src/stream.c). */
+bool ac__io_edge(const struct ac_io *io);
 
 /* ---- workers (worker.c) ---- */
 #define AC__EVENTS_MAX 256
@@ -122,6 +125,7 @@ struct ac_worker {
     uint32_t magic;
     unsigned index;
     struct ac_runtime *rt;
+    const struct ac__backend *be; /* the runtime's poller backend */
     struct ac__poller *poller;
     struct ac__reactor reactor;
     struct ac__wheel wheel;
@@ -146,7 +150,8 @@ struct ac_worker {
     struct ac__poll_event events[AC__EVENTS_MAX];
 };
 
-struct ac_worker *ac__worker_new(struct ac_runtime *rt, unsigned index, int *err);
+struct ac_worker *ac__worker_new(struct ac_runtime *rt, unsigned index,
+                                 const struct ac__backend *be, int *err);
 /* Drops every live task, then (second phase) releases queued references and
  * frees the worker. Split so that the blocking pool stops in between. */
 void ac__worker_drop_tasks(struct ac_worker *w);
@@ -168,6 +173,8 @@ struct ac_runtime {
     unsigned nworkers;
     struct ac_worker **workers;
     struct ac_blocking_pool *pool;
+    const struct ac__backend *be;
+    int backend_fallback; /* -errno io_uring was refused with under auto */
     atomic_bool stop;
 };
 

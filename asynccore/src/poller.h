@@ -9,14 +9,18 @@
  * inside wait() and never reported.
  *
  * Each backend defines its functions under its own prefix (ac__epoll_*,
- * ac__poll_*, ac__kqueue_*) so that the kqueue file can be compiled next to
- * another backend without clashing; AC__POLLER(fn) names the selected one.
- * Everything but wake() runs on the owning worker's thread.
+ * ac__poll_*, ac__io_uring_*, ac__kqueue_*); every backend the platform has
+ * is compiled in and described by a struct ac__backend (backend.c), and each
+ * worker calls its runtime's through that table. Everything but wake() runs
+ * on the owning worker's thread.
  */
 #ifndef AC_POLLER_H
 #define AC_POLLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "asynccore/backend.h"
 
 struct ac__poller;
 
@@ -50,15 +54,47 @@ AC__POLLER_DECLARE(epoll)
 AC__POLLER_DECLARE(poll)
 AC__POLLER_DECLARE(kqueue)
 
-#if defined(AC_REACTOR_EPOLL)
-#define AC__POLLER(fn) ac__epoll_##fn
-#define AC__POLLER_NAME "epoll"
-#elif defined(AC_REACTOR_KQUEUE)
-#define AC__POLLER(fn) ac__kqueue_##fn
-#define AC__POLLER_NAME "kqueue"
-#elif defined(AC_REACTOR_POLL)
-#define AC__POLLER(fn) ac__poll_##fn
-#define AC__POLLER_NAME "poll"
-#endif
+AC__POLLER_DECLARE(io_uring)
+/* io_uring only: removes fd's registration and closes fd, both queued with
+ * the turn's batch (0, or -errno: then nothing was queued). */
+int ac__io_uring_close(struct ac__poller *pl, int fd);
+/* io_uring only: submits what is queued now (a caller outside the loop). */
+int ac__io_uring_flush(struct ac__poller *pl);
+
+/* A poller backend: its functions and the facts the reactor and the streams
+ * rely on. */
+struct ac__backend {
+    enum ac_backend id;
+    const char *name;
+    /* Every new arrival of data or buffer room is a new event, so a short
+     * read or write may clear readiness without the EAGAIN call. */
+    bool edge;
+    /* Closing the descriptor ends its registration (epoll, kqueue): no del()
+     * needed before close(2). */
+    bool close_drops;
+    int (*new)(struct ac__poller **out);
+    void (*free)(struct ac__poller *pl);
+    int (*add)(struct ac__poller *pl, int fd, uint64_t key, unsigned flags);
+    int (*del)(struct ac__poller *pl, int fd);
+    /* NULL where the kernel is edge-triggered: nothing to call. */
+    int (*rearm)(struct ac__poller *pl, int fd, uint64_t key, unsigned want);
+    int (*wait)(struct ac__poller *pl, struct ac__poll_event *ev, int max, int timeout_ms);
+    int (*wake)(struct ac__poller *pl);
+    /* Where registrations and closes are queued until the loop turn submits
+     * them (io_uring): del + close in one queued step, and submitting now,
+     * for callers outside the worker's loop (whose close must be done when
+     * it returns). NULL elsewhere. */
+    int (*close)(struct ac__poller *pl, int fd);
+    int (*flush)(struct ac__poller *pl);
+};
+
+/* The compiled-in backend for id, or NULL. */
+const struct ac__backend *ac__backend_get(enum ac_backend id);
+
+/* The backend a runtime asked for `requested` uses (asynccore/backend.h:
+ * AUTO consults AC_BACKEND, then the build default). *automatic: the choice
+ * was auto's, so a refused io_uring may fall back to epoll. Returns 0,
+ * -EINVAL (AC_BACKEND names no backend) or -ENOSYS (not compiled in). */
+int ac__backend_choose(enum ac_backend requested, const struct ac__backend **be, bool *automatic);
 
 #endif

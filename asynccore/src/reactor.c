@@ -127,7 +127,7 @@ int ac_io_register(struct ac_worker *w, int fd, unsigned flags, struct ac_io *io
     reg->ready = 0;
     reg->tick = 0;
     reg->waker[0] = reg->waker[1] = AC_WAKER_NONE;
-    rc = AC__POLLER(add)(w->poller, fd, token(index, reg->generation), flags);
+    rc = w->be->add(w->poller, fd, token(index, reg->generation), flags);
     if (rc < 0) {
         reg->generation++;
         slot_free_now(r, index);
@@ -150,25 +150,50 @@ static void deregister(struct ac_io *io, bool tell_poller)
         return;
     /* The fd may already be closed (then the kernel dropped it): ignore. */
     if (tell_poller)
-        (void)AC__POLLER(del)(w->poller, reg->fd);
+        (void)w->be->del(w->poller, reg->fd);
     ac_waker_drop(&reg->waker[AC_DIR_READ]);
     ac_waker_drop(&reg->waker[AC_DIR_WRITE]);
     (void)slot_retire(&w->reactor, io->index);
     w->reactor.live--;
 }
 
-void ac_io_deregister(struct ac_io *io) { deregister(io, true); }
+/* A queuing backend (io_uring) holds the file until its removal is
+ * submitted: outside the worker's loop, submit now so that the caller's
+ * close(2) closes. In the loop, the turn's one enter carries it. */
+static void flush_outside_loop(struct ac_worker *w)
+{
+    if (w->be->flush != NULL && ac_worker_current() != w)
+        (void)w->be->flush(w->poller);
+}
+
+void ac_io_deregister(struct ac_io *io)
+{
+    struct ac_worker *w = io != NULL ? io->worker : NULL;
+    deregister(io, true);
+    if (w != NULL)
+        flush_outside_loop(w);
+}
 
 /* epoll and kqueue drop a descriptor's registration when it is closed (we
  * hold the only reference to a connection's socket): no EPOLL_CTL_DEL system
- * call first. The poll(2) backend keeps its own table and must be told. */
+ * call first. poll(2) keeps its own table and io_uring's poll request holds
+ * the file: they must be told. */
 void ac_io_close(struct ac_io *io, int fd)
 {
-#if defined(AC_REACTOR_POLL)
-    deregister(io, true);
-#else
-    deregister(io, false);
-#endif
+    struct ac_worker *w = io->worker;
+    struct ac__reg *reg = reg_of(io);
+    if (reg != NULL && reg->fd == fd && w->be->close != NULL) {
+        /* io_uring: removal and close queued together, no system call. */
+        deregister(io, false);
+        if (w->be->close(w->poller, fd) == 0) {
+            flush_outside_loop(w);
+            return;
+        }
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    deregister(io, w == NULL || !w->be->close_drops);
     if (fd >= 0)
         close(fd);
 }
@@ -205,7 +230,9 @@ void ac_io_clear_ready(struct ac_io *io, enum ac_direction dir, struct ac_ready_
         want |= AC__WANT_READ;
     if ((reg->ready & dir_mask[AC_DIR_WRITE]) == 0)
         want |= AC__WANT_WRITE;
-    (void)AC__POLLER(rearm)(io->worker->poller, reg->fd, token(io->index, reg->generation), want);
+    struct ac_worker *w = io->worker;
+    if (w->be->rearm != NULL)
+        (void)w->be->rearm(w->poller, reg->fd, token(io->index, reg->generation), want);
 }
 
 void ac__reactor_dispatch(struct ac_worker *w, const struct ac__poll_event *ev, int n)
@@ -239,4 +266,4 @@ unsigned ac_reactor_registrations(struct ac_worker *w)
     return w->reactor.live;
 }
 
-const char *ac_reactor_backend(void) { return AC__POLLER_NAME; }
+bool ac__io_edge(const struct ac_io *io) { return io->worker != NULL && io->worker->be->edge; }

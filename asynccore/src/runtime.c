@@ -16,6 +16,27 @@ static struct ac_runtime *checked(const struct ac_runtime *rt)
     return (struct ac_runtime *)rt;
 }
 
+/* Resolves the backend and creates worker 0 with it: where auto's io_uring is
+ * refused by the kernel, epoll instead (the refusal is kept for the caller's
+ * one warning); a named backend that fails fails the runtime. */
+static int choose_backend(struct ac_runtime *rt, enum ac_backend requested)
+{
+    bool automatic;
+    int err = ac__backend_choose(requested, &rt->be, &automatic);
+    if (err < 0)
+        return err;
+    rt->workers[0] = ac__worker_new(rt, 0, rt->be, &err);
+    if (rt->workers[0] != NULL)
+        return 0;
+    const struct ac__backend *epoll = ac__backend_get(AC_BACKEND_EPOLL);
+    if (!automatic || rt->be->id != AC_BACKEND_IO_URING || epoll == NULL || err == -ENOMEM)
+        return err;
+    rt->backend_fallback = err;
+    rt->be = epoll;
+    rt->workers[0] = ac__worker_new(rt, 0, rt->be, &err);
+    return rt->workers[0] != NULL ? 0 : err;
+}
+
 struct ac_runtime *ac_runtime_new(const struct ac_runtime_opts *opts)
 {
     struct ac_runtime_opts o = opts ? *opts : (struct ac_runtime_opts){0};
@@ -31,8 +52,10 @@ struct ac_runtime *ac_runtime_new(const struct ac_runtime_opts *opts)
     int err = -ENOMEM;
     if (rt->workers == NULL)
         goto fail;
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        if ((rt->workers[i] = ac__worker_new(rt, i, &err)) == NULL)
+    if ((err = choose_backend(rt, o.backend)) < 0)
+        goto fail;
+    for (unsigned i = 1; i < rt->nworkers; i++)
+        if ((rt->workers[i] = ac__worker_new(rt, i, rt->be, &err)) == NULL)
             goto fail;
     rt->pool = ac__blocking_pool_new(o.blocking_threads ? o.blocking_threads : 4);
     if (rt->pool == NULL) {
@@ -47,6 +70,13 @@ fail:
 }
 
 unsigned ac_runtime_workers(const struct ac_runtime *rt) { return checked(rt)->nworkers; }
+
+enum ac_backend ac_runtime_backend(const struct ac_runtime *rt) { return checked(rt)->be->id; }
+
+int ac_runtime_backend_fallback(const struct ac_runtime *rt)
+{
+    return checked(rt)->backend_fallback;
+}
 
 struct ac_worker *ac_runtime_worker(struct ac_runtime *rt, unsigned index)
 {

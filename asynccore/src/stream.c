@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "asynccore/waker.h"
+#include "internal.h"
 
 /* With an edge-triggered backend every arrival of data (or of send-buffer
  * room) produces a new event, so a short read or write means the socket was
@@ -20,11 +21,7 @@
  * for the EAGAIN system call (tokio does the same). The tick comparison in
  * ac_io_clear_ready keeps an event that arrived after the call. The poll(2)
  * backend keeps the plain EAGAIN rule. */
-#if defined(AC_REACTOR_EPOLL) || defined(AC_REACTOR_KQUEUE)
-#define SHORT_IO_CLEARS 1
-#else
-#define SHORT_IO_CLEARS 0
-#endif
+#define SHORT_IO_CLEARS(s) ac__io_edge(&(s)->io)
 
 static bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
@@ -49,7 +46,7 @@ static ac_poll_t sock_poll_read(struct ac_stream *s, struct ac_context *cx, void
          * per small message (tests/bench/RESULTS.md). */
         ssize_t n = recv(s->io.fd, buf, len, 0);
         if (n >= 0) {
-            if (SHORT_IO_CLEARS && n > 0 && (size_t)n < len)
+            if (SHORT_IO_CLEARS(s) && n > 0 && (size_t)n < len)
                 ac_io_clear_ready(&s->io, AC_DIR_READ, ev);
             /* The peer's FIN was seen before this read and the read did not
              * fill the buffer: everything before the FIN is consumed, so the
@@ -83,7 +80,7 @@ static ac_poll_t sock_poll_write(struct ac_stream *s, struct ac_context *cx, con
         /* send, not write: a peer that went away must give EPIPE, not SIGPIPE. */
         ssize_t n = send(s->io.fd, buf, len, MSG_NOSIGNAL);
         if (n >= 0) {
-            if (SHORT_IO_CLEARS && (size_t)n < len)
+            if (SHORT_IO_CLEARS(s) && (size_t)n < len)
                 ac_io_clear_ready(&s->io, AC_DIR_WRITE, ev);
             *out = n;
             return AC_READY;

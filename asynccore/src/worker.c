@@ -30,7 +30,8 @@ static struct ac_worker *checked(const struct ac_worker *w)
     return (struct ac_worker *)w;
 }
 
-struct ac_worker *ac__worker_new(struct ac_runtime *rt, unsigned index, int *err)
+struct ac_worker *ac__worker_new(struct ac_runtime *rt, unsigned index,
+                                 const struct ac__backend *be, int *err)
 {
     struct ac_worker *w = calloc(1, sizeof(*w));
     if (w == NULL) {
@@ -42,7 +43,8 @@ struct ac_worker *ac__worker_new(struct ac_runtime *rt, unsigned index, int *err
         *err = -ENOMEM;
         goto fail_worker;
     }
-    if ((*err = AC__POLLER(new)(&w->poller)) < 0)
+    w->be = be;
+    if ((*err = be->new(&w->poller)) < 0)
         goto fail_scratch;
     if ((*err = ac__reactor_init(&w->reactor)) < 0)
         goto fail_poller;
@@ -58,7 +60,7 @@ struct ac_worker *ac__worker_new(struct ac_runtime *rt, unsigned index, int *err
     return w;
 
 fail_poller:
-    AC__POLLER(free)(w->poller);
+    w->be->free(w->poller);
 fail_scratch:
     free(w->scratch);
 fail_worker:
@@ -93,7 +95,7 @@ static struct ac_task *runq_pop(struct ac_worker *w)
 void ac__worker_notify(struct ac_worker *w)
 {
     if (!atomic_exchange(&w->wake_pending, true))
-        (void)AC__POLLER(wake)(w->poller); /* fails only if the fd is gone */
+        (void)w->be->wake(w->poller); /* fails only if the fd is gone */
 }
 
 void ac__worker_schedule(struct ac_worker *w, struct ac_task *t)
@@ -189,7 +191,7 @@ static int next_timeout(struct ac_worker *w, bool block_on)
 
 static int wait_and_dispatch(struct ac_worker *w, int timeout)
 {
-    int n = AC__POLLER(wait)(w->poller, w->events, AC__EVENTS_MAX, timeout);
+    int n = w->be->wait(w->poller, w->events, AC__EVENTS_MAX, timeout);
     if (n < 0)
         return n;
     /* Cleared after the wait: a sender that saw it set is covered either by
@@ -291,7 +293,7 @@ void ac__worker_free(struct ac_worker *w)
     }
     ac__wheel_clear(&w->wheel);
     ac__reactor_destroy(&w->reactor);
-    AC__POLLER(free)(w->poller);
+    w->be->free(w->poller);
     ac_pipe_pool_clear(&w->pipes);
     ac__task_cache_clear(&w->tasks);
     free(w->scratch);

@@ -1,7 +1,7 @@
 /* asynccore: the reactor and its waker map.
  *
- * Each worker owns a reactor: an OS poller (epoll, kqueue or poll(2); chosen
- * at build time, one small interface in src/poller.h) plus the waker map, a
+ * Each worker owns a reactor: an OS poller (epoll, io_uring, kqueue or
+ * poll(2); chosen per runtime, asynccore/backend.h) plus the waker map, a
  * slab of registrations indexed by token. The token given to the OS is
  * (index | generation << 32), so an event for a slot that was freed and reused
  * is recognised as stale and dropped. Slots are freed only after the current
@@ -59,7 +59,9 @@ struct ac_ready_event {
     uint32_t tick;
 };
 
-/* Registers fd (already non-blocking) with w's reactor. Returns 0 or -errno. */
+/* Registers fd (already non-blocking) with w's reactor. Returns 0 or -errno.
+ * io_uring checks the descriptor only when the loop turn submits the batch:
+ * a bad one registers and then reports AC_ERROR in both directions. */
 int ac_io_register(struct ac_worker *w, int fd, unsigned flags, struct ac_io *io);
 
 /* Removes the registration (wakers dropped, slot freed after the current
@@ -85,8 +87,5 @@ void ac_io_clear_ready(struct ac_io *io, enum ac_direction dir, struct ac_ready_
 
 /* Number of live registrations on w (for tests: nothing leaks). */
 unsigned ac_reactor_registrations(struct ac_worker *w);
-
-/* Name of the compiled-in poller backend: "epoll", "kqueue" or "poll". */
-const char *ac_reactor_backend(void);
 
 #endif

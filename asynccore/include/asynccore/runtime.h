@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "asynccore/backend.h"
 #include "asynccore/future.h"
 #include "asynccore/waker.h"
 
@@ -27,6 +28,7 @@ struct ac_task;
 struct ac_runtime_opts {
     unsigned workers;          /* 0: ac_available_parallelism() */
     unsigned blocking_threads; /* 0: default (4) */
+    enum ac_backend backend;   /* AC_BACKEND_AUTO (0): see asynccore/backend.h */
 };
 
 /* Creates the runtime and its workers (reactors, timers) but starts no thread.
@@ -34,6 +36,12 @@ struct ac_runtime_opts {
 struct ac_runtime *ac_runtime_new(const struct ac_runtime_opts *opts);
 
 unsigned ac_runtime_workers(const struct ac_runtime *rt);
+
+/* The backend the runtime's reactors use (never AC_BACKEND_AUTO). */
+enum ac_backend ac_runtime_backend(const struct ac_runtime *rt);
+/* Where auto's choice was io_uring and the kernel refused it (epoll is used
+ * instead): the refusal, -errno (e.g. -EPERM). Otherwise 0. */
+int ac_runtime_backend_fallback(const struct ac_runtime *rt);
 /* CPUs this process may use: the online CPUs, bounded by its affinity mask
  * and its cgroup v2 CPU quota (rounded up); at least 1. */
 unsigned ac_available_parallelism(void);
