@@ -2,6 +2,9 @@
 # Installs what is missing, builds ferry and runs every check, lane by lane:
 #   gcc       gcc, ASan+UBSan, -Werror: unit, ops and fuzz-driver tests (meson),
 #             the integration tests under pytest (one result per test function)
+#   io_uring  the gcc lane's build on the io_uring backend (AC_BACKEND picks it at
+#             run time): asynccore and integration; skipped where the kernel
+#             refuses io_uring (kernel.io_uring_disabled, a seccomp profile)
 #   poll      the same sanitizers with the poll(2) backend: asynccore and integration
 #   kqueue    asynccore on the kqueue backend over a TEST-ONLY kevent(2)
 #             emulation on epoll (tests/kqueue_emul/), same sanitizers
@@ -49,6 +52,25 @@ lane_gcc() {
   pytest_integration build-test gcc
 }
 
+# io_uring_setup(2) allowed here (the syscall number is 425 on every arch).
+io_uring_ok() {
+  python3 -c 'import ctypes, sys; p = ctypes.create_string_buffer(120)
+sys.exit(ctypes.CDLL(None, use_errno=True).syscall(425, 1, p) < 0)'
+}
+
+lane_io_uring() {
+  if ! io_uring_ok; then
+    echo "io_uring refused by this kernel: lane skipped"
+    echo "skip io_uring_lane" >build-test/results-io_uring.txt 2>/dev/null || true
+    return 0
+  fi
+  [ -f build-test/build.ninja ] || setup build-test "${san[@]}"
+  meson compile -C build-test
+  AC_BACKEND=io_uring meson test -C build-test --print-errorlogs --num-processes "$jobs" \
+    --suite asynccore --logbase testlog-io_uring
+  AC_BACKEND=io_uring pytest_integration build-test io_uring
+}
+
 lane_poll() {
   setup build-poll "${san[@]}" -Dreactor=poll
   meson compile -C build-poll
@@ -67,6 +89,11 @@ lane_coverage() {
   setup build-cov -Db_coverage=true -Dbuildtype=debug -Dwerror=true
   meson compile -C build-cov
   meson test -C build-cov --suite asynccore --num-processes "$jobs" >/dev/null
+  # the io_uring poller is compiled in: its lines count too
+  if io_uring_ok; then
+    AC_BACKEND=io_uring meson test -C build-cov --suite asynccore --num-processes "$jobs" \
+      --logbase testlog-io_uring >/dev/null
+  fi
   python3 scripts/coverage.py build-cov 85
 }
 
@@ -113,9 +140,9 @@ lane_package() {
   python3 tests/package/package_test.py --results build-package/results-package.txt || [ $? -eq 77 ]
 }
 
-all_lanes=(gcc poll kqueue coverage clang tsan fuzz package)
+all_lanes=(gcc io_uring poll kqueue coverage clang tsan fuzz package)
 # The build directory whose results a lane leaves (summary below).
-declare -A lane_dir=([gcc]=build-test [poll]=build-poll [kqueue]=build-kqueue [coverage]=build-cov [clang]=build-clang
+declare -A lane_dir=([gcc]=build-test [io_uring]=build-test [poll]=build-poll [kqueue]=build-kqueue [coverage]=build-cov [clang]=build-clang
                      [tsan]=build-tsan [fuzz]=build-fuzz [package]=build-package)
 lanes=()
 for a in "$@"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints one closing line over every test run of the given build
 directories: 'N passed, N failed, N skipped'. It reads meson's
-meson-logs/testlog.json, pytest's pytest-*.xml (JUnit) and results-*.txt
+meson-logs/testlog*.json (testlog-LANE.json: a lane that ran meson test
+--logbase in another lane's build), pytest's pytest-*.xml (JUnit) and results-*.txt
 ("ok NAME" / "FAIL NAME" / "skip NAME" lines, written by the fuzz and package
 lanes). --lane-failures N adds N failures (a lane that broke before its
 tests could report, e.g. a build error).
@@ -31,9 +32,8 @@ def count(kind, where):
         print(f"failed: {where}")
 
 
-for d in args:
-    log = os.path.join(d, "meson-logs", "testlog.json")
-    if os.path.exists(log):
+for d in dict.fromkeys(args):  # a build directory two lanes share is read once
+    for log in sorted(glob.glob(os.path.join(d, "meson-logs", "testlog*.json"))):
         with open(log) as f:
             for line in f:
                 line = line.strip()
