@@ -253,9 +253,14 @@ server s1 127.0.0.1:{backend}
 
 
 def start_ferryd(tmp, port, backend, ferryd, listener_extra="", name="ferryd",
-                 workers="1", bulk=None, cores=None, procs=None):
+                 workers="1", bulk=None, cores=None, procs=None, io_backend=None):
+    """io_backend: asynccore's backend (AC_BACKEND in ferryd's environment,
+    which `io_backend = auto` follows); None: the default."""
     conf = ferryd_conf(tmp, port, backend, listener_extra, workers, bulk)
-    p = _spawn(procs, [ferryd, "-c", conf], cores)
+    cmd = [ferryd, "-c", conf]
+    if io_backend:
+        cmd = ["env", f"AC_BACKEND={io_backend}"] + cmd  # env execs: the pid is ferryd's
+    p = _spawn(procs, cmd, cores)
     return _ready(Contender(name, port, p, bulk_port=bulk[0] if bulk else None), procs)
 
 
