@@ -103,7 +103,10 @@ def build_examples(e, root, soname, work):
                   PKG_CONFIG_SYSROOT_DIR=root)
     flags = run(["pkg-config", "--cflags", "--libs", "asynccore"], env=pc_env).split()
     cflags = run(["pkg-config", "--cflags", "asynccore"], env=pc_env).split()
-    ssl = run(["pkg-config", "--libs", "openssl"], env=pc_env).split()
+    # What a static link needs beside the archive (OpenSSL, liburing where
+    # the library was built with it), from the .pc file's private part.
+    static_libs = [f for f in run(["pkg-config", "--static", "--libs", "asynccore"],
+                                  env=pc_env).split() if f != "-lasynccore"]
     # A sanitized library needs its runtime first in the program too.
     san = [f"-fsanitize={e['SANITIZE']}"] if e["SANITIZE"] not in ("", "none") else []
     for name in glob.glob(e["SOURCE_ROOT"] + "/examples/*.[ch]"):
@@ -117,7 +120,7 @@ def build_examples(e, root, soname, work):
         exes[ex] = exe
     static = os.path.join(work, "ac-echo-static")
     run(["cc", "-Wall", "-Wextra", "-Werror", *san, "-o", static, "echo.c", *cflags,
-         root + e["LIBDIR"] + "/libasynccore.a", *ssl, "-pthread"], cwd=work)
+         root + e["LIBDIR"] + "/libasynccore.a", *static_libs, "-pthread"], cwd=work)
     needed = run(["readelf", "-d", static])
     assert "libasynccore" not in needed, "the static echo still loads libasynccore.so"
     exes["echo-static"] = static
