@@ -49,6 +49,14 @@ enum ferry_log_level { FERRY_LOG_ERROR, FERRY_LOG_WARN, FERRY_LOG_INFO, FERRY_LO
 enum ferry_log_target { FERRY_LOG_TO_STDERR, FERRY_LOG_TO_SYSLOG, FERRY_LOG_TO_FILE,
                         FERRY_LOG_TO_UDP, FERRY_LOG_TO_TCP /* remote syslog (RFC 5424) */ };
 enum ferry_log_format { FERRY_LOG_LOGFMT, FERRY_LOG_JSON };
+/* [global] io_backend: the event loop's kernel interface (man ferry.ini(5)). */
+enum ferry_io_backend {
+    FERRY_IO_AUTO,
+    FERRY_IO_EPOLL,
+    FERRY_IO_URING,
+    FERRY_IO_POLL,
+    FERRY_IO_KQUEUE,
+};
 
 /* Longest file path a key may name. */
 #define FERRY_PATH_MAX 1024
@@ -59,6 +67,7 @@ enum ferry_log_format { FERRY_LOG_LOGFMT, FERRY_LOG_JSON };
 
 struct ferry_global {
     unsigned workers;           /* 0 = auto */
+    enum ferry_io_backend io_backend; /* default auto; read at start only */
     unsigned max_connections;   /* default 10000 */
     char control_socket[108];   /* "" disables; default /run/ferry/ferry.sock */
     int control_socket_line;    /* 0: the default */

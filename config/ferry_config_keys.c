@@ -126,6 +126,18 @@ static void g_workers(struct ferry__parse *p, const char *v)
     }
 }
 
+/* Which one auto picks, and whether the kernel allows it, is decided when
+ * the runtime starts (daemon): here only the name is checked. */
+static void g_io_backend(struct ferry__parse *p, const char *v)
+{
+    static const char *const names[] = {"auto", "epoll", "io_uring", "poll", "kqueue"};
+    static const enum ferry_io_backend vals[] = {FERRY_IO_AUTO, FERRY_IO_EPOLL, FERRY_IO_URING,
+                                                 FERRY_IO_POLL, FERRY_IO_KQUEUE};
+    int i = PICK(p, v, names, "auto, epoll, io_uring, poll or kqueue");
+    if (i >= 0)
+        G(p)->io_backend = vals[i];
+}
+
 static void g_max_connections(struct ferry__parse *p, const char *v)
 {
     set_uint(p, v, 1, INT_MAX, &G(p)->max_connections);
@@ -373,6 +385,7 @@ static void g_include(struct ferry__parse *p, const char *v)
 
 static const struct key_def global_keys[] = {
     {"workers", false, false, g_workers},
+    {"io_backend", false, false, g_io_backend},
     {"max_connections", false, false, g_max_connections},
     {"control_socket", false, true, g_control_socket},
     {"control_mode", false, false, g_control_mode},
@@ -1110,6 +1123,7 @@ void ferry__global_defaults(struct ferry_global *g)
 {
     memset(g, 0, sizeof(*g));
     g->workers = 0;
+    g->io_backend = FERRY_IO_AUTO;
     g->max_connections = 10000;
     snprintf(g->control_socket, sizeof(g->control_socket), "/run/ferry/ferry.sock");
     g->control_mode = 0660;

@@ -84,7 +84,21 @@ static void report_errors(const struct ferry_handover *ho, struct ferry_config_e
         ferry_handover_send_msg(ho->chan, 'e', errs->msgs[i]);
 }
 
-static int daemon_init(struct ferry_daemon *d, const char *path, unsigned workers)
+/* [global] io_backend as asynccore's choice (asynccore/backend.h). */
+static enum ac_backend io_backend_of(enum ferry_io_backend b)
+{
+    switch (b) {
+    case FERRY_IO_EPOLL: return AC_BACKEND_EPOLL;
+    case FERRY_IO_URING: return AC_BACKEND_IO_URING;
+    case FERRY_IO_POLL: return AC_BACKEND_POLL;
+    case FERRY_IO_KQUEUE: return AC_BACKEND_KQUEUE;
+    case FERRY_IO_AUTO: break;
+    }
+    return AC_BACKEND_AUTO;
+}
+
+static int daemon_init(struct ferry_daemon *d, const char *path, unsigned workers,
+                       enum ferry_io_backend io_backend)
 {
     memset(d, 0, sizeof(*d));
     d->version = FERRY_VERSION;
@@ -108,9 +122,11 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
     atomic_init(&d->last_reload_success, (int64_t)ts.tv_sec);
     pthread_mutex_init(&d->gen_ptr_lock, NULL);
     pthread_mutex_init(&d->state_file_lock, NULL);
-    struct ac_runtime_opts opts = {.workers = workers};
+    struct ac_runtime_opts opts = {.workers = workers, .backend = io_backend_of(io_backend)};
     d->rt = ac_runtime_new(&opts);
-    if (!d->config_path || !d->config_abs || !d->rt)
+    if (!d->rt)
+        return -errno;
+    if (!d->config_path || !d->config_abs)
         return -ENOMEM;
     d->nworkers = ac_runtime_workers(d->rt);
     d->workers = calloc(d->nworkers, sizeof(*d->workers));
@@ -175,7 +191,7 @@ static int check_only(const char *path)
     struct ferry_config *cfg = ferry_config_test(path, (int64_t)time(NULL), &errs, &warns);
     if (cfg) {
         struct ferry_daemon d;
-        if (daemon_init(&d, path, 1) != 0) {
+        if (daemon_init(&d, path, 1, FERRY_IO_AUTO) != 0) {
             fprintf(stderr, "ferryd: out of memory\n");
             ferry_config_free(cfg);
             ferry_config_errors_free(&warns);
@@ -390,6 +406,38 @@ static struct ferry_config *load_config(struct run *r, int *status)
     return NULL;
 }
 
+/* The runtime could not start: an io_backend the kernel refuses (or this
+ * build lacks) is named with the kernel's reason; on stderr, and to the old
+ * process when this is an upgrade. */
+static void runtime_error(const struct ferry_handover *ho, const struct ferry_config *cfg, int rc)
+{
+    char msg[256];
+    const char *env = getenv("AC_BACKEND");
+    if (cfg->global.io_backend == FERRY_IO_AUTO && env && env[0])
+        snprintf(msg, sizeof(msg), "cannot start the event loops: AC_BACKEND=%s: %s", env,
+                 strerror(-rc));
+    else if (cfg->global.io_backend != FERRY_IO_AUTO && rc != -ENOMEM)
+        snprintf(msg, sizeof(msg), "cannot start the event loops: io_backend = %s: %s",
+                 ac_backend_name(io_backend_of(cfg->global.io_backend)),
+                 rc == -ENOSYS ? "not available in this build or on this kernel" : strerror(-rc));
+    else
+        snprintf(msg, sizeof(msg), "cannot start the event loops: %s", strerror(-rc));
+    fprintf(stderr, "ferryd: %s\n", msg);
+    if (ho->chan >= 0)
+        ferry_handover_send_msg(ho->chan, 'e', msg);
+}
+
+/* io_backend = auto wanted io_uring and the kernel refused it: one warning
+ * (epoll runs instead). */
+static void log_io_backend_fallback(struct ferry_daemon *d)
+{
+    int why = ac_runtime_backend_fallback(d->rt);
+    if (why < 0)
+        ferry_logger_log(&d->log, d->nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_WARN,
+                         "io_backend_fallback", "wanted=io_uring using=%s error=\"%s\"",
+                         ac_backend_name(ac_runtime_backend(d->rt)), strerror(-why));
+}
+
 /* The runtime, the logger and the first generation with its sockets bound
  * (or taken over from the old process), services started and privileges
  * dropped. Takes cfg. Returns 0, or the exit status with every step it took
@@ -399,8 +447,9 @@ static int bring_up(struct run *r, struct ferry_config *cfg)
     struct ferry_daemon *d = &r->d;
     ferry_lifecycle_block_signals(&r->sigs);
     r->have_daemon = true;
-    if (daemon_init(d, r->path, cfg->global.workers) != 0) {
-        fprintf(stderr, "ferryd: cannot start the runtime: %s\n", strerror(errno));
+    int rc = daemon_init(d, r->path, cfg->global.workers, cfg->global.io_backend);
+    if (rc != 0) {
+        runtime_error(&r->ho, cfg, rc);
         goto free_cfg;
     }
     d->argv = r->argv;
@@ -415,6 +464,7 @@ static int bring_up(struct run *r, struct ferry_config *cfg)
         fprintf(stderr, "%s\n", lerr);
         goto free_cfg;
     }
+    log_io_backend_fallback(d);
     /* ACME certificates: the registry outlives generations (tls_acme). */
     if (!(d->acme = ferry_acme_new(d->rt, d->workers[0].w))) {
         fprintf(stderr, "ferryd: cannot start: out of memory\n");
@@ -496,9 +546,11 @@ static void announce(struct run *r, pid_t upgraded_from)
         snprintf(from, sizeof(from), "%ld", (long)upgraded_from);
     if (ferry_logger_enabled(&d->log, FERRY_LOG_INFO))
         ferry_logger_log(&d->log, d->nworkers, FERRY_LOG_SINK_MAIN, FERRY_LOG_INFO, "started",
-                         "version=%s pid=%d workers=%u listeners=%zu config=%s ?upgraded_from=%s",
-                         d->version, (int)d->pid, d->nworkers, r->g->cfg->nlisteners, r->path,
-                         from);
+                         "version=%s pid=%d workers=%u io_backend=%s listeners=%zu config=%s "
+                         "?upgraded_from=%s",
+                         d->version, (int)d->pid, d->nworkers,
+                         ac_backend_name(ac_runtime_backend(d->rt)), r->g->cfg->nlisteners,
+                         r->path, from);
 }
 
 /* Serves until a stop; returns the exit status. */

@@ -148,6 +148,7 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
                         : atomic_load(&d->upgrading) ? "upgrading"
                                                      : "ready";
     const char *config = d->config_abs ? d->config_abs : "";
+    const char *io_backend = d->rt ? ac_backend_name(ac_runtime_backend(d->rt)) : "-";
     unsigned long long log_dropped = ferry_logger_dropped(&d->log);
     if (json) {
         ferry_buf_puts(out, "{\"version\": ");
@@ -160,8 +161,9 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
                          (long)d->pid, uptime, d->nworkers, (unsigned long long)active,
                          (unsigned long long)total, d->conn_limit_size, reloads, failed, last, ok);
         ferry_buf_json_str(out, config);
-        ferry_buf_printf(out, ", \"state\": \"%s\", \"log_dropped\": %llu}\n", state,
-                         log_dropped);
+        ferry_buf_printf(out,
+                         ", \"state\": \"%s\", \"log_dropped\": %llu, \"io_backend\": \"%s\"}\n",
+                         state, log_dropped, io_backend);
     } else {
         ferry_buf_printf(out,
                          "version: %s\npid: %ld\nuptime_s: %llu\nworkers: %u\nactive: %llu\n"
@@ -172,7 +174,7 @@ int ferry_render_info(struct ferry_daemon *d, bool json, struct ferry_buf *out)
                          d->conn_limit_size, reloads, failed, last, ok);
         ferry_buf_text(out, config);
         ferry_buf_printf(out, "\nstate: %s\n", state);
-        ferry_buf_printf(out, "log_dropped: %llu\n", log_dropped);
+        ferry_buf_printf(out, "log_dropped: %llu\nio_backend: %s\n", log_dropped, io_backend);
     }
     return done(out);
 }

@@ -107,6 +107,8 @@ static void warn_restart_only(struct ferry_reload *r, const struct ferry_gen *g)
         warn_key(r, "workers");
     if (a->reuseport != b->reuseport)
         warn_key(r, "reuseport");
+    if (a->io_backend != b->io_backend)
+        warn_key(r, "io_backend");
     if (strcmp(a->control_socket, b->control_socket) != 0)
         warn_key(r, "control_socket");
     if (a->control_mode != b->control_mode)

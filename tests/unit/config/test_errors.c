@@ -57,6 +57,10 @@ static void test_bad_values(void **state)
     cfg_expect_one("[global]\ndrain_timeout = 10 s\n", 2, "drain_timeout");
     cfg_expect_one("[global]\nshutdown_delay = -1s\n", 2, "shutdown_delay");
     cfg_expect_one("[global]\nbuffer_size = 512\n", 2, "buffer_size");
+    cfg_expect_one("[global]\nio_backend = uring\n", 2,
+                   "invalid value \"uring\" for io_backend: expected auto, epoll, io_uring, poll "
+                   "or kqueue");
+    cfg_expect_one("[global]\nworkers = 2\nio_backend = \n", 3, "io_backend");
     cfg_expect_one("[global]\nreuseport = maybe\n", 2,
                    "invalid value \"maybe\" for reuseport: expected on, off");
     cfg_expect_one("[global]\nbuffer_size = 257k\n", 2, "buffer_size");

@@ -33,6 +33,7 @@ static void test_defaults(void **state)
     assert_int_equal(g->dns_min_ttl_ms, 1000);
     assert_int_equal(g->dns_max_ttl_ms, 300000);
     assert_int_equal(g->reuseport, FERRY_REUSEPORT_DEFAULT);
+    assert_int_equal(g->io_backend, FERRY_IO_AUTO);
 
     assert_int_equal(cfg->nlisteners, 1);
     const struct ferry_listener *l = &cfg->listeners[0];
@@ -96,6 +97,23 @@ static void test_reuseport(void **state)
                  CFG_BACKEND_B, v[i]);
         struct ferry_config *cfg = cfg_ok(text);
         assert_int_equal(cfg->global.reuseport, i == 0);
+        ferry_config_free(cfg);
+    }
+}
+
+static void test_io_backend(void **state)
+{
+    (void)state;
+    static const char *const v[] = {"auto", "epoll", "io_uring", "poll", "kqueue", "IO_URING"};
+    static const enum ferry_io_backend want[] = {FERRY_IO_AUTO, FERRY_IO_EPOLL, FERRY_IO_URING,
+                                                 FERRY_IO_POLL, FERRY_IO_KQUEUE, FERRY_IO_URING};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text),
+                 "[global]\nio_backend = %s\n[listener l]\nbind = 127.0.0.1:8080\nbackend = b\n"
+                 CFG_BACKEND_B, v[i]);
+        struct ferry_config *cfg = cfg_ok(text);
+        assert_int_equal(cfg->global.io_backend, want[i]);
         ferry_config_free(cfg);
     }
 }
@@ -449,6 +467,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_reuseport),
+        cmocka_unit_test(test_io_backend),
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_routes_without_backend),
         cmocka_unit_test(test_syntax_like_inih),

@@ -198,6 +198,9 @@ static void test_show_commands(void **state)
     assert_true(strncmp(out, "version: ", 9) == 0);
     assert_non_null(strstr(out, "\npid: 4242\n"));
     assert_non_null(strstr(out, "\nactive: 2\n"));
+    char want[64]; /* the runtime's backend, as AC_BACKEND chose it in this lane */
+    snprintf(want, sizeof(want), "\nio_backend: %s\n", ac_backend_name(ac_runtime_backend(fx->rt)));
+    assert_non_null(strstr(out, want));
     free(out);
 
     out = exchange(fx, "show info json\n");

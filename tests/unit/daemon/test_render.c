@@ -79,6 +79,7 @@ static void test_info_text(void **state)
     assert_non_null(strstr(s, "\nreloads: 0\n"));
     assert_non_null(strstr(s, "\nconfig: /etc/ferry/ferry.ini\n"));
     assert_non_null(strstr(s, "\nlog_dropped: 0\n"));
+    assert_non_null(strstr(s, "\nio_backend: -\n")); /* the fake has no runtime */
     assert_non_null(strstr(s, "\nuptime_s: "));
     assert_non_null(strstr(s, "\nreloads_failed: 0\nlast_reload: 0\nlast_reload_ok: true\n"));
     assert_non_null(strstr(s, "\nstate: ready\n"));
@@ -98,7 +99,7 @@ static void test_info_json(void **state)
         json_check(s, "set(d) == {\"version\", \"pid\", \"uptime_s\", \"workers\", \"active\", "
                       "\"total\", \"max_connections\", \"reloads\", \"reloads_failed\", "
                       "\"last_reload\", \"last_reload_ok\", \"config\", \"state\", "
-                      "\"log_dropped\"} and "
+                      "\"log_dropped\", \"io_backend\"} and d[\"io_backend\"] == \"-\" and "
                       "d[\"pid\"] == 4242 and d[\"workers\"] == 2 and d[\"active\"] == 2 and "
                       "d[\"total\"] == 120 and d[\"max_connections\"] == 500 and "
                       "d[\"reloads\"] == 3 and d[\"config\"] == \"/etc/ferry/ferry.ini\" and "
