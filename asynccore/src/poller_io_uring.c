@@ -118,8 +118,11 @@ void ac__io_uring_free(struct ac__poller *p)
 {
     if (p == NULL)
         return;
-    /* Closing the ring cancels every request still in the kernel; polls own
-     * no user memory, so nothing outlives this. */
+    /* Closes still queued (tasks dropped at runtime teardown) are submitted,
+     * or their descriptors would stay open. Then closing the ring cancels
+     * every request still in the kernel; polls own no user memory, so
+     * nothing outlives this. */
+    (void)ac__io_uring_flush(p);
     io_uring_queue_exit(&p->ring);
     close(p->wakefd);
     free(p->key_of_fd);
@@ -204,6 +207,8 @@ int ac__io_uring_close(struct ac__poller *p, int fd)
 
 int ac__io_uring_flush(struct ac__poller *p)
 {
+    if (io_uring_sq_ready(&p->ring) == 0)
+        return 0; /* nothing queued: no system call */
     /* With the completions' task work run too: a cancelled poll drops its
      * file reference there, so the socket is closed when this returns. */
     int rc = io_uring_submit_and_get_events(&p->ring);

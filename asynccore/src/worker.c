@@ -252,6 +252,10 @@ int ac__worker_loop(struct ac_worker *w, struct ac_future *block_on)
         if ((rc = wait_and_dispatch(w, next_timeout(w, block_on != NULL))) < 0)
             break;
     }
+    /* What the last turn queued (io_uring: closes) is done when the loop
+     * returns: the caller of ac_block_on may look at the descriptors. */
+    if (w->be->flush != NULL)
+        (void)w->be->flush(w->poller);
     tl_current = prev;
     return rc;
 }

@@ -20,9 +20,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+
 #include "asynccore/backend.h"
+#include "asynccore/net.h"
+#include "asynccore/reactor.h"
 #include "asynccore/runtime.h"
 #include "asynccore/stream.h"
+#include "asynccore/timer.h"
 
 /* The AC_BACKEND a test lane set (restored after each test that changes it). */
 static char saved_env[32];
@@ -233,6 +240,211 @@ static void test_io_uring_refused(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+
+/* ---- drops on every backend: a future dropped while its operation waits
+ * leaves nothing registered and nothing the kernel may still report into;
+ * run under ASan, a stale completion would be a use after free. ---- */
+
+/* Polls `inner` once (so that it registers and waits), then is Ready. */
+struct poll_once {
+    struct ac_future base;
+    struct ac_future *inner;
+    ac_poll_t got;
+};
+
+static ac_poll_t poll_once_poll(struct ac_future *f, struct ac_context *cx)
+{
+    struct poll_once *p = (struct poll_once *)f;
+    p->got = ac_future_poll(p->inner, cx);
+    return AC_READY;
+}
+
+static const struct ac_future_vtable poll_once_vt = {poll_once_poll, NULL};
+
+static ac_poll_t once(struct ac_worker *w, struct ac_future *inner)
+{
+    struct poll_once p = {{&poll_once_vt}, inner, AC_READY};
+    assert_int_equal(ac_block_on(w, &p.base), 0);
+    return p.got;
+}
+
+/* A few loop turns: completions for what was dropped arrive and are ignored. */
+static void turns(struct ac_worker *w)
+{
+    for (int i = 0; i < 3; i++) {
+        struct ac_sleep sl;
+        ac_sleep_init(&sl, 2);
+        assert_int_equal(ac_block_on(w, &sl.base), 0);
+        ac_future_drop(&sl.base);
+    }
+}
+
+static unsigned open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    unsigned n = 0;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n;
+}
+
+static void drop_mid_read(struct ac_worker *w)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    struct ac_stream s;
+    assert_int_equal(ac_socket_stream_open(&s, w, sv[0]), 0);
+    char buf[64];
+    struct ac_read r;
+    ac_read_init(&r, &s, buf, sizeof(buf));
+    assert_int_equal(once(w, &r.base), AC_PENDING);
+    ac_future_drop(&r.base);
+    assert_int_equal(write(sv[1], "late", 4), 4); /* readiness for a dropped read */
+    turns(w);
+    /* The stream still works: a new read gets the bytes. */
+    ac_read_init(&r, &s, buf, sizeof(buf));
+    assert_int_equal(ac_block_on(w, &r.base), 0);
+    assert_int_equal(r.n, 4);
+    ac_future_drop(&r.base);
+    ac_stream_close(&s);
+    assert_int_equal(read(sv[1], buf, sizeof(buf)), 0);
+    close(sv[1]);
+}
+
+static void drop_mid_write(struct ac_worker *w)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    struct ac_stream s;
+    assert_int_equal(ac_socket_stream_open(&s, w, sv[0]), 0);
+    enum { LEN = 1 << 20 };
+    char *big = calloc(1, LEN);
+    assert_non_null(big);
+    struct ac_write_all wa;
+    ac_write_all_init(&wa, &s, big, LEN);
+    assert_int_equal(once(w, &wa.base), AC_PENDING); /* the peer reads nothing */
+    ac_future_drop(&wa.base);
+    free(big); /* a readiness backend's kernel holds no pointer into it */
+    char sink[65536];
+    while (read(sv[1], sink, sizeof(sink)) > 0)
+        ; /* room again: writable for a dropped write */
+    turns(w);
+    ac_stream_close(&s);
+    ssize_t n;
+    while ((n = read(sv[1], sink, sizeof(sink))) > 0)
+        ;
+    assert_int_equal(n, 0);
+    close(sv[1]);
+}
+
+static void drop_mid_accept(struct ac_worker *w)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int lfd = ac_listen_socket((struct sockaddr *)&sa, sizeof(sa), 16, 0);
+    assert_true(lfd >= 0);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    struct ac_listener l;
+    assert_int_equal(ac_listener_open(&l, w, lfd, true, 0), 0);
+    struct ac_accept a;
+    ac_accept_init(&a, &l);
+    assert_int_equal(once(w, &a.base), AC_PENDING);
+    ac_future_drop(&a.base);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    turns(w); /* the connection's readiness meets no accept */
+    ac_accept_init(&a, &l);
+    assert_int_equal(ac_block_on(w, &a.base), 0);
+    assert_true(a.fd >= 0);
+    close(a.fd);
+    ac_future_drop(&a.base);
+    ac_listener_close(&l);
+    close(c);
+}
+
+/* A task that reads forever, owning its stream: dropped at runtime teardown. */
+struct reader_task {
+    struct ac_future base;
+    struct ac_stream s;
+    struct ac_read r;
+    char buf[16];
+};
+
+static ac_poll_t reader_poll(struct ac_future *f, struct ac_context *cx)
+{
+    struct reader_task *t = (struct reader_task *)f;
+    return ac_future_poll(&t->r.base, cx) == AC_READY ? AC_READY : AC_PENDING;
+}
+
+static void reader_drop(struct ac_future *f)
+{
+    struct reader_task *t = (struct reader_task *)f;
+    ac_future_drop(&t->r.base);
+    ac_stream_close(&t->s);
+}
+
+static const struct ac_future_vtable reader_vt = {reader_poll, reader_drop};
+
+static void dealloc_free(struct ac_future *f) { free(f); }
+
+/* Teardown with tasks waiting on I/O: their streams are closed (the peer
+ * sees EOF) and no descriptor is left open. */
+static void drop_at_shutdown(enum ac_backend b)
+{
+    unsigned before = open_fds();
+    struct ac_runtime *rt = rt_with(b);
+    assert_non_null(rt);
+    struct ac_worker *w = ac_runtime_worker(rt, 0);
+    enum { N = 8 };
+    int peers[N];
+    for (int i = 0; i < N; i++) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+                         0);
+        struct reader_task *t = calloc(1, sizeof(*t));
+        assert_non_null(t);
+        t->base.vt = &reader_vt;
+        assert_int_equal(ac_socket_stream_open(&t->s, w, sv[0]), 0);
+        ac_read_init(&t->r, &t->s, t->buf, sizeof(t->buf));
+        assert_int_equal(ac_spawn(w, &t->base, dealloc_free), 0);
+        peers[i] = sv[1];
+    }
+    turns(w); /* every reader polled once: registered and waiting */
+    assert_int_equal(ac_reactor_registrations(w), N);
+    ac_runtime_free(rt);
+    char c;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(read(peers[i], &c, 1), 0);
+        close(peers[i]);
+    }
+    assert_int_equal(open_fds(), before);
+}
+
+static void test_drops(void **state)
+{
+    (void)state;
+    for (enum ac_backend b = AC_BACKEND_EPOLL; b <= AC_BACKEND_KQUEUE; b++) {
+        if (!ac_backend_available(b))
+            continue;
+        struct ac_runtime *rt = rt_with(b);
+        if (rt == NULL && b == AC_BACKEND_IO_URING)
+            continue; /* refused here: test_each_backend said so */
+        assert_non_null(rt);
+        struct ac_worker *w = ac_runtime_worker(rt, 0);
+        drop_mid_read(w);
+        drop_mid_write(w);
+        drop_mid_accept(w);
+        turns(w);
+        assert_int_equal(ac_reactor_registrations(w), 0);
+        ac_runtime_free(rt);
+        drop_at_shutdown(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_missing_backend),
         cmocka_unit_test(test_environment),
         cmocka_unit_test(test_io_uring_refused),
+        cmocka_unit_test(test_drops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
