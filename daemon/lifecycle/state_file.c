@@ -134,6 +134,8 @@ static const char *parse_line(char *line, struct entry *e)
             return "too many words";
         w[n++] = tok;
     }
+    if (n == 0) /* the caller skips blank lines; said for the compiler too */
+        return "empty line";
     memset(e, 0, sizeof(*e));
     if (strcmp(w[0], "server") == 0) {
         e->kind = E_SERVER;
