@@ -390,13 +390,15 @@ struct run {
 
 /* The configuration, checked: NULL with *status 1 (errors) or 2 (an
  * account that does not exist would stop the start at the privilege drop,
- * after binding: said first, at its line). */
+ * after binding, and a file to write in a missing or unwritable directory
+ * would fail later: both said first, at their line, as -t says them). */
 static struct ferry_config *load_config(struct run *r, int *status)
 {
     struct ferry_config *cfg = ferry_config_load_checked(r->path, &r->errs);
     *status = 1;
     if (cfg) {
         ferry_config_check_accounts(cfg, &r->errs);
+        ferry_config_check_writable(cfg, &r->errs); /* log, access_log, state_file, as -t */
         *status = 2;
         if (r->errs.n == 0)
             return cfg;

@@ -103,6 +103,19 @@ def test_files_opened_for_writing_are_checked():
     assert os.listdir(os.path.join(d, "logs")) == []
 
 
+def test_start_refuses_a_state_file_it_could_not_write():
+    # ferryd(8): what -t says of a file opened for writing stops the start
+    # too, before anything is bound (exit 2), at the key's line.
+    d = tmpdir()
+    text = ("[global]\ncontrol_socket =\nstate_file = nowhere/state\n"
+            "[listener l]\nbind = 127.0.0.1:1\nbackend = b\n" + BACKEND)
+    path = write(d, text)
+    r = subprocess.run([FERRYD, "-c", path], capture_output=True, timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode == 2, (r.returncode, err)
+    assert err.startswith(f"{path}:3: state_file {d}/nowhere/state"), err
+
+
 def test_unknown_user_and_group_are_errors_at_their_lines():
     # What would stop the start (the privilege drop) fails -t too, at the line.
     d = tmpdir()
