@@ -28,6 +28,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONDONTWRITEBYTECODE=1
 jobs=2
 
+# A step of a lane that runs tests: a failure is recorded and the lane goes
+# on (the integration tests still run after a failed unit test); a failed
+# build or setup stops the lane (set -e).
+step() { "$@" || failed=1; }
+
 setup() { # dir, options...
   local dir=$1; shift
   if [ -d "$dir" ]; then meson setup --wipe "$dir" "$@" >/dev/null; else meson setup "$dir" "$@" >/dev/null; fi
@@ -48,8 +53,8 @@ pytest_integration() { # build, lane, pytest args...
 lane_gcc() {
   setup build-test "${san[@]}"
   meson compile -C build-test
-  meson test -C build-test --print-errorlogs --num-processes "$jobs" --no-suite integration
-  pytest_integration build-test gcc
+  step meson test -C build-test --print-errorlogs --num-processes "$jobs" --no-suite integration
+  step pytest_integration build-test gcc
 }
 
 # io_uring_setup(2) allowed here (the syscall number is 425 on every arch).
@@ -66,41 +71,41 @@ lane_io_uring() {
   fi
   [ -f build-test/build.ninja ] || setup build-test "${san[@]}"
   meson compile -C build-test
-  AC_BACKEND=io_uring meson test -C build-test --print-errorlogs --num-processes "$jobs" \
+  AC_BACKEND=io_uring step meson test -C build-test --print-errorlogs --num-processes "$jobs" \
     --suite asynccore --logbase testlog-io_uring
-  AC_BACKEND=io_uring pytest_integration build-test io_uring
+  AC_BACKEND=io_uring step pytest_integration build-test io_uring
 }
 
 lane_poll() {
   setup build-poll "${san[@]}" -Dreactor=poll
   meson compile -C build-poll
-  meson test -C build-poll --print-errorlogs --num-processes "$jobs" --suite asynccore
-  pytest_integration build-poll poll
+  step meson test -C build-poll --print-errorlogs --num-processes "$jobs" --suite asynccore
+  step pytest_integration build-poll poll
 }
 
 # The emulation's own test, then asynccore's suite.
 lane_kqueue() {
   setup build-kqueue "${san[@]}" -Dkqueue_emulation=true
   meson compile -C build-kqueue
-  meson test -C build-kqueue --print-errorlogs --num-processes "$jobs" --suite asynccore
+  step meson test -C build-kqueue --print-errorlogs --num-processes "$jobs" --suite asynccore
 }
 
 lane_coverage() {
   setup build-cov -Db_coverage=true -Dbuildtype=debug -Dwerror=true
   meson compile -C build-cov
-  meson test -C build-cov --suite asynccore --num-processes "$jobs" >/dev/null
+  step meson test -C build-cov --suite asynccore --num-processes "$jobs" >/dev/null
   # the io_uring poller is compiled in: its lines count too
   if io_uring_ok; then
-    AC_BACKEND=io_uring meson test -C build-cov --suite asynccore --num-processes "$jobs" \
+    step env AC_BACKEND=io_uring meson test -C build-cov --suite asynccore --num-processes "$jobs" \
       --logbase testlog-io_uring >/dev/null
   fi
-  python3 scripts/coverage.py build-cov 85
+  step python3 scripts/coverage.py build-cov 85
 }
 
 lane_clang() {
   CC=clang setup build-clang -Dbuildtype=release -Dwerror=true
   meson compile -C build-clang
-  meson test -C build-clang --print-errorlogs --num-processes "$jobs" \
+  step meson test -C build-clang --print-errorlogs --num-processes "$jobs" \
     --suite asynccore --suite config --suite daemon
 }
 
@@ -112,9 +117,9 @@ lane_tsan() {
   CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true -Dbuildtype=debug
   meson compile -C build-tsan
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    meson test -C build-tsan --print-errorlogs --num-processes "$jobs" --suite asynccore --suite daemon
+    step meson test -C build-tsan --print-errorlogs --num-processes "$jobs" --suite asynccore --suite daemon
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    pytest_integration build-tsan tsan "${tsan_integration[@]/#/tests/integration/}"
+    step pytest_integration build-tsan tsan "${tsan_integration[@]/#/tests/integration/}"
 }
 
 lane_fuzz() {
@@ -137,7 +142,9 @@ lane_fuzz() {
 
 lane_package() {
   mkdir -p build-package
-  python3 tests/package/package_test.py --results build-package/results-package.txt || [ $? -eq 77 ]
+  # 77: not root (chroot, mount), skipped
+  python3 tests/package/package_test.py --results build-package/results-package.txt ||
+    { rc=$?; [ $rc -eq 77 ] || failed=1; }
 }
 
 all_lanes=(gcc io_uring poll kqueue coverage clang tsan fuzz package)
@@ -163,7 +170,7 @@ for l in "${lanes[@]}"; do
   echo "=== lane $l"
   t0=$SECONDS
   set +e
-  ( set -e; "lane_$l" )   # not in an if: set -e must stay in force inside the lane
+  ( set -e; failed=0; "lane_$l"; exit $failed )   # not in an if: set -e stays in force
   rc=$?
   set -e
   if [ $rc -eq 0 ]; then r=ok; else r=FAILED; status=1; lane_failures=$((lane_failures + 1)); fi
