@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,16 @@ static bool apply_server(struct ferry_daemon *d, struct ferry_gen *g, const stru
     else
         ferry_state_note_addr(d, e->backend, e->name, e->addr);
     return true;
+}
+
+int ferry_state_parse(const char *text, const char **why, int *lineno)
+{
+    struct entry *v;
+    size_t n;
+    *why = NULL;
+    int rc = parse_text(text, &v, &n, why, lineno);
+    free(v);
+    return rc != 0 ? -1 : n > INT_MAX ? INT_MAX : (int)n;
 }
 
 /* Applies text; file names the state file it came from (NULL: another

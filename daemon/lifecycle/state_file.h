@@ -36,6 +36,11 @@ char *ferry_state_file_render(struct ferry_daemon *d);
  * not parse (logged, nothing applied). */
 int ferry_state_apply(struct ferry_daemon *d, const char *text, const char *origin);
 
+/* Parses state text without applying it: how many entries it holds, or -1
+ * with why it does not parse and at which line (the parser alone; the fuzz
+ * target feeds it). */
+int ferry_state_parse(const char *text, const char **why, int *lineno);
+
 /* At start, after the first generation went live: applies the file named
  * by state_file, if any. A missing file is a first start: 0. */
 int ferry_state_file_load(struct ferry_daemon *d);
