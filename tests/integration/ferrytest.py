@@ -210,13 +210,24 @@ class Ferry:
         self.proc = subprocess.Popen([FERRYD, "-c", self.path], stdout=self.log,
                                      stderr=subprocess.STDOUT, env=e)
         if check:
-            wait_for(lambda: os.path.exists(self.sock_path) or self.proc.poll() is not None,
-                     timeout=15, what="ferryd control socket")
-            if self.proc.poll() is not None:
-                raise AssertionError(f"ferryd exited {self.proc.returncode}:\n{self.logtext()}")
-            # The "started" line, unless the configuration sends it elsewhere.
-            if not re.search(r"^\s*(log\s*=|log_level\s*=\s*(warn|error))", config, re.M):
-                wait_for(lambda: "started" in self.logtext(), timeout=10, what="ferryd started")
+            try:
+                self._wait_started(config)
+            except BaseException:
+                # Nobody holds this Ferry yet (start_ferry registers its stop
+                # only once the constructor returns): stop it here, or it runs on.
+                self.proc.kill()
+                self.proc.wait()
+                self.log.close()
+                raise
+
+    def _wait_started(self, config):
+        wait_for(lambda: os.path.exists(self.sock_path) or self.proc.poll() is not None,
+                 timeout=15, what="ferryd control socket")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"ferryd exited {self.proc.returncode}:\n{self.logtext()}")
+        # The "started" line, unless the configuration sends it elsewhere.
+        if not re.search(r"^\s*(log\s*=|log_level\s*=\s*(warn|error))", config, re.M):
+            wait_for(lambda: "started" in self.logtext(), timeout=10, what="ferryd started")
 
     def write_config(self, config):
         config = config.replace("@SOCK@", self.sock_path).replace("@DIR@", self.dir)
@@ -362,11 +373,50 @@ backend = app
 """
 
 
+def processes_naming(d):
+    """{pid: argv} of the live processes (other than this one) with an argument
+    naming directory d or a file under it, read from /proc. Zombies have no
+    argv and do not count."""
+    found = {}
+    d = d.rstrip("/")
+    for ent in os.listdir("/proc"):
+        if not ent.isdigit() or int(ent) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{ent}/cmdline", "rb") as fh:
+                argv = fh.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if any(a == d or a.startswith(d + "/") for a in argv):
+            found[int(ent)] = " ".join(argv).strip()
+    return found
+
+
+def check_none_left(d, grace=10.0):
+    """Fails when a process naming d (a test's ferryd, or one it started by an
+    upgrade) outlives the test's cleanup: it would run on forever, reparented
+    to init. Such processes are killed, then reported."""
+    deadline = time.monotonic() + grace
+    left = processes_naming(d)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = processes_naming(d)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if left:
+        raise AssertionError("processes left running after the test (killed now):\n" +
+                             "\n".join(f"  {p}: {a}" for p, a in sorted(left.items())))
+
+
 def start_ferry(config, **kw):
     f = Ferry(config, **kw)
 
     def stop():
         rc = f.stop()
+        check_none_left(f.dir)
         text = f.logtext()
         # The sanitizers report on stderr: any report fails the test.
         if "ERROR: AddressSanitizer" in text or "runtime error:" in text or "LeakSanitizer" in text:

@@ -13,7 +13,9 @@ from ferrytest import (web_config, FERRYCTL, FERRYD as FERRYD_T, connect, free_p
                        start_backend, start_ferry, wait_for)
 
 
-def setup():
+def web_ferry():
+    # Not `setup`: pytest would run a module-level setup() once before the
+    # tests, outside any of them, and its ferryd was never stopped.
     b = start_backend("echo")
     port = free_port()
     f = start_ferry(web_config(port, f"""
@@ -23,7 +25,7 @@ server app1 127.0.0.1:{b.port}
 
 
 def test_show_commands_match_traffic():
-    f, port = setup()
+    f, port = web_ferry()
     held = connect(port)
     held.sendall(b"a" * 100)
     assert recv_exact(held, 100) == b"a" * 100
@@ -121,7 +123,7 @@ def test_text_views_escape_control_characters():
 
 
 def test_help_and_errors():
-    f, _ = setup()
+    f, _ = web_ferry()
     assert "show stats" in f.command(b"help\n")
     for bad in [b"bogus\n", b"show\n", b"show nothing\n", b"disable server nope\n",
                 b"disable server app/none\n", b"enable server x/y\n", b"\x00\x01\x02\n", b"\n"]:
@@ -135,7 +137,7 @@ def test_help_and_errors():
 
 
 def test_hostile_control_clients():
-    f, port = setup()
+    f, port = web_ferry()
     # A 1 MiB line.
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(10)
@@ -178,7 +180,7 @@ def test_hostile_control_clients():
 
 
 def test_reload_command():
-    f, _ = setup()
+    f, _ = web_ferry()
     assert f.ctl("reload").strip() == "ok"
     assert f.ctl("info", json_out=True)["reloads"] == 1
     with open(f.path, "a") as fh:
@@ -195,7 +197,7 @@ def test_reload_command():
 def test_reload_failure_only_a_running_daemon_sees():
     # A bind in use passes `ferryd -t` but fails the reload: ferryctl reload
     # (the unit's ExecReload=) reports it and exits 1; nothing changes.
-    f, port = setup()
+    f, port = web_ferry()
     t0 = int(time.time())
     info = f.ctl("info", json_out=True)
     assert info["reloads"] == 0 and info["reloads_failed"] == 0, info
@@ -248,7 +250,7 @@ def ctl_raw(f, *args):
 
 
 def test_ferryctl_json_with_every_command():
-    f, _ = setup()
+    f, _ = web_ferry()
     r = ctl_raw(f, "--json", "disable", "app/app1")
     assert r.returncode == 0 and json.loads(r.stdout) == {"ok": True}, r
     r = ctl_raw(f, "enable", "app/app1", "--json")
@@ -281,7 +283,7 @@ def test_ferryctl_json_with_every_command():
 
 
 def test_ferryctl_usage_errors_are_one_line():
-    f, _ = setup()
+    f, _ = web_ferry()
     cases = [
         ([], "missing command"),
         (["frob"], "unknown command 'frob'"),
