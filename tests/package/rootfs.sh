@@ -11,7 +11,7 @@ cache=${FERRY_ROOTFS_CACHE:-/var/cache/ferry-test}
 # What ferry's maintainer scripts and binaries need: systemd-sysusers and
 # systemd-tmpfiles (postinst), deb-systemd-helper, the shared libraries
 # ferryd links, and logrotate to check the shipped logrotate file.
-include=systemd,init-system-helpers,libssl3,libinih1,libc-ares2,libjansson4,logrotate
+include=systemd,init-system-helpers,libssl3,libinih1,libc-ares2,libjansson4,liburing2,logrotate
 key=$(printf '%s %s' "$mirror" "$include" | sha256sum | cut -c1-12)
 tarball=$cache/bookworm-$key.tar
 if [ ! -s "$tarball" ]; then
