@@ -501,3 +501,19 @@ def top_calls(counts, served, k=8):
 def median(values):
     v = [x for x in values if x is not None and x == x]  # drop None and NaN
     return statistics.median(v) if v else float("nan")
+
+
+def make_cert(tmp):
+    """One self-signed ECDSA P-256 certificate for bench.test and 127.0.0.1,
+    chain then key in one PEM (what the TLS benchmarks serve)."""
+    crt, key, pem = (os.path.join(tmp, n) for n in ("bench.crt", "bench.key", "bench.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "30", "-subj", "/CN=bench.test",
+                    "-addext", "subjectAltName=DNS:bench.test,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    with open(pem, "w") as out:
+        for part in (crt, key):
+            with open(part) as f:
+                out.write(f.read())
+    return pem

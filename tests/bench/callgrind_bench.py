@@ -142,22 +142,6 @@ def drive_tls(port, conns, total):
     return done
 
 
-def make_cert(tmp):
-    """One self-signed ECDSA P-256 certificate, chain then key in one PEM
-    (what tls_bench.py serves)."""
-    crt, key, pem = (os.path.join(tmp, n) for n in ("cg.crt", "cg.key", "cg.pem"))
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
-                    "-days", "30", "-subj", "/CN=bench.test",
-                    "-addext", "subjectAltName=DNS:bench.test,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=30)
-    with open(pem, "w") as out:
-        for part in (crt, key):
-            with open(part) as f:
-                out.write(f.read())
-    return pem
-
-
 def total_ir(path):
     with open(path) as f:
         for line in f:
@@ -267,7 +251,7 @@ def main():
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
     results = {}
-    pem = make_cert(tmp) if args.tls else None
+    pem = pb.make_cert(tmp) if args.tls else None
     try:
         for i, b in enumerate(binaries):
             name = f"ferryd{i}" if len(binaries) > 1 else "ferryd"

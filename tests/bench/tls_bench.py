@@ -34,23 +34,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (ROOT, Contender, bench_setup, children, free_port, rss_kib,  # noqa: E402
+from benchlib import (ROOT, Contender, make_cert, bench_setup, children, free_port, rss_kib,  # noqa: E402
                          start_ferryd, start_haproxy, wait_port)
-
-
-def make_cert(tmp):
-    """One self-signed ECDSA P-256 certificate; chain then key in one PEM."""
-    crt, key, pem = (os.path.join(tmp, n) for n in ("bench.crt", "bench.key", "bench.pem"))
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
-                    "-days", "30", "-subj", "/CN=bench.test",
-                    "-addext", "subjectAltName=DNS:bench.test,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=30)
-    with open(pem, "w") as out:
-        for part in (crt, key):
-            with open(part) as f:
-                out.write(f.read())
-    return pem
 
 
 def start_hitch(tmp, port, backend, pem):
