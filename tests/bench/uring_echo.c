@@ -7,25 +7,31 @@
  * io_uring backend has a floor to be measured against (as epoll-echo is for
  * epoll):
  *   - one multishot accept on the listener (re-armed only if the kernel ends it);
- *   - per connection exactly one operation in flight: a recv into a buffer the
- *     kernel picks from a provided buffer ring (IOSQE_BUFFER_SELECT, so an idle
- *     connection holds no buffer), then a send of that buffer straight back
- *     (MSG_WAITALL | MSG_NOSIGNAL), whose completion returns the buffer to the
- *     ring and arms the next recv. One send at a time per socket keeps the
- *     echo in order without links;
+ *   - per connection one recv into a buffer the kernel picks from a provided
+ *     buffer ring (IOSQE_BUFFER_SELECT, so an idle connection holds no
+ *     buffer), multishot by default: it stays armed, and each completion
+ *     carries one buffer; each buffer is sent straight back (MSG_WAITALL |
+ *     MSG_NOSIGNAL), one send in flight per socket so the echo stays in order
+ *     without links (what arrives meanwhile waits in the connection's queue),
+ *     and the send's completion returns the buffer to the ring.
+ *     URING_ECHO_RECV=single arms one single-shot recv at a time instead, the
+ *     next only once the echo is sent (one operation in flight per connection);
  *   - buffers go back to the ring in a batch, made visible with one release
  *     store per loop turn, and everything queued in a turn is submitted with
  *     the wait for the next completions in one io_uring_submit_and_wait;
  *   - the ring is set up with COOP_TASKRUN | SINGLE_ISSUER | DEFER_TASKRUN
  *     (completion work runs only inside that one enter), falling back to
  *     fewer flags on kernels that refuse them;
- *   - a recv that finds the buffer ring empty (ENOBUFS) parks its connection
- *     until buffers come back; EOF or an error closes it (the close goes
- *     through the ring too, with no completion on success).
+ *   - a recv that finds the buffer ring empty (ENOBUFS, which also ends a
+ *     multishot) parks its connection until buffers come back; EOF or an
+ *     error closes it once its send is done and its recv cancelled (the
+ *     cancel and the close go through the ring too, with no completion on
+ *     success).
  * The descriptors are ordinary ones, like epoll-echo's and ac-echo's.
  * URING_ECHO_BUFS (a power of two, default 4096) sets the number of 16 KiB
  * buffers in the ring (small values exercise ENOBUFS). SIGINT or SIGTERM stops
- * it. It prints "uring-echo: listening on port PORT (...)" on stderr.
+ * it. It prints "uring-echo: listening on port PORT (how it is set up)" on
+ * stderr.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,22 +62,26 @@
 #define OP_MASK 3u
 #define UD_ACCEPT 1u
 #define UD_SIGNAL 2u
-#define UD_CLOSE 3u
+#define UD_IGNORE 3u /* a close or a cancel: a completion only if it failed */
 
 struct conn {
     struct conn *prev, *next; /* all connections, freed at stop */
     struct conn *parked_next; /* waiting for a buffer (ENOBUFS) */
     int fd;
-    unsigned bid;      /* the buffer being sent back */
-    unsigned off, len; /* of that buffer's echo */
+    bool recv_armed, sending, parked, closing, cancelled;
+    unsigned bid;                /* the buffer being sent back */
+    unsigned off, len;           /* of that buffer's echo */
+    unsigned queue_head, queue_tail, queue_n; /* received, waiting for the send (multishot) */
 };
 
 struct server {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
     unsigned char *bufs;
+    unsigned *buf_len, *buf_next; /* per buffer: bytes received, the next in its queue */
     unsigned nbufs;
     unsigned returned; /* buffers added to the ring since the last advance */
+    bool multishot;    /* one recv per connection that stays armed */
     int lfd, sfd;
     struct conn *conns;
     struct conn *parked, **parked_tail;
@@ -98,10 +108,14 @@ static void arm_accept(struct server *s)
 static void arm_recv(struct server *s, struct conn *c)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
-    io_uring_prep_recv(sqe, c->fd, NULL, BUFSIZE, 0);
+    if (s->multishot)
+        io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0); /* the buffer's size */
+    else
+        io_uring_prep_recv(sqe, c->fd, NULL, BUFSIZE, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
     io_uring_sqe_set_data64(sqe, (uintptr_t)c | OP_RECV);
+    c->recv_armed = true;
 }
 
 static void arm_send(struct server *s, struct conn *c)
@@ -110,6 +124,7 @@ static void arm_send(struct server *s, struct conn *c)
     io_uring_prep_send(sqe, c->fd, s->bufs + (size_t)c->bid * BUFSIZE + c->off, c->len - c->off,
                        MSG_WAITALL | MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, (uintptr_t)c | OP_SEND);
+    c->sending = true;
 }
 
 /* Queues buffer bid for the ring; it is visible to the kernel after flush. */
@@ -118,6 +133,17 @@ static void buf_return(struct server *s, unsigned bid)
     io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * BUFSIZE, BUFSIZE, (unsigned short)bid,
                           io_uring_buf_ring_mask(s->nbufs), (int)s->returned);
     s->returned++;
+}
+
+/* Arms the connection's recv if it needs one: in single mode only once
+ * everything received has been sent back. */
+static void want_recv(struct server *s, struct conn *c)
+{
+    if (c->recv_armed || c->parked || c->closing)
+        return;
+    if (!s->multishot && (c->sending || c->queue_n > 0))
+        return;
+    arm_recv(s, c);
 }
 
 /* Publishes the buffers returned this turn, then re-arms every parked
@@ -134,14 +160,77 @@ static void buf_flush(struct server *s)
     while (c != NULL) {
         struct conn *next = c->parked_next;
         c->parked_next = NULL;
-        arm_recv(s, c);
+        c->parked = false;
+        want_recv(s, c);
         c = next;
     }
 }
 
-/* Only called when no operation of c is in flight. */
-static void conn_close(struct server *s, struct conn *c)
+static void park(struct server *s, struct conn *c)
 {
+    c->parked = true;
+    *s->parked_tail = c;
+    s->parked_tail = &c->parked_next;
+}
+
+static void unpark(struct server *s, struct conn *c)
+{
+    struct conn **pp = &s->parked;
+    while (*pp != c)
+        pp = &(*pp)->parked_next;
+    *pp = c->parked_next;
+    if (s->parked_tail == &c->parked_next)
+        s->parked_tail = pp;
+    c->parked = false;
+}
+
+static void queue_push(struct server *s, struct conn *c, unsigned bid, unsigned len)
+{
+    s->buf_len[bid] = len;
+    if (c->queue_n == 0)
+        c->queue_head = bid;
+    else
+        s->buf_next[c->queue_tail] = bid;
+    c->queue_tail = bid;
+    c->queue_n++;
+}
+
+/* Starts the send of the oldest received buffer, if none is in flight. */
+static void send_next(struct server *s, struct conn *c)
+{
+    if (c->sending || c->queue_n == 0 || c->closing)
+        return;
+    c->bid = c->queue_head;
+    c->off = 0;
+    c->len = s->buf_len[c->bid];
+    c->queue_head = s->buf_next[c->bid];
+    c->queue_n--;
+    arm_send(s, c);
+}
+
+/* After EOF or an error: gives back what is queued, cancels the recv, and
+ * frees the connection once nothing of the kernel's refers to it. */
+static void conn_finish(struct server *s, struct conn *c)
+{
+    c->closing = true;
+    for (; c->queue_n > 0; c->queue_n--) {
+        buf_return(s, c->queue_head);
+        c->queue_head = s->buf_next[c->queue_head];
+    }
+    if (c->parked)
+        unpark(s, c);
+    if (c->sending)
+        return; /* its completion comes back here */
+    if (c->recv_armed) {
+        if (c->cancelled)
+            return;
+        c->cancelled = true;
+        struct io_uring_sqe *sqe = get_sqe(s);
+        io_uring_prep_cancel64(sqe, (uintptr_t)c | OP_RECV, 0);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_sqe_set_data64(sqe, UD_IGNORE);
+        return; /* the recv's last completion comes back here */
+    }
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -151,7 +240,7 @@ static void conn_close(struct server *s, struct conn *c)
     struct io_uring_sqe *sqe = get_sqe(s);
     io_uring_prep_close(sqe, c->fd);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-    io_uring_sqe_set_data64(sqe, UD_CLOSE);
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
     free(c);
 }
 
@@ -181,44 +270,45 @@ static void on_recv(struct server *s, struct conn *c, const struct io_uring_cqe 
 {
     bool has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
     unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-    if (cqe->res > 0 && has_buf) {
-        c->bid = bid;
-        c->off = 0;
-        c->len = (unsigned)cqe->res;
-        arm_send(s, c);
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        c->recv_armed = false;
+    if (cqe->res > 0 && has_buf && !c->closing) {
+        queue_push(s, c, bid, (unsigned)cqe->res);
+        send_next(s, c);
+        want_recv(s, c); /* a multishot the kernel ended (CQ overflow) */
         return;
     }
     if (has_buf)
         buf_return(s, bid);
-    if (cqe->res == -ENOBUFS) { /* the ring is empty: wait for a buffer */
-        *s->parked_tail = c;
-        s->parked_tail = &c->parked_next;
+    if (c->closing || (cqe->res <= 0 && cqe->res != -ENOBUFS && cqe->res != -EINTR &&
+                       cqe->res != -EAGAIN)) {
+        conn_finish(s, c); /* EOF (an echo server has nothing more to say) or an error */
         return;
     }
-    if (cqe->res == -EINTR || cqe->res == -EAGAIN) {
-        arm_recv(s, c);
-        return;
-    }
-    conn_close(s, c); /* EOF (an echo server has nothing more to say) or an error */
+    if (cqe->res == -ENOBUFS && !c->recv_armed) /* the ring is empty: wait for a buffer */
+        park(s, c);
+    want_recv(s, c);
 }
 
 static void on_send(struct server *s, struct conn *c, const struct io_uring_cqe *cqe)
 {
-    if (cqe->res > 0 && c->off + (unsigned)cqe->res < c->len) {
+    c->sending = false;
+    if (!c->closing && cqe->res > 0 && c->off + (unsigned)cqe->res < c->len) {
         c->off += (unsigned)cqe->res; /* short despite MSG_WAITALL: send the rest */
         arm_send(s, c);
         return;
     }
-    if (cqe->res == -EINTR || cqe->res == -EAGAIN) {
+    if (!c->closing && (cqe->res == -EINTR || cqe->res == -EAGAIN)) {
         arm_send(s, c);
         return;
     }
     buf_return(s, c->bid);
-    if (cqe->res <= 0) {
-        conn_close(s, c);
+    if (c->closing || cqe->res <= 0) {
+        conn_finish(s, c);
         return;
     }
-    arm_recv(s, c);
+    send_next(s, c);
+    want_recv(s, c);
 }
 
 /* Returns false when the server is to stop. */
@@ -231,8 +321,8 @@ static bool on_cqe(struct server *s, const struct io_uring_cqe *cqe)
         return true;
     case UD_SIGNAL:
         return false;
-    case UD_CLOSE:
-        return true; /* a failed close: nothing left to do */
+    case UD_IGNORE:
+        return true; /* nothing left to do */
     default:
         break;
     }
@@ -293,6 +383,12 @@ static int bufs_setup(struct server *s)
     }
     s->br = ring_mem;
     s->bufs = bufs;
+    s->buf_len = calloc(s->nbufs, sizeof(*s->buf_len));
+    s->buf_next = calloc(s->nbufs, sizeof(*s->buf_next));
+    if (s->buf_len == NULL || s->buf_next == NULL) {
+        fprintf(stderr, "uring-echo: out of memory for %u buffers\n", s->nbufs);
+        return -1;
+    }
     struct io_uring_buf_reg reg = {
         .ring_addr = (uintptr_t)s->br, .ring_entries = s->nbufs, .bgid = BGID};
     int rc = io_uring_register_buf_ring(&s->ring, &reg, 0);
@@ -335,6 +431,13 @@ static int setup(struct server *s, const char *addr, unsigned port)
         return -1;
     }
     s->parked_tail = &s->parked;
+    const char *mode = getenv("URING_ECHO_RECV");
+    if (mode == NULL || strcmp(mode, "multishot") == 0) {
+        s->multishot = true;
+    } else if (strcmp(mode, "single") != 0) {
+        fprintf(stderr, "uring-echo: URING_ECHO_RECV is multishot or single\n");
+        return -1;
+    }
     if (ring_setup(s) != 0 || bufs_setup(s) != 0)
         return -1;
     arm_accept(s);
@@ -361,6 +464,8 @@ static int stop(struct server *s)
         close(s->sfd);
     if (s->lfd >= 0)
         close(s->lfd);
+    free(s->buf_next);
+    free(s->buf_len);
     free(s->bufs);
     free(s->br);
     free(s);
@@ -381,8 +486,8 @@ int main(int argc, char **argv)
         stop(s);
         return 1;
     }
-    fprintf(stderr, "uring-echo: listening on port %s (%s, %u buffers of %d bytes)\n", argv[1],
-            s->flags_used, s->nbufs, BUFSIZE);
+    fprintf(stderr, "uring-echo: listening on port %s (%s, %s recv, %u buffers of %d bytes)\n",
+            argv[1], s->flags_used, s->multishot ? "multishot" : "single", s->nbufs, BUFSIZE);
 
     for (;;) {
         buf_flush(s);
