@@ -39,7 +39,7 @@ echo "== ferryd vs haproxy (splice and not) vs nginx stream vs direct"
 python3 tests/bench/compare.py --ferryd build-bench/daemon/ferryd "$@"
 if [ "$all" = 1 ]; then
   echo
-  echo "== asynccore echo vs hand-written epoll loop"
+  echo "== asynccore echo vs hand-written epoll and io_uring loops"
   tests/bench/echo_bench.sh
   echo
   echo "== TLS handshakes: ferryd vs haproxy vs hitch"
