@@ -17,6 +17,10 @@
 #include <unistd.h>
 
 #include "asynccore/runtime.h"
+#include "internal.h"
+#ifdef AC__HAVE_IO_URING
+#include "uring_op.h"
+#endif
 
 #define COPY_DEFAULT_BUFSIZE (16u * 1024u)
 
@@ -317,6 +321,112 @@ static ac_poll_t splice_poll(struct ac_copy *c, struct ac_context *cx)
     }
 }
 
+/* ---- ring mode (io_uring completion operations) ---- */
+
+#ifdef AC__HAVE_IO_URING
+/* Gives back what the copy has in the kernel (cancelled; buffers freed by
+ * the completions, uring_op.h). */
+static void ring_release(struct ac_copy *c)
+{
+    ac__uop_release(c->rop);
+    ac__uop_release(c->sop);
+    c->rop = c->sop = NULL;
+}
+
+static ac_poll_t ring_fail(struct ac_copy *c, int err)
+{
+    ring_release(c);
+    c->err = err;
+    return AC_READY;
+}
+
+/* Waits for op to complete: false (Pending, waker stored) while it is in
+ * the kernel. */
+static bool ring_done(struct ac__uop *op, struct ac_context *cx)
+{
+    if (op->state == AC__UOP_BUSY) {
+        ac_waker_register(&op->waker, cx->waker);
+        return false;
+    }
+    return true;
+}
+
+/* One send in flight and one receive: the receive of the next bytes waits
+ * in the kernel while the last ones go out, and the copy wakes for the
+ * send's completion before it looks at the receive's (order kept). */
+static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
+{
+    struct ac__uring *u = ac__worker_uring(cx->worker);
+    for (;;) {
+        if (c->sop != NULL) {
+            if (!ring_done(c->sop, cx))
+                return AC_PENDING;
+            int32_t res = c->sop->res;
+            ac__uop_release(c->sop);
+            c->sop = NULL;
+            if (res < 0)
+                return ring_fail(c, res);
+            c->bytes += (uint64_t)res;
+            note_activity(c, cx);
+        }
+        if (c->read_eof) {
+            if (c->no_shutdown) {
+                c->shut_done = true;
+                return AC_READY;
+            }
+            return pass_eof(c, cx);
+        }
+        if (!ac_coop_proceed(cx))
+            return AC_PENDING;
+        int r;
+        if (c->rop == NULL && (r = ac__uop_recv(u, c->from->io.fd, c->bufsize, &c->rop)) < 0)
+            return ring_fail(c, r);
+        if (!ring_done(c->rop, cx))
+            return AC_PENDING;
+        int32_t n = c->rop->res;
+        unsigned char *b = ac__uop_take_buf(c->rop);
+        ac__uop_release(c->rop);
+        c->rop = NULL;
+        if (n <= 0) {
+            ac__uring_buf_put(u, b);
+            if (n < 0)
+                return ring_fail(c, n);
+            c->read_eof = true;
+            continue;
+        }
+        note_activity(c, cx);
+        if ((r = ac__uop_send(u, c->to->io.fd, b, (uint32_t)n, &c->sop)) < 0)
+            return ring_fail(c, r);
+        if ((r = ac__uop_recv(u, c->from->io.fd, c->bufsize, &c->rop)) < 0)
+            return ring_fail(c, r);
+    }
+}
+
+/* Ring mode where both streams are plain sockets on this worker's ring. */
+static void ring_choose(struct ac_copy *c, struct ac_context *cx)
+{
+    if (ac__worker_uring(cx->worker) == NULL || !ac_stream_is_socket(c->from) ||
+        !ac_stream_is_socket(c->to) || c->from->io.worker != cx->worker ||
+        c->to->io.worker != cx->worker || c->from->eof)
+        return;
+    c->ring = true;
+    c->splice = c->splice_auto = false;
+    c->rop = c->sop = NULL; /* over the pipe's room, never used in this copy */
+    /* Its bytes now arrive as completions: its poll would only wake for
+     * nothing. */
+    ac__io_unpoll(&c->from->io);
+}
+#else
+static void ring_release(struct ac_copy *c) { (void)c; }
+static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
+{
+    (void)cx;
+    c->err = -ENOSYS; /* never chosen without io_uring */
+    return AC_READY;
+}
+static void ring_choose(struct ac_copy *c, struct ac_context *cx) { (void)c, (void)cx; }
+#endif
+
 /* The two modes hand over to each other: splice_poll returns Ready with
  * c->splice cleared (fallback, or auto mode after a small splice), and
  * buffer_poll returns Ready with c->splice set (auto mode after a full read).
@@ -325,6 +435,12 @@ static ac_poll_t copy_poll(struct ac_future *self, struct ac_context *cx)
 {
     struct ac_copy *c = (struct ac_copy *)self;
 
+    if (!c->mode_chosen) {
+        c->mode_chosen = true;
+        ring_choose(c, cx);
+    }
+    if (c->ring)
+        return ring_poll(c, cx);
     for (;;) {
         if (c->splice) {
             ac_poll_t r = splice_poll(c, cx);
@@ -341,7 +457,10 @@ static void copy_drop(struct ac_future *self)
 {
     struct ac_copy *c = (struct ac_copy *)self;
 
-    pipe_give_back(c); /* bytes still in it close it rather than pool it */
+    if (c->ring)
+        ring_release(c);
+    else
+        pipe_give_back(c); /* bytes still in it close it rather than pool it */
 
     free(c->buf);
     c->buf = NULL;
@@ -373,11 +492,17 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
     c->splice_small = false;
     c->pipe.rfd = c->pipe.wfd = -1;
     c->in_pipe = 0;
+    c->mode_chosen = false;
+    c->ring = false;
 }
+
+void ac_copy_no_ring(struct ac_copy *c) { c->mode_chosen = true; }
 
 bool ac_copy_use_splice(struct ac_copy *c)
 {
     c->splice = ac_splice_possible(c->from, c->to);
+    if (c->splice)
+        ac_copy_no_ring(c); /* asked for by name */
     return c->splice;
 }
 

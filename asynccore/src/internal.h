@@ -112,6 +112,12 @@ int ac__reactor_init(struct ac__reactor *r);
 void ac__reactor_destroy(struct ac__reactor *r);
 /* Applies a batch of events to the waker map, then frees deregistered slots. */
 void ac__reactor_dispatch(struct ac_worker *w, const struct ac__poll_event *ev, int n);
+/* The worker's completion operations (uring_op.h): on io_uring with a
+ * buffer ring, else NULL. */
+struct ac__uring *ac__worker_uring(struct ac_worker *w);
+/* io now does its I/O through completion operations: its readiness poll
+ * ends (io_uring) and its registration stays for close. Idempotent. */
+void ac__io_unpoll(struct ac_io *io);
 /* Whether io's backend is edge-triggered (a short read or write may clear
  * readiness: src/stream.c). */
 bool ac__io_edge(const struct ac_io *io);

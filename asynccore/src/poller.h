@@ -60,6 +60,12 @@ AC__POLLER_DECLARE(io_uring)
 int ac__io_uring_close(struct ac__poller *pl, int fd);
 /* io_uring only: submits what is queued now (a caller outside the loop). */
 int ac__io_uring_flush(struct ac__poller *pl);
+/* io_uring only: the ring's completion operations (uring_op.h), or NULL
+ * where the kernel gave no buffer ring. */
+struct ac__uring *ac__io_uring_ops(struct ac__poller *pl);
+/* io_uring only: ends fd's readiness poll, keeping its registration (its
+ * owner moved to completion operations). 0 or -errno. */
+int ac__io_uring_unpoll(struct ac__poller *pl, int fd);
 
 /* A poller backend: its functions and the facts the reactor and the streams
  * rely on. */

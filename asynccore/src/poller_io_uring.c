@@ -31,12 +31,16 @@
 
 #include "asynccore/reactor.h"
 #include "poller.h"
+#include "uring_op.h"
 
-#define WAKE_KEY UINT64_MAX
-#define IGNORE_KEY (UINT64_MAX - 1) /* cancels and closes: their completions mean nothing */
+#define WAKE_KEY AC__URING_WAKE
+#define IGNORE_KEY AC__URING_IGNORE /* cancels and closes: their completions mean nothing */
 #define SQ_ENTRIES 512u
 #define CQ_ENTRIES 4096u
 #define POLL_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP)
+/* In key_of_fd: the descriptor's poll was ended by unpoll() (the reactor's
+ * tokens never have this bit: reactor.c). */
+#define UNPOLLED AC__UOP_TAG
 
 /* The key watched on each descriptor (0: none) and the descriptor under each
  * reactor slot (key's low 32 bits): del() is by descriptor, removal and
@@ -49,6 +53,7 @@ struct ac__poller {
     size_t nfd;
     int *fd_of_slot;
     size_t nslot;
+    struct ac__uring *ops; /* completion operations (uring_op.h); NULL: readiness only */
 };
 
 static struct io_uring_sqe *sqe_get(struct ac__poller *p)
@@ -110,6 +115,10 @@ int ac__io_uring_new(struct ac__poller **out)
         return rc;
     }
     (void)arm(p, p->wakefd, EPOLLIN, WAKE_KEY); /* the queue is empty: cannot fail */
+    /* Without a buffer ring (a kernel before 5.19, memory) the backend
+     * still serves readiness; copies then use their readiness modes. */
+    if (ac__uring_new(&p->ring, &p->ops) < 0)
+        p->ops = NULL;
     *out = p;
     return 0;
 }
@@ -123,6 +132,8 @@ void ac__io_uring_free(struct ac__poller *p)
      * every request still in the kernel; polls own no user memory, so
      * nothing outlives this. */
     (void)ac__io_uring_flush(p);
+    /* Operations still in the kernel own memory: wait for them all. */
+    ac__uring_free(p->ops);
     io_uring_queue_exit(&p->ring);
     close(p->wakefd);
     free(p->key_of_fd);
@@ -180,7 +191,7 @@ int ac__io_uring_del(struct ac__poller *p, int fd)
     /* ASYNC_CANCEL, not POLL_REMOVE: a poll whose completion is under way
      * (armed in this same batch and already ready) makes POLL_REMOVE fail
      * with EALREADY and stay armed; a cancel marks it and it ends. */
-    io_uring_prep_cancel64(sqe, p->key_of_fd[fd], 0);
+    io_uring_prep_cancel64(sqe, p->key_of_fd[fd] & ~UNPOLLED, 0);
     io_uring_sqe_set_data64(sqe, IGNORE_KEY);
     io_uring_sqe_set_flags(sqe, p->sqe_flags_ignore);
     p->key_of_fd[fd] = 0;
@@ -213,6 +224,28 @@ int ac__io_uring_flush(struct ac__poller *p)
      * file reference there, so the socket is closed when this returns. */
     int rc = io_uring_submit_and_get_events(&p->ring);
     return rc < 0 ? rc : 0;
+}
+
+struct ac__uring *ac__io_uring_ops(struct ac__poller *p) { return p->ops; }
+
+int ac__io_uring_unpoll(struct ac__poller *p, int fd)
+{
+    if (fd < 0 || (size_t)fd >= p->nfd || p->key_of_fd[fd] == 0)
+        return -ENOENT;
+    if (p->key_of_fd[fd] & UNPOLLED)
+        return 0;
+    struct io_uring_sqe *sqe = sqe_get(p);
+    if (sqe == NULL)
+        return -EBUSY;
+    /* The registration stays (del and close still find it, by the key
+     * with its tag bit cleared); its poll ends, a completion still under
+     * way no longer matches a live key, and the later cancel by del()
+     * finds nothing, which is harmless. */
+    io_uring_prep_cancel64(sqe, p->key_of_fd[fd], 0);
+    io_uring_sqe_set_data64(sqe, IGNORE_KEY);
+    io_uring_sqe_set_flags(sqe, p->sqe_flags_ignore);
+    p->key_of_fd[fd] |= UNPOLLED;
+    return 0;
 }
 
 int ac__io_uring_rearm(struct ac__poller *p, int fd, uint64_t key, unsigned want)
@@ -256,6 +289,10 @@ static int reap_one(struct ac__poller *p, const struct io_uring_cqe *cqe, struct
     bool more = cqe->flags & IORING_CQE_F_MORE;
     if (key == IGNORE_KEY)
         return 0;
+    if (key != WAKE_KEY && ac__uop_tagged(key)) {
+        ac__uring_complete(p->ops, key, cqe);
+        return 0;
+    }
     if (key == WAKE_KEY) {
         uint64_t v;
         (void)!read(p->wakefd, &v, sizeof(v)); /* EAGAIN: already taken */

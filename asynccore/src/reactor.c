@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #include "internal.h"
+#ifdef AC__HAVE_IO_URING
+#include "uring_op.h"
+#endif
 
 #define NO_SLOT UINT32_MAX
 
@@ -27,9 +30,13 @@ static const uint32_t dir_mask[2] = {
 /* The bits clear_ready() may clear: closed and error states are final. */
 static const uint32_t dir_clearable[2] = {AC_READABLE, AC_WRITABLE};
 
+/* Generations are compared in 31 bits: a token never has bit 63 set, the
+ * io_uring backend's tag for its completion operations (uring_op.h). */
+#define GEN_MASK 0x7fffffffu
+
 static uint64_t token(uint32_t index, uint32_t generation)
 {
-    return (uint64_t)index | (uint64_t)generation << 32;
+    return (uint64_t)index | (uint64_t)(generation & GEN_MASK) << 32;
 }
 
 int ac__reactor_init(struct ac__reactor *r)
@@ -244,7 +251,7 @@ void ac__reactor_dispatch(struct ac_worker *w, const struct ac__poll_event *ev, 
         if (index >= r->len)
             continue;
         struct ac__reg *reg = &r->slots[index];
-        if (!reg->live || reg->generation != generation)
+        if (!reg->live || (reg->generation & GEN_MASK) != generation)
             continue; /* stale: the slot was deregistered (and maybe reused) */
         reg->ready |= ev[i].ready;
         reg->tick++;
@@ -252,7 +259,8 @@ void ac__reactor_dispatch(struct ac_worker *w, const struct ac__poll_event *ev, 
             ac_waker_wake(&reg->waker[AC_DIR_READ]);
         /* Re-index: a waker may deregister or register (slab realloc). */
         reg = &r->slots[index];
-        if (reg->live && reg->generation == generation && (ev[i].ready & dir_mask[AC_DIR_WRITE]))
+        if (reg->live && (reg->generation & GEN_MASK) == generation &&
+            (ev[i].ready & dir_mask[AC_DIR_WRITE]))
             ac_waker_wake(&reg->waker[AC_DIR_WRITE]);
     }
     for (uint32_t i = 0; i < r->nto_free; i++)
@@ -264,6 +272,39 @@ unsigned ac_reactor_registrations(struct ac_worker *w)
 {
     assert(w != NULL && w->magic == AC__WORKER_MAGIC);
     return w->reactor.live;
+}
+
+struct ac__uring *ac__worker_uring(struct ac_worker *w)
+{
+#ifdef AC__HAVE_IO_URING
+    if (w != NULL && w->be->id == AC_BACKEND_IO_URING)
+        return ac__io_uring_ops(w->poller);
+#else
+    (void)w;
+#endif
+    return NULL;
+}
+
+void ac__io_unpoll(struct ac_io *io)
+{
+#ifdef AC__HAVE_IO_URING
+    struct ac__reg *reg = reg_of(io);
+    if (reg != NULL && io->worker->be->id == AC_BACKEND_IO_URING)
+        (void)ac__io_uring_unpoll(io->worker->poller, reg->fd);
+#else
+    (void)io;
+#endif
+}
+
+unsigned ac_reactor_operations(struct ac_worker *w)
+{
+    assert(w != NULL && w->magic == AC__WORKER_MAGIC);
+#ifdef AC__HAVE_IO_URING
+    struct ac__uring *u = ac__worker_uring(w);
+    if (u != NULL)
+        return ac__uring_slots(u);
+#endif
+    return 0;
 }
 
 bool ac__io_edge(const struct ac_io *io) { return io->worker != NULL && io->worker->be->edge; }

@@ -15,6 +15,23 @@
  * cooperative budget behave as in the buffer copy, which remains the
  * fallback (TLS or other stream kinds, splice refused with EINVAL).
  *
+ * On the io_uring backend (where the kernel gave the worker a provided
+ * buffer ring) a copy between two plain sockets registered on the polling
+ * worker uses completion operations instead ("ring mode", chosen at the
+ * first poll, taking precedence over splice): one receive at a time waits
+ * in the kernel without a buffer and is handed one from the worker's
+ * buffer ring when data arrives (at most 16 KiB, or bufsize if smaller);
+ * that very buffer is then sent (no copy) while the next receive waits, and
+ * goes back to the worker when the send completes. Reads, writes and the
+ * waits for them cost no system call of their own: the worker's loop
+ * submits them and reaps their completions in one io_uring_enter per turn.
+ * The source stream's readiness reports end when ring mode starts (its
+ * registration stays, for shutdown and close): after a ring copy a stream
+ * is good for another copy, shutdown and close, not for readiness-based
+ * reads. Dropping the copy cancels what it has in the kernel; the buffers
+ * the kernel may still touch stay alive until the completions arrive
+ * (asynccore/backend.h, "Ownership under io_uring").
+ *
  * ac_copy_bidi runs two copies (a->b and b->a) and is ready when both
  * directions have ended (EOF passed on, or an error). An error in one
  * direction (reset) ends both.
@@ -30,6 +47,8 @@
 #include "asynccore/splice.h"
 #include "asynccore/stream.h"
 
+struct ac__uop; /* an io_uring operation slot (ring mode, owned by the worker) */
+
 struct ac_copy {
     struct ac_future base;
     struct ac_stream *from, *to;
@@ -40,8 +59,17 @@ struct ac_copy {
      * struct, part of every idle connection, as small as before splice. */
     uint32_t bufsize;
     uint32_t pos, end;
-    uint32_t in_pipe;    /* bytes read into the pipe, not yet written */
-    struct ac_pipe pipe; /* lent by the worker's pool while in_pipe > 0 */
+    /* A copy splices or runs in ring mode, never both (ring mode is chosen
+     * at the first poll, before any splice): they share the room. */
+    union {
+        struct {
+            uint32_t in_pipe;    /* bytes read into the pipe, not yet written */
+            struct ac_pipe pipe; /* lent by the worker's pool while in_pipe > 0 */
+        };
+        struct {
+            struct ac__uop *rop, *sop; /* ring mode: the receive and the send in the kernel */
+        };
+    };
     int err;             /* output: 0 or -errno (read or write side) */
     /* Bit-fields: the flags share one word of every idle connection. */
     bool read_eof : 1, shut_done : 1;
@@ -49,16 +77,23 @@ struct ac_copy {
     bool splice : 1;      /* zero-copy mode now (ac_copy_use_splice) */
     bool splice_auto : 1; /* switch between the modes by read size (ac_copy_splice_auto) */
     bool splice_small : 1; /* auto: the last splice was small; buffer copy once drained */
+    bool mode_chosen : 1;  /* the first poll decided on ring mode */
+    bool ring : 1;         /* ring mode (io_uring completion operations) */
 };
 /* bufsize: 0 means 16 KiB. */
 void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *to, size_t bufsize);
 
+/* Keeps c on readiness (the buffer copy, or splice) on io_uring too: no
+ * ring mode. Call after init, before the first poll. */
+void ac_copy_no_ring(struct ac_copy *c);
+
 /* Switches c to splice(2) if both its streams are plain sockets (else it
- * stays a buffer copy). Call after init, before the first poll. Returns
- * whether splice is used. */
+ * stays a buffer copy), also on io_uring (no ring mode then). Call after
+ * init, before the first poll. Returns whether splice is used. */
 bool ac_copy_use_splice(struct ac_copy *c);
 
-/* Splices only while the traffic is bulk (HAProxy's splice-auto): the copy
+/* Splices only while the traffic is bulk (HAProxy's splice-auto; where
+ * ring mode applies, ring mode is used instead): the copy
  * starts as a buffer copy, switches to splice(2) after a read that fills the
  * whole buffer, and back to the buffer copy once a splice moved less than a
  * buffer's worth. Small messages (requests and responses) then cost one

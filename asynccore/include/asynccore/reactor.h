@@ -87,5 +87,10 @@ void ac_io_clear_ready(struct ac_io *io, enum ac_direction dir, struct ac_ready_
 
 /* Number of live registrations on w (for tests: nothing leaks). */
 unsigned ac_reactor_registrations(struct ac_worker *w);
+/* Completion operations of w (io_uring: the slots a copy in ring mode
+ * uses, asynccore/copy.h) not yet given back: in the kernel, cancelled and
+ * waiting for their completion, or waiting for their owner. 0 on other
+ * backends. For tests: nothing leaks. */
+unsigned ac_reactor_operations(struct ac_worker *w);
 
 #endif

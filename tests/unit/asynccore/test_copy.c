@@ -72,6 +72,7 @@ static void test_copy_8mib_half_close(void **state)
     peer_start(&dst);
 
     ac_copy_init(&c, &sa, &sb, 0);
+    ac_copy_no_ring(&c); /* the buffer copy's remainder, on every backend */
     c.activity = &act;
     assert_int_equal(ac_block_on(f->w, &wt.base), 0);
     assert_int_equal(c.err, 0);
@@ -243,6 +244,7 @@ static void test_copy_buffer_freed_when_drained(void **state)
     assert_int_equal(pthread_create(&ls.tid, NULL, late_shut_main, &ls), 0);
 
     ac_copy_init(&c, &sa, &sb, 0);
+    ac_copy_no_ring(&c); /* the buffer copy's remainder, on every backend */
     struct idle_check k = {.base.vt = &idle_check_vt, .c = &c, .dst = &dst, .total = total,
                            .deadline = ac_clock_now_ms() + 10000};
     ac_sleep_init(&k.tick, 5);
@@ -298,6 +300,7 @@ static void test_copy_drop_with_buffer(void **state)
     peer_start(&src);
 
     ac_copy_init(&c, &sa, &sb, 0);
+    ac_copy_no_ring(&c); /* the buffer copy's remainder, on every backend */
     struct poll_until_buffer p = {.base.vt = &pub_vt, .c = &c};
     assert_int_equal(ac_block_on(f->w, &p.base), 0);
     assert_non_null(c.buf);

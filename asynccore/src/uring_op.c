@@ -1,0 +1,372 @@
+/* asynccore: completion operations on a worker's io_uring (uring_op.h has
+ * the ownership rule): operation slots, the provided buffer ring, and the
+ * completions that end them.
+ */
+#include "uring_op.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "poller.h"
+
+#define BGID 0
+/* Ring entries: buffers waiting for data. Each one a receive fills is
+ * replaced at once, so this bounds only how many receives one kernel pass
+ * can complete; a small ring keeps the pages it touches few. */
+#define RING_ENTRIES 64u
+#define BUF_CACHE_MAX 64u
+#define SLOT_CACHE_MAX 1024u
+/* Teardown waits at most this long for the kernel's last completions. */
+#define DRAIN_ROUNDS 200
+#define DRAIN_WAIT_NS 10000000LL
+
+struct ac__uring {
+    struct io_uring *ring;
+    struct io_uring_buf_ring *br;
+    unsigned char *inring[RING_ENTRIES]; /* the buffer under each buffer id; NULL: missing */
+    uint16_t missing[RING_ENTRIES];      /* ids whose refill failed */
+    unsigned nmissing;
+    unsigned char *cache; /* free buffers, linked through their first bytes */
+    unsigned ncache;
+    struct ac__uop *free_slots;
+    unsigned nfree_slots;
+    unsigned inflight, slots;
+    unsigned skip_flags; /* IOSQE_CQE_SKIP_SUCCESS where the kernel has it */
+};
+
+static uint64_t tag(const struct ac__uop *op) { return (uint64_t)(uintptr_t)op | AC__UOP_TAG; }
+static struct ac__uop *untag(uint64_t data) { return (struct ac__uop *)(uintptr_t)(data & ~AC__UOP_TAG); }
+
+static struct io_uring_sqe *sqe_get(struct ac__uring *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(u->ring);
+    if (sqe == NULL) {
+        (void)io_uring_submit(u->ring); /* the queue is full: submit it now */
+        sqe = io_uring_get_sqe(u->ring);
+    }
+    return sqe;
+}
+
+/* ---- buffers ---- */
+
+static unsigned char *buf_get(struct ac__uring *u)
+{
+    unsigned char *b = u->cache;
+    if (b != NULL) {
+        memcpy(&u->cache, b, sizeof(u->cache));
+        u->ncache--;
+        return b;
+    }
+    return malloc(AC__URING_BUF_SIZE);
+}
+
+static void ring_add(struct ac__uring *u, unsigned char *b, uint16_t bid)
+{
+    u->inring[bid] = b;
+    io_uring_buf_ring_add(u->br, b, AC__URING_BUF_SIZE, bid, io_uring_buf_ring_mask(RING_ENTRIES), 0);
+    io_uring_buf_ring_advance(u->br, 1);
+}
+
+void ac__uring_buf_put(struct ac__uring *u, unsigned char *b)
+{
+    if (b == NULL)
+        return;
+    if (u->nmissing > 0) {
+        ring_add(u, b, u->missing[--u->nmissing]);
+        return;
+    }
+    if (u->ncache < BUF_CACHE_MAX) {
+        memcpy(b, &u->cache, sizeof(u->cache));
+        u->cache = b;
+        u->ncache++;
+        return;
+    }
+    free(b);
+}
+
+/* The buffer a receive completion names leaves the ring; its entry is
+ * refilled at once. */
+static unsigned char *ring_take(struct ac__uring *u, unsigned bid)
+{
+    if (bid >= RING_ENTRIES || u->inring[bid] == NULL)
+        return NULL; /* not one of ours: cannot happen */
+    unsigned char *b = u->inring[bid];
+    u->inring[bid] = NULL;
+    unsigned char *fresh = buf_get(u);
+    if (fresh != NULL)
+        ring_add(u, fresh, (uint16_t)bid);
+    else
+        u->missing[u->nmissing++] = (uint16_t)bid;
+    return b;
+}
+
+/* ---- slots ---- */
+
+static struct ac__uop *slot_get(struct ac__uring *u)
+{
+    struct ac__uop *op = u->free_slots;
+    if (op != NULL) {
+        u->free_slots = op->next;
+        u->nfree_slots--;
+    } else if ((op = malloc(sizeof(*op))) == NULL) {
+        return NULL;
+    }
+    *op = (struct ac__uop){.waker = AC_WAKER_NONE, .u = u};
+    u->slots++;
+    return op;
+}
+
+static void slot_put(struct ac__uring *u, struct ac__uop *op)
+{
+    ac_waker_drop(&op->waker);
+    ac__uring_buf_put(u, op->buf);
+    op->buf = NULL;
+    op->state = 0;
+    u->slots--;
+    if (u->nfree_slots < SLOT_CACHE_MAX) {
+        op->next = u->free_slots;
+        u->free_slots = op;
+        u->nfree_slots++;
+        return;
+    }
+    free(op);
+}
+
+/* ---- submission ---- */
+
+static int submit_recv(struct ac__uring *u, struct ac__uop *op)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_recv(sqe, op->fd, NULL, op->len, 0);
+    io_uring_sqe_set_flags(sqe, IOSQE_BUFFER_SELECT);
+    sqe->buf_group = BGID;
+    io_uring_sqe_set_data64(sqe, tag(op));
+    return 0;
+}
+
+static int submit_send(struct ac__uring *u, struct ac__uop *op)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (sqe == NULL)
+        return -EBUSY;
+    /* MSG_WAITALL: the kernel itself goes on after a partial send on a
+     * stream socket, so the completion normally reports all of it. */
+    io_uring_prep_send(sqe, op->fd, op->buf + op->off, op->len - op->off,
+                       MSG_NOSIGNAL | MSG_WAITALL);
+    io_uring_sqe_set_data64(sqe, tag(op));
+    return 0;
+}
+
+int ac__uop_recv(struct ac__uring *u, int fd, uint32_t len, struct ac__uop **out)
+{
+    struct ac__uop *op = slot_get(u);
+    if (op == NULL)
+        return -ENOMEM;
+    op->kind = AC__UOP_RECV;
+    op->fd = fd;
+    op->len = len < AC__URING_BUF_SIZE ? len : AC__URING_BUF_SIZE;
+    int rc = submit_recv(u, op);
+    if (rc < 0) {
+        slot_put(u, op);
+        return rc;
+    }
+    op->state = AC__UOP_BUSY;
+    u->inflight++;
+    *out = op;
+    return 0;
+}
+
+int ac__uop_send(struct ac__uring *u, int fd, unsigned char *buf, uint32_t len, struct ac__uop **out)
+{
+    struct ac__uop *op = slot_get(u);
+    if (op == NULL) {
+        ac__uring_buf_put(u, buf);
+        return -ENOMEM;
+    }
+    op->kind = AC__UOP_SEND;
+    op->fd = fd;
+    op->buf = buf;
+    op->len = len;
+    int rc = submit_send(u, op);
+    if (rc < 0) {
+        slot_put(u, op); /* gives buf back */
+        return rc;
+    }
+    op->state = AC__UOP_BUSY;
+    u->inflight++;
+    *out = op;
+    return 0;
+}
+
+void ac__uop_release(struct ac__uop *op)
+{
+    if (op == NULL)
+        return;
+    struct ac__uring *u = op->u;
+    if (op->state != AC__UOP_BUSY) {
+        slot_put(u, op);
+        return;
+    }
+    /* In the kernel: it may still fill or read op->buf. The slot becomes an
+     * orphan, freed by its completion, which the cancel hastens (a send or
+     * receive waiting on its socket ends with -ECANCELED). */
+    ac_waker_drop(&op->waker);
+    op->state = AC__UOP_ORPHAN;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (sqe == NULL)
+        return; /* no entry even after a submit: it ends by itself, or at teardown */
+    io_uring_prep_cancel64(sqe, tag(op), 0);
+    io_uring_sqe_set_data64(sqe, AC__URING_IGNORE);
+    io_uring_sqe_set_flags(sqe, u->skip_flags);
+}
+
+unsigned char *ac__uop_take_buf(struct ac__uop *op)
+{
+    unsigned char *b = op->buf;
+    op->buf = NULL;
+    return b;
+}
+
+/* ---- completions ---- */
+
+/* A receive's completion: 1 if the operation is over, 0 if it went on. */
+static int recv_done(struct ac__uring *u, struct ac__uop *op, const struct io_uring_cqe *cqe)
+{
+    unsigned char *b = NULL;
+    if (cqe->flags & IORING_CQE_F_BUFFER)
+        b = ring_take(u, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    if (op->state == AC__UOP_BUSY && cqe->res == -ENOBUFS && u->nmissing < RING_ENTRIES &&
+        submit_recv(u, op) == 0)
+        return 0; /* the ring ran dry in that kernel pass; refilled since */
+    if (cqe->res > 0 && op->state == AC__UOP_BUSY)
+        op->buf = b;
+    else
+        ac__uring_buf_put(u, b);
+    op->res = cqe->res;
+    return 1;
+}
+
+static int send_done(struct ac__uring *u, struct ac__uop *op, const struct io_uring_cqe *cqe)
+{
+    if (op->state == AC__UOP_BUSY && cqe->res > 0 && op->off + (uint32_t)cqe->res < op->len) {
+        op->off += (uint32_t)cqe->res;
+        if (submit_send(u, op) == 0)
+            return 0;
+        op->res = -EBUSY;
+        return 1;
+    }
+    op->res = cqe->res > 0 ? (int32_t)op->len : cqe->res;
+    return 1;
+}
+
+void ac__uring_complete(struct ac__uring *u, uint64_t data, const struct io_uring_cqe *cqe)
+{
+    struct ac__uop *op = untag(data);
+    int over = op->kind == AC__UOP_RECV ? recv_done(u, op, cqe) : send_done(u, op, cqe);
+    if (!over)
+        return;
+    u->inflight--;
+    if (op->state == AC__UOP_ORPHAN) {
+        slot_put(u, op);
+        return;
+    }
+    op->state = AC__UOP_DONE;
+    ac_waker_wake(&op->waker);
+}
+
+/* ---- lifetime ---- */
+
+int ac__uring_new(struct io_uring *ring, struct ac__uring **out)
+{
+    struct ac__uring *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return -ENOMEM;
+    u->ring = ring;
+    u->skip_flags = (ring->features & IORING_FEAT_CQE_SKIP) ? IOSQE_CQE_SKIP_SUCCESS : 0;
+    size_t size = RING_ENTRIES * sizeof(struct io_uring_buf);
+    void *mem;
+    int rc = posix_memalign(&mem, (size_t)sysconf(_SC_PAGESIZE), size);
+    if (rc != 0) {
+        free(u);
+        return -rc;
+    }
+    memset(mem, 0, size);
+    u->br = mem;
+    io_uring_buf_ring_init(u->br);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = RING_ENTRIES, .bgid = BGID};
+    if ((rc = io_uring_register_buf_ring(ring, &reg, 0)) < 0) {
+        free(mem);
+        free(u);
+        return rc;
+    }
+    for (unsigned i = 0; i < RING_ENTRIES; i++) {
+        unsigned char *b = malloc(AC__URING_BUF_SIZE);
+        if (b == NULL)
+            u->missing[u->nmissing++] = (uint16_t)i;
+        else
+            ring_add(u, b, (uint16_t)i);
+    }
+    *out = u;
+    return 0;
+}
+
+/* Reaps completions until no operation is left in the kernel (bounded):
+ * the others (polls, closes) mean nothing any more at teardown. */
+static void drain(struct ac__uring *u)
+{
+    for (int round = 0; round < DRAIN_ROUNDS && u->inflight > 0; round++) {
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = DRAIN_WAIT_NS};
+        int rc = io_uring_submit_and_wait_timeout(u->ring, &cqe, 1, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR)
+            break;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(u->ring, head, cqe)
+        {
+            seen++;
+            uint64_t data = io_uring_cqe_get_data64(cqe);
+            if (data != AC__URING_IGNORE && data != AC__URING_WAKE && ac__uop_tagged(data))
+                ac__uring_complete(u, data, cqe);
+        }
+        io_uring_cq_advance(u->ring, seen);
+    }
+}
+
+void ac__uring_free(struct ac__uring *u)
+{
+    if (u == NULL)
+        return;
+    if (u->inflight > 0) {
+        struct io_uring_sqe *sqe = sqe_get(u);
+        if (sqe != NULL) {
+            io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+            io_uring_sqe_set_data64(sqe, AC__URING_IGNORE);
+        }
+        drain(u);
+    }
+    (void)io_uring_unregister_buf_ring(u->ring, BGID);
+    for (unsigned i = 0; i < RING_ENTRIES; i++)
+        free(u->inring[i]);
+    while (u->cache != NULL) {
+        unsigned char *b = u->cache;
+        memcpy(&u->cache, b, sizeof(u->cache));
+        free(b);
+    }
+    while (u->free_slots != NULL) {
+        struct ac__uop *op = u->free_slots;
+        u->free_slots = op->next;
+        free(op);
+    }
+    free(u->br);
+    free(u);
+}
+
+unsigned ac__uring_inflight(const struct ac__uring *u) { return u->inflight; }
+unsigned ac__uring_slots(const struct ac__uring *u) { return u->slots; }
