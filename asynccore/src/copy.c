@@ -340,36 +340,46 @@ static ac_poll_t ring_fail(struct ac_copy *c, int err)
     return AC_READY;
 }
 
-/* Waits for op to complete: false (Pending, waker stored) while it is in
- * the kernel. */
-static bool ring_done(struct ac__uop *op, struct ac_context *cx)
+/* Collects a finished send: false (c->err set) if it failed. */
+static bool ring_sent(struct ac_copy *c, struct ac_context *cx)
 {
-    if (op->state == AC__UOP_BUSY) {
-        ac_waker_register(&op->waker, cx->waker);
+    int32_t res = c->sop->res;
+    ac__uop_release(c->sop);
+    c->sop = NULL;
+    if (res < 0) {
+        ring_fail(c, res);
         return false;
     }
+    c->bytes += (uint64_t)res;
+    note_activity(c, cx);
     return true;
 }
 
+/* How much the next receive asks for: bufsize, or a whole ring buffer
+ * after a receive that filled what it asked for (bulk data is waiting:
+ * fewer, larger operations, as the splice mode moves a pipe's worth). */
+static uint32_t ring_want(const struct ac_copy *c)
+{
+    return c->ring_bulk ? AC__URING_BUF_SIZE : c->bufsize;
+}
+
 /* One send in flight and one receive: the receive of the next bytes waits
- * in the kernel while the last ones go out, and the copy wakes for the
- * send's completion before it looks at the receive's (order kept). */
+ * in the kernel while the last ones go out. The task is woken by a send's
+ * completion only when it waits for it (received bytes to send next, or
+ * the EOF to pass on); otherwise the send is collected at the next wake,
+ * its buffer already back with the worker. Bytes keep their order: a
+ * send starts only once the one before it completed. */
 static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
 {
     struct ac__uring *u = ac__worker_uring(cx->worker);
     for (;;) {
-        if (c->sop != NULL) {
-            if (!ring_done(c->sop, cx))
-                return AC_PENDING;
-            int32_t res = c->sop->res;
-            ac__uop_release(c->sop);
-            c->sop = NULL;
-            if (res < 0)
-                return ring_fail(c, res);
-            c->bytes += (uint64_t)res;
-            note_activity(c, cx);
-        }
+        if (c->sop != NULL && c->sop->state != AC__UOP_BUSY && !ring_sent(c, cx))
+            return AC_READY;
         if (c->read_eof) {
+            if (c->sop != NULL) {
+                ac_waker_register(&c->sop->waker, cx->waker);
+                return AC_PENDING;
+            }
             if (c->no_shutdown) {
                 c->shut_done = true;
                 return AC_READY;
@@ -379,11 +389,18 @@ static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
         if (!ac_coop_proceed(cx))
             return AC_PENDING;
         int r;
-        if (c->rop == NULL && (r = ac__uop_recv(u, c->from->io.fd, c->bufsize, &c->rop)) < 0)
+        if (c->rop == NULL && (r = ac__uop_recv(u, c->from->io.fd, ring_want(c), &c->rop)) < 0)
             return ring_fail(c, r);
-        if (!ring_done(c->rop, cx))
+        if (c->rop->state == AC__UOP_BUSY) {
+            ac_waker_register(&c->rop->waker, cx->waker);
             return AC_PENDING;
+        }
+        if (c->rop->res > 0 && c->sop != NULL) {
+            ac_waker_register(&c->sop->waker, cx->waker); /* bytes to send next */
+            return AC_PENDING;
+        }
         int32_t n = c->rop->res;
+        uint32_t asked = c->rop->len;
         unsigned char *b = ac__uop_take_buf(c->rop);
         ac__uop_release(c->rop);
         c->rop = NULL;
@@ -395,9 +412,10 @@ static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
             continue;
         }
         note_activity(c, cx);
+        c->ring_bulk = (uint32_t)n == asked;
         if ((r = ac__uop_send(u, c->to->io.fd, b, (uint32_t)n, &c->sop)) < 0)
             return ring_fail(c, r);
-        if ((r = ac__uop_recv(u, c->from->io.fd, c->bufsize, &c->rop)) < 0)
+        if ((r = ac__uop_recv(u, c->from->io.fd, ring_want(c), &c->rop)) < 0)
             return ring_fail(c, r);
     }
 }
@@ -494,6 +512,7 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
     c->in_pipe = 0;
     c->mode_chosen = false;
     c->ring = false;
+    c->ring_bulk = false;
 }
 
 void ac_copy_no_ring(struct ac_copy *c) { c->mode_chosen = true; }

@@ -42,8 +42,9 @@ struct io_uring;
 struct io_uring_cqe;
 struct ac__uring;
 
-/* Bytes per provided buffer: the most one receive returns. */
-#define AC__URING_BUF_SIZE (16u * 1024u)
+/* Bytes per provided buffer: the most one receive returns (a copy asks for
+ * its bufsize, and for all of it while data is bulk: copy.c). */
+#define AC__URING_BUF_SIZE (64u * 1024u)
 
 enum ac__uop_state { AC__UOP_BUSY = 1, AC__UOP_DONE, AC__UOP_ORPHAN };
 enum ac__uop_kind { AC__UOP_RECV = 1, AC__UOP_SEND };

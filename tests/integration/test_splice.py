@@ -148,7 +148,7 @@ def test_paused_reader_bounded_memory():
     pipe hold the backlog, not ferryd), a pipe is lent while bytes are stuck,
     and after the pause every byte arrives intact. On io_uring the copy runs
     in ring mode instead (asynccore/copy.h): no pipe, the stuck bytes wait
-    in at most two 16 KiB buffers per direction, and the bound is the same."""
+    in at most two 64 KiB buffers per direction, and the bound is the same."""
     b = start_backend("echo")
     port = free_port()
     f = start_ferry(one_worker(port, b.port))

@@ -17,21 +17,26 @@
  *
  * Ownership under io_uring. What the kernel holds is described by requests
  * in the worker's ring, and the rule is: nothing a request may still write
- * to is freed before its completion arrives. Today's backend lends the
- * kernel no memory at all: its requests are multishot polls (a token, no
- * buffer), cancels and closes, so a future dropped while it waits only
- * drops its waker, as on epoll; its registration's poll is cancelled when
- * the registration goes, and a completion for a cancelled or reused token
- * is recognised by its generation and ignored. Closes and cancels queued
- * by a loop turn are submitted with its one io_uring_enter, at once from
- * outside the worker's loop, when a loop returns and when the runtime is
- * freed, so a descriptor closed through ac_io_close is closed by then.
- * Completion operations that lend memory (a recv or send buffer, an address)
- * must keep it in an operation slot owned by the worker, not by the future:
- * dropping the future cancels the operation, and the slot and its buffer
- * are freed when the completion arrives (teardown waits for every one).
- * Those are not built: reads, writes, accepts and connects are readiness
- * plus one system call on every backend.
+ * to (or read from) is freed before its completion arrives.
+ *   - Readiness: multishot polls lend the kernel no memory (a token), so a
+ *     future dropped while it waits only drops its waker, as on epoll; a
+ *     registration's poll is cancelled when the registration goes, and a
+ *     completion for a cancelled or reused token is recognised by its
+ *     generation and ignored.
+ *   - Completion operations (a copy between plain sockets in ring mode,
+ *     asynccore/copy.h): a receive takes a buffer from the worker's
+ *     provided buffer ring only when data arrives, and a send reads the
+ *     buffer it was given. Each operation lives in a slot the worker owns,
+ *     not in the future: dropping the future cancels the operation, and
+ *     the slot with its buffer is freed when the completion arrives. At
+ *     teardown the worker cancels what is left and waits for every
+ *     completion before it frees a slot or a buffer.
+ *     ac_reactor_operations() counts the slots not yet given back.
+ * Closes and cancels queued by a loop turn are submitted with its one
+ * io_uring_enter (at once from outside the worker's loop, when a loop
+ * returns and when the runtime is freed), so a descriptor closed through
+ * ac_io_close is closed by then. Accepts, connects and shutdowns are
+ * readiness plus one system call on every backend.
  */
 #ifndef ASYNCCORE_BACKEND_H
 #define ASYNCCORE_BACKEND_H

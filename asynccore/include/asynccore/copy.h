@@ -20,7 +20,8 @@
  * worker uses completion operations instead ("ring mode", chosen at the
  * first poll, taking precedence over splice): one receive at a time waits
  * in the kernel without a buffer and is handed one from the worker's
- * buffer ring when data arrives (at most 16 KiB, or bufsize if smaller);
+ * buffer ring when data arrives (bufsize at most, or a whole 64 KiB
+ * buffer after a receive that filled bufsize: bulk data);
  * that very buffer is then sent (no copy) while the next receive waits, and
  * goes back to the worker when the send completes. Reads, writes and the
  * waits for them cost no system call of their own: the worker's loop
@@ -79,6 +80,7 @@ struct ac_copy {
     bool splice_small : 1; /* auto: the last splice was small; buffer copy once drained */
     bool mode_chosen : 1;  /* the first poll decided on ring mode */
     bool ring : 1;         /* ring mode (io_uring completion operations) */
+    bool ring_bulk : 1;    /* ring mode: the last receive filled what it asked for */
 };
 /* bufsize: 0 means 16 KiB. */
 void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *to, size_t bufsize);
