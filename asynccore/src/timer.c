@@ -58,8 +58,8 @@ static void place(struct ac__wheel *wh, struct ac_timer_entry *e)
     if (slot == now_slot && level == AC__WHEEL_LEVELS - 1)
         slot = (now_slot + AC__WHEEL_SLOTS - 1) & (unsigned)SLOT_MASK;
     struct ac_timer_entry **head = &wh->slots[level][slot];
-    e->level = level;
-    e->slot = slot;
+    e->level = (uint8_t)level;
+    e->slot = (uint8_t)slot;
     e->prev = NULL;
     e->next = *head;
     if (*head != NULL)

@@ -24,6 +24,9 @@
 #define AC__WHEEL_SLOTS 64u
 /* entry->level of an entry on the expired list. */
 #define AC__WHEEL_EXPIRED AC__WHEEL_LEVELS
+/* ac_timer_entry keeps level and slot in a byte each. */
+_Static_assert(AC__WHEEL_EXPIRED <= UINT8_MAX && AC__WHEEL_SLOTS <= UINT8_MAX + 1u,
+               "a wheel entry's level and slot are bytes");
 
 struct ac__wheel {
     uint64_t elapsed;

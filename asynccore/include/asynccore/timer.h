@@ -17,13 +17,15 @@
 
 struct ac_worker;
 
-/* An intrusive wheel entry (internal fields; do not touch). */
+/* An intrusive wheel entry (internal fields; do not touch). Small: every
+ * idle connection holds one (its idle timer), so level (< 8) and slot
+ * (< 64) are bytes and share a word with fired. */
 struct ac_timer_entry {
     struct ac_timer_entry *next, *prev;
     uint64_t deadline;
     struct ac_waker waker;
     struct ac_worker *worker; /* NULL: not in a wheel */
-    unsigned level, slot;
+    uint8_t level, slot;
     bool fired;
 };
 
