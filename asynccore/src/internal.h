@@ -88,15 +88,20 @@ void ac__task_cache_put(struct ac_worker *w, struct ac_task *t);
 void ac__task_cache_clear(struct ac__task_cache *c);
 
 /* ---- the reactor's waker map (reactor.c) ---- */
+/* One registered descriptor: 48 bytes, two per proxied connection (hence
+ * the union and the narrow ready). */
 struct ac__reg {
     uint32_t generation;
-    uint32_t next_free; /* free-list link */
-    int fd;
-    bool live;
-    uint32_t ready; /* readiness bits */
+    union {
+        int fd;             /* live */
+        uint32_t next_free; /* free: the free-list link */
+    };
     uint32_t tick;  /* bumped by every event for this slot */
+    uint16_t ready; /* readiness bits (AC_READABLE ... AC_ERROR: five) */
+    bool live;
     struct ac_waker waker[2];
 };
+_Static_assert(sizeof(struct ac__reg) <= 48, "a reactor registration outgrew its 48 bytes");
 
 struct ac__reactor {
     struct ac__reg *slots;

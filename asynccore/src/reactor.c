@@ -231,7 +231,7 @@ void ac_io_clear_ready(struct ac_io *io, enum ac_direction dir, struct ac_ready_
     struct ac__reg *reg = reg_of(io);
     if (reg == NULL || reg->tick != ev.tick)
         return; /* a newer event arrived: the readiness it brought stays */
-    reg->ready &= ~(ev.ready & dir_clearable[dir]);
+    reg->ready = (uint16_t)(reg->ready & ~(ev.ready & dir_clearable[dir]));
     unsigned want = 0;
     if ((reg->ready & dir_mask[AC_DIR_READ]) == 0)
         want |= AC__WANT_READ;
@@ -253,7 +253,7 @@ void ac__reactor_dispatch(struct ac_worker *w, const struct ac__poll_event *ev, 
         struct ac__reg *reg = &r->slots[index];
         if (!reg->live || (reg->generation & GEN_MASK) != generation)
             continue; /* stale: the slot was deregistered (and maybe reused) */
-        reg->ready |= ev[i].ready;
+        reg->ready = (uint16_t)(reg->ready | ev[i].ready);
         reg->tick++;
         if (ev[i].ready & dir_mask[AC_DIR_READ])
             ac_waker_wake(&reg->waker[AC_DIR_READ]);
