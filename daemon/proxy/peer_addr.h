@@ -4,7 +4,8 @@
  * A connection keeps two (its client, and the address the client connected
  * to), so it stores those inline and keeps the rare long form (a Unix
  * address with a path: a bound Unix client, a PROXY v2 AF_UNIX header) in a
- * separate allocation.
+ * separate allocation, its pointer in place of the inline form (len tells
+ * which). 32 bytes with 4-byte alignment: a pointer member would make it 40.
  */
 #ifndef FERRY_PEER_ADDR_H
 #define FERRY_PEER_ADDR_H
@@ -17,9 +18,8 @@ struct ferry_peer_addr {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
-    } u;
-    socklen_t len;          /* 0: not known */
-    struct sockaddr *spill; /* the address when longer than u (owned), else NULL */
+    } u; /* len > sizeof(u): u's first bytes hold a pointer to the address (owned) */
+    socklen_t len; /* 0: not known */
 };
 
 /* Stores sa (len bytes, at most a sockaddr_storage), replacing what was
