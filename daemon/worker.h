@@ -70,6 +70,13 @@ int ferry_worker_conns(struct ferry_worker *fw, struct ferry_conn_snapshot **out
  * sees s in maint and ends with end=maint. */
 void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_stats *s);
 
+/* On fw's own thread, once fw's drain signal is set: wakes each of fw's
+ * connections that is forwarding, so that it ends with end=drained. The run
+ * phase reads the signal when polled rather than waiting on it (a waiter
+ * would be 56 more bytes in every idle connection); the shorter phases wait
+ * on it themselves. */
+void ferry_conn_wake_running(struct ferry_worker *fw);
+
 /* On fw's own thread: `shutdown conn ID`. Marks fw's connection `id` to end
  * at once (end=killed, closed_by=proxy, both sockets closed) and wakes it;
  * false when fw has no such connection (or it is ending already). */

@@ -57,6 +57,7 @@ static void cut_drain(struct ferry_worker *fw, void *arg)
 {
     (void)arg;
     ac_local_notify_all(&fw->drain);
+    ferry_conn_wake_running(fw); /* forwarding connections read the signal when polled */
 }
 
 int ferry_worker_cut(struct ferry_worker *fw) { return ferry_worker_run(fw, cut_drain, NULL, NULL); }

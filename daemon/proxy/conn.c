@@ -6,7 +6,7 @@
  *      then the TLS handshake or the ClientHello peek
  *   -> route, then the upstream phase (pick, connect under connect_timeout,
  *      retries, PROXY header out, TLS to the server: upstream.h)
- *   -> the run phase: select(copy_bidi(client, server), idle timer, drain signal)
+ *   -> the run phase: copy_bidi(client, server), the idle timer, the drain signal
  *
  * Each phase is a typed sub-future with its own enter and leave, and
  * conn_enter is the one place that moves between them: it drops the current
@@ -27,9 +27,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "asynccore/combinators.h"
 #include "asynccore/copy.h"
 #include "asynccore/net.h"
+#include "asynccore/timer.h"
 #include "asynccore/tls.h"
 #include "balance.h"
 #include "client_table.h"
@@ -77,15 +77,6 @@ static const char *const side_names[] = {
     [SIDE_PROXY] = "proxy",
 };
 
-/* Ready when nothing moved for idle_ms. Re-armed lazily: the copies only
- * stamp *activity; the sleep is moved when it fires early. */
-struct idle_fut {
-    struct ac_future base;
-    struct ac_sleep sleep;
-    const uint64_t *activity;
-    uint64_t idle_ms;
-};
-
 /* The upstream phase: reaching a server, and the PROXY header it is sent
  * (ferry_upstream borrows it until it is done). */
 struct conn_upstream {
@@ -95,13 +86,14 @@ struct conn_upstream {
     size_t proxy_out_len;
 };
 
-/* The run phase: the copy, where an idle connection waits. */
+/* The run phase: the copy, where an idle connection waits, and its idle
+ * timer. phase_run polls the two itself, and reads the worker's drain flag
+ * (woken through the worker's list, ferry_conn_wake_running): no select,
+ * no waiter on the drain signal, none of their bytes in every idle
+ * connection. */
 struct conn_run {
     struct ac_copy_bidi copy;
-    struct idle_fut idle;
-    struct ac_local_notified drain; /* a stop's drain_timeout ended: give up */
-    struct ac_future *futs[3];
-    struct ac_select_n sel;
+    struct ac_sleep idle; /* nothing moved for idle_timeout; re-armed lazily (idle_expired) */
 };
 
 /* The TLS streams over the sockets, when either side speaks TLS. The
@@ -116,34 +108,39 @@ struct conn_extra {
     char *reason_text; /* why a handshake or the last connect failed (access log) */
     char *sni;         /* a passed-through ClientHello's server name */
     struct ferry_client_slot *client_slot; /* held against max_connections_per_client */
+    struct ferry_peer_addr local; /* the address a PROXY header says the client reached */
 };
 
 struct ferry_conn {
     struct ac_future base;
     uint32_t magic;
-    uint8_t phase;     /* enum conn_phase */
-    uint8_t end;       /* enum conn_end */
-    uint8_t closed_by; /* enum conn_side */
+    /* The small fields share the word after magic (every idle connection
+     * pays each byte): */
+    uint8_t phase;   /* enum conn_phase */
+    uint8_t end;     /* enum conn_end */
+    uint8_t retries; /* attempts after the first (a backend's retries is at most 100) */
+    unsigned closed_by : 2; /* enum conn_side */
     bool backend_counted : 1, server_counted : 1;
     bool slot_held : 1; /* a slot of the server (its max_connections, queue.h) */
     bool killed : 1;    /* `shutdown conn`: end at the next poll (ferry_conn_kill) */
+    /* Which stream each side is read through (cs(), ss()): TLS over the
+     * socket, or the socket itself. Two bits instead of two pointers. */
+    bool client_tls : 1, server_tls : 1;
     struct ac_waker self; /* lets the runtime API wake us (maint, shutdown conn) */
     struct ac_link link; /* in the worker's list */
     struct ferry_worker *fw;
     struct ferry_gen *gen;
     uint32_t lidx;
     int32_t bidx, sidx;
-    uint32_t retries;
+    uint32_t connect_ms; /* saturates (connect_timeout is far shorter) */
     uint64_t id, start_us, last_activity; /* start_us: ac_clock_now_us() at accept */
-    uint64_t connect_ms;
     struct ferry_permits permits;
-    struct ferry_peer_addr client, local;
+    struct ferry_peer_addr client;
     const char *reason; /* end=rejected / handshake_failed: why (access log) */
     struct conn_extra *extra;
 
     struct ac_stream cplain, splain;
     struct conn_tls *tls; /* NULL: plain on both sides */
-    struct ac_stream *cs, *ss;
 
     /* Bytes accounted into the stats so far (also what `show conns` shows). */
     uint64_t acct_in, acct_out;
@@ -155,34 +152,29 @@ struct ferry_conn {
     } ph;
 };
 
-/* Idle memory is the price of every held connection: at most 1.6 KiB per
- * idle plain connection (RSS over 5,000 held, everything included: this
- * struct, the task, the reactor's registrations). Before the phases were
- * split it was 1520 bytes (1.7 KiB idle); 752 now (about 1.0 KiB idle; 16 of them the two copies' io_uring operation slots). A
- * field added here is paid by every idle connection: put what few need in
- * conn_extra, what one phase needs in that phase. */
-_Static_assert(sizeof(struct ferry_conn) <= 752, "struct ferry_conn outgrew its budget");
-
-/* ---- the idle timer ---- */
-
-static ac_poll_t idle_poll(struct ac_future *f, struct ac_context *cx)
-{
-    struct idle_fut *t = (struct idle_fut *)f;
-    for (;;) {
-        if (ac_future_poll(&t->sleep.base, cx) == AC_PENDING)
-            return AC_PENDING;
-        uint64_t due = *t->activity + t->idle_ms;
-        if (due <= ac_worker_now_ms(cx->worker))
-            return AC_READY;
-        ac_sleep_reset(&t->sleep, due);
-    }
-}
-
-static void idle_drop(struct ac_future *f) { ac_future_drop(&((struct idle_fut *)f)->sleep.base); }
-
-static const struct ac_future_vtable idle_vt = {idle_poll, idle_drop};
+/* Idle memory is the price of every held connection: at most 1.0 KiB per
+ * idle plain connection on every backend (RSS over 5,000 held, everything
+ * included: this struct, the task, the reactor's registrations, and on
+ * io_uring the in-flight receives). Before the phases were split it was
+ * 1520 bytes (1.7 KiB idle); 752 with them (about 1.0 KiB idle; 16 of
+ * them the two copies' io_uring operation slots); 536 since the run phase
+ * lost its select and drain waiter (tests/bench/RESULTS.md has the idle
+ * figures). A field added here is paid by every idle connection: put what
+ * few need in conn_extra, what one phase needs in that phase. */
+#define CONN_BUDGET 536
+_Static_assert(sizeof(struct ferry_conn) <= CONN_BUDGET, "struct ferry_conn outgrew its budget");
 
 /* ---- helpers ---- */
+
+static struct ac_stream *cs(struct ferry_conn *c)
+{
+    return c->client_tls ? &c->tls->client.base : &c->cplain;
+}
+
+static struct ac_stream *ss(struct ferry_conn *c)
+{
+    return c->server_tls ? &c->tls->server.base : &c->splain;
+}
 
 static const struct ferry_listener *listener_cfg(struct ferry_conn *c)
 {
@@ -291,18 +283,18 @@ static int build_proxy_out(struct ferry_conn *c, struct conn_upstream *cu, int v
 {
     /* The address the client connected to: from its own PROXY header, else
      * asked of the socket now (only connections that send a header pay). */
-    if (c->local.len == 0) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        if (getsockname(ac_stream_fd(c->cs), (struct sockaddr *)&ss, &len) != 0)
+    struct sockaddr_storage local;
+    const struct sockaddr *local_sa = (const struct sockaddr *)&local;
+    if (c->extra && c->extra->local.len != 0) {
+        local_sa = ferry_peer_addr_get(&c->extra->local);
+    } else {
+        socklen_t len = sizeof(local);
+        if (getsockname(ac_stream_fd(cs(c)), (struct sockaddr *)&local, &len) != 0)
             return -errno;
-        int rc = ferry_peer_addr_set(&c->local, (struct sockaddr *)&ss, len);
-        if (rc < 0)
-            return rc;
     }
     SSL *ssl = listener_cfg(c)->tls && c->tls ? c->tls->client.ssl : NULL;
     struct ferry_proxy_conn pc = {
-        .client = client_sa(c), .local = ferry_peer_addr_get(&c->local),
+        .client = client_sa(c), .local = local_sa,
         .id = c->id, .ssl = ssl,
         .sni = ssl ? ac_tls_servername(&c->tls->client) : c->extra ? c->extra->sni : NULL,
     };
@@ -354,28 +346,21 @@ static void run_enter(struct ferry_conn *c, struct ac_context *cx)
     struct conn_run *r = &c->ph.run;
     size_t bufsize = c->gen->cfg->global.buffer_size;
     c->last_activity = ac_worker_now_ms(cx->worker);
-    ac_copy_bidi_init(&r->copy, c->cs, c->ss, bufsize);
+    ac_copy_bidi_init(&r->copy, cs(c), ss(c), bufsize);
     r->copy.close_after = true; /* conn_drop closes both at once */
     /* Plain on both sides: bulk data goes zero copy through a pooled pipe,
      * small messages through the buffer copy, cheaper for them (TLS: buffers). */
     (void)ac_copy_bidi_splice_auto(&r->copy);
     r->copy.ab.activity = &c->last_activity;
     r->copy.ba.activity = &c->last_activity;
-    r->idle.base.vt = &idle_vt;
-    r->idle.activity = &c->last_activity;
-    r->idle.idle_ms = listener_cfg(c)->idle_timeout_ms;
-    ac_sleep_init(&r->idle.sleep, r->idle.idle_ms);
-    ac_local_notified_init(&r->drain, &c->fw->drain);
-    r->futs[0] = &r->copy.base;
-    r->futs[1] = &r->idle.base;
-    r->futs[2] = &r->drain.base;
-    ac_select_n_init(&r->sel, r->futs, 3);
+    ac_sleep_init(&r->idle, listener_cfg(c)->idle_timeout_ms);
 }
 
 static void run_leave(struct ferry_conn *c)
 {
     account(c);
-    ac_future_drop(&c->ph.run.sel.base); /* the copy, the idle timer, the drain wait */
+    ac_future_drop(&c->ph.run.copy.base);
+    ac_future_drop(&c->ph.run.idle.base); /* its wheel entry */
 }
 
 /* Drops whatever phase is live; nothing is afterwards (PH_DONE). */
@@ -479,7 +464,7 @@ static ac_poll_t begin_step(struct ferry_conn *c, enum ferry_hs_step step, struc
     if (step == FERRY_HS_TLS)
         ferry_handshake_tls(c->ph.hs, &c->tls->client);
     else
-        ferry_handshake_peek(c->ph.hs, step, c->cs);
+        ferry_handshake_peek(c->ph.hs, step, cs(c));
     return AC_READY;
 }
 
@@ -495,7 +480,7 @@ static ac_poll_t after_proxy(struct ferry_conn *c, struct ac_context *cx)
             c->reason = "setup failed";
             return end_with(c, END_HANDSHAKE_FAILED);
         }
-        c->cs = &t->client.base;
+        c->client_tls = true;
         return begin_step(c, FERRY_HS_TLS, cx);
     }
     if (l->nroutes > 0)
@@ -521,8 +506,10 @@ static ac_poll_t proxy_done(struct ferry_conn *c, struct ac_context *cx)
      * family leaves the socket's peer as the client, allow/deny included. */
     sa_family_t fam = p->proxy.src.ss_family;
     if (p->proxy.has_addrs && (fam == AF_INET || fam == AF_INET6)) {
-        if (ferry_peer_addr_set(&c->client, (struct sockaddr *)&p->proxy.src, p->proxy.src_len) < 0 ||
-            ferry_peer_addr_set(&c->local, (struct sockaddr *)&p->proxy.dst, p->proxy.dst_len) < 0)
+        struct conn_extra *x = extra(c);
+        if (!x ||
+            ferry_peer_addr_set(&c->client, (struct sockaddr *)&p->proxy.src, p->proxy.src_len) < 0 ||
+            ferry_peer_addr_set(&x->local, (struct sockaddr *)&p->proxy.dst, p->proxy.dst_len) < 0)
             return peek_failed(c, false, -ENOMEM);
     }
     if (!admitted(c))
@@ -582,6 +569,13 @@ static ac_poll_t phase_handshake(struct ferry_conn *c, struct ac_context *cx)
 
 /* ---- the upstream and run phases ---- */
 
+/* retries= of the access log: the attempts after the first. */
+static uint8_t retries_of(const struct ferry_upstream *u)
+{
+    unsigned r = u->attempts > 0 ? u->attempts - 1 : 0;
+    return r > UINT8_MAX ? UINT8_MAX : (uint8_t)r;
+}
+
 static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
 {
     struct ferry_upstream *u = &c->ph.up->up;
@@ -602,7 +596,7 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
         if (u->local) /* said once a second by the worker's pressure warning */
             return end_with(c, END_CONNECT_FAILED);
         char a[AC_ADDR_STRLEN];
-        c->retries = u->attempts > 0 ? u->attempts - 1 : 0;
+        c->retries = retries_of(u);
         const char *why = u->reason ? u->reason : strerror(u->err ? -u->err : EIO);
         ferry_log(FERRY_LOG_WARN, "no_server_reached",
                   "id=%llu listener=%s client=%s backend=%s error=%s", (unsigned long long)c->id,
@@ -617,18 +611,34 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
         return end_with(c, END_CONNECT_FAILED);
     }
     c->sidx = u->sidx;
-    c->ss = u->stream;
+    c->server_tls = u->stream != &c->splain; /* else &c->tls->server.base */
     c->slot_held = u->slot_held; /* passes to the connection with the stream */
     u->slot_held = false;
-    c->retries = u->attempts > 0 ? u->attempts - 1 : 0;
+    c->retries = retries_of(u);
     uint64_t connect_us = ac_clock_now_us() - c->ph.up->start_us;
-    c->connect_ms = connect_us / 1000;
+    c->connect_ms = connect_us / 1000 > UINT32_MAX ? UINT32_MAX : (uint32_t)(connect_us / 1000);
     struct ferry_server_rt *s = &c->gen->backends[c->bidx].servers[c->sidx];
     ferry_hist_observe(&s->stats->w[c->fw->index].connect, FERRY_HIST_SHORT, connect_us);
     ferry_ctr_add(&s->stats->w[c->fw->index].total, 1);
     atomic_fetch_add_explicit(&s->stats->active, 1, memory_order_relaxed);
     c->server_counted = true;
     return go(c, PH_RUN, cx);
+}
+
+/* The idle timer: true once nothing moved for idle_timeout. Re-armed
+ * lazily: the copies only stamp last_activity, and the sleep is moved on
+ * when it fires early. */
+static bool idle_expired(struct ferry_conn *c, struct ac_context *cx)
+{
+    struct ac_sleep *s = &c->ph.run.idle;
+    for (;;) {
+        if (ac_future_poll(&s->base, cx) == AC_PENDING)
+            return false;
+        uint64_t due = c->last_activity + listener_cfg(c)->idle_timeout_ms;
+        if (due <= ac_worker_now_ms(cx->worker))
+            return true;
+        ac_sleep_reset(s, due);
+    }
 }
 
 /* closed_by: the side whose end (FIN or reset) is seen first. A reset
@@ -650,17 +660,19 @@ static ac_poll_t phase_run(struct ferry_conn *c, struct ac_context *cx)
     if (atomic_load_explicit(&c->gen->backends[c->bidx].servers[c->sidx].stats->maint,
                              memory_order_relaxed))
         return end_with(c, END_MAINT);
+    /* The first of the copy, the idle timer and the drain signal decides,
+     * in that order (the losers are dropped by end_with's run_leave). */
     struct conn_run *r = &c->ph.run;
-    ac_poll_t p = ac_future_poll(&r->sel.base, cx);
+    enum conn_end e = END_NONE;
+    if (ac_future_poll(&r->copy.base, cx) == AC_READY)
+        e = r->copy.err == 0 ? END_CLOSED : END_RESET;
+    else if (idle_expired(c, cx))
+        e = END_IDLE_TIMEOUT;
+    else if (ac_local_notify_is_set(&c->fw->drain)) /* a stop's drain_timeout ended */
+        e = END_DRAINED;
     account(c);
     note_closed_by(c);
-    if (p == AC_PENDING)
-        return AC_PENDING;
-    switch (r->sel.winner) {
-    case 0: return end_with(c, r->copy.err == 0 ? END_CLOSED : END_RESET);
-    case 1: return end_with(c, END_IDLE_TIMEOUT);
-    default: return end_with(c, END_DRAINED);
-    }
+    return e == END_NONE ? AC_PENDING : end_with(c, e);
 }
 
 /* accept_proxy_from: the peers whose PROXY header is believed (none
@@ -821,11 +833,11 @@ static void conn_drop(struct ac_future *f)
         free(c->extra->reason_text);
         ferry_client_release(c->extra->client_slot);
         free(c->extra->sni);
+        ferry_peer_addr_clear(&c->extra->local);
         free(c->extra);
     }
     free(c->tls);
     ferry_peer_addr_clear(&c->client);
-    ferry_peer_addr_clear(&c->local);
     ferry_gen_unref(c->gen);
     c->magic = 0;
 }
@@ -877,7 +889,6 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
     c->permits = permits;
     c->id = atomic_fetch_add(&fw->d->next_conn_id, 1) + 1;
     c->start_us = ac_clock_now_us();
-    c->cs = &c->cplain;
     struct ferry_listener_wstats *ls = lstats(c);
     ferry_ctr_add(&ls->total, 1);
     ferry_ctr_add(&ls->active, 1);
@@ -910,6 +921,13 @@ void ferry_conn_wake_server(struct ferry_worker *fw, const struct ferry_server_s
 {
     for (struct ferry_conn *c = ferry_conn_next(fw, NULL); c; c = ferry_conn_next(fw, c))
         if (c->phase == PH_RUN && c->gen->backends[c->bidx].servers[c->sidx].stats == s)
+            ac_waker_wake_by_ref(&c->self);
+}
+
+void ferry_conn_wake_running(struct ferry_worker *fw)
+{
+    for (struct ferry_conn *c = ferry_conn_next(fw, NULL); c; c = ferry_conn_next(fw, c))
+        if (c->phase == PH_RUN)
             ac_waker_wake_by_ref(&c->self);
 }
 
