@@ -140,6 +140,9 @@ static int daemon_init(struct ferry_daemon *d, const char *path, unsigned worker
         fw->seat = (struct ferry_log_seat){&d->log, i};
         fw->w = ac_runtime_worker(d->rt, i);
         ac_local_notify_init(&fw->drain);
+        fw->conn_cache.max = FERRY_OBJCACHE_MAX;
+        fw->handshake_cache.max = FERRY_OBJCACHE_PHASE_MAX;
+        fw->upstream_cache.max = FERRY_OBJCACHE_PHASE_MAX;
         ac_worker_set_data(fw->w, fw);
     }
     return 0;

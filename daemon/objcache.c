@@ -39,7 +39,7 @@ void ferry_objcache_put(struct ferry_objcache *c, struct ac_worker *owner, void 
 {
     if (p == NULL)
         return;
-    if (ac_worker_current() != owner || size < sizeof(struct slot) || c->n >= FERRY_OBJCACHE_MAX) {
+    if (ac_worker_current() != owner || size < sizeof(struct slot) || c->n >= c->max) {
         free(p);
         return;
     }

@@ -6,7 +6,9 @@
  * calloc skips its per-thread cache altogether). Only the owning worker's
  * thread touches the list, so there is no lock and no atomic: get and put
  * from any other thread (runtime teardown off the worker, a stray drop) fall
- * back to malloc and free. At most FERRY_OBJCACHE_MAX objects are kept.
+ * back to malloc and free. At most `max` objects are kept: what a burst
+ * left beyond that goes back to malloc, for the connections that stay to
+ * reuse (a cached phase is memory no idle connection uses).
  * One cache holds objects of one size (the caller's, passed to each call).
  */
 #ifndef FERRY_OBJCACHE_H
@@ -16,11 +18,15 @@
 
 #include "asynccore/runtime.h"
 
+/* The bounds of a worker's caches: connections, and the phases (a
+ * connection holds one only while it handshakes or connects). */
 #define FERRY_OBJCACHE_MAX 256u
+#define FERRY_OBJCACHE_PHASE_MAX 32u
 
 struct ferry_objcache {
     void *head; /* free list, linked through each object's first word */
     unsigned n;
+    unsigned max; /* 0: keeps nothing */
 };
 
 /* size bytes, uninitialised: from the cache on owner's thread, else malloc.

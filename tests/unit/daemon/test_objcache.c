@@ -66,14 +66,17 @@ static void *three_round_trip(struct ferry_objcache *c, struct ac_worker *w)
     return NULL;
 }
 
+/* The cache's own bound (at most FERRY_OBJCACHE_MAX) holds. */
 static void *fill_past_bound(struct ferry_objcache *c, struct ac_worker *w)
 {
     void *p[FERRY_OBJCACHE_MAX + 20];
-    for (size_t i = 0; i < FERRY_OBJCACHE_MAX + 20; i++)
+    size_t n = c->max + 20;
+    assert_true(n <= FERRY_OBJCACHE_MAX + 20);
+    for (size_t i = 0; i < n; i++)
         assert_non_null(p[i] = ferry_objcache_get(c, w, SIZE));
-    for (size_t i = 0; i < FERRY_OBJCACHE_MAX + 20; i++)
+    for (size_t i = 0; i < n; i++)
         ferry_objcache_put(c, w, p[i], SIZE); /* the last 20 are freed */
-    assert_int_equal(c->n, FERRY_OBJCACHE_MAX);
+    assert_int_equal(c->n, c->max);
     return NULL;
 }
 
@@ -84,7 +87,7 @@ static void test_objcache(void **state)
     struct ac_runtime *rt = ac_runtime_new(&o);
     assert_non_null(rt);
     struct ac_worker *w = ac_runtime_worker(rt, 0);
-    struct ferry_objcache c = {0};
+    struct ferry_objcache c = {.max = FERRY_OBJCACHE_MAX};
 
     run_on(w, &c, three_round_trip);
     assert_int_equal(c.n, 3);
@@ -102,6 +105,15 @@ static void test_objcache(void **state)
     ferry_objcache_clear(&c);
     assert_int_equal(c.n, 0);
     assert_null(c.head);
+
+    /* A phase cache keeps fewer; a cache with no bound set keeps nothing. */
+    struct ferry_objcache phases = {.max = FERRY_OBJCACHE_PHASE_MAX}, none = {0};
+    run_on(w, &phases, fill_past_bound);
+    assert_int_equal(phases.n, FERRY_OBJCACHE_PHASE_MAX);
+    ferry_objcache_clear(&phases);
+    run_on(w, &none, fill_past_bound);
+    assert_int_equal(none.n, 0);
+    assert_null(none.head);
     ac_runtime_free(rt);
 }
 
