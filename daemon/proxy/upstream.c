@@ -16,6 +16,7 @@
  * are ramped by slow_start after a server starts serving.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -252,8 +253,13 @@ static int poll_step(struct ferry_upstream *u, struct ac_context *cx)
         return u->step.proxy.err ? u->step.proxy.err : 1;
     default:
         if (u->step.hs.err) {
-            snprintf(u->reason_buf, sizeof(u->reason_buf), "tls: %s", u->step.hs.reason);
-            u->reason = u->reason_buf;
+            /* Allocated only on failure: the phase stays small. */
+            free(u->reason_text);
+            size_t n = strlen(u->step.hs.reason) + sizeof("tls: ");
+            u->reason_text = malloc(n);
+            if (u->reason_text)
+                snprintf(u->reason_text, n, "tls: %s", u->step.hs.reason);
+            u->reason = u->reason_text ? u->reason_text : "tls handshake failed";
         }
         return u->step.hs.err ? u->step.hs.err : 1;
     }
@@ -434,6 +440,8 @@ static void upstream_drop(struct ac_future *f)
     leave_queue(u);
     free(u->tried);
     u->tried = NULL;
+    free(u->reason_text); /* the owner has read reason by now */
+    u->reason_text = NULL;
 }
 
 static const struct ac_future_vtable upstream_vt = {upstream_poll, upstream_drop};

@@ -51,14 +51,22 @@ struct ferry_upstream {
     bool capped;              /* some server has max_connections */
     bool slot_held;           /* a slot of servers[sidx] (queue.h) */
     bool queued;              /* waiting in the backend queue */
-    struct ferry_queue_waiter qw;
-    struct ac_local_notified qdrain; /* the worker's drain signal, while queued */
     enum ferry_queue_end qend; /* output */
+    /* The wait in the queue, or a step of an attempt: never both at once (a
+     * step starts after leave_queue, and the queue is joined only between
+     * attempts, their step dropped), so they share the memory: a burst of
+     * connects leaves this phase's size behind in the worker's heap. */
     union {
-        struct ac_connect connect;
-        struct ac_write_all proxy;
-        struct ac_tls_handshake hs;
-    } step;
+        struct {
+            struct ferry_queue_waiter qw;
+            struct ac_local_notified qdrain; /* the worker's drain signal, while queued */
+        };
+        union {
+            struct ac_connect connect;
+            struct ac_write_all proxy;
+            struct ac_tls_handshake hs;
+        } step;
+    };
     struct ac_under_deadline under; /* the current step under `deadline` (vt NULL: none) */
 
     struct ac_stream *plain;  /* caller's storage for the socket */
@@ -68,7 +76,7 @@ struct ferry_upstream {
     int err;                  /* output */
     bool local;               /* output: failed for lack of local resources */
     const char *reason;       /* output: short text for the log */
-    char reason_buf[200];
+    char *reason_text;        /* owned: a TLS failure's words, which reason may point at */
 };
 
 /* The resulting stream lives in the caller's plain/tls storage (so it
