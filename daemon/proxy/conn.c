@@ -72,6 +72,9 @@ static const char *const end_names[] = {
 /* closed_by=: the side whose end was seen first. */
 enum conn_side { SIDE_NONE, SIDE_CLIENT, SIDE_SERVER, SIDE_PROXY };
 
+/* They live in bit-fields of struct ferry_conn. */
+_Static_assert(PH_DONE < 8 && SIDE_PROXY < 4, "a phase or a side outgrew its bit-field");
+
 static const char *const side_names[] = {
     [SIDE_NONE] = "proxy", [SIDE_CLIENT] = "client", [SIDE_SERVER] = "server",
     [SIDE_PROXY] = "proxy",
@@ -103,8 +106,10 @@ struct conn_tls {
     struct ac_tls_stream client, server;
 };
 
-/* What few connections need, allocated on first use. */
+/* What few connections need, allocated on first use; and the TLS streams,
+ * which a plain connection never needs (so it pays not even their pointer). */
 struct conn_extra {
+    struct conn_tls *tls; /* NULL: plain on both sides */
     char *reason_text; /* why a handshake or the last connect failed (access log) */
     char *sni;         /* a passed-through ClientHello's server name */
     struct ferry_client_slot *client_slot; /* held against max_connections_per_client */
@@ -116,9 +121,9 @@ struct ferry_conn {
     uint32_t magic;
     /* The small fields share the word after magic (every idle connection
      * pays each byte): */
-    uint8_t phase;   /* enum conn_phase */
     uint8_t end;     /* enum conn_end */
     uint8_t retries; /* attempts after the first (a backend's retries is at most 100) */
+    unsigned phase : 3;     /* enum conn_phase */
     unsigned closed_by : 2; /* enum conn_side */
     bool backend_counted : 1, server_counted : 1;
     bool slot_held : 1; /* a slot of the server (its max_connections, queue.h) */
@@ -126,6 +131,7 @@ struct ferry_conn {
     /* Which stream each side is read through (cs(), ss()): TLS over the
      * socket, or the socket itself. Two bits instead of two pointers. */
     bool client_tls : 1, server_tls : 1;
+    bool global_permit : 1; /* holds a permit of max_connections (the daemon's conn_limit) */
     struct ac_waker self; /* lets the runtime API wake us (maint, shutdown conn) */
     struct ac_link link; /* in the worker's list */
     struct ferry_worker *fw;
@@ -134,13 +140,12 @@ struct ferry_conn {
     int32_t bidx, sidx;
     uint32_t connect_ms; /* saturates (connect_timeout is far shorter) */
     uint64_t id, start_us, last_activity; /* start_us: ac_clock_now_us() at accept */
-    struct ferry_permits permits;
+    struct ac_limit *listener_permit; /* of its listener's max_connections; NULL: none */
     struct ferry_peer_addr client;
     const char *reason; /* end=rejected / handshake_failed: why (access log) */
     struct conn_extra *extra;
 
     struct ac_stream cplain, splain;
-    struct conn_tls *tls; /* NULL: plain on both sides */
 
     /* Bytes accounted into the stats so far (also what `show conns` shows). */
     uint64_t acct_in, acct_out;
@@ -157,23 +162,24 @@ struct ferry_conn {
  * included: this struct, the task, the reactor's registrations, and on
  * io_uring the in-flight receives). Before the phases were split it was
  * 1520 bytes (1.7 KiB idle); 752 with them (about 1.0 KiB idle; 16 of
- * them the two copies' io_uring operation slots); 536 since the run phase
- * lost its select and drain waiter (tests/bench/RESULTS.md has the idle
- * figures). A field added here is paid by every idle connection: put what
+ * them the two copies' io_uring operation slots); 520 since the run phase
+ * lost its select and drain waiter and the TLS streams moved to conn_extra
+ * (a 528-byte malloc chunk; tests/bench/RESULTS.md has the idle figures).
+ * A field added here is paid by every idle connection: put what
  * few need in conn_extra, what one phase needs in that phase. */
-#define CONN_BUDGET 536
+#define CONN_BUDGET 520
 _Static_assert(sizeof(struct ferry_conn) <= CONN_BUDGET, "struct ferry_conn outgrew its budget");
 
 /* ---- helpers ---- */
 
 static struct ac_stream *cs(struct ferry_conn *c)
 {
-    return c->client_tls ? &c->tls->client.base : &c->cplain;
+    return c->client_tls ? &c->extra->tls->client.base : &c->cplain;
 }
 
 static struct ac_stream *ss(struct ferry_conn *c)
 {
-    return c->server_tls ? &c->tls->server.base : &c->splain;
+    return c->server_tls ? &c->extra->tls->server.base : &c->splain;
 }
 
 static const struct ferry_listener *listener_cfg(struct ferry_conn *c)
@@ -198,11 +204,19 @@ static struct conn_extra *extra(struct ferry_conn *c)
     return c->extra;
 }
 
+/* The TLS streams, NULL while neither side speaks TLS. */
+static struct conn_tls *tls_get(const struct ferry_conn *c)
+{
+    return c->extra ? c->extra->tls : NULL;
+}
+
+/* The TLS streams, allocated on first use (NULL: out of memory). */
 static struct conn_tls *tls_of(struct ferry_conn *c)
 {
-    if (!c->tls)
-        c->tls = calloc(1, sizeof(*c->tls));
-    return c->tls;
+    struct conn_extra *x = extra(c);
+    if (x && !x->tls)
+        x->tls = calloc(1, sizeof(*x->tls));
+    return x ? x->tls : NULL;
 }
 
 static bool allowed(const struct ferry_listener *l, const struct sockaddr *sa)
@@ -292,11 +306,12 @@ static int build_proxy_out(struct ferry_conn *c, struct conn_upstream *cu, int v
         if (getsockname(ac_stream_fd(cs(c)), (struct sockaddr *)&local, &len) != 0)
             return -errno;
     }
-    SSL *ssl = listener_cfg(c)->tls && c->tls ? c->tls->client.ssl : NULL;
+    struct conn_tls *t = tls_get(c);
+    SSL *ssl = listener_cfg(c)->tls && t ? t->client.ssl : NULL;
     struct ferry_proxy_conn pc = {
         .client = client_sa(c), .local = local_sa,
         .id = c->id, .ssl = ssl,
-        .sni = ssl ? ac_tls_servername(&c->tls->client) : c->extra ? c->extra->sni : NULL,
+        .sni = ssl ? ac_tls_servername(&t->client) : c->extra ? c->extra->sni : NULL,
     };
     return ferry_proxy_out_build(version, &pc, &cu->proxy_out, &cu->proxy_out_len);
 }
@@ -324,7 +339,7 @@ static enum conn_end upstream_enter(struct ferry_conn *c)
     }
     ferry_upstream_init(&cu->up, c->gen, (size_t)c->bidx, c->fw->index,
                         ferry_lb_hash_addr(client_sa(c)), cu->proxy_out, cu->proxy_out_len,
-                        &c->splain, brt->tls_ctx ? &c->tls->server : NULL);
+                        &c->splain, brt->tls_ctx ? &c->extra->tls->server : NULL);
     cu->start_us = ac_clock_now_us();
     c->ph.up = cu;
     struct ferry_backend_wstats *bs = &c->gen->backends[c->bidx].stats->w[c->fw->index];
@@ -462,7 +477,7 @@ static ac_poll_t begin_step(struct ferry_conn *c, enum ferry_hs_step step, struc
             return end_with(c, e);
     }
     if (step == FERRY_HS_TLS)
-        ferry_handshake_tls(c->ph.hs, &c->tls->client);
+        ferry_handshake_tls(c->ph.hs, &c->extra->tls->client);
     else
         ferry_handshake_peek(c->ph.hs, step, cs(c));
     return AC_READY;
@@ -535,7 +550,7 @@ static ac_poll_t tls_done(struct ferry_conn *c, struct ac_context *cx, bool time
     if (timeout || hs->err) {
         c->reason = "timeout";
         struct conn_extra *x = timeout ? NULL : extra(c);
-        if (!timeout && ferry_tls_no_certificate(c->tls->client.ssl))
+        if (!timeout && ferry_tls_no_certificate(c->extra->tls->client.ssl))
             c->reason = "no_certificate"; /* a tls_acme name before its first certificate */
         else if (x) /* OpenSSL's words, kept for the conn line */
             c->reason = x->reason_text = strdup(hs->reason);
@@ -543,12 +558,12 @@ static ac_poll_t tls_done(struct ferry_conn *c, struct ac_context *cx, bool time
     }
     ferry_hist_observe(&lstats(c)->handshake, FERRY_HIST_SHORT,
                        ac_clock_now_us() - c->start_us);
-    if (ferry_tls_acme_challenge(c->tls->client.ssl)) {
+    if (ferry_tls_acme_challenge(c->extra->tls->client.ssl)) {
         /* tls-alpn-01 (RFC 8737): the handshake was the answer; nothing follows. */
         c->closed_by = SIDE_PROXY;
         return end_with(c, END_CLOSED);
     }
-    c->bidx = route(listener_cfg(c), ac_tls_servername(&c->tls->client));
+    c->bidx = route(listener_cfg(c), ac_tls_servername(&c->extra->tls->client));
     return go(c, PH_UPSTREAM, cx);
 }
 
@@ -611,7 +626,7 @@ static ac_poll_t phase_upstream(struct ferry_conn *c, struct ac_context *cx)
         return end_with(c, END_CONNECT_FAILED);
     }
     c->sidx = u->sidx;
-    c->server_tls = u->stream != &c->splain; /* else &c->tls->server.base */
+    c->server_tls = u->stream != &c->splain; /* else &c->extra->tls->server.base */
     c->slot_held = u->slot_held; /* passes to the connection with the stream */
     u->slot_held = false;
     c->retries = retries_of(u);
@@ -733,7 +748,8 @@ static void tls_facts(struct ferry_conn *c, const char **sni, const char **ver,
                       const char **cipher, char *alpn, size_t alpn_len, char *subject,
                       size_t subject_len)
 {
-    SSL *ssl = c->tls ? c->tls->client.ssl : NULL;
+    struct conn_tls *t = tls_get(c);
+    SSL *ssl = t ? t->client.ssl : NULL;
     *sni = c->extra ? c->extra->sni : NULL;
     if (!ssl)
         return;
@@ -807,11 +823,12 @@ static void conn_drop(struct ac_future *f)
     /* A reset from either peer reaches the other as a reset, so a cut-off
      * stream never looks complete (ferryd(8) LOGS: end=reset). */
     void (*close_fn)(struct ac_stream *) = c->end == END_RESET ? ac_stream_abort : ac_stream_close;
-    if (c->tls)
-        close_fn(&c->tls->client.base);
+    struct conn_tls *t = tls_get(c);
+    if (t)
+        close_fn(&t->client.base);
     close_fn(&c->cplain);
-    if (c->tls)
-        close_fn(&c->tls->server.base);
+    if (t)
+        close_fn(&t->server.base);
     close_fn(&c->splain);
     unsigned w = c->fw->index;
     ferry_ctr_sub(&lstats(c)->active, 1);
@@ -824,19 +841,19 @@ static void conn_drop(struct ac_future *f)
     if (c->slot_held)
         ferry_slot_put(&c->gen->backends[c->bidx].servers[c->sidx].stats->slots,
                        &c->gen->backends[c->bidx].stats->queue);
-    if (c->permits.global)
-        ac_limit_put(c->permits.global);
-    if (c->permits.listener)
-        ac_limit_put(c->permits.listener);
+    if (c->global_permit)
+        ac_limit_put(&c->fw->d->conn_limit);
+    if (c->listener_permit)
+        ac_limit_put(c->listener_permit);
     unlist(c);
     if (c->extra) {
         free(c->extra->reason_text);
         ferry_client_release(c->extra->client_slot);
         free(c->extra->sni);
         ferry_peer_addr_clear(&c->extra->local);
+        free(c->extra->tls);
         free(c->extra);
     }
-    free(c->tls);
     ferry_peer_addr_clear(&c->client);
     ferry_gen_unref(c->gen);
     c->magic = 0;
@@ -886,7 +903,10 @@ void ferry_conn_spawn(struct ferry_worker *fw, struct ferry_gen *g, size_t lidx,
     c->lidx = (uint32_t)lidx;
     c->bidx = -1;
     c->sidx = -1;
-    c->permits = permits;
+    /* The global permit is always the daemon's conn_limit (listen.c): a bit. */
+    assert(!permits.global || permits.global == &fw->d->conn_limit);
+    c->global_permit = permits.global != NULL;
+    c->listener_permit = permits.listener;
     c->id = atomic_fetch_add(&fw->d->next_conn_id, 1) + 1;
     c->start_us = ac_clock_now_us();
     struct ferry_listener_wstats *ls = lstats(c);
