@@ -357,28 +357,45 @@ static bool ring_sent(struct ac_copy *c, struct ac_context *cx)
 
 /* How much the next receive asks for: bufsize, or a whole ring buffer
  * after a receive that filled what it asked for (bulk data is waiting:
- * fewer, larger operations, as the splice mode moves a pipe's worth). */
+ * fewer, larger operations). */
 static uint32_t ring_want(const struct ac_copy *c)
 {
     return c->ring_bulk ? AC__URING_BUF_SIZE : c->bufsize;
 }
 
+/* Splice-auto in ring mode: bulk data goes zero copy through the splice
+ * mode (on readiness) once the last send is out, as the buffer copy hands
+ * over on epoll; small messages come back to ring mode (copy_poll). */
+static void ring_to_splice(struct ac_copy *c)
+{
+    c->ring = false;
+    c->ring_bulk = false;
+    c->pipe.rfd = c->pipe.wfd = -1; /* the room the slots used */
+    c->in_pipe = 0;
+    c->splice = true;
+}
+
 /* One send in flight and one receive: the receive of the next bytes waits
- * in the kernel while the last ones go out. The task is woken by a send's
- * completion only when it waits for it (received bytes to send next, or
- * the EOF to pass on); otherwise the send is collected at the next wake,
- * its buffer already back with the worker. Bytes keep their order: a
- * send starts only once the one before it completed. */
+ * in the kernel while the last ones go out, and the completion of either
+ * wakes the task (a send's, so that c->bytes, which owners read after
+ * each poll, is current). Bytes keep their order: a send starts only once the one before it
+ * completed, and the hand-over waits for the last one. Ready with c->ring
+ * cleared: continue in splice mode. */
 static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
 {
     struct ac__uring *u = ac__worker_uring(cx->worker);
     for (;;) {
         if (c->sop != NULL && c->sop->state != AC__UOP_BUSY && !ring_sent(c, cx))
             return AC_READY;
-        if (c->read_eof) {
+        bool to_splice = c->ring_bulk && c->splice_auto; /* no receive in flight then */
+        if (c->read_eof || to_splice) {
             if (c->sop != NULL) {
                 ac_waker_register(&c->sop->waker, cx->waker);
                 return AC_PENDING;
+            }
+            if (to_splice) {
+                ring_to_splice(c);
+                return AC_READY;
             }
             if (c->no_shutdown) {
                 c->shut_done = true;
@@ -393,6 +410,8 @@ static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
             return ring_fail(c, r);
         if (c->rop->state == AC__UOP_BUSY) {
             ac_waker_register(&c->rop->waker, cx->waker);
+            if (c->sop != NULL)
+                ac_waker_register(&c->sop->waker, cx->waker);
             return AC_PENDING;
         }
         if (c->rop->res > 0 && c->sop != NULL) {
@@ -415,9 +434,21 @@ static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
         c->ring_bulk = (uint32_t)n == asked;
         if ((r = ac__uop_send(u, c->to->io.fd, b, (uint32_t)n, &c->sop)) < 0)
             return ring_fail(c, r);
+        if (c->ring_bulk && c->splice_auto)
+            continue; /* to splice once this send is out: no receive meanwhile */
         if ((r = ac__uop_recv(u, c->from->io.fd, ring_want(c), &c->rop)) < 0)
             return ring_fail(c, r);
     }
+}
+
+/* Back from splice to ring mode (small messages again): the pipe is empty
+ * and back in the pool, nothing is pending. */
+static void splice_to_ring(struct ac_copy *c)
+{
+    c->splice = false;
+    c->rop = c->sop = NULL; /* over the pipe's room */
+    c->ring = true;
+    ac__io_unpoll(&c->from->io);
 }
 
 /* Ring mode where both streams are plain sockets on this worker's ring. */
@@ -428,8 +459,9 @@ static void ring_choose(struct ac_copy *c, struct ac_context *cx)
         c->to->io.worker != cx->worker || c->from->eof)
         return;
     c->ring = true;
-    c->splice = c->splice_auto = false;
-    c->rop = c->sop = NULL; /* over the pipe's room, never used in this copy */
+    c->ring_ok = true;
+    c->splice = false; /* splice-auto hands bulk data over to splice mode */
+    c->rop = c->sop = NULL; /* over the pipe's room, no pipe taken yet */
     /* Its bytes now arrive as completions: its poll would only wake for
      * nothing. */
     ac__io_unpoll(&c->from->io);
@@ -443,12 +475,16 @@ static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
     return AC_READY;
 }
 static void ring_choose(struct ac_copy *c, struct ac_context *cx) { (void)c, (void)cx; }
+static void splice_to_ring(struct ac_copy *c) { (void)c; }
 #endif
 
-/* The two modes hand over to each other: splice_poll returns Ready with
+/* The modes hand over to each other: splice_poll returns Ready with
  * c->splice cleared (fallback, or auto mode after a small splice), and
  * buffer_poll returns Ready with c->splice set (auto mode after a full read).
- * Neither hands over with bytes pending, so the order of bytes is kept. */
+ * Where ring mode applies it takes the buffer copy's place: ring_poll
+ * returns Ready with c->ring cleared for splice, and a small splice leads
+ * back to it. None hands over with bytes pending or in the kernel, so the
+ * order of bytes is kept. */
 static ac_poll_t copy_poll(struct ac_future *self, struct ac_context *cx)
 {
     struct ac_copy *c = (struct ac_copy *)self;
@@ -457,13 +493,22 @@ static ac_poll_t copy_poll(struct ac_future *self, struct ac_context *cx)
         c->mode_chosen = true;
         ring_choose(c, cx);
     }
-    if (c->ring)
-        return ring_poll(c, cx);
     for (;;) {
+        if (c->ring) {
+            ac_poll_t r = ring_poll(c, cx);
+            if (c->ring || r == AC_PENDING || c->err != 0)
+                return r;
+        }
         if (c->splice) {
             ac_poll_t r = splice_poll(c, cx);
             if (c->splice || r == AC_PENDING || c->err != 0)
                 return r;
+            /* Splice-auto after a small splice: the ring again. Not after a
+             * fallback (bytes pending in c->buf, splice-auto cleared). */
+            if (c->ring_ok && c->splice_auto && c->buf == NULL) {
+                splice_to_ring(c);
+                continue;
+            }
         }
         ac_poll_t r = buffer_poll(c, cx);
         if (!c->splice || r == AC_PENDING || c->err != 0)
@@ -512,6 +557,7 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
     c->in_pipe = 0;
     c->mode_chosen = false;
     c->ring = false;
+    c->ring_ok = false;
     c->ring_bulk = false;
 }
 

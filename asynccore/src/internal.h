@@ -99,6 +99,7 @@ struct ac__reg {
     uint32_t tick;  /* bumped by every event for this slot */
     uint16_t ready; /* readiness bits (AC_READABLE ... AC_ERROR: five) */
     bool live;
+    bool unpolled; /* io_uring: its poll ended (ac__io_unpoll); re-armed on demand */
     struct ac_waker waker[2];
 };
 _Static_assert(sizeof(struct ac__reg) <= 48, "a reactor registration outgrew its 48 bytes");
@@ -120,8 +121,11 @@ void ac__reactor_dispatch(struct ac_worker *w, const struct ac__poll_event *ev, 
 /* The worker's completion operations (uring_op.h): on io_uring with a
  * buffer ring, else NULL. */
 struct ac__uring *ac__worker_uring(struct ac_worker *w);
-/* io now does its I/O through completion operations: its readiness poll
- * ends (io_uring) and its registration stays for close. Idempotent. */
+/* io's reader now uses completion operations: its readiness poll ends
+ * (io_uring), unless someone waits for readiness on it; its registration
+ * stays. Whoever asks for readiness later (ac_io_poll_ready) and has to
+ * wait re-arms the poll, so sharing a descriptor between a ring-mode copy
+ * and a readiness user is safe. Idempotent. */
 void ac__io_unpoll(struct ac_io *io);
 /* Whether io's backend is edge-triggered (a short read or write may clear
  * readiness: src/stream.c). */

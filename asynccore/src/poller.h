@@ -66,6 +66,9 @@ struct ac__uring *ac__io_uring_ops(struct ac__poller *pl);
 /* io_uring only: ends fd's readiness poll, keeping its registration (its
  * owner moved to completion operations). 0 or -errno. */
 int ac__io_uring_unpoll(struct ac__poller *pl, int fd);
+/* io_uring only: watches fd's readiness again after unpoll (a no-op if it
+ * was not ended). 0 or -errno. */
+int ac__io_uring_repoll(struct ac__poller *pl, int fd);
 
 /* A poller backend: its functions and the facts the reactor and the streams
  * rely on. */

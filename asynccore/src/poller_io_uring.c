@@ -248,6 +248,20 @@ int ac__io_uring_unpoll(struct ac__poller *p, int fd)
     return 0;
 }
 
+int ac__io_uring_repoll(struct ac__poller *p, int fd)
+{
+    if (fd < 0 || (size_t)fd >= p->nfd || !(p->key_of_fd[fd] & UNPOLLED))
+        return 0;
+    uint64_t key = p->key_of_fd[fd] & ~UNPOLLED;
+    /* Queued after unpoll()'s cancel, which the kernel takes first (in
+     * order, both inline): the cancel ends the old poll, not this one. A
+     * ready socket reports at once. */
+    int rc = arm(p, fd, POLL_EVENTS, key);
+    if (rc == 0)
+        p->key_of_fd[fd] = key;
+    return rc;
+}
+
 int ac__io_uring_rearm(struct ac__poller *p, int fd, uint64_t key, unsigned want)
 {
     (void)p, (void)fd, (void)key, (void)want; /* multishot polls are edge-like */

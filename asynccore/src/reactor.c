@@ -131,6 +131,7 @@ int ac_io_register(struct ac_worker *w, int fd, unsigned flags, struct ac_io *io
         return rc;
     struct ac__reg *reg = &r->slots[index];
     reg->fd = fd;
+    reg->unpolled = false;
     reg->ready = 0;
     reg->tick = 0;
     reg->waker[0] = reg->waker[1] = AC_WAKER_NONE;
@@ -205,6 +206,19 @@ void ac_io_close(struct ac_io *io, int fd)
         close(fd);
 }
 
+/* A registration whose poll a ring-mode copy ended gets it back for a
+ * task that waits for readiness. */
+static void repoll(struct ac_worker *w, struct ac__reg *reg)
+{
+#ifdef AC__HAVE_IO_URING
+    if (ac__io_uring_repoll(w->poller, reg->fd) == 0)
+        reg->unpolled = false;
+#else
+    (void)w;
+    reg->unpolled = false;
+#endif
+}
+
 ac_poll_t ac_io_poll_ready(struct ac_io *io, struct ac_context *cx, enum ac_direction dir,
                            struct ac_ready_event *ev)
 {
@@ -216,6 +230,8 @@ ac_poll_t ac_io_poll_ready(struct ac_io *io, struct ac_context *cx, enum ac_dire
     uint32_t mask = dir_mask[dir];
     if ((reg->ready & mask) == 0) {
         ac_waker_register(&reg->waker[dir], cx->waker);
+        if (reg->unpolled)
+            repoll(io->worker, reg);
         /* Re-check after storing the waker: readiness that raced in must not
          * be missed (only dispatch sets it, but keep the contract local). */
         if ((reg->ready & mask) == 0)
@@ -289,8 +305,11 @@ void ac__io_unpoll(struct ac_io *io)
 {
 #ifdef AC__HAVE_IO_URING
     struct ac__reg *reg = reg_of(io);
-    if (reg != NULL && io->worker->be->id == AC_BACKEND_IO_URING)
-        (void)ac__io_uring_unpoll(io->worker->poller, reg->fd);
+    if (reg == NULL || reg->unpolled || io->worker->be->id != AC_BACKEND_IO_URING ||
+        ac_waker_is_set(&reg->waker[AC_DIR_READ]) || ac_waker_is_set(&reg->waker[AC_DIR_WRITE]))
+        return; /* someone waits for readiness: the poll stays */
+    if (ac__io_uring_unpoll(io->worker->poller, reg->fd) == 0)
+        reg->unpolled = true;
 #else
     (void)io;
 #endif

@@ -18,7 +18,7 @@
  * On the io_uring backend (where the kernel gave the worker a provided
  * buffer ring) a copy between two plain sockets registered on the polling
  * worker uses completion operations instead ("ring mode", chosen at the
- * first poll, taking precedence over splice): one receive at a time waits
+ * first poll, in the buffer copy's place): one receive at a time waits
  * in the kernel without a buffer and is handed one from the worker's
  * buffer ring when data arrives (bufsize at most, or a whole 64 KiB
  * buffer after a receive that filled bufsize: bulk data);
@@ -26,10 +26,11 @@
  * goes back to the worker when the send completes. Reads, writes and the
  * waits for them cost no system call of their own: the worker's loop
  * submits them and reaps their completions in one io_uring_enter per turn.
- * The source stream's readiness reports end when ring mode starts (its
- * registration stays, for shutdown and close): after a ring copy a stream
- * is good for another copy, shutdown and close, not for readiness-based
- * reads. Dropping the copy cancels what it has in the kernel; the buffers
+ * With splice-auto, bulk data (a receive that fills bufsize) still goes
+ * through the splice mode, on readiness, and small messages come back to
+ * ring mode. The source's readiness poll is ended while ring mode reads
+ * it (no wake-ups for nothing) and re-armed by the first task that waits
+ * for readiness on it. Dropping the copy cancels what it has in the kernel; the buffers
  * the kernel may still touch stay alive until the completions arrive
  * (asynccore/backend.h, "Ownership under io_uring").
  *
@@ -79,7 +80,8 @@ struct ac_copy {
     bool splice_auto : 1; /* switch between the modes by read size (ac_copy_splice_auto) */
     bool splice_small : 1; /* auto: the last splice was small; buffer copy once drained */
     bool mode_chosen : 1;  /* the first poll decided on ring mode */
-    bool ring : 1;         /* ring mode (io_uring completion operations) */
+    bool ring : 1;         /* ring mode now (io_uring completion operations) */
+    bool ring_ok : 1;      /* ring mode applies (chosen at the first poll) */
     bool ring_bulk : 1;    /* ring mode: the last receive filled what it asked for */
 };
 /* bufsize: 0 means 16 KiB. */
@@ -95,7 +97,7 @@ void ac_copy_no_ring(struct ac_copy *c);
 bool ac_copy_use_splice(struct ac_copy *c);
 
 /* Splices only while the traffic is bulk (HAProxy's splice-auto; where
- * ring mode applies, ring mode is used instead): the copy
+ * ring mode applies it takes the buffer copy's place below): the copy
  * starts as a buffer copy, switches to splice(2) after a read that fills the
  * whole buffer, and back to the buffer copy once a splice moved less than a
  * buffer's worth. Small messages (requests and responses) then cost one

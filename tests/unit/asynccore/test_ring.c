@@ -248,6 +248,75 @@ static void test_ring_bidi_half_close_each_way(void **state)
     bidi_half_close_each_way(f->w, COPY_BUFFER);
 }
 
+/* Bulk, a pause, then small messages, then the shutdown. */
+struct bulk_small {
+    pthread_t tid;
+    int fd;
+};
+
+static void *bulk_small_main(void *arg)
+{
+    struct bulk_small *b = arg;
+    unsigned char buf[8192];
+    size_t off = 0, total = 8 * MIB + 20 * 100;
+
+    while (off < total) {
+        size_t n = off < 8 * MIB ? sizeof(buf) : 100;
+        if (off == 8 * MIB)
+            sleep_ms(100); /* the copy finds the source empty */
+        else if (off > 8 * MIB)
+            sleep_ms(10);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern(off + i, 16);
+        if (send(b->fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
+            break;
+        off += n;
+    }
+    shutdown(b->fd, SHUT_WR);
+    return NULL;
+}
+
+/* Splice-auto in ring mode: the bulk goes through a pipe (splice mode, on
+ * readiness), the small messages after it back through the ring; every
+ * byte in order, and the copy ends in ring mode with no pipe held. */
+static void test_ring_splice_auto_bulk_then_small(void **state)
+{
+    struct fixture *f = ring_fixture(state);
+    struct ac_pipe_pool *pool = ac_worker_pipe_pool(f->w);
+    struct ac_stream sa, sb;
+    struct ac_copy c;
+    int pa, pb;
+
+    ac_pipe_pool_clear(pool);
+    unsigned long made = pool->made;
+    stream_pair(f->w, &sa, &pa, 0);
+    lagging_pair(f->w, &sb, &pb, 65536);
+    struct bulk_small src = {.fd = pa};
+    struct peer dst = {.fd = pb, .read_first = true};
+    assert_int_equal(pthread_create(&src.tid, NULL, bulk_small_main, &src), 0);
+    peer_start(&dst);
+
+    ac_copy_init(&c, &sa, &sb, 0);
+    assert_true(ac_copy_splice_auto(&c));
+    assert_int_equal(ac_block_on(f->w, &c.base), 0);
+    assert_int_equal(c.err, 0);
+    assert_true(c.read_eof && c.shut_done);
+    assert_int_equal(c.bytes, 8 * MIB + 20 * 100);
+    assert_true(pool->made > made); /* the bulk went through a pipe */
+    assert_true(c.ring);            /* the small messages through the ring */
+    assert_int_equal(pool->n_out, 0);
+    ac_future_drop(&c.base);
+
+    pthread_join(src.tid, NULL);
+    pthread_join(dst.tid, NULL);
+    assert_int_equal(dst.recv_len, 8 * MIB + 20 * 100);
+    assert_true(dst.recv_sum == expected_sum(8 * MIB + 20 * 100, 16));
+    ac_stream_close(&sa);
+    ac_stream_close(&sb);
+    close(pa);
+    close(pb);
+}
+
 /* ---- many connections at once: more receives than the ring has buffers ---- */
 
 #define MANY 200u
@@ -390,6 +459,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ring_copy_8mib_half_close, ring_setup, ring_teardown),
         cmocka_unit_test_setup_teardown(test_ring_echo, ring_setup, ring_teardown),
         cmocka_unit_test_setup_teardown(test_ring_bidi_half_close_each_way, ring_setup,
+                                        ring_teardown),
+        cmocka_unit_test_setup_teardown(test_ring_splice_auto_bulk_then_small, ring_setup,
                                         ring_teardown),
         cmocka_unit_test_setup_teardown(test_ring_drop_mid_recv, ring_setup, ring_teardown),
         cmocka_unit_test_setup_teardown(test_ring_drop_mid_send, ring_setup, ring_teardown),
