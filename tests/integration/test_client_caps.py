@@ -58,6 +58,9 @@ def test_max_connections_per_client():
     assert rejected_by(f)["client_rate"] == 0 and st["clients"] == 2, st
     for s in held + others + [again]:
         s.close()
+    # The log writer thread writes the line a moment after the counter moved.
+    wait_for(lambda: any(e["end"] == "rejected" for e in f.access_log()),
+             what="the rejected connection's access line")
     ends = [e for e in f.access_log() if e["end"] == "rejected"]
     assert len(ends) == 1 and ends[0]["client"].startswith("127.0.0.2:"), f.access_log()
     assert ends[0]["reason"] == "client_limit", ends
