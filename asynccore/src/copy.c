@@ -355,48 +355,40 @@ static bool ring_sent(struct ac_copy *c, struct ac_context *cx)
     return true;
 }
 
-/* How much the next receive asks for: bufsize, or a whole ring buffer
- * after a receive that filled what it asked for (bulk data is waiting:
- * fewer, larger operations). */
-static uint32_t ring_want(const struct ac_copy *c)
-{
-    return c->ring_bulk ? AC__URING_BUF_SIZE : c->bufsize;
-}
-
 /* Splice-auto in ring mode: bulk data goes zero copy through the splice
  * mode (on readiness) once the last send is out, as the buffer copy hands
  * over on epoll; small messages come back to ring mode (copy_poll). */
 static void ring_to_splice(struct ac_copy *c)
 {
     c->ring = false;
-    c->ring_bulk = false;
     c->pipe.rfd = c->pipe.wfd = -1; /* the room the slots used */
     c->in_pipe = 0;
     c->splice = true;
 }
 
-/* One send in flight and one receive: the receive of the next bytes waits
- * in the kernel while the last ones go out, and the completion of either
- * wakes the task (a send's, so that c->bytes, which owners read after
- * each poll, is current). Bytes keep their order: a send starts only once the one before it
- * completed, and the hand-over waits for the last one. Ready with c->ring
- * cleared: continue in splice mode. */
+/* A multishot receive and one send at a time: what arrives while a send is
+ * out waits in the receive's queue (which pauses it after a few buffers,
+ * uring_op.h), and the completion of either wakes the task (a send's too,
+ * so that c->bytes, which owners read after each poll, is current). Bytes
+ * keep their order: a send starts only once the one before it completed.
+ * With splice-auto a full buffer (bulk) stops the receive; once it has
+ * given all it took and the last send is out, ring_poll returns Ready with
+ * c->ring cleared: continue in splice mode. */
 static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
 {
     struct ac__uring *u = ac__worker_uring(cx->worker);
     for (;;) {
-        if (c->sop != NULL && c->sop->state != AC__UOP_BUSY && !ring_sent(c, cx))
-            return AC_READY;
-        bool to_splice = c->ring_bulk && c->splice_auto; /* no receive in flight then */
-        if (c->read_eof || to_splice) {
-            if (c->sop != NULL) {
+        if (c->sop != NULL) {
+            if (c->sop->state == AC__UOP_BUSY) {
                 ac_waker_register(&c->sop->waker, cx->waker);
+                if (c->rop != NULL)
+                    ac_waker_register(&c->rop->waker, cx->waker);
                 return AC_PENDING;
             }
-            if (to_splice) {
-                ring_to_splice(c);
+            if (!ring_sent(c, cx))
                 return AC_READY;
-            }
+        }
+        if (c->read_eof) {
             if (c->no_shutdown) {
                 c->shut_done = true;
                 return AC_READY;
@@ -406,38 +398,32 @@ static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
         if (!ac_coop_proceed(cx))
             return AC_PENDING;
         int r;
-        if (c->rop == NULL && (r = ac__uop_recv(u, c->from->io.fd, ring_want(c), &c->rop)) < 0)
+        if (c->rop == NULL && (r = ac__uop_recv(u, c->from->io.fd, &c->rop)) < 0)
             return ring_fail(c, r);
-        if (c->rop->state == AC__UOP_BUSY) {
+        unsigned char *b;
+        uint32_t n;
+        r = ac__uop_recv_take(c->rop, &b, &n);
+        if (r == -EAGAIN) {
             ac_waker_register(&c->rop->waker, cx->waker);
-            if (c->sop != NULL)
-                ac_waker_register(&c->sop->waker, cx->waker);
             return AC_PENDING;
         }
-        if (c->rop->res > 0 && c->sop != NULL) {
-            ac_waker_register(&c->sop->waker, cx->waker); /* bytes to send next */
-            return AC_PENDING;
-        }
-        int32_t n = c->rop->res;
-        uint32_t asked = c->rop->len;
-        unsigned char *b = ac__uop_take_buf(c->rop);
-        ac__uop_release(c->rop);
-        c->rop = NULL;
-        if (n <= 0) {
-            ac__uring_buf_put(u, b);
-            if (n < 0)
-                return ring_fail(c, n);
+        if (r <= 0) {
+            ac__uop_release(c->rop);
+            c->rop = NULL;
+            if (r == -ECANCELED) { /* stopped for splice, all of it sent */
+                ring_to_splice(c);
+                return AC_READY;
+            }
+            if (r < 0)
+                return ring_fail(c, r);
             c->read_eof = true;
             continue;
         }
         note_activity(c, cx);
-        c->ring_bulk = (uint32_t)n == asked;
-        if ((r = ac__uop_send(u, c->to->io.fd, b, (uint32_t)n, &c->sop)) < 0)
+        if ((r = ac__uop_send(u, c->to->io.fd, b, n, &c->sop)) < 0)
             return ring_fail(c, r);
-        if (c->ring_bulk && c->splice_auto)
-            continue; /* to splice once this send is out: no receive meanwhile */
-        if ((r = ac__uop_recv(u, c->from->io.fd, ring_want(c), &c->rop)) < 0)
-            return ring_fail(c, r);
+        if (c->splice_auto && (n >= c->bufsize || n == AC__URING_BUF_SIZE))
+            ac__uop_recv_stop(c->rop); /* bulk: to splice once drained */
     }
 }
 
@@ -558,7 +544,6 @@ void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *t
     c->mode_chosen = false;
     c->ring = false;
     c->ring_ok = false;
-    c->ring_bulk = false;
 }
 
 void ac_copy_no_ring(struct ac_copy *c) { c->mode_chosen = true; }

@@ -18,7 +18,7 @@
  * replaced at once, so this bounds only how many receives one kernel pass
  * can complete; a small ring keeps the pages it touches few. */
 #define RING_ENTRIES 64u
-#define BUF_CACHE_MAX 64u
+#define BUF_CACHE_MAX 128u
 #define SLOT_CACHE_MAX 1024u
 /* Teardown waits at most this long for the kernel's last completions. */
 #define DRAIN_ROUNDS 200
@@ -36,6 +36,23 @@ struct ac__uring {
     unsigned nfree_slots;
     unsigned inflight, slots;
     unsigned skip_flags; /* IOSQE_CQE_SKIP_SUCCESS where the kernel has it */
+};
+
+/* A receive's flags. */
+enum {
+    F_PAUSED = 1u << 0,  /* cancelled for flow control: armed again once drained */
+    F_STOPPED = 1u << 1, /* ac__uop_recv_stop: never armed again */
+    F_EOF = 1u << 2,
+    F_ERR = 1u << 3, /* ended by op->res */
+};
+
+/* Filled buffers in arrival order: e[head .. head+n). */
+struct ac__uop_queue {
+    uint32_t head, n, cap;
+    struct {
+        unsigned char *buf;
+        uint32_t len;
+    } e[];
 };
 
 static uint64_t tag(const struct ac__uop *op) { return (uint64_t)(uintptr_t)op | AC__UOP_TAG; }
@@ -120,10 +137,15 @@ static struct ac__uop *slot_get(struct ac__uring *u)
     return op;
 }
 
+static void queue_free(struct ac__uring *u, struct ac__uop *op);
+
 static void slot_put(struct ac__uring *u, struct ac__uop *op)
 {
     ac_waker_drop(&op->waker);
-    ac__uring_buf_put(u, op->buf);
+    if (op->kind == AC__UOP_RECV)
+        queue_free(u, op);
+    else
+        ac__uring_buf_put(u, op->buf);
     op->buf = NULL;
     op->state = 0;
     u->slots--;
@@ -138,16 +160,122 @@ static void slot_put(struct ac__uring *u, struct ac__uop *op)
 
 /* ---- submission ---- */
 
-static int submit_recv(struct ac__uring *u, struct ac__uop *op)
+/* Arms op's multishot receive (it counts as in the kernel until its final
+ * completion). */
+static int arm_recv(struct ac__uring *u, struct ac__uop *op)
 {
     struct io_uring_sqe *sqe = sqe_get(u);
     if (sqe == NULL)
         return -EBUSY;
-    io_uring_prep_recv(sqe, op->fd, NULL, op->len, 0);
+    io_uring_prep_recv(sqe, op->fd, NULL, 0, 0);
+    sqe->ioprio |= IORING_RECV_MULTISHOT;
     io_uring_sqe_set_flags(sqe, IOSQE_BUFFER_SELECT);
     sqe->buf_group = BGID;
     io_uring_sqe_set_data64(sqe, tag(op));
+    op->state = AC__UOP_BUSY;
+    op->flags &= (uint8_t)~F_PAUSED;
+    u->inflight++;
     return 0;
+}
+
+static void cancel(struct ac__uring *u, struct ac__uop *op)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (sqe == NULL)
+        return; /* no entry even after a submit: it ends by itself, or at teardown */
+    io_uring_prep_cancel64(sqe, tag(op), 0);
+    io_uring_sqe_set_data64(sqe, AC__URING_IGNORE);
+    io_uring_sqe_set_flags(sqe, u->skip_flags);
+}
+
+/* ---- a receive's queue ---- */
+
+static int queue_push(struct ac__uop *op, unsigned char *b, uint32_t len)
+{
+    struct ac__uop_queue *q = op->q;
+    if (q == NULL || q->head + q->n == q->cap) {
+        if (q != NULL && q->head > 0) {
+            memmove(q->e, q->e + q->head, q->n * sizeof(q->e[0]));
+            q->head = 0;
+        } else {
+            uint32_t cap = q != NULL ? q->cap * 2 : 4;
+            struct ac__uop_queue *nq = realloc(q, sizeof(*q) + cap * sizeof(q->e[0]));
+            if (nq == NULL)
+                return -ENOMEM;
+            if (q == NULL)
+                nq->head = nq->n = 0;
+            nq->cap = cap;
+            op->q = q = nq;
+        }
+    }
+    q->e[q->head + q->n].buf = b;
+    q->e[q->head + q->n].len = len;
+    q->n++;
+    return 0;
+}
+
+static uint32_t queued(const struct ac__uop *op) { return op->q != NULL ? op->q->n : 0; }
+
+unsigned ac__uop_queued(const struct ac__uop *op) { return queued(op); }
+
+static void queue_free(struct ac__uring *u, struct ac__uop *op)
+{
+    struct ac__uop_queue *q = op->q;
+    if (q == NULL)
+        return;
+    for (uint32_t i = 0; i < q->n; i++)
+        ac__uring_buf_put(u, q->e[q->head + i].buf);
+    free(q);
+    op->q = NULL;
+}
+
+int ac__uop_recv(struct ac__uring *u, int fd, struct ac__uop **out)
+{
+    struct ac__uop *op = slot_get(u);
+    if (op == NULL)
+        return -ENOMEM;
+    op->kind = AC__UOP_RECV;
+    op->fd = fd;
+    int rc = arm_recv(u, op);
+    if (rc < 0) {
+        slot_put(u, op);
+        return rc;
+    }
+    *out = op;
+    return 0;
+}
+
+int ac__uop_recv_take(struct ac__uop *op, unsigned char **buf, uint32_t *len)
+{
+    struct ac__uop_queue *q = op->q;
+    if (q != NULL && q->n > 0) {
+        *buf = q->e[q->head].buf;
+        *len = q->e[q->head].len;
+        q->head++;
+        if (--q->n == 0)
+            q->head = 0;
+        return 1;
+    }
+    if (op->flags & F_EOF)
+        return 0;
+    if (op->flags & F_ERR)
+        return op->res;
+    if (op->state == AC__UOP_BUSY)
+        return -EAGAIN;
+    if (op->flags & F_STOPPED)
+        return -ECANCELED;
+    /* Paused and drained: the peer may send again. */
+    int rc = arm_recv(op->u, op);
+    return rc < 0 ? rc : -EAGAIN;
+}
+
+void ac__uop_recv_stop(struct ac__uop *op)
+{
+    if (op->flags & F_STOPPED)
+        return;
+    op->flags |= F_STOPPED;
+    if (op->state == AC__UOP_BUSY && !(op->flags & F_PAUSED))
+        cancel(op->u, op);
 }
 
 static int submit_send(struct ac__uring *u, struct ac__uop *op)
@@ -160,25 +288,6 @@ static int submit_send(struct ac__uring *u, struct ac__uop *op)
     io_uring_prep_send(sqe, op->fd, op->buf + op->off, op->len - op->off,
                        MSG_NOSIGNAL | MSG_WAITALL);
     io_uring_sqe_set_data64(sqe, tag(op));
-    return 0;
-}
-
-int ac__uop_recv(struct ac__uring *u, int fd, uint32_t len, struct ac__uop **out)
-{
-    struct ac__uop *op = slot_get(u);
-    if (op == NULL)
-        return -ENOMEM;
-    op->kind = AC__UOP_RECV;
-    op->fd = fd;
-    op->len = len < AC__URING_BUF_SIZE ? len : AC__URING_BUF_SIZE;
-    int rc = submit_recv(u, op);
-    if (rc < 0) {
-        slot_put(u, op);
-        return rc;
-    }
-    op->state = AC__UOP_BUSY;
-    u->inflight++;
-    *out = op;
     return 0;
 }
 
@@ -213,43 +322,64 @@ void ac__uop_release(struct ac__uop *op)
         slot_put(u, op);
         return;
     }
-    /* In the kernel: it may still fill or read op->buf. The slot becomes an
-     * orphan, freed by its completion, which the cancel hastens (a send or
-     * receive waiting on its socket ends with -ECANCELED). */
+    /* In the kernel: it may still fill a ring buffer or read op->buf. The
+     * slot becomes an orphan, freed by its final completion, which the
+     * cancel hastens; what a receive already queued goes back now. */
     ac_waker_drop(&op->waker);
+    if (op->kind == AC__UOP_RECV)
+        queue_free(u, op);
     op->state = AC__UOP_ORPHAN;
-    struct io_uring_sqe *sqe = sqe_get(u);
-    if (sqe == NULL)
-        return; /* no entry even after a submit: it ends by itself, or at teardown */
-    io_uring_prep_cancel64(sqe, tag(op), 0);
-    io_uring_sqe_set_data64(sqe, AC__URING_IGNORE);
-    io_uring_sqe_set_flags(sqe, u->skip_flags);
-}
-
-unsigned char *ac__uop_take_buf(struct ac__uop *op)
-{
-    unsigned char *b = op->buf;
-    op->buf = NULL;
-    return b;
+    cancel(u, op);
 }
 
 /* ---- completions ---- */
 
-/* A receive's completion: 1 if the operation is over, 0 if it went on. */
-static int recv_done(struct ac__uring *u, struct ac__uop *op, const struct io_uring_cqe *cqe)
+/* A multishot receive's completion: each one with data queues its buffer;
+ * the last one (no IORING_CQE_F_MORE) ends the request, which is armed
+ * again unless it ended for good (EOF, error, stopped) or is paused with
+ * buffers still queued. */
+static void recv_done(struct ac__uring *u, struct ac__uop *op, const struct io_uring_cqe *cqe)
 {
     unsigned char *b = NULL;
+    bool more = cqe->flags & IORING_CQE_F_MORE;
+    int res = cqe->res;
     if (cqe->flags & IORING_CQE_F_BUFFER)
         b = ring_take(u, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-    if (op->state == AC__UOP_BUSY && cqe->res == -ENOBUFS && u->nmissing < RING_ENTRIES &&
-        submit_recv(u, op) == 0)
-        return 0; /* the ring ran dry in that kernel pass; refilled since */
-    if (cqe->res > 0 && op->state == AC__UOP_BUSY)
-        op->buf = b;
-    else
+    if (op->state == AC__UOP_ORPHAN) {
         ac__uring_buf_put(u, b);
-    op->res = cqe->res;
-    return 1;
+        if (!more) {
+            u->inflight--;
+            slot_put(u, op);
+        }
+        return;
+    }
+    if (res > 0 && queue_push(op, b, (uint32_t)res) < 0) {
+        ac__uring_buf_put(u, b);
+        res = -ENOMEM; /* bytes lost: the stream cannot go on */
+        op->flags |= F_STOPPED;
+        if (more)
+            cancel(u, op);
+    } else if (res <= 0) {
+        ac__uring_buf_put(u, b);
+    }
+    if (res == 0 || (res < 0 && res != -ECANCELED && res != -ENOBUFS)) {
+        op->flags |= res == 0 ? F_EOF : F_ERR;
+        op->res = res;
+    }
+    if (!more) {
+        u->inflight--;
+        op->state = AC__UOP_DONE;
+        bool over = op->flags & (F_EOF | F_ERR | F_STOPPED);
+        bool hold = (op->flags & F_PAUSED) && queued(op) > 0;
+        if (!over && !hold && arm_recv(u, op) < 0) {
+            op->flags |= F_ERR;
+            op->res = -EBUSY;
+        }
+    } else if (queued(op) >= AC__UOP_PAUSE_AT && !(op->flags & (F_PAUSED | F_STOPPED))) {
+        op->flags |= F_PAUSED; /* the owner is behind: no more buffers for now */
+        cancel(u, op);
+    }
+    ac_waker_wake(&op->waker);
 }
 
 static int send_done(struct ac__uring *u, struct ac__uop *op, const struct io_uring_cqe *cqe)
@@ -268,8 +398,11 @@ static int send_done(struct ac__uring *u, struct ac__uop *op, const struct io_ur
 void ac__uring_complete(struct ac__uring *u, uint64_t data, const struct io_uring_cqe *cqe)
 {
     struct ac__uop *op = untag(data);
-    int over = op->kind == AC__UOP_RECV ? recv_done(u, op, cqe) : send_done(u, op, cqe);
-    if (!over)
+    if (op->kind == AC__UOP_RECV) {
+        recv_done(u, op, cqe);
+        return;
+    }
+    if (!send_done(u, op, cqe))
         return;
     u->inflight--;
     if (op->state == AC__UOP_ORPHAN) {

@@ -17,16 +17,19 @@
  * the kernel and waits for all of their completions before it frees a
  * slot or a buffer.
  *
- * Buffers. Receives take their buffer from the worker's provided buffer ring
- * when data arrives (IOSQE_BUFFER_SELECT), so a connection waiting for data
- * holds none. A completion's buffer leaves the ring with the slot, and the
- * ring entry is refilled at once from the worker's cache of free buffers:
- * the ring stays full however long a buffer is held (by a send to a slow
- * peer), so one slow connection cannot starve the others of buffers. A
- * receive that still finds the ring empty (more arrivals in one kernel pass
- * than it has entries) is submitted again when its completion is reaped,
- * after the refills; it completes with -ENOBUFS only when no buffer can be
- * had at all (allocation failed).
+ * Receives are multishot: armed once, a receive takes a buffer from the
+ * worker's provided buffer ring for each arrival of data (so a connection
+ * waiting for data holds none) until EOF, an error or a cancel. The filled
+ * buffers queue in the slot, in order, until the owner takes them. Once
+ * AC__UOP_PAUSE_AT of them wait, the receive is paused (cancelled) and
+ * armed again by the take that empties the queue: a peer that does not
+ * read holds a few buffers of its sender, never an unbounded queue. A
+ * buffer leaves the ring with its completion and the ring entry is
+ * refilled at once from the worker's cache of free buffers, so the ring
+ * stays full however long one is held. A receive the ring could not serve
+ * (more arrivals in one kernel pass than it has entries: -ENOBUFS ends a
+ * multishot receive) is armed again when that completion is reaped, after
+ * the refills.
  *
  * Everything runs on the owning worker's thread.
  */
@@ -42,22 +45,29 @@ struct io_uring;
 struct io_uring_cqe;
 struct ac__uring;
 
-/* Bytes per provided buffer: the most one receive returns (a copy asks for
- * its bufsize, and for all of it while data is bulk: copy.c). */
-#define AC__URING_BUF_SIZE (64u * 1024u)
+/* Bytes per provided buffer: the most one arrival of data fills. */
+#define AC__URING_BUF_SIZE (16u * 1024u)
+/* Received buffers waiting in a slot at which its receive pauses. */
+#define AC__UOP_PAUSE_AT 2u
 
 enum ac__uop_state { AC__UOP_BUSY = 1, AC__UOP_DONE, AC__UOP_ORPHAN };
 enum ac__uop_kind { AC__UOP_RECV = 1, AC__UOP_SEND };
 
+struct ac__uop_queue; /* a receive's filled buffers (uring_op.c) */
+
 struct ac__uop {
-    struct ac_waker waker; /* the owner's task, woken at completion */
+    struct ac_waker waker; /* the owner's task, woken at each completion */
     struct ac__uring *u;   /* the worker's ring it belongs to */
-    unsigned char *buf;    /* the buffer the slot owns (send: its bytes; recv: once DONE) */
-    struct ac__uop *next;  /* the worker's free list */
-    int32_t res;           /* DONE: bytes (recv: 0 is EOF; send: all sent) or -errno */
-    uint32_t off, len;     /* send: bytes [off, len) of buf still to go */
+    union {
+        unsigned char *buf;      /* send: its bytes, owned by the slot */
+        struct ac__uop_queue *q; /* receive: filled buffers not yet taken (NULL: none yet) */
+        struct ac__uop *next;    /* free: the worker's free list */
+    };
+    int32_t res;          /* send DONE: bytes (all) or -errno; receive: the error that ended it */
+    uint32_t off, len;    /* send: bytes [off, len) of buf still to go */
     int fd;
     uint8_t kind, state;
+    uint8_t flags; /* receive: AC__UOP_F_* (uring_op.c) */
 };
 
 /* Creates a worker's operation state on ring (registers the buffer ring).
@@ -79,10 +89,20 @@ void ac__uring_complete(struct ac__uring *u, uint64_t data, const struct io_urin
 #define AC__UOP_TAG (UINT64_C(1) << 63)
 static inline bool ac__uop_tagged(uint64_t data) { return (data & AC__UOP_TAG) != 0; }
 
-/* Starts a receive of at most len bytes (capped at AC__URING_BUF_SIZE) on
- * fd into a buffer of the ring. *op: the slot, BUSY. Returns 0 or -errno
- * (-ENOMEM, or -EBUSY when no submission entry). */
-int ac__uop_recv(struct ac__uring *u, int fd, uint32_t len, struct ac__uop **op);
+/* Arms a multishot receive on fd. *op: the slot, BUSY. Returns 0 or
+ * -errno (-ENOMEM, or -EBUSY when no submission entry). */
+int ac__uop_recv(struct ac__uring *u, int fd, struct ac__uop **op);
+/* The next received bytes, in order: 1 with *buf (the caller's now: give
+ * it back with ac__uring_buf_put) and *len; 0 at EOF; -errno for the
+ * error that ended the receive; -EAGAIN when nothing is there yet (the
+ * caller registers its waker in op->waker); -ECANCELED once a stopped
+ * receive is over and drained. */
+int ac__uop_recv_take(struct ac__uop *op, unsigned char **buf, uint32_t *len);
+/* Filled buffers waiting in a receive (tests: the pause bounds them). */
+unsigned ac__uop_queued(const struct ac__uop *op);
+/* Ends the receive for good, keeping what it received: takes go on
+ * returning it, then -ECANCELED once the kernel is done with the slot. */
+void ac__uop_recv_stop(struct ac__uop *op);
 /* Starts sending buf[0..len) on fd, all of it (short sends are continued);
  * the slot takes ownership of buf (a buffer from ac__uring_buf_*), also on
  * failure. Returns 0 or -errno. */
@@ -91,9 +111,6 @@ int ac__uop_send(struct ac__uring *u, int fd, unsigned char *buf, uint32_t len, 
  * while its worker is not running (teardown) or on that worker. NULL is a
  * no-op. */
 void ac__uop_release(struct ac__uop *op);
-/* Takes the buffer of a DONE receive (the caller gives it back with
- * ac__uring_buf_put). */
-unsigned char *ac__uop_take_buf(struct ac__uop *op);
 
 /* A buffer of AC__URING_BUF_SIZE bytes back to the worker (refills the ring
  * first, then the cache, else free). NULL is a no-op. */

@@ -18,14 +18,15 @@
  * On the io_uring backend (where the kernel gave the worker a provided
  * buffer ring) a copy between two plain sockets registered on the polling
  * worker uses completion operations instead ("ring mode", chosen at the
- * first poll, in the buffer copy's place): one receive at a time waits
- * in the kernel without a buffer and is handed one from the worker's
- * buffer ring when data arrives (bufsize at most, or a whole 64 KiB
- * buffer after a receive that filled bufsize: bulk data);
- * that very buffer is then sent (no copy) while the next receive waits, and
- * goes back to the worker when the send completes. Reads, writes and the
- * waits for them cost no system call of their own: the worker's loop
- * submits them and reaps their completions in one io_uring_enter per turn.
+ * first poll, in the buffer copy's place): a multishot receive waits in
+ * the kernel without a buffer and is handed one (16 KiB) from the worker's
+ * buffer ring each time data arrives; that very buffer is then sent (no
+ * copy), one send at a time, and goes back to the worker when the send
+ * completes. Reads, writes and the waits for them cost no system call of
+ * their own: the worker's loop submits them and reaps their completions
+ * in one io_uring_enter per turn. A destination that does not read
+ * pauses the receive after a few buffers (the backlog stays in the
+ * kernel's socket buffers, as on epoll).
  * With splice-auto, bulk data (a receive that fills bufsize) still goes
  * through the splice mode, on readiness, and small messages come back to
  * ring mode. The source's readiness poll is ended while ring mode reads
@@ -82,7 +83,6 @@ struct ac_copy {
     bool mode_chosen : 1;  /* the first poll decided on ring mode */
     bool ring : 1;         /* ring mode now (io_uring completion operations) */
     bool ring_ok : 1;      /* ring mode applies (chosen at the first poll) */
-    bool ring_bulk : 1;    /* ring mode: the last receive filled what it asked for */
 };
 /* bufsize: 0 means 16 KiB. */
 void ac_copy_init(struct ac_copy *c, struct ac_stream *from, struct ac_stream *to, size_t bufsize);

@@ -29,6 +29,7 @@
 
 #include "io_fixture.h"
 #include "copy_fixture.h"
+#include "uring_op.h" /* the receive's queue, to check its bound */
 
 static int ring_setup(void **state)
 {
@@ -158,7 +159,7 @@ static void test_ring_echo(void **state)
     struct peer peer = {.fd = p, .seed = 12, .send_len = 2 * MIB, .shut_after_send = true,
                         .read_after = true};
     peer_start(&peer);
-    ac_copy_init(&c, &s, &s, 4096); /* receives capped at 4 KiB */
+    ac_copy_init(&c, &s, &s, 4096);
     assert_int_equal(ac_block_on(f->w, &c.base), 0);
     assert_true(c.ring);
     assert_int_equal(c.err, 0);
@@ -210,8 +211,8 @@ static void test_ring_drop_mid_recv(void **state)
 }
 
 /* Dropped while its send waits for room at a peer that does not read: the
- * send is cancelled, and its buffer is freed by the completion, not by the
- * drop. */
+ * receive has paused with a bounded queue, the send is cancelled, and its
+ * buffer is freed by the completion, not by the drop. */
 static void test_ring_drop_mid_send(void **state)
 {
     struct fixture *f = ring_fixture(state);
@@ -227,6 +228,9 @@ static void test_ring_drop_mid_send(void **state)
     assert_false(run_for(f->w, &c.base, 100)); /* the destination is full */
     assert_true(c.ring);
     assert_non_null(c.sop);
+    /* 4 MiB wait at the source: the receive paused after a few buffers. */
+    assert_non_null(c.rop);
+    assert_true(ac__uop_queued(c.rop) <= 2 * AC__UOP_PAUSE_AT);
     assert_true(ac_reactor_operations(f->w) >= 1);
     ac_future_drop(&c.base);
     assert_true(ac_reactor_operations(f->w) >= 1);
