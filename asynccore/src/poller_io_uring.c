@@ -368,6 +368,8 @@ int ac__io_uring_wait(struct ac__poller *p, struct ac__poll_event *out, int max,
         k += reap_one(p, cqe, &out[k]);
     }
     io_uring_cq_advance(&p->ring, seen);
+    if (p->ops != NULL)
+        ac__uring_after_reap(p->ops);
     return k;
 }
 

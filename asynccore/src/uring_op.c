@@ -18,7 +18,7 @@
  * replaced at once, so this bounds only how many receives one kernel pass
  * can complete; a small ring keeps the pages it touches few. */
 #define RING_ENTRIES 64u
-#define BUF_CACHE_MAX 128u
+#define BUF_CACHE_MAX 32u
 #define SLOT_CACHE_MAX 1024u
 /* Teardown waits at most this long for the kernel's last completions. */
 #define DRAIN_ROUNDS 200
@@ -34,6 +34,11 @@ struct ac__uring {
     unsigned ncache;
     struct ac__uop *free_slots;
     unsigned nfree_slots;
+    /* Receives the ring could not serve (-ENOBUFS), armed again after the
+     * reap, at most a ring's worth per turn: a kernel pass serves no more
+     * than that, the rest would only fail again. NULL: released meanwhile. */
+    struct ac__uop **starved;
+    unsigned nstarved, starved_cap;
     unsigned inflight, slots;
     unsigned skip_flags; /* IOSQE_CQE_SKIP_SUCCESS where the kernel has it */
 };
@@ -44,6 +49,7 @@ enum {
     F_STOPPED = 1u << 1, /* ac__uop_recv_stop: never armed again */
     F_EOF = 1u << 2,
     F_ERR = 1u << 3, /* ended by op->res */
+    F_STARVED = 1u << 4, /* ended by -ENOBUFS: on the worker's starved list */
 };
 
 /* Filled buffers in arrival order: e[head .. head+n). */
@@ -188,10 +194,16 @@ static void cancel(struct ac__uring *u, struct ac__uop *op)
     io_uring_sqe_set_flags(sqe, u->skip_flags);
 }
 
-/* ---- a receive's queue ---- */
+/* ---- a receive's queue: the first buffer in the slot, the rest (rare:
+ * they arrive while a send is out) in an array freed once empty ---- */
 
 static int queue_push(struct ac__uop *op, unsigned char *b, uint32_t len)
 {
+    if (op->buf == NULL) {
+        op->buf = b;
+        op->blen = len;
+        return 0;
+    }
     struct ac__uop_queue *q = op->q;
     if (q == NULL || q->head + q->n == q->cap) {
         if (q != NULL && q->head > 0) {
@@ -214,12 +226,35 @@ static int queue_push(struct ac__uop *op, unsigned char *b, uint32_t len)
     return 0;
 }
 
-static uint32_t queued(const struct ac__uop *op) { return op->q != NULL ? op->q->n : 0; }
+/* Takes the first buffer (there is one) and moves the next one up. */
+static void queue_pop(struct ac__uop *op, unsigned char **b, uint32_t *len)
+{
+    *b = op->buf;
+    *len = op->blen;
+    op->buf = NULL;
+    struct ac__uop_queue *q = op->q;
+    if (q == NULL)
+        return;
+    op->buf = q->e[q->head].buf;
+    op->blen = q->e[q->head].len;
+    q->head++;
+    if (--q->n == 0) {
+        free(q);
+        op->q = NULL;
+    }
+}
+
+static uint32_t queued(const struct ac__uop *op)
+{
+    return (op->buf != NULL) + (op->q != NULL ? op->q->n : 0);
+}
 
 unsigned ac__uop_queued(const struct ac__uop *op) { return queued(op); }
 
 static void queue_free(struct ac__uring *u, struct ac__uop *op)
 {
+    ac__uring_buf_put(u, op->buf);
+    op->buf = NULL;
     struct ac__uop_queue *q = op->q;
     if (q == NULL)
         return;
@@ -247,23 +282,18 @@ int ac__uop_recv(struct ac__uring *u, int fd, struct ac__uop **out)
 
 int ac__uop_recv_take(struct ac__uop *op, unsigned char **buf, uint32_t *len)
 {
-    struct ac__uop_queue *q = op->q;
-    if (q != NULL && q->n > 0) {
-        *buf = q->e[q->head].buf;
-        *len = q->e[q->head].len;
-        q->head++;
-        if (--q->n == 0)
-            q->head = 0;
+    if (op->buf != NULL) {
+        queue_pop(op, buf, len);
         return 1;
     }
     if (op->flags & F_EOF)
         return 0;
     if (op->flags & F_ERR)
         return op->res;
-    if (op->state == AC__UOP_BUSY)
-        return -EAGAIN;
     if (op->flags & F_STOPPED)
-        return -ECANCELED;
+        return op->state == AC__UOP_BUSY ? -EAGAIN : -ECANCELED;
+    if (op->state == AC__UOP_BUSY || (op->flags & F_STARVED))
+        return -EAGAIN; /* in the kernel, or armed again after the reap */
     /* Paused and drained: the peer may send again. */
     int rc = arm_recv(op->u, op);
     return rc < 0 ? rc : -EAGAIN;
@@ -318,6 +348,11 @@ void ac__uop_release(struct ac__uop *op)
     if (op == NULL)
         return;
     struct ac__uring *u = op->u;
+    if (op->flags & F_STARVED) {
+        for (unsigned i = 0; i < u->nstarved; i++)
+            if (u->starved[i] == op)
+                u->starved[i] = NULL;
+    }
     if (op->state != AC__UOP_BUSY) {
         slot_put(u, op);
         return;
@@ -333,6 +368,49 @@ void ac__uop_release(struct ac__uop *op)
 }
 
 /* ---- completions ---- */
+
+/* Arms op again now, or after the reap where the ring ran dry. */
+static int starve(struct ac__uring *u, struct ac__uop *op, bool dry)
+{
+    if (!dry)
+        return arm_recv(u, op);
+    if (u->nstarved == u->starved_cap) {
+        unsigned cap = u->starved_cap ? u->starved_cap * 2 : 64;
+        struct ac__uop **a = realloc(u->starved, cap * sizeof(*a));
+        if (a == NULL)
+            return arm_recv(u, op);
+        u->starved = a;
+        u->starved_cap = cap;
+    }
+    u->starved[u->nstarved++] = op;
+    op->flags |= F_STARVED;
+    return 0;
+}
+
+void ac__uring_after_reap(struct ac__uring *u)
+{
+    if (u->nstarved == 0)
+        return;
+    unsigned armed = 0, i = 0;
+    for (; i < u->nstarved && armed < RING_ENTRIES; i++) {
+        struct ac__uop *op = u->starved[i];
+        if (op == NULL)
+            continue;
+        op->flags &= (uint8_t)~F_STARVED;
+        if (op->flags & F_STOPPED) {
+            ac_waker_wake(&op->waker); /* over: its take says so */
+            continue;
+        }
+        if (arm_recv(u, op) < 0) {
+            op->flags |= F_ERR;
+            op->res = -EBUSY;
+            ac_waker_wake(&op->waker);
+        }
+        armed++;
+    }
+    memmove(u->starved, u->starved + i, (u->nstarved - i) * sizeof(*u->starved));
+    u->nstarved -= i;
+}
 
 /* A multishot receive's completion: each one with data queues its buffer;
  * the last one (no IORING_CQE_F_MORE) ends the request, which is armed
@@ -366,20 +444,26 @@ static void recv_done(struct ac__uring *u, struct ac__uop *op, const struct io_u
         op->flags |= res == 0 ? F_EOF : F_ERR;
         op->res = res;
     }
+    /* The owner is told of bytes, of the end, and of a stopped receive
+     * being over; a receive that only goes on (re-armed) wakes nobody. */
+    bool tell = res != -ENOBUFS && res != -ECANCELED;
     if (!more) {
         u->inflight--;
         op->state = AC__UOP_DONE;
         bool over = op->flags & (F_EOF | F_ERR | F_STOPPED);
         bool hold = (op->flags & F_PAUSED) && queued(op) > 0;
-        if (!over && !hold && arm_recv(u, op) < 0) {
+        tell = tell || (op->flags & F_STOPPED);
+        if (!over && !hold && starve(u, op, res == -ENOBUFS) < 0) {
             op->flags |= F_ERR;
             op->res = -EBUSY;
+            tell = true;
         }
     } else if (queued(op) >= AC__UOP_PAUSE_AT && !(op->flags & (F_PAUSED | F_STOPPED))) {
         op->flags |= F_PAUSED; /* the owner is behind: no more buffers for now */
         cancel(u, op);
     }
-    ac_waker_wake(&op->waker);
+    if (tell)
+        ac_waker_wake(&op->waker);
 }
 
 static int send_done(struct ac__uring *u, struct ac__uop *op, const struct io_uring_cqe *cqe)
@@ -497,6 +581,7 @@ void ac__uring_free(struct ac__uring *u)
         u->free_slots = op->next;
         free(op);
     }
+    free(u->starved);
     free(u->br);
     free(u);
 }

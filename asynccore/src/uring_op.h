@@ -28,8 +28,9 @@
  * refilled at once from the worker's cache of free buffers, so the ring
  * stays full however long one is held. A receive the ring could not serve
  * (more arrivals in one kernel pass than it has entries: -ENOBUFS ends a
- * multishot receive) is armed again when that completion is reaped, after
- * the refills.
+ * multishot receive) is armed again after the reap, at most a ring's worth
+ * per turn (a burst of thousands of arrivals does not become thousands of
+ * failing receives per turn), and wakes nobody meanwhile.
  *
  * Everything runs on the owning worker's thread.
  */
@@ -59,15 +60,20 @@ struct ac__uop {
     struct ac_waker waker; /* the owner's task, woken at each completion */
     struct ac__uring *u;   /* the worker's ring it belongs to */
     union {
-        unsigned char *buf;      /* send: its bytes, owned by the slot */
-        struct ac__uop_queue *q; /* receive: filled buffers not yet taken (NULL: none yet) */
-        struct ac__uop *next;    /* free: the worker's free list */
+        unsigned char *buf;   /* send: its bytes; receive: the first filled buffer (or NULL) */
+        struct ac__uop *next; /* free: the worker's free list */
     };
-    int32_t res;          /* send DONE: bytes (all) or -errno; receive: the error that ended it */
-    uint32_t off, len;    /* send: bytes [off, len) of buf still to go */
+    union {
+        struct {
+            uint32_t off, len; /* send: bytes [off, len) of buf still to go */
+        };
+        struct ac__uop_queue *q; /* receive: filled buffers after the first (or NULL) */
+    };
+    int32_t res;   /* send DONE: bytes (all) or -errno; receive: the error that ended it */
     int fd;
+    uint32_t blen; /* receive: bytes in buf */
     uint8_t kind, state;
-    uint8_t flags; /* receive: AC__UOP_F_* (uring_op.c) */
+    uint8_t flags; /* receive: F_* (uring_op.c) */
 };
 
 /* Creates a worker's operation state on ring (registers the buffer ring).
@@ -84,6 +90,8 @@ void ac__uring_complete(struct ac__uring *u, uint64_t data, const struct io_urin
  * whose completions mean nothing (cancels, closes). */
 #define AC__URING_WAKE UINT64_MAX
 #define AC__URING_IGNORE (UINT64_MAX - 1)
+/* After a reap: arms again receives the ring could not serve. */
+void ac__uring_after_reap(struct ac__uring *u);
 /* Tags user data as an operation's (bit 63: user-space pointers never have
  * it, and the reactor's registration tokens keep it clear). */
 #define AC__UOP_TAG (UINT64_C(1) << 63)
