@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds ferry and runs every check, lane by lane:
 #   gcc       gcc, ASan+UBSan, -Werror: unit, ops and fuzz-driver tests (meson),
-#             the integration tests under pytest (one result per test function)
-#   io_uring  the gcc lane's build on the io_uring backend (AC_BACKEND picks it at
-#             run time): asynccore and integration; skipped where the kernel
-#             refuses io_uring (kernel.io_uring_disabled, a seccomp profile)
+#             the integration tests under pytest (one result per test function),
+#             on the default backend: io_uring, or epoll where the kernel refuses
+#             io_uring (kernel.io_uring_disabled, a seccomp profile)
+#   epoll     the gcc lane's build on the epoll backend (AC_BACKEND picks it at
+#             run time): asynccore and integration
+#             (lane io_uring, by name only: the same on io_uring)
 #   poll      the same sanitizers with the poll(2) backend: asynccore and integration
 #   kqueue    asynccore on the kqueue backend over a TEST-ONLY kevent(2)
 #             emulation on epoll (tests/kqueue_emul/), same sanitizers
@@ -44,7 +46,7 @@ setup() { # dir, options...
 pytest_integration() { # build, lane, pytest args...
   local build=$PWD/$1 lane=$2; shift 2
   [ $# -gt 0 ] || set -- tests/integration
-  FERRYD=$build/daemon/ferryd FERRYCTL=$build/daemon/ferryctl ECHO=$build/asynccore/ac-echo \
+  FERRYD=$build/daemon/ferryd FERRYCTL=$build/daemon/ferryctl \
     FERRYD_NEXT=$build/tests/integration/ferryd-next \
     /usr/bin/python3 -m pytest -p no:cacheprovider -q -n "$jobs" --dist loadfile \
       --junitxml="$build/pytest-$lane.xml" -o junit_suite_name="$lane" "$@"
@@ -74,6 +76,14 @@ lane_io_uring() {
   AC_BACKEND=io_uring step meson test -C build-test --print-errorlogs --num-processes "$jobs" \
     --suite asynccore --logbase testlog-io_uring
   AC_BACKEND=io_uring step pytest_integration build-test io_uring
+}
+
+lane_epoll() {
+  [ -f build-test/build.ninja ] || setup build-test "${san[@]}"
+  meson compile -C build-test
+  AC_BACKEND=epoll step meson test -C build-test --print-errorlogs --num-processes "$jobs" \
+    --suite asynccore --logbase testlog-epoll
+  AC_BACKEND=epoll step pytest_integration build-test epoll
 }
 
 lane_poll() {
@@ -147,9 +157,9 @@ lane_package() {
     { rc=$?; [ $rc -eq 77 ] || failed=1; }
 }
 
-all_lanes=(gcc io_uring poll kqueue coverage clang tsan fuzz package)
+all_lanes=(gcc epoll poll kqueue coverage clang tsan fuzz package)
 # The build directory whose results a lane leaves (summary below).
-declare -A lane_dir=([gcc]=build-test [io_uring]=build-test [poll]=build-poll [kqueue]=build-kqueue [coverage]=build-cov [clang]=build-clang
+declare -A lane_dir=([gcc]=build-test [epoll]=build-test [io_uring]=build-test [poll]=build-poll [kqueue]=build-kqueue [coverage]=build-cov [clang]=build-clang
                      [tsan]=build-tsan [fuzz]=build-fuzz [package]=build-package)
 lanes=()
 for a in "$@"; do

@@ -14,9 +14,10 @@ import tempfile
 from ferrytest import (FERRYCTL, FERRYD, cleanup, connect, free_port, recv_exact, runner,
                        start_backend, start_ferry, wait_for, web_config)
 
-# test.sh's io_uring lane runs every test on it through AC_BACKEND, which
+# test.sh's epoll lane runs every test on it through AC_BACKEND, which
 # io_backend = auto follows; without it auto is the build's default
-# (-Dreactor, the poll lane's build) or else epoll on Linux.
+# (-Dreactor, the poll lane's build) or else io_uring on Linux (epoll where
+# the kernel refuses io_uring).
 LANE = os.environ.get("AC_BACKEND")
 BACKENDS = ("epoll", "io_uring", "poll", "kqueue")
 
@@ -119,8 +120,8 @@ def test_io_uring_refused():
         p.terminate()
         out = p.communicate(timeout=30)[0].decode()
     assert p.returncode == 0, (p.returncode, out)
-    # Auto on Linux is epoll (measured: ferry.ini(5)), so there is nothing to
-    # fall back from; were it io_uring, the refusal would be one warning.
+    # Auto on Linux is io_uring (measured: ferry.ini(5)): the refusal is one
+    # warning (none where the build's default is another backend).
     fallbacks = [l for l in out.splitlines() if "msg=io_backend_fallback" in l]
     assert len(fallbacks) <= 1 and all("using=epoll" in l for l in fallbacks), out
     assert "AddressSanitizer" not in out and "runtime error:" not in out, out
