@@ -120,6 +120,17 @@ static ac_poll_t pass_eof(struct ac_copy *c, struct ac_context *cx)
     return AC_READY;
 }
 
+/* The source ended and everything read is written: pass the EOF on, or
+ * just end where the owner closes both streams next (no_shutdown). */
+static ac_poll_t end_input(struct ac_copy *c, struct ac_context *cx)
+{
+    if (c->no_shutdown) {
+        c->shut_done = true;
+        return AC_READY;
+    }
+    return pass_eof(c, cx);
+}
+
 static ac_poll_t buffer_poll(struct ac_copy *c, struct ac_context *cx)
 {
     for (;;) {
@@ -127,13 +138,8 @@ static ac_poll_t buffer_poll(struct ac_copy *c, struct ac_context *cx)
             return AC_PENDING;
         if (c->err != 0)
             return AC_READY;
-        if (c->read_eof) {
-            if (c->no_shutdown) {
-                c->shut_done = true;
-                return AC_READY;
-            }
-            return pass_eof(c, cx);
-        }
+        if (c->read_eof)
+            return end_input(c, cx);
 
         /* A read needs budget for its write too: stopping between them would
          * cost a pending buffer for no reason. */
@@ -290,13 +296,8 @@ static ac_poll_t splice_poll(struct ac_copy *c, struct ac_context *cx)
             c->splice = false;
             return AC_READY;
         }
-        if (c->read_eof) {
-            if (c->no_shutdown) {
-                c->shut_done = true;
-                return AC_READY;
-            }
-            return pass_eof(c, cx);
-        }
+        if (c->read_eof)
+            return end_input(c, cx);
         if (cx->budget < 2) { /* as in copy_poll: a read needs its write */
             cx->budget = 0;
             (void)ac_coop_proceed(cx);
@@ -388,13 +389,8 @@ static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
             if (!ring_sent(c, cx))
                 return AC_READY;
         }
-        if (c->read_eof) {
-            if (c->no_shutdown) {
-                c->shut_done = true;
-                return AC_READY;
-            }
-            return pass_eof(c, cx);
-        }
+        if (c->read_eof)
+            return end_input(c, cx);
         if (!ac_coop_proceed(cx))
             return AC_PENDING;
         int r;

@@ -211,4 +211,40 @@ static inline void assert_still_reads_back(struct ac_worker *w, struct ac_stream
     ac_future_drop(&re.base);
 }
 
+/* Bulk, then a pause, then small messages: sends `bulk` pattern bytes, then
+ * `nsmall` messages of `small` bytes 10 ms apart, then shuts down. */
+struct bulk_then_small {
+    pthread_t tid;
+    int fd;
+    size_t bulk, small;
+    unsigned nsmall;
+    size_t off; /* bytes already sent before the thread starts */
+    unsigned seed;
+};
+
+static inline void *bulk_then_small_main(void *arg)
+{
+    struct bulk_then_small *b = arg;
+    unsigned char buf[8192];
+    size_t off = b->off, total = b->bulk + b->small * b->nsmall;
+
+    while (off < total) {
+        size_t n = off < b->bulk ? b->bulk - off : b->small;
+        if (n > sizeof(buf))
+            n = sizeof(buf);
+        if (off == b->bulk)
+            sleep_ms(100); /* the copy finds the source empty, in splice mode */
+        else if (off > b->bulk)
+            sleep_ms(10);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern(off + i, b->seed);
+        if (send(b->fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
+            break;
+        off += n;
+    }
+    shutdown(b->fd, SHUT_WR);
+    return NULL;
+}
+
+
 #endif

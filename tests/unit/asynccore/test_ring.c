@@ -252,34 +252,6 @@ static void test_ring_bidi_half_close_each_way(void **state)
     bidi_half_close_each_way(f->w, COPY_BUFFER);
 }
 
-/* Bulk, a pause, then small messages, then the shutdown. */
-struct bulk_small {
-    pthread_t tid;
-    int fd;
-};
-
-static void *bulk_small_main(void *arg)
-{
-    struct bulk_small *b = arg;
-    unsigned char buf[8192];
-    size_t off = 0, total = 8 * MIB + 20 * 100;
-
-    while (off < total) {
-        size_t n = off < 8 * MIB ? sizeof(buf) : 100;
-        if (off == 8 * MIB)
-            sleep_ms(100); /* the copy finds the source empty */
-        else if (off > 8 * MIB)
-            sleep_ms(10);
-        for (size_t i = 0; i < n; i++)
-            buf[i] = pattern(off + i, 16);
-        if (send(b->fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
-            break;
-        off += n;
-    }
-    shutdown(b->fd, SHUT_WR);
-    return NULL;
-}
-
 /* Splice-auto in ring mode: the bulk goes through a pipe (splice mode, on
  * readiness), the small messages after it back through the ring; every
  * byte in order, and the copy ends in ring mode with no pipe held. */
@@ -295,9 +267,9 @@ static void test_ring_splice_auto_bulk_then_small(void **state)
     unsigned long made = pool->made;
     stream_pair(f->w, &sa, &pa, 0);
     lagging_pair(f->w, &sb, &pb, 65536);
-    struct bulk_small src = {.fd = pa};
+    struct bulk_then_small src = {.fd = pa, .bulk = 8 * MIB, .small = 100, .nsmall = 20, .seed = 16};
     struct peer dst = {.fd = pb, .read_first = true};
-    assert_int_equal(pthread_create(&src.tid, NULL, bulk_small_main, &src), 0);
+    assert_int_equal(pthread_create(&src.tid, NULL, bulk_then_small_main, &src), 0);
     peer_start(&dst);
 
     ac_copy_init(&c, &sa, &sb, 0);
