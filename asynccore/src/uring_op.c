@@ -41,6 +41,11 @@ struct ac__uring {
     unsigned nstarved, starved_cap;
     unsigned inflight, slots;
     unsigned skip_flags; /* IOSQE_CQE_SKIP_SUCCESS where the kernel has it */
+    /* Bytes one arming of a multishot receive may take (the kernel's
+     * mshot_total_len, Linux 6.17): it retries up to 32 times per pass
+     * while data keeps coming, which would fill 32 buffers before a pause
+     * could act. 0 where the kernel refused it (EINVAL). */
+    uint32_t arm_limit;
 };
 
 /* A receive's flags. */
@@ -175,6 +180,7 @@ static int arm_recv(struct ac__uring *u, struct ac__uop *op)
         return -EBUSY;
     io_uring_prep_recv(sqe, op->fd, NULL, 0, 0);
     sqe->ioprio |= IORING_RECV_MULTISHOT;
+    sqe->file_index = u->arm_limit; /* the kernel's sqe->optlen for a receive */
     io_uring_sqe_set_flags(sqe, IOSQE_BUFFER_SELECT);
     sqe->buf_group = BGID;
     io_uring_sqe_set_data64(sqe, tag(op));
@@ -440,6 +446,12 @@ static void recv_done(struct ac__uring *u, struct ac__uop *op, const struct io_u
     } else if (res <= 0) {
         ac__uring_buf_put(u, b);
     }
+    if (res == -EINVAL && !more && u->arm_limit != 0 && queued(op) == 0) {
+        u->arm_limit = 0; /* a kernel without the byte limit: arm without it */
+        res = -ENOBUFS;   /* armed again after the reap */
+    }
+    if (res > 0 && !more && !(op->flags & F_STOPPED))
+        op->flags |= F_PAUSED; /* its byte limit: armed again once drained */
     if (res == 0 || (res < 0 && res != -ECANCELED && res != -ENOBUFS)) {
         op->flags |= res == 0 ? F_EOF : F_ERR;
         op->res = res;
@@ -505,6 +517,7 @@ int ac__uring_new(struct io_uring *ring, struct ac__uring **out)
     if (u == NULL)
         return -ENOMEM;
     u->ring = ring;
+    u->arm_limit = AC__UOP_PAUSE_AT * AC__URING_BUF_SIZE;
     u->skip_flags = (ring->features & IORING_FEAT_CQE_SKIP) ? IOSQE_CQE_SKIP_SUCCESS : 0;
     size_t size = RING_ENTRIES * sizeof(struct io_uring_buf);
     void *mem;

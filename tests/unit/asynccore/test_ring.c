@@ -421,9 +421,9 @@ static void test_ring_runtime_freed_with_operations_in_flight(void **state)
     assert_int_equal(ac_spawn(w, &full->c.base, owned_free), 0);
     turn(w, 100);
     assert_true(ac_reactor_operations(w) >= 2);
-    ac_runtime_free(rt);
-    close(p3); /* the sender gets an error and stops */
+    ac_runtime_free(rt); /* closes our ends: the sender gets an error and stops */
     pthread_join(src.tid, NULL);
+    close(p3);
     close(p1);
     close(p2);
     close(p4);
