@@ -341,6 +341,13 @@ static ac_poll_t ring_fail(struct ac_copy *c, int err)
     return AC_READY;
 }
 
+/* Pending until op completes (its completion wakes the task). */
+static ac_poll_t ring_wait(struct ac__uop *op, struct ac_context *cx)
+{
+    ac_waker_register(&op->waker, cx->waker);
+    return AC_PENDING;
+}
+
 /* Collects a finished send: false (c->err set) if it failed. */
 static bool ring_sent(struct ac_copy *c, struct ac_context *cx)
 {
@@ -351,8 +358,7 @@ static bool ring_sent(struct ac_copy *c, struct ac_context *cx)
         ring_fail(c, res);
         return false;
     }
-    c->bytes += (uint64_t)res;
-    note_activity(c, cx);
+    note_activity(c, cx); /* its bytes were counted when it was submitted */
     return true;
 }
 
@@ -369,40 +375,39 @@ static void ring_to_splice(struct ac_copy *c)
 
 /* A multishot receive and one send at a time: what arrives while a send is
  * out waits in the receive's queue (which pauses it after a few buffers,
- * uring_op.h), and the completion of either wakes the task (a send's too,
- * so that c->bytes, which owners read after each poll, is current). Bytes
- * keep their order: a send starts only once the one before it completed.
- * With splice-auto a full buffer (bulk) stops the receive; once it has
- * given all it took and the last send is out, ring_poll returns Ready with
+ * uring_op.h). The task waits for a send's completion only when it has to
+ * (bytes to send next, the EOF to pass on, the hand-over to splice);
+ * otherwise the send is collected at the next wake. Bytes keep their
+ * order: a send starts only once the one before it completed. With
+ * splice-auto a full buffer (bulk) stops the receive; once it has given
+ * all it took and the last send is out, ring_poll returns Ready with
  * c->ring cleared: continue in splice mode. */
 static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
 {
     struct ac__uring *u = ac__worker_uring(cx->worker);
     for (;;) {
-        if (c->sop != NULL) {
-            if (c->sop->state == AC__UOP_BUSY) {
-                ac_waker_register(&c->sop->waker, cx->waker);
-                if (c->rop != NULL)
-                    ac_waker_register(&c->rop->waker, cx->waker);
-                return AC_PENDING;
-            }
-            if (!ring_sent(c, cx))
-                return AC_READY;
-        }
-        if (c->read_eof)
+        if (c->sop != NULL && c->sop->state != AC__UOP_BUSY && !ring_sent(c, cx))
+            return AC_READY;
+        bool sending = c->sop != NULL;
+        if (c->read_eof) {
+            if (sending)
+                return ring_wait(c->sop, cx); /* the EOF goes after the last bytes */
             return end_input(c, cx);
+        }
         if (!ac_coop_proceed(cx))
             return AC_PENDING;
         int r;
         if (c->rop == NULL && (r = ac__uop_recv(u, c->from->io.fd, &c->rop)) < 0)
             return ring_fail(c, r);
+        if (sending && ac__uop_queued(c->rop) > 0)
+            return ring_wait(c->sop, cx); /* bytes to send next */
         unsigned char *b;
         uint32_t n;
         r = ac__uop_recv_take(c->rop, &b, &n);
-        if (r == -EAGAIN) {
-            ac_waker_register(&c->rop->waker, cx->waker);
-            return AC_PENDING;
-        }
+        if (r == -EAGAIN)
+            return ring_wait(c->rop, cx);
+        if (r == -ECANCELED && sending)
+            return ring_wait(c->sop, cx); /* to splice once the last send is out */
         if (r <= 0) {
             ac__uop_release(c->rop);
             c->rop = NULL;
@@ -418,6 +423,10 @@ static ac_poll_t ring_poll(struct ac_copy *c, struct ac_context *cx)
         note_activity(c, cx);
         if ((r = ac__uop_send(u, c->to->io.fd, b, n, &c->sop)) < 0)
             return ring_fail(c, r);
+        /* Counted now, as a send(2) the kernel took is: owners read the
+         * count after each poll, and the send's completion wakes nobody
+         * unless the copy waits for it. */
+        c->bytes += n;
         if (c->splice_auto && (n >= c->bufsize || n == AC__URING_BUF_SIZE))
             ac__uop_recv_stop(c->rop); /* bulk: to splice once drained */
     }
