@@ -488,6 +488,10 @@ static int send_done(struct ac__uring *u, struct ac__uop *op, const struct io_ur
         return 1;
     }
     op->res = cqe->res > 0 ? (int32_t)op->len : cqe->res;
+    /* Sent (or failed): the buffer goes back now, not when the owner
+     * collects the slot, which an idle connection may not do for long. */
+    ac__uring_buf_put(u, op->buf);
+    op->buf = NULL;
     return 1;
 }
 
